@@ -1,0 +1,2 @@
+"""HTTP only: routers parse, authorize through a dependency, call one domain function, and
+return a schema."""

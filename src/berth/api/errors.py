@@ -1,0 +1,89 @@
+"""The one table mapping domain errors to HTTP, and clear messages for malformed requests.
+
+Every error body is JSON: `{"error": "<what went wrong, naming the field>", "code": "...",
+"field": "<field or null>"}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from berth.domain import errors
+
+STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
+    errors.Invalid: 422,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.QuotaExceeded: 422,
+    errors.PaymentRequired: 402,
+    errors.PrimitiveDisabled: 403,
+    errors.Unauthenticated: 401,
+}
+
+
+def error_body(
+    message: str, *, code: str, field: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    return {"error": message, "code": code, "field": field, **extra}
+
+
+async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.DomainError)
+    status = next((code for kind, code in STATUS_BY_ERROR.items() if isinstance(exc, kind)), 400)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        error_body(exc.message, code=exc.code, field=exc.field), status_code=status, headers=headers
+    )
+
+
+def describe_validation_error(error: dict[str, Any]) -> tuple[str, str | None, bool]:
+    """(message, field, is_malformed_json) for one pydantic error of a request."""
+    loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+    field = ".".join(loc) or None
+    kind = error.get("type", "")
+    if kind == "json_invalid":
+        detail = error.get("ctx", {}).get("error", "invalid JSON")
+        return f"malformed JSON body: {detail}", None, True
+    if kind == "extra_forbidden":
+        return f"{field}: unknown field", field, False
+    if kind == "missing":
+        return (f"{field}: required" if field else "a JSON request body is required"), field, False
+    if kind == "model_attributes_type" or (kind.endswith("_type") and not loc):
+        return "the request body must be a JSON object", None, False
+    message = str(error.get("msg", "invalid value"))
+    return (f"{field}: {message}" if field else message), field, False
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    described = [describe_validation_error(dict(err)) for err in exc.errors()]
+    message, field, malformed = described[0]
+    details = [{"field": f, "error": m} for m, f, _ in described]
+    return JSONResponse(
+        error_body(
+            message,
+            code="malformed_json" if malformed else "invalid_request",
+            field=field,
+            errors=details,
+        ),
+        status_code=400 if malformed else 422,
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(
+        error_body(str(exc.detail), code=code), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(errors.DomainError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

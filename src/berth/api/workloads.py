@@ -1,0 +1,189 @@
+"""The Workloads API router, mounted twice: company-scoped (`/v1/compute`) and per-user
+(`/v1/users/{user_id}/compute`). Only the dependency choosing the acting user differs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from berth.api.deps import DomainDep
+from berth.api.presenters import log_event, run_out, secret_key_out, workload_out
+from berth.domain import runs, secrets, workloads
+from berth.domain.auth import Actor
+from berth.domain.context import Domain
+from berth.domain.runs import RunOutput
+from berth.schemas.workloads import (
+    Deleted,
+    LogsOut,
+    RunList,
+    RunOut,
+    ScaleRequest,
+    SecretKeyOut,
+    SecretList,
+    SecretSet,
+    SecretValue,
+    WorkloadCreate,
+    WorkloadList,
+    WorkloadOut,
+)
+from berth.store.models import Run
+
+FollowQuery = Annotated[
+    bool, Query(description="Stream the output as plain text lines until the task ends.")
+]
+
+
+def build_workloads_router(
+    actor_dependency: Callable[..., Coroutine[Any, Any, Actor]],
+) -> APIRouter:
+    router = APIRouter(tags=["workloads"])
+    ActorDep = Depends(actor_dependency)
+
+    @router.get("", response_model=WorkloadList, summary="List the user's workloads")
+    async def list_workloads(domain: DomainDep, actor: Actor = ActorDep) -> WorkloadList:
+        views = await workloads.list_workloads(domain, actor)
+        return WorkloadList(workloads=[workload_out(view) for view in views])
+
+    @router.post("", status_code=201, response_model=WorkloadOut, summary="Create a workload")
+    async def create_workload(
+        body: WorkloadCreate, domain: DomainDep, actor: Actor = ActorDep
+    ) -> WorkloadOut:
+        return workload_out(await workloads.create_workload(domain, actor, body))
+
+    @router.get("/{workload_id}", response_model=WorkloadOut, summary="Get a workload")
+    async def get_workload(
+        workload_id: str, domain: DomainDep, actor: Actor = ActorDep
+    ) -> WorkloadOut:
+        return workload_out(await workloads.get_workload(domain, actor, workload_id))
+
+    @router.delete(
+        "/{workload_id}", response_model=Deleted, summary="Delete a workload, stop its runs"
+    )
+    async def delete_workload(
+        workload_id: str, domain: DomainDep, actor: Actor = ActorDep
+    ) -> Deleted:
+        await workloads.delete_workload(domain, actor, workload_id)
+        return Deleted(id=workload_id)
+
+    @router.post("/{workload_id}/start", response_model=WorkloadOut, summary="Start or wake")
+    async def start_workload(
+        workload_id: str, domain: DomainDep, actor: Actor = ActorDep
+    ) -> WorkloadOut:
+        return workload_out(await workloads.start_workload(domain, actor, workload_id))
+
+    @router.post("/{workload_id}/stop", response_model=WorkloadOut, summary="Scale to zero / pause")
+    async def stop_workload(
+        workload_id: str, domain: DomainDep, actor: Actor = ActorDep
+    ) -> WorkloadOut:
+        return workload_out(await workloads.stop_workload(domain, actor, workload_id))
+
+    @router.post(
+        "/{workload_id}/scale", response_model=WorkloadOut, summary="Set the replica count"
+    )
+    async def scale_workload(
+        workload_id: str, body: ScaleRequest, domain: DomainDep, actor: Actor = ActorDep
+    ) -> WorkloadOut:
+        view = await workloads.scale_workload(domain, actor, workload_id, count=body.count)
+        return workload_out(view)
+
+    @router.post("/{workload_id}/run", status_code=201, response_model=RunOut, summary="Run now")
+    async def trigger_run(
+        workload_id: str,
+        domain: DomainDep,
+        actor: Actor = ActorDep,
+    ) -> RunOut:
+        return run_out(await workloads.trigger_run(domain, actor, workload_id))
+
+    @router.get("/{workload_id}/runs", response_model=RunList, summary="List runs, newest first")
+    async def list_runs(
+        workload_id: str,
+        domain: DomainDep,
+        actor: Actor = ActorDep,
+        limit: Annotated[int, Query(ge=1, le=runs.MAX_LISTED_RUNS)] = 50,
+    ) -> RunList:
+        rows = await runs.list_runs(domain, actor, workload_id, limit=limit)
+        return RunList(runs=[run_out(run) for run in rows])
+
+    @router.get(
+        "/{workload_id}/runs/{run_id}/logs",
+        response_model=LogsOut,
+        summary="A run's output",
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    async def run_logs(
+        workload_id: str,
+        run_id: str,
+        domain: DomainDep,
+        actor: Actor = ActorDep,
+        follow: FollowQuery = False,
+    ) -> LogsOut | StreamingResponse:
+        run = await runs.find_run(domain, actor, workload_id, run_id)
+        return await _logs_response(domain, workload_id, run, follow=follow)
+
+    @router.get(
+        "/{workload_id}/logs",
+        response_model=LogsOut,
+        summary="Output of the live service task, or of the latest run",
+        responses={200: {"content": {"text/plain": {}}}},
+    )
+    async def latest_logs(
+        workload_id: str, domain: DomainDep, actor: Actor = ActorDep, follow: FollowQuery = False
+    ) -> LogsOut | StreamingResponse:
+        run = await runs.find_run(domain, actor, workload_id, None)
+        return await _logs_response(domain, workload_id, run, follow=follow)
+
+    @router.get("/{workload_id}/secrets", response_model=SecretList, summary="List secret keys")
+    async def list_secrets(
+        workload_id: str, domain: DomainDep, actor: Actor = ActorDep
+    ) -> SecretList:
+        rows = await secrets.list_secrets(domain, actor, workload_id)
+        return SecretList(secrets=[secret_key_out(row) for row in rows])
+
+    @router.post(
+        "/{workload_id}/secrets",
+        response_model=SecretKeyOut,
+        summary="Set an encrypted env var (redeploys a running service)",
+    )
+    async def set_secret(
+        workload_id: str, body: SecretSet, domain: DomainDep, actor: Actor = ActorDep
+    ) -> SecretKeyOut:
+        row = await secrets.set_secret(domain, actor, workload_id, key=body.key, value=body.value)
+        return secret_key_out(row)
+
+    @router.delete("/{workload_id}/secrets/{key}", response_model=Deleted, summary="Delete")
+    async def delete_secret(
+        workload_id: str, key: str, domain: DomainDep, actor: Actor = ActorDep
+    ) -> Deleted:
+        await secrets.delete_secret(domain, actor, workload_id, key)
+        return Deleted(id=key)
+
+    @router.get("/{workload_id}/secrets/{key}/reveal", response_model=SecretValue, summary="Reveal")
+    async def reveal_secret(
+        workload_id: str, key: str, domain: DomainDep, actor: Actor = ActorDep
+    ) -> SecretValue:
+        value = await secrets.reveal_secret(domain, actor, workload_id, key)
+        return SecretValue(key=key, value=value)
+
+    return router
+
+
+async def _logs_response(
+    domain: Domain, workload_id: str, run: Run | None, *, follow: bool
+) -> LogsOut | StreamingResponse:
+    if follow and run is not None:
+        return StreamingResponse(_stream_lines(domain, run), media_type="text/plain")
+    output: RunOutput = await runs.read_output(domain, workload_id, run)
+    return LogsOut(
+        workload_id=workload_id,
+        run_id=output.run.id if output.run else None,
+        live=output.live,
+        events=[log_event(line) for line in output.lines],
+    )
+
+
+async def _stream_lines(domain: Domain, run: Run) -> AsyncIterator[bytes]:
+    async for line in runs.follow_output(domain, run):
+        yield (line.message + "\n").encode()

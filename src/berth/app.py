@@ -1,0 +1,67 @@
+"""The application factory: `create_app(settings)` builds everything in its lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+import berth
+from berth.api import system
+from berth.api.deps import company_actor, path_user_actor
+from berth.api.errors import install_error_handlers
+from berth.api.json_body import AssumeJsonBody
+from berth.api.workloads import build_workloads_router
+from berth.bootstrap import instance_id, open_domain
+from berth.config import Settings
+from berth.control.supervisor import Controllers
+from berth.runtime.factory import create_runtime
+
+
+def _operation_id(route: APIRoute) -> str:
+    scope = "user" if "{user_id}" in route.path_format else "company"
+    return f"{route.name}_{scope}"
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = create_runtime(settings.docker_host)
+        domain = await open_domain(settings, runtime=runtime)
+        controllers = Controllers(
+            domain,
+            runtime,
+            instance_id=instance_id(settings),
+            reconcile_interval=settings.reconcile_interval_seconds,
+            meter_interval=settings.meter_interval_seconds,
+            stop_grace=settings.stop_grace_seconds,
+            backoff_max=settings.crash_backoff_max_seconds,
+            log_max_bytes=settings.log_max_bytes,
+        )
+        app.state.domain = domain
+        app.state.controllers = controllers
+        controllers.start()
+        try:
+            yield
+        finally:
+            await controllers.stop()
+            await runtime.close()
+            await domain.store.close()
+
+    app = FastAPI(
+        title="berth",
+        version=berth.__version__,
+        description="Self-hosted compute: services, jobs and schedules on your container engine.",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    install_error_handlers(app)
+    app.add_middleware(AssumeJsonBody)
+    app.include_router(system.router)
+    app.include_router(build_workloads_router(company_actor), prefix="/v1/compute")
+    app.include_router(
+        build_workloads_router(path_user_actor), prefix="/v1/users/{user_id}/compute"
+    )
+    return app

@@ -1,0 +1,56 @@
+"""Builds the domain handle from settings: store, keys, cipher, signer, log archive.
+
+Shared by the server's lifespan and by the admin commands, which work on the data directory
+directly without a server.
+"""
+
+from __future__ import annotations
+
+import os
+
+from berth.config import Settings
+from berth.domain.context import Domain, KitDefaults, Pricing
+from berth.domain.crypto import SecretCipher
+from berth.domain.events import EventBus
+from berth.domain.tokens import TokenSigner
+from berth.runtime.base import Runtime
+from berth.store.db import Store
+from berth.store.keyfiles import load_or_create_key
+from berth.store.logs import LogArchive
+
+
+async def open_domain(settings: Settings, *, runtime: Runtime | None = None) -> Domain:
+    data_dir = settings.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    store = Store(settings.resolved_database_url())
+    await store.create_schema()
+    secret_key = os.environ.get("BERTH_SECRET_KEY", "").encode() or load_or_create_key(
+        data_dir / "secret.key"
+    )
+    return Domain(
+        store=store,
+        bus=EventBus(),
+        cipher=SecretCipher(secret_key),
+        tokens=TokenSigner(
+            load_or_create_key(data_dir / "token.key"), ttl_seconds=settings.token_ttl_seconds
+        ),
+        pricing=Pricing(
+            per_vcpu_second=settings.price_per_vcpu_second,
+            per_gb_second=settings.price_per_gb_second,
+        ),
+        kit_defaults=KitDefaults(
+            credits=settings.default_credits,
+            max_cpu=settings.default_max_cpu,
+            max_memory_mb=settings.default_max_memory_mb,
+            max_replicas=settings.default_max_replicas,
+            max_workloads=settings.default_max_workloads,
+        ),
+        logs=LogArchive(data_dir / "logs", max_bytes=settings.log_max_bytes),
+        runtime=runtime,
+    )
+
+
+def instance_id(settings: Settings) -> str:
+    """This installation's id, labelled on its tasks; kept in the data directory."""
+    return load_or_create_key(settings.data_dir / "instance.id", nbytes=4).decode().lower()

@@ -1,0 +1,1 @@
+"""The `berth` command: `serve`, and `admin` commands that work on the data directory."""

@@ -1,0 +1,80 @@
+"""Entry point of the `berth` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from berth.app import create_app
+from berth.cli.admin import add_admin_parser, run_admin
+from berth.config import Settings
+from berth.domain.errors import DomainError
+
+
+def _data_dir_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="data directory (default: $BERTH_DATA_DIR or ./.berth)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="berth", description="berth: self-hosted compute")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the API and the controllers")
+    _data_dir_args(serve)
+    serve.add_argument("--host", help="API address (default: $BERTH_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="API port (default: $BERTH_PORT or 7070)")
+    serve.add_argument("--log-level", default=os.environ.get("BERTH_LOG_LEVEL", "info"))
+    add_admin_parser(commands, _data_dir_args)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    for name in ("data_dir", "host", "port"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    return Settings(**overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = _settings(args)
+    if args.command == "admin":
+        try:
+            return run_admin(args, settings)
+        except DomainError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 1
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    print(
+        f"berth serving the API on http://{settings.host}:{settings.port} "
+        f"(data in {settings.data_dir.resolve()}, engine {settings.docker_host})",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level.lower(),
+        access_log=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

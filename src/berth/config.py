@@ -1,0 +1,60 @@
+"""Settings: read once from flags and `BERTH_*` environment variables, then passed down.
+
+Nothing reads the environment after start-up; `create_app(settings)` and the admin commands
+receive a `Settings` object.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_docker_host() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+class Settings(BaseSettings):
+    """berth's configuration; every field can be set as `BERTH_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="BERTH_", extra="ignore")
+
+    data_dir: Path = Path(".berth")
+    host: str = "127.0.0.1"
+    port: int = 7070
+    database_url: str | None = None
+    """SQLAlchemy async URL; default `sqlite+aiosqlite:///<data_dir>/berth.db`."""
+    docker_host: str = Field(default_factory=_default_docker_host)
+    public_domain: str | None = None
+    """Public URLs need the gateway; until one is configured services are headless."""
+
+    price_per_vcpu_second: float = 0.0001
+    price_per_gb_second: float = 0.00005
+    default_credits: float = 100.0
+
+    default_max_cpu: float = 4.0
+    default_max_memory_mb: int = 8192
+    default_max_replicas: int = 10
+    default_max_workloads: int = 50
+
+    reconcile_interval_seconds: float = 10.0
+    meter_interval_seconds: float = 5.0
+    stop_grace_seconds: float = 10.0
+    crash_backoff_max_seconds: float = 60.0
+    token_ttl_seconds: int = 12 * 3600
+    log_max_bytes: int = 20 * 1024 * 1024
+    """Per task: the engine keeps at most this much output, and so does berth's archive."""
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'berth.db').resolve()}"
+
+    def docker_socket_path(self) -> str:
+        host = self.docker_host
+        if host.startswith("unix://"):
+            return host[len("unix://") :]
+        raise ValueError(f"BERTH_DOCKER_HOST must be a unix:// socket address, got {host!r}")

@@ -1,0 +1,237 @@
+"""The reconciler: converges the engine to the desired state, one idempotent pass at a time.
+
+A pass (1) lets the domain create and stop runs so services match their replicas, (2) lists
+berth's tasks on the engine, (3) acts on each active run: launch it, adopt a task launched
+before a crash, stop it, or archive its output and record its result once its task ended,
+(4) removes tasks no active run owns, and (5) refreshes every workload's status.
+
+Engine calls happen outside transactions, one operation per run at a time (tracked in
+`_inflight`), concurrently across runs. A pass runs on every change (domain events, engine
+events) and at least every `interval` seconds; killing berth at any instant leaves state that
+the next pass converges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from berth.control import labels
+from berth.control.tasks import build_task_spec, result_of
+from berth.domain import lifecycle
+from berth.domain.context import Domain
+from berth.domain.secrets import decrypted_environment
+from berth.runtime.base import (
+    ImageNotFound,
+    InvalidTaskSpec,
+    Runtime,
+    RuntimeDriverError,
+    RuntimeUnavailable,
+    TaskId,
+    TaskState,
+    TaskStatus,
+)
+from berth.store.models import ACTIVE_RUN_STATUSES, Run, Workload
+
+log = logging.getLogger("berth.reconciler")
+
+
+class Reconciler:
+    def __init__(
+        self,
+        domain: Domain,
+        runtime: Runtime,
+        *,
+        instance_id: str,
+        interval: float,
+        stop_grace: float,
+        backoff_max: float,
+        log_max_bytes: int,
+    ) -> None:
+        self._domain = domain
+        self._runtime = runtime
+        self._instance_id = instance_id
+        self._interval = interval
+        self._stop_grace = stop_grace
+        self._backoff_max = backoff_max
+        self._log_max_bytes = log_max_bytes
+        self._wake = asyncio.Event()
+        self._pass_lock = asyncio.Lock()
+        self._inflight: dict[str, asyncio.Task[None]] = {}
+        self.engine_error: str | None = None
+        """Why the engine could not be reached in the last pass, or None when it could."""
+
+    def kick(self) -> None:
+        """Ask for a pass as soon as possible."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.reconcile_once()
+            except Exception:
+                log.exception("reconcile pass failed; retrying")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+
+    async def cancel_inflight(self) -> None:
+        """Abandon engine operations under way (at shutdown); the next start redoes them."""
+        pending = list(self._inflight.values())
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    async def reconcile_once(self) -> None:
+        async with self._pass_lock:
+            now = datetime.now(UTC)
+            await lifecycle.converge_desired_runs(self._domain, now)
+            # Runs are read before tasks are listed: a task missing from the list then really
+            # is gone, since a run becomes `running` only after its task exists.
+            async with self._domain.store.reading() as session:
+                active = list(
+                    await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES)))
+                )
+                workloads = {w.id: w for w in await session.scalars(select(Workload))}
+            try:
+                tasks = await self._runtime.list_tasks(labels.instance_selector(self._instance_id))
+            except RuntimeUnavailable as exc:
+                self._engine_down(exc)
+                await lifecycle.refresh_statuses(self._domain, now)
+                return
+            self.engine_error = None
+            by_run = {task.labels.get(labels.RUN, ""): task for task in tasks}
+            for run in active:
+                self._act_on_run(run, workloads.get(run.workload_id), by_run.get(run.id))
+            active_ids = {run.id for run in active}
+            for run_id, task in by_run.items():
+                if run_id not in active_ids:
+                    self._start(task.task_id, self._remove_leftover(task, run_id))
+            purged = await lifecycle.purge_deleted_workloads(self._domain)
+            for run_id in purged:
+                self._domain.logs.delete(run_id)
+            if purged:
+                await self._remove_unused_networks()
+            await lifecycle.refresh_statuses(self._domain, datetime.now(UTC))
+
+    def _act_on_run(self, run: Run, workload: Workload | None, task: TaskState | None) -> None:
+        if run.id in self._inflight:
+            return
+        if run.status == "pending":
+            if task is not None:
+                self._start(run.id, self._adopt(run, task))
+            elif run.stop_requested or workload is None:
+                self._start(run.id, self._record(run, lifecycle.RunResult(None, _now())))
+            else:
+                self._start(run.id, self._launch(run, workload))
+            return
+        if task is None:
+            result = lifecycle.RunResult(
+                None, _now(), error="the task's container disappeared from the engine"
+            )
+            self._start(run.id, self._record(run, result))
+        elif task.status == TaskStatus.EXITED:
+            self._start(run.id, self._finish(run, task))
+        elif run.stop_requested:
+            self._start(run.id, self._stop(task))
+
+    def _start(self, key: str, work: Coroutine[Any, Any, None]) -> None:
+        if key in self._inflight:
+            work.close()
+            return
+        task = asyncio.create_task(self._guarded(key, work))
+        self._inflight[key] = task
+
+    async def _guarded(self, key: str, work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except RuntimeUnavailable as exc:
+            self._engine_down(exc)
+        except Exception:
+            log.exception("engine operation %s failed; the next pass retries", key)
+        finally:
+            self._inflight.pop(key, None)
+            self.kick()
+
+    async def _launch(self, run: Run, workload: Workload) -> None:
+        async with self._domain.store.reading() as session:
+            env = await decrypted_environment(self._domain, session, workload)
+        spec = build_task_spec(
+            instance_id=self._instance_id,
+            workload=workload,
+            run=run,
+            env=env,
+            log_max_bytes=self._log_max_bytes,
+        )
+        try:
+            task = await self._runtime.launch(spec)
+        except (ImageNotFound, InvalidTaskSpec) as exc:
+            await self._record(run, lifecycle.RunResult(None, _now(), error=str(exc)))
+            return
+        await self._adopt(run, task)
+
+    async def _adopt(self, run: Run, task: TaskState) -> None:
+        await lifecycle.mark_run_started(
+            self._domain, run.id, task_id=task.task_id, started_at=task.started_at or _now()
+        )
+
+    async def _stop(self, task: TaskState) -> None:
+        await self._runtime.stop(task.task_id, grace_seconds=self._stop_grace)
+
+    async def _finish(self, run: Run, task: TaskState) -> None:
+        """Archive the output, then write the result, then remove the task: in that order,
+        so a crash between any two steps loses nothing."""
+        await self._archive(run.id, task.task_id)
+        await lifecycle.record_run_result(
+            self._domain,
+            run.id,
+            result_of(task, logs_archived=True),
+            backoff_max=self._backoff_max,
+        )
+        await self._runtime.remove(task.task_id)
+
+    async def _record(self, run: Run, result: lifecycle.RunResult) -> None:
+        await lifecycle.record_run_result(
+            self._domain, run.id, result, backoff_max=self._backoff_max
+        )
+
+    async def _remove_leftover(self, task: TaskState, run_id: str) -> None:
+        """A task no active run owns: keep its output if its run still wants it, remove it."""
+        async with self._domain.store.reading() as session:
+            run = await session.get(Run, run_id) if run_id else None
+        if run is not None and run.status in ACTIVE_RUN_STATUSES:
+            return  # launched after this pass read the runs: not a leftover
+        if run is not None and not run.logs_archived:
+            await self._archive(run.id, task.task_id)
+            await lifecycle.mark_logs_archived(self._domain, run.id)
+        await self._runtime.remove(task.task_id)
+
+    async def _archive(self, run_id: str, task_id: TaskId) -> None:
+        try:
+            lines = [line async for line in self._runtime.logs(task_id, follow=False)]
+        except RuntimeDriverError as exc:
+            if isinstance(exc, RuntimeUnavailable):
+                raise
+            lines = []
+        await asyncio.to_thread(self._domain.logs.write, run_id, lines)
+
+    async def _remove_unused_networks(self) -> None:
+        try:
+            await self._runtime.remove_networks(labels.instance_selector(self._instance_id))
+        except RuntimeDriverError as exc:
+            log.warning("could not remove unused networks: %s", exc)
+
+    def _engine_down(self, exc: RuntimeUnavailable) -> None:
+        if self.engine_error is None:
+            log.error("container engine unavailable: %s", exc)
+        self.engine_error = str(exc)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,69 @@
+"""Turning a run into a task spec, and a finished task into a run result."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from berth.control import labels
+from berth.domain.lifecycle import RunResult
+from berth.runtime.base import TaskSpec, TaskState
+from berth.store.models import Run, Workload
+
+
+def task_name(instance_id: str, run_id: str) -> str:
+    """Deterministic, so a launch repeated after a crash finds the task it already made."""
+    return f"berth-{instance_id}-{run_id.removeprefix('run_')}"
+
+
+def tenant_network(instance_id: str, user_id: str) -> str:
+    """Each user's tasks share a network of their own and no other user's."""
+    return f"berth-{instance_id}-{user_id.removeprefix('usr_')}"
+
+
+def build_task_spec(
+    *,
+    instance_id: str,
+    workload: Workload,
+    run: Run,
+    env: dict[str, str],
+    log_max_bytes: int,
+) -> TaskSpec:
+    command: list[str] | None
+    if workload.command_text is not None:
+        command = ["/bin/sh", "-c", workload.command_text]
+    elif workload.command is not None:
+        command = [str(part) for part in workload.command]
+    else:
+        command = None
+    return TaskSpec(
+        name=task_name(instance_id, run.id),
+        image=workload.image,
+        command=command,
+        env=env,
+        labels={
+            labels.INSTANCE: instance_id,
+            labels.WORKLOAD: workload.id,
+            labels.RUN: run.id,
+            labels.USER: workload.user_id,
+            labels.GENERATION: str(run.generation),
+        },
+        cpu=run.cpu,
+        memory_mb=run.memory_mb,
+        ports=(workload.port,) if workload.port else (),
+        network=tenant_network(instance_id, workload.user_id),
+        network_labels={labels.INSTANCE: instance_id, labels.USER: workload.user_id},
+        log_max_bytes=log_max_bytes,
+    )
+
+
+def result_of(task: TaskState, *, logs_archived: bool) -> RunResult:
+    error = None
+    if task.error and task.exit_code not in (0, None):
+        error = f"the task could not run: {task.error}"
+    return RunResult(
+        exit_code=task.exit_code,
+        finished_at=task.finished_at or datetime.now(UTC),
+        oom_killed=task.oom_killed,
+        error=error,
+        logs_archived=logs_archived,
+    )

@@ -1,0 +1,165 @@
+"""Companies, users, AccountKits and credentials.
+
+The first user created founds the company and becomes its default user: company-scoped routes
+of an operator key act as that user.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth.domain.context import Domain
+from berth.domain.crypto import hash_api_key, hash_password, new_api_key
+from berth.domain.errors import Conflict, Invalid, NotFound, PrimitiveDisabled
+from berth.domain.ids import new_api_key_id, new_company_id, new_user_id
+from berth.store.models import AccountKit, ApiKey, Company, User
+
+
+@dataclass(frozen=True)
+class CreatedKey:
+    key: str
+    """The raw key, shown once."""
+    row: ApiKey
+
+
+async def create_user(
+    domain: Domain,
+    *,
+    email: str,
+    name: str = "",
+    password: str | None = None,
+    credits: float | None = None,
+) -> tuple[User, AccountKit]:
+    if "@" not in email or len(email) > 320:
+        raise Invalid("email: must be an e-mail address", field="email")
+    defaults = domain.kit_defaults
+    async with domain.store.transaction() as session:
+        if await session.scalar(select(User).where(User.email == email)):
+            raise Conflict(f"email: a user with e-mail {email!r} already exists", field="email")
+        company = await session.scalar(select(Company).order_by(Company.created_at).limit(1))
+        if company is None:
+            company = Company(id=new_company_id(), name="default")
+            session.add(company)
+            await session.flush()
+        user = User(
+            id=new_user_id(),
+            company_id=company.id,
+            email=email,
+            name=name,
+            password_hash=hash_password(password) if password else None,
+            credits=defaults.credits if credits is None else credits,
+        )
+        session.add(user)
+        await session.flush()
+        if company.default_user_id is None:
+            company.default_user_id = user.id
+        kit = AccountKit(
+            user_id=user.id,
+            compute_enabled=True,
+            max_cpu=defaults.max_cpu,
+            max_memory_mb=defaults.max_memory_mb,
+            max_replicas=defaults.max_replicas,
+            max_workloads=defaults.max_workloads,
+        )
+        session.add(kit)
+    return user, kit
+
+
+async def get_user(domain: Domain, user_id: str) -> tuple[User, AccountKit]:
+    async with domain.store.reading() as session:
+        user = await session.get(User, user_id)
+        kit = await session.get(AccountKit, user_id)
+        if user is None or kit is None:
+            raise NotFound(f"user {user_id} not found")
+        return user, kit
+
+
+async def update_user(
+    domain: Domain,
+    user_id: str,
+    *,
+    compute_enabled: bool | None = None,
+    credits: float | None = None,
+    add_credits: float | None = None,
+    max_cpu: float | None = None,
+    max_memory_mb: int | None = None,
+    max_replicas: int | None = None,
+    max_workloads: int | None = None,
+) -> tuple[User, AccountKit]:
+    """Change a user's AccountKit or balance (operator use)."""
+    async with domain.store.transaction() as session:
+        user = await session.get(User, user_id)
+        kit = await session.get(AccountKit, user_id)
+        if user is None or kit is None:
+            raise NotFound(f"user {user_id} not found")
+        if credits is not None:
+            user.credits = credits
+        if add_credits is not None:
+            user.credits += add_credits
+        if compute_enabled is not None:
+            kit.compute_enabled = compute_enabled
+        if max_cpu is not None:
+            kit.max_cpu = max_cpu
+        if max_memory_mb is not None:
+            kit.max_memory_mb = max_memory_mb
+        if max_replicas is not None:
+            kit.max_replicas = max_replicas
+        if max_workloads is not None:
+            kit.max_workloads = max_workloads
+    return user, kit
+
+
+async def create_api_key(
+    domain: Domain,
+    *,
+    user_id: str | None,
+    operator: bool = False,
+    name: str = "",
+) -> CreatedKey:
+    """A user's key, or (with `operator`) a key of the company; the raw key is returned once."""
+    raw = new_api_key()
+    async with domain.store.transaction() as session:
+        if user_id is not None:
+            user = await session.get(User, user_id)
+            if user is None:
+                raise NotFound(f"user {user_id} not found")
+            company_id = user.company_id
+        else:
+            if not operator:
+                raise Invalid("a key needs a user, or must be an operator key")
+            company = await session.scalar(select(Company).order_by(Company.created_at).limit(1))
+            if company is None:
+                raise Conflict("create a user first: the first user founds the company")
+            company_id = company.id
+        row = ApiKey(
+            id=new_api_key_id(),
+            company_id=company_id,
+            user_id=user_id,
+            is_operator=operator,
+            name=name,
+            key_hash=hash_api_key(raw),
+            prefix=raw[:10],
+        )
+        session.add(row)
+    return CreatedKey(key=raw, row=row)
+
+
+async def issue_session_token(domain: Domain, user_id: str, *, ttl_seconds: int | None) -> str:
+    await get_user(domain, user_id)
+    return domain.tokens.issue(user_id, ttl_seconds=ttl_seconds)
+
+
+async def load_compute_user(session: AsyncSession, user_id: str) -> tuple[User, AccountKit]:
+    """The acting user and kit, checking that compute is enabled (403 otherwise)."""
+    user = await session.get(User, user_id)
+    kit = await session.get(AccountKit, user_id)
+    if user is None or kit is None:
+        raise NotFound(f"user {user_id} not found")
+    if not kit.compute_enabled:
+        raise PrimitiveDisabled(
+            "the compute primitive is not enabled for this user; ask the operator to enable it"
+        )
+    return user, kit

@@ -1,0 +1,58 @@
+"""Domain errors: each names what went wrong in words a caller can act on.
+
+`field` names the offending input field when there is one, so the HTTP layer can return a
+body such as `{"error": "cpu: must be at most 4 (your limit)", "field": "cpu"}`.
+"""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    code = "error"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class Invalid(DomainError):
+    """The input breaks a rule (4xx)."""
+
+    code = "invalid_request"
+
+
+class NotFound(DomainError):
+    """No such resource for this caller (also for other tenants' resources)."""
+
+    code = "not_found"
+
+
+class Conflict(DomainError):
+    """The request does not fit the resource's current state."""
+
+    code = "conflict"
+
+
+class QuotaExceeded(DomainError):
+    """A per-user limit of the AccountKit would be exceeded."""
+
+    code = "quota_exceeded"
+
+
+class PaymentRequired(DomainError):
+    """The user has no credits left for work that would start a task."""
+
+    code = "payment_required"
+
+
+class PrimitiveDisabled(DomainError):
+    """The AccountKit does not enable the primitive this call needs."""
+
+    code = "primitive_disabled"
+
+
+class Unauthenticated(DomainError):
+    """Missing, unknown, expired or revoked credentials."""
+
+    code = "unauthenticated"

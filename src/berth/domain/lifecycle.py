@@ -1,0 +1,229 @@
+"""How runs move through their lives, as the controllers observe the engine.
+
+Controllers do engine I/O outside any transaction and then call one of these functions, which
+applies the observation in a short transaction guarded by what it expects (a run still
+`pending` or still active), so a stale or repeated observation changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth.domain.billing import accrue_run_usage
+from berth.domain.context import Domain
+from berth.domain.events import Event
+from berth.domain.planning import crash_backoff, plan_service, ran_long_enough, workload_status
+from berth.domain.workloads import new_replica_run
+from berth.store.models import ACTIVE_RUN_STATUSES, Run, Secret, User, Workload
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What the engine said about a task that ended (or never started)."""
+
+    exit_code: int | None
+    finished_at: datetime
+    oom_killed: bool = False
+    error: str | None = None
+    logs_archived: bool = False
+
+
+async def converge_desired_runs(domain: Domain, now: datetime) -> None:
+    """Create and stop runs so each service matches its replicas; time out long runs."""
+    async with domain.store.transaction() as session:
+        workloads = {w.id: w for w in await session.scalars(select(Workload))}
+        active = list(await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES))))
+        by_workload: dict[str, list[Run]] = {}
+        for run in active:
+            by_workload.setdefault(run.workload_id, []).append(run)
+        runs_by_id = {run.id: run for run in active}
+        for workload in workloads.values():
+            runs = by_workload.get(workload.id, [])
+            if workload.type == "service":
+                plan = plan_service(workload, runs, now)
+                for slot in plan.create_slots:
+                    session.add(new_replica_run(workload, slot))
+                for run_id, reason in plan.stop:
+                    runs_by_id[run_id].stop_requested = True
+                    runs_by_id[run_id].stop_reason = reason
+            elif workload.deleted_at is not None:
+                for run in runs:
+                    run.stop_requested, run.stop_reason = True, "deleted"
+            elif workload.timeout_seconds is not None:
+                for run in runs:
+                    if _timed_out(run, workload.timeout_seconds, now):
+                        run.stop_requested, run.stop_reason = True, "timed_out"
+
+
+def _timed_out(run: Run, timeout_seconds: int, now: datetime) -> bool:
+    return (
+        run.status == "running"
+        and not run.stop_requested
+        and run.started_at is not None
+        and (now - run.started_at).total_seconds() > timeout_seconds
+    )
+
+
+async def mark_run_started(
+    domain: Domain, run_id: str, *, task_id: str, started_at: datetime
+) -> bool:
+    """Record that a pending run's task runs; False if the run was no longer pending."""
+    async with domain.store.transaction() as session:
+        run = await session.get(Run, run_id)
+        if run is None or run.status != "pending":
+            return False
+        run.status = "running"
+        run.task_id = task_id
+        run.started_at = started_at
+        run.metered_until = started_at
+    _publish_run(domain, run, "run.started")
+    return True
+
+
+async def record_run_result(
+    domain: Domain, run_id: str, result: RunResult, *, backoff_max: float
+) -> bool:
+    """Write a run's final status, exit code and usage; False if it was already finished.
+
+    A service task that ended without being asked to is a crash: the workload backs off
+    before its replacement starts (1 s, 2 s, 4 s... up to `backoff_max`).
+    """
+    async with domain.store.transaction() as session:
+        run = await session.get(Run, run_id)
+        if run is None or run.status not in ACTIVE_RUN_STATUSES:
+            return False
+        user = await session.get(User, run.user_id)
+        workload = await session.get(Workload, run.workload_id)
+        if user is not None:
+            accrue_run_usage(run, user, until=result.finished_at, pricing=domain.pricing)
+        run.exit_code = result.exit_code
+        run.finished_at = result.finished_at
+        run.logs_archived = result.logs_archived
+        run.status, run.status_reason = _final_status(run, result)
+        if workload is not None and workload.type == "service" and not run.stop_requested:
+            _record_crash(workload, run, result.finished_at, backoff_max)
+    _publish_run(domain, run, "run.finished")
+    return True
+
+
+def _final_status(run: Run, result: RunResult) -> tuple[str, str | None]:
+    if result.oom_killed:
+        return "failed", f"out of memory: the task exceeded its {run.memory_mb} MB limit"
+    if result.error:
+        return "failed", result.error
+    if run.stop_requested:
+        if run.stop_reason == "timed_out":
+            return "timed_out", "stopped after timeout_seconds"
+        return "stopped", f"stopped ({run.stop_reason})" if run.stop_reason else "stopped"
+    if result.exit_code == 0:
+        return "succeeded", None
+    hint = EXIT_CODE_HINTS.get(result.exit_code or 0, "")
+    return "failed", f"exited with code {result.exit_code}{hint}"
+
+
+EXIT_CODE_HINTS = {
+    126: " (the command is not executable)",
+    127: " (command not found in the image; see the run's logs)",
+    137: " (killed)",
+}
+
+
+def _record_crash(workload: Workload, run: Run, finished_at: datetime, backoff_max: float) -> None:
+    if ran_long_enough(run, finished_at):
+        workload.consecutive_failures = 1
+    else:
+        workload.consecutive_failures += 1
+    delay = crash_backoff(workload.consecutive_failures, max_seconds=backoff_max)
+    workload.backoff_until = finished_at + delay
+
+
+async def mark_logs_archived(domain: Domain, run_id: str) -> None:
+    async with domain.store.transaction() as session:
+        run = await session.get(Run, run_id)
+        if run is not None:
+            run.logs_archived = True
+
+
+async def refresh_statuses(domain: Domain, now: datetime) -> None:
+    """Recompute every workload's status from its runs; publish the ones that changed."""
+    changed: list[Workload] = []
+    async with domain.store.transaction() as session:
+        workloads = list(await session.scalars(select(Workload)))
+        active = list(await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES))))
+        for workload in workloads:
+            runs = [run for run in active if run.workload_id == workload.id]
+            latest = await _latest_run(session, workload.id)
+            status = workload_status(workload, runs, latest, now)
+            if (status.status, status.reason) != (workload.status, workload.status_reason):
+                workload.status, workload.status_reason = status.status, status.reason
+                changed.append(workload)
+    for workload in changed:
+        domain.bus.publish(
+            Event(
+                "workload.status",
+                user_id=workload.user_id,
+                workload_id=workload.id,
+                data={"status": workload.status, "reason": workload.status_reason},
+            )
+        )
+
+
+async def _latest_run(session: AsyncSession, workload_id: str) -> Run | None:
+    return await session.scalar(
+        select(Run)
+        .where(Run.workload_id == workload_id, Run.status.not_in(ACTIVE_RUN_STATUSES))
+        .order_by(Run.finished_at.desc(), Run.created_at.desc())
+        .limit(1)
+    ) or await session.scalar(
+        select(Run).where(Run.workload_id == workload_id).order_by(Run.created_at.desc()).limit(1)
+    )
+
+
+async def purge_deleted_workloads(domain: Domain) -> list[str]:
+    """Drop deleted workloads none of whose runs are active; return their run ids."""
+    purged: list[Workload] = []
+    async with domain.store.transaction() as session:
+        deleted = list(
+            await session.scalars(select(Workload).where(Workload.deleted_at.is_not(None)))
+        )
+        purged_runs: list[str] = []
+        for workload in deleted:
+            runs = list(await session.scalars(select(Run).where(Run.workload_id == workload.id)))
+            if any(run.status in ACTIVE_RUN_STATUSES for run in runs):
+                continue
+            purged_runs += [run.id for run in runs]
+            await session.execute(delete(Run).where(Run.workload_id == workload.id))
+            await session.execute(delete(Secret).where(Secret.workload_id == workload.id))
+            await session.delete(workload)
+            purged.append(workload)
+    for workload in purged:
+        domain.bus.publish(
+            Event("workload.deleted", user_id=workload.user_id, workload_id=workload.id)
+        )
+    return purged_runs
+
+
+async def meter_running_runs(domain: Domain, now: datetime) -> None:
+    """One meter tick: accrue usage of every running task up to `now`."""
+    async with domain.store.transaction() as session:
+        runs = list(await session.scalars(select(Run).where(Run.status == "running")))
+        users = {u.id: u for u in await session.scalars(select(User))}
+        for run in runs:
+            user = users.get(run.user_id)
+            if user is not None:
+                accrue_run_usage(run, user, until=now, pricing=domain.pricing)
+
+
+def _publish_run(domain: Domain, run: Run, kind: str) -> None:
+    domain.bus.publish(
+        Event(
+            kind,
+            user_id=run.user_id,
+            workload_id=run.workload_id,
+            data={"run_id": run.id, "status": run.status},
+        )
+    )

@@ -1,0 +1,103 @@
+"""Pure decisions of the reconciler: which tasks a workload should have, and its status.
+
+Nothing here does I/O, so every rule is unit-tested one call at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from berth.store.models import Run, Workload
+
+HEALTHY_AFTER = timedelta(seconds=60)
+"""A service task that ran at least this long before exiting resets the crash back-off."""
+
+
+@dataclass
+class ServicePlan:
+    create_slots: list[int] = field(default_factory=list)
+    stop: list[tuple[str, str]] = field(default_factory=list)
+    """(run id, reason) pairs."""
+
+
+def plan_service(workload: Workload, active: Sequence[Run], now: datetime) -> ServicePlan:
+    """Compare a service's desired replicas with its active runs.
+
+    Each replica slot should hold one run of the current generation. A run of an older
+    generation (secrets changed) is stopped once its replacement runs, so a roll never leaves
+    a slot empty while the new task starts. While the service backs off after a crash, no new
+    run is created.
+    """
+    plan = ServicePlan()
+    live = [run for run in active if not run.stop_requested]
+    if workload.deleted_at is not None or workload.desired_state != "running":
+        plan.stop = [(run.id, "stopped") for run in live]
+        return plan
+    backing_off = workload.backoff_until is not None and now < workload.backoff_until
+    for slot in range(workload.replicas):
+        in_slot = [run for run in live if run.slot == slot]
+        current = [run for run in in_slot if run.generation == workload.generation]
+        older = [run for run in in_slot if run.generation != workload.generation]
+        if not current and not backing_off:
+            plan.create_slots.append(slot)
+        plan.stop += [(run.id, "replaced") for run in current[1:]]
+        if current and current[0].status == "running":
+            plan.stop += [(run.id, "replaced") for run in older]
+    plan.stop += [(run.id, "scaled down") for run in live if run.slot >= workload.replicas]
+    return plan
+
+
+def crash_backoff(failures: int, *, max_seconds: float) -> timedelta:
+    """1 s, 2 s, 4 s... after consecutive crashes, capped at `max_seconds`."""
+    return timedelta(seconds=min(2 ** max(failures - 1, 0), max_seconds))
+
+
+def ran_long_enough(run: Run, finished_at: datetime) -> bool:
+    return run.started_at is not None and finished_at - run.started_at >= HEALTHY_AFTER
+
+
+@dataclass(frozen=True)
+class Status:
+    status: str
+    reason: str | None
+
+
+def workload_status(
+    workload: Workload, active: Sequence[Run], latest: Run | None, now: datetime
+) -> Status:
+    """What a reader should see, derived from desired state and runs (never guessed)."""
+    if workload.deleted_at is not None:
+        return Status("deleting", None)
+    running = [run for run in active if run.status == "running"]
+    if workload.type == "service":
+        return _service_status(workload, running, latest, now)
+    if workload.type == "schedule":
+        # The reason is the scheduler's (e.g. a skipped fire); it stays until the next fire.
+        if running or any(run.status == "pending" for run in active):
+            return Status("running", workload.status_reason)
+        if workload.desired_state != "running":
+            return Status("paused", None)
+        return Status("scheduled", workload.status_reason)
+    if latest is None:
+        return Status("idle", None)
+    return Status(latest.status, latest.status_reason)
+
+
+def _service_status(
+    workload: Workload, running: Sequence[Run], latest: Run | None, now: datetime
+) -> Status:
+    if workload.desired_state != "running" or workload.replicas == 0:
+        if running:
+            return Status("stopping", None)
+        return Status("stopped", "scaled to zero")
+    current = [run for run in running if run.generation == workload.generation]
+    if workload.backoff_until is not None and now < workload.backoff_until and latest:
+        wait = (workload.backoff_until - now).total_seconds()
+        state = "failed" if latest.exit_code is None else "crash_loop"
+        reason = f"{latest.status_reason or 'task exited'}; retrying in {wait:.0f}s"
+        return Status(state, reason)
+    if len(current) >= workload.replicas:
+        return Status("running", None)
+    return Status("deploying", f"{len(current)}/{workload.replicas} tasks running")

@@ -1,0 +1,111 @@
+"""Reading runs and their output.
+
+A run's output comes from the log archive once its task has ended, and from the engine while
+the task still runs (which also lets a caller follow it live).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from berth.domain.accounts import load_compute_user
+from berth.domain.auth import Actor
+from berth.domain.context import Domain
+from berth.domain.errors import NotFound
+from berth.domain.workloads import owned_workload
+from berth.runtime.base import LogLine, RuntimeDriverError, TaskId
+from berth.store.models import Run
+
+MAX_LISTED_RUNS = 500
+PENDING_WAIT_SECONDS = 120.0
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    workload_id: str
+    run: Run | None
+    live: bool
+    lines: list[LogLine]
+
+
+async def list_runs(domain: Domain, actor: Actor, workload_id: str, *, limit: int) -> list[Run]:
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        await owned_workload(session, actor, workload_id)
+        rows = await session.scalars(
+            select(Run)
+            .where(Run.workload_id == workload_id)
+            .order_by(Run.created_at.desc())
+            .limit(min(limit, MAX_LISTED_RUNS))
+        )
+        return list(rows)
+
+
+async def find_run(
+    domain: Domain, actor: Actor, workload_id: str, run_id: str | None
+) -> Run | None:
+    """The named run, or with `run_id` None the one whose output readers want: a running
+    task of a service (lowest replica first), else the latest run."""
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        await owned_workload(session, actor, workload_id)
+        if run_id is not None:
+            run = await session.get(Run, run_id)
+            if run is None or run.workload_id != workload_id:
+                raise NotFound(f"run {run_id} not found")
+            return run
+        running = await session.scalar(
+            select(Run)
+            .where(Run.workload_id == workload_id, Run.status == "running")
+            .order_by(Run.slot, Run.created_at.desc())
+            .limit(1)
+        )
+        if running is not None:
+            return running
+        return await session.scalar(
+            select(Run)
+            .where(Run.workload_id == workload_id)
+            .order_by(Run.created_at.desc())
+            .limit(1)
+        )
+
+
+async def read_output(domain: Domain, workload_id: str, run: Run | None) -> RunOutput:
+    if run is None:
+        return RunOutput(workload_id=workload_id, run=None, live=False, lines=[])
+    if not run.logs_archived and run.task_id and domain.runtime is not None:
+        try:
+            lines = [line async for line in domain.runtime.logs(TaskId(run.task_id), follow=False)]
+            return RunOutput(workload_id=workload_id, run=run, live=True, lines=lines)
+        except RuntimeDriverError:
+            pass  # the task is gone: its output is in the archive (or there was none)
+    return RunOutput(workload_id=workload_id, run=run, live=False, lines=domain.logs.read(run.id))
+
+
+async def follow_output(domain: Domain, run: Run) -> AsyncIterator[LogLine]:
+    """Every line of the run's output, then new lines as they come, until the task ends.
+
+    A run still waiting for its task is waited for (up to `PENDING_WAIT_SECONDS`), so
+    following a job right after creating it shows its output.
+    """
+    deadline = asyncio.get_running_loop().time() + PENDING_WAIT_SECONDS
+    while run.status == "pending" and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+        async with domain.store.reading() as session:
+            fresh = await session.get(Run, run.id)
+        if fresh is None:
+            return
+        run = fresh
+    if not run.logs_archived and run.task_id and domain.runtime is not None:
+        try:
+            async for line in domain.runtime.logs(TaskId(run.task_id), follow=True):
+                yield line
+            return
+        except RuntimeDriverError:
+            pass
+    for line in domain.logs.read(run.id):
+        yield line

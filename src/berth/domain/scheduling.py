@@ -1,0 +1,66 @@
+"""Firing schedules.
+
+By default a schedule does not start a run while its previous run still runs (the fire is
+skipped and noted in the status reason). A fire missed while berth was down happens once when
+it comes back, because the next fire time is always computed from now.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+
+from berth.domain.context import Domain
+from berth.domain.events import Event
+from berth.domain.schedules import parse_schedule
+from berth.domain.workloads import new_scheduled_run
+from berth.store.models import ACTIVE_RUN_STATUSES, Run, User, Workload
+
+
+async def fire_due_schedules(domain: Domain, now: datetime) -> datetime | None:
+    """Start the runs of schedules that are due; return the earliest next fire time."""
+    fired: list[Workload] = []
+    async with domain.store.transaction() as session:
+        due = await session.scalars(
+            select(Workload).where(
+                Workload.type == "schedule",
+                Workload.deleted_at.is_(None),
+                Workload.desired_state == "running",
+                Workload.next_run_at <= now,
+            )
+        )
+        for workload in due:
+            assert workload.schedule_expr is not None
+            busy = await session.scalar(
+                select(Run.id)
+                .where(Run.workload_id == workload.id, Run.status.in_(ACTIVE_RUN_STATUSES))
+                .limit(1)
+            )
+            user = await session.get(User, workload.user_id)
+            if busy:
+                workload.status_reason = (
+                    f"skipped the fire at {now:%Y-%m-%d %H:%M:%S}Z: the previous run still runs"
+                )
+            elif user is None or user.credits <= 0:
+                workload.status_reason = "skipped a fire: no credits left"
+            else:
+                session.add(new_scheduled_run(workload))
+                workload.status_reason = None
+                fired.append(workload)
+            workload.next_run_at = parse_schedule(workload.schedule_expr).next_after(now)
+        earliest = await session.scalar(
+            select(Workload.next_run_at)
+            .where(
+                Workload.type == "schedule",
+                Workload.deleted_at.is_(None),
+                Workload.desired_state == "running",
+            )
+            .order_by(Workload.next_run_at)
+            .limit(1)
+        )
+    for workload in fired:
+        domain.bus.publish(
+            Event("workload.changed", user_id=workload.user_id, workload_id=workload.id)
+        )
+    return earliest

@@ -1,0 +1,94 @@
+"""Encrypted per-workload secrets, injected as environment variables.
+
+Setting or deleting a secret bumps the workload's generation, so the reconciler rolls a
+running service's tasks onto the new environment; jobs and schedules pick it up on their next
+run. Values are encrypted before they reach the session and never appear in events or errors.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth.domain.accounts import load_compute_user
+from berth.domain.auth import Actor
+from berth.domain.context import Domain
+from berth.domain.errors import NotFound
+from berth.domain.workloads import owned_workload, publish_changed
+from berth.store.models import Secret, Workload
+
+
+async def list_secrets(domain: Domain, actor: Actor, workload_id: str) -> list[Secret]:
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        await owned_workload(session, actor, workload_id)
+        rows = await session.scalars(
+            select(Secret).where(Secret.workload_id == workload_id).order_by(Secret.key)
+        )
+        return list(rows)
+
+
+async def set_secret(
+    domain: Domain, actor: Actor, workload_id: str, *, key: str, value: str
+) -> Secret:
+    ciphertext = domain.cipher.encrypt(value)
+    now = datetime.now(UTC)
+    async with domain.store.transaction() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_workload(session, actor, workload_id)
+        secret = await session.scalar(
+            select(Secret).where(Secret.workload_id == workload_id, Secret.key == key)
+        )
+        if secret is None:
+            secret = Secret(workload_id=workload_id, key=key, ciphertext=ciphertext, created_at=now)
+            session.add(secret)
+        secret.ciphertext = ciphertext
+        secret.updated_at = now
+        _bump_generation(workload)
+    publish_changed(domain, workload)
+    return secret
+
+
+async def delete_secret(domain: Domain, actor: Actor, workload_id: str, key: str) -> None:
+    async with domain.store.transaction() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_workload(session, actor, workload_id)
+        secret = await _owned_secret(session, workload_id, key)
+        await session.delete(secret)
+        _bump_generation(workload)
+    publish_changed(domain, workload)
+
+
+async def reveal_secret(domain: Domain, actor: Actor, workload_id: str, key: str) -> str:
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        await owned_workload(session, actor, workload_id)
+        secret = await _owned_secret(session, workload_id, key)
+        return domain.cipher.decrypt(secret.ciphertext)
+
+
+async def decrypted_environment(
+    domain: Domain, session: AsyncSession, workload: Workload
+) -> dict[str, str]:
+    """The environment a task of `workload` starts with: `env`, then secrets over it."""
+    env = {str(k): str(v) for k, v in workload.env.items()}
+    rows = await session.scalars(select(Secret).where(Secret.workload_id == workload.id))
+    for secret in rows:
+        env[secret.key] = domain.cipher.decrypt(secret.ciphertext)
+    return env
+
+
+async def _owned_secret(session: AsyncSession, workload_id: str, key: str) -> Secret:
+    secret = await session.scalar(
+        select(Secret).where(Secret.workload_id == workload_id, Secret.key == key)
+    )
+    if secret is None:
+        raise NotFound(f"secret {key!r} not found")
+    return secret
+
+
+def _bump_generation(workload: Workload) -> None:
+    workload.generation += 1
+    workload.updated_at = datetime.now(UTC)

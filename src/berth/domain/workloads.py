@@ -1,0 +1,255 @@
+"""Workload use-cases: create, read, delete, start, stop, scale and run now.
+
+Each call validates, writes desired state in one transaction, publishes `workload.changed` and
+returns; the reconciler does the engine work. Every query is scoped to the acting user.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth.domain.accounts import load_compute_user
+from berth.domain.auth import Actor
+from berth.domain.billing import require_credits
+from berth.domain.context import Domain
+from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
+from berth.domain.events import Event
+from berth.domain.ids import new_run_id, new_workload_id
+from berth.domain.schedules import parse_schedule
+from berth.domain.views import WorkloadView, load_view
+from berth.schemas.workloads import WorkloadCreate
+from berth.store.models import ACTIVE_RUN_STATUSES, AccountKit, Run, Workload
+
+
+async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) -> WorkloadView:
+    _check_fields_fit_type(body)
+    schedule = parse_schedule(body.schedule_expr) if body.schedule_expr is not None else None
+    now = datetime.now(UTC)
+    async with domain.store.transaction() as session:
+        user, kit = await load_compute_user(session, actor.user_id)
+        _check_limits(kit, cpu=body.cpu, memory_mb=body.memory_mb, replicas=body.replicas)
+        count = await session.scalar(
+            select(func.count())
+            .select_from(Workload)
+            .where(Workload.user_id == user.id, Workload.deleted_at.is_(None))
+        )
+        if (count or 0) >= kit.max_workloads:
+            raise QuotaExceeded(f"workload limit reached ({kit.max_workloads})")
+        starts_task = body.type == "job" or (body.type == "service" and body.replicas > 0)
+        if starts_task:
+            require_credits(user)
+        await _check_name_free(session, user.id, body.name)
+        workload = Workload(
+            id=new_workload_id(),
+            user_id=user.id,
+            name=body.name,
+            type=body.type,
+            image=body.image,
+            command=body.command if isinstance(body.command, list) else None,
+            command_text=body.command if isinstance(body.command, str) else None,
+            env=dict(body.env),
+            port=body.port,
+            cpu=body.cpu,
+            memory_mb=body.memory_mb,
+            replicas=body.replicas if body.type == "service" else 1,
+            schedule_expr=body.schedule_expr,
+            timeout_seconds=body.timeout_seconds,
+            desired_state="running",
+            status="pending" if body.type != "schedule" else "scheduled",
+            next_run_at=schedule.next_after(now) if schedule else None,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(workload)
+        await session.flush()
+        if body.type == "job":
+            session.add(_new_run(workload, trigger="create"))
+    publish_changed(domain, workload)
+    return await get_workload(domain, actor, workload.id)
+
+
+async def list_workloads(domain: Domain, actor: Actor) -> list[WorkloadView]:
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        rows = await session.scalars(
+            select(Workload)
+            .where(Workload.user_id == actor.user_id, Workload.deleted_at.is_(None))
+            .order_by(Workload.created_at)
+        )
+        return [await load_view(session, workload) for workload in rows]
+
+
+async def get_workload(domain: Domain, actor: Actor, workload_id: str) -> WorkloadView:
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_workload(session, actor, workload_id)
+        return await load_view(session, workload)
+
+
+async def delete_workload(domain: Domain, actor: Actor, workload_id: str) -> None:
+    """Hide the workload at once and stop its in-flight runs; the reconciler removes the rest."""
+    async with domain.store.transaction() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_workload(session, actor, workload_id)
+        now = datetime.now(UTC)
+        workload.deleted_at = now
+        workload.desired_state = "stopped"
+        workload.status = "deleting"
+        workload.updated_at = now
+        await _request_stop_all(session, workload.id, reason="deleted")
+    publish_changed(domain, workload)
+
+
+async def start_workload(domain: Domain, actor: Actor, workload_id: str) -> WorkloadView:
+    """Services: run again (a scaled-to-zero service gets one replica). Schedules: resume."""
+    async with domain.store.transaction() as session:
+        user, _kit = await load_compute_user(session, actor.user_id)
+        workload = await owned_workload(session, actor, workload_id)
+        if workload.type == "job":
+            raise Conflict("a job is not started: trigger a run with POST .../run")
+        if workload.type == "service":
+            require_credits(user)
+            if workload.replicas == 0:
+                workload.replicas = 1
+            workload.backoff_until = None
+            workload.consecutive_failures = 0
+        elif workload.desired_state != "running" and workload.schedule_expr:
+            workload.next_run_at = parse_schedule(workload.schedule_expr).next_after(
+                datetime.now(UTC)
+            )
+        workload.desired_state = "running"
+        workload.updated_at = datetime.now(UTC)
+    publish_changed(domain, workload)
+    return await get_workload(domain, actor, workload_id)
+
+
+async def stop_workload(domain: Domain, actor: Actor, workload_id: str) -> WorkloadView:
+    """Services scale to zero, schedules pause, and in-flight runs of any type are stopped."""
+    async with domain.store.transaction() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_workload(session, actor, workload_id)
+        if workload.type != "job":
+            workload.desired_state = "stopped"
+        workload.updated_at = datetime.now(UTC)
+        await _request_stop_all(session, workload.id, reason="stopped")
+    publish_changed(domain, workload)
+    return await get_workload(domain, actor, workload_id)
+
+
+async def scale_workload(
+    domain: Domain, actor: Actor, workload_id: str, *, count: int
+) -> WorkloadView:
+    async with domain.store.transaction() as session:
+        user, kit = await load_compute_user(session, actor.user_id)
+        workload = await owned_workload(session, actor, workload_id)
+        if workload.type != "service":
+            raise Conflict(f"only services scale; this workload is a {workload.type}")
+        _check_limits(kit, cpu=workload.cpu, memory_mb=workload.memory_mb, replicas=count)
+        if count > 0 and (count > workload.replicas or workload.desired_state != "running"):
+            require_credits(user)
+        workload.replicas = count
+        if count > 0:
+            workload.desired_state = "running"
+        workload.updated_at = datetime.now(UTC)
+    publish_changed(domain, workload)
+    return await get_workload(domain, actor, workload_id)
+
+
+async def trigger_run(domain: Domain, actor: Actor, workload_id: str) -> Run:
+    """Start a job or schedule run now (a manual run is not subject to schedule overlap)."""
+    async with domain.store.transaction() as session:
+        user, _kit = await load_compute_user(session, actor.user_id)
+        workload = await owned_workload(session, actor, workload_id)
+        if workload.type == "service":
+            raise Conflict("a service runs continuously; use start, stop or scale")
+        require_credits(user)
+        run = _new_run(workload, trigger="manual")
+        session.add(run)
+    publish_changed(domain, workload)
+    return run
+
+
+async def owned_workload(session: AsyncSession, actor: Actor, workload_id: str) -> Workload:
+    workload = await session.get(Workload, workload_id)
+    if workload is None or workload.user_id != actor.user_id or workload.deleted_at is not None:
+        raise NotFound(f"workload {workload_id} not found")
+    return workload
+
+
+def new_scheduled_run(workload: Workload) -> Run:
+    return _new_run(workload, trigger="schedule")
+
+
+def _new_run(workload: Workload, *, trigger: str, slot: int = 0) -> Run:
+    return Run(
+        id=new_run_id(),
+        workload_id=workload.id,
+        user_id=workload.user_id,
+        trigger=trigger,
+        slot=slot,
+        generation=workload.generation,
+        status="pending",
+        cpu=workload.cpu,
+        memory_mb=workload.memory_mb,
+        created_at=datetime.now(UTC),
+    )
+
+
+def new_replica_run(workload: Workload, slot: int) -> Run:
+    return _new_run(workload, trigger="replica", slot=slot)
+
+
+async def _request_stop_all(session: AsyncSession, workload_id: str, *, reason: str) -> None:
+    runs = await session.scalars(
+        select(Run).where(Run.workload_id == workload_id, Run.status.in_(ACTIVE_RUN_STATUSES))
+    )
+    for run in runs:
+        if not run.stop_requested:
+            run.stop_requested = True
+            run.stop_reason = reason
+
+
+async def _check_name_free(session: AsyncSession, user_id: str, name: str) -> None:
+    taken = await session.scalar(
+        select(Workload.id).where(
+            Workload.user_id == user_id, Workload.name == name, Workload.deleted_at.is_(None)
+        )
+    )
+    if taken:
+        raise Conflict(f"name: you already have a workload named {name!r}", field="name")
+
+
+def _check_fields_fit_type(body: WorkloadCreate) -> None:
+    given = body.model_fields_set
+    if body.type == "schedule" and body.schedule_expr is None:
+        raise Invalid("schedule_expr: required for type 'schedule'", field="schedule_expr")
+    if body.type != "schedule" and body.schedule_expr is not None:
+        raise Invalid("schedule_expr: only schedules take a schedule", field="schedule_expr")
+    if body.type != "service" and body.port is not None:
+        raise Invalid("port: only services take a port", field="port")
+    if body.type != "service" and "replicas" in given:
+        raise Invalid("replicas: only services have replicas", field="replicas")
+    if body.type == "service" and body.timeout_seconds is not None:
+        raise Invalid(
+            "timeout_seconds: services run until stopped; only jobs and schedules time out",
+            field="timeout_seconds",
+        )
+
+
+def _check_limits(kit: AccountKit, *, cpu: float, memory_mb: int, replicas: int) -> None:
+    if cpu > kit.max_cpu:
+        raise QuotaExceeded(f"cpu: at most {kit.max_cpu:g} vCPUs per task", field="cpu")
+    if memory_mb > kit.max_memory_mb:
+        raise QuotaExceeded(
+            f"memory_mb: at most {kit.max_memory_mb} MB per task", field="memory_mb"
+        )
+    if replicas > kit.max_replicas:
+        raise QuotaExceeded(f"replicas: at most {kit.max_replicas} replicas", field="replicas")
+
+
+def publish_changed(domain: Domain, workload: Workload) -> None:
+    """Tell the controllers (and watchers) that a workload's desired state changed."""
+    domain.bus.publish(Event("workload.changed", user_id=workload.user_id, workload_id=workload.id))

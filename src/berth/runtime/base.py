@@ -1,0 +1,154 @@
+"""The runtime contract: what berth needs from a container engine, and nothing more.
+
+A *task* is one container (or pod) that berth launched for one run of a workload. Drivers
+translate this small protocol onto an engine (the Docker Engine API, which Podman also
+speaks; Kubernetes later) and translate the engine's own exceptions into the error tree
+below, so nothing above a driver ever catches an engine library's exception.
+
+Rules every driver keeps:
+
+- Tasks carry the labels they were launched with; `list_tasks` returns only tasks whose
+  labels include every pair of the selector (berth always selects on its instance label, so
+  two berth instances sharing one engine never see each other's tasks).
+- `launch` is idempotent by `TaskSpec.name`: launching a name that already exists returns the
+  existing task's state instead of creating a second one. It returns once the engine has
+  accepted and started the task, not once the process inside is ready.
+- `stop` and `remove` are idempotent: a task that is already stopped or gone is not an error.
+- `remove` never loses what berth still needs: callers read a finished task's result and logs
+  before removing it.
+- Times are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, NewType, Protocol
+
+TaskId = NewType("TaskId", str)
+"""The engine's own identifier of a task (a container id)."""
+
+
+class RuntimeDriverError(Exception):
+    """Base of every error a driver raises; the message is safe to show to the task's owner."""
+
+
+class RuntimeUnavailable(RuntimeDriverError):
+    """The engine cannot be reached (socket missing, daemon down, timeout)."""
+
+
+class ImageNotFound(RuntimeDriverError):
+    """The image is not present locally and could not be pulled."""
+
+
+class TaskNotFound(RuntimeDriverError):
+    """No task with that id exists (any more)."""
+
+
+class InvalidTaskSpec(RuntimeDriverError):
+    """The engine refused the spec (bad command, impossible limits...)."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything needed to launch one task.
+
+    `command` is an argv list run instead of the image's default command, or None to keep
+    the image's own. `ports` are container TCP ports to publish on 127.0.0.1 at a port the
+    engine picks (read back from `TaskState.ports`). `network` is a per-tenant network the
+    driver creates on first use (labelled with `network_labels`).
+    """
+
+    name: str
+    image: str
+    command: list[str] | None
+    env: Mapping[str, str]
+    labels: Mapping[str, str]
+    cpu: float
+    memory_mb: int
+    ports: tuple[int, ...] = ()
+    network: str | None = None
+    network_labels: Mapping[str, str] = field(default_factory=dict)
+    pids_limit: int = 1024
+    log_max_bytes: int = 20 * 1024 * 1024
+
+
+class TaskStatus(enum.StrEnum):
+    CREATED = "created"
+    RUNNING = "running"
+    EXITED = "exited"
+
+
+@dataclass(frozen=True)
+class TaskState:
+    """What the engine reports about one task."""
+
+    task_id: TaskId
+    name: str
+    labels: Mapping[str, str]
+    status: TaskStatus
+    exit_code: int | None = None
+    oom_killed: bool = False
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    ports: Mapping[int, tuple[str, int]] = field(default_factory=dict)
+    """Container port -> (host address, host port) published on loopback."""
+
+
+@dataclass(frozen=True)
+class LogLine:
+    timestamp: datetime
+    stream: Literal["stdout", "stderr"]
+    message: str
+    """One line of output without its trailing newline."""
+
+
+@dataclass(frozen=True)
+class TaskEvent:
+    """A change the engine reports for a task (start, die, oom, destroy...)."""
+
+    task_id: TaskId
+    action: str
+    labels: Mapping[str, str]
+
+
+class Runtime(Protocol):
+    """A container engine as berth sees it. See the module docstring for the rules."""
+
+    async def ping(self) -> None:
+        """Return if the engine answers; raise `RuntimeUnavailable` otherwise."""
+
+    async def ensure_image(self, image: str) -> None:
+        """Make `image` available locally, pulling it if needed; raise `ImageNotFound`."""
+
+    async def launch(self, spec: TaskSpec) -> TaskState:
+        """Create and start a task (idempotent by `spec.name`)."""
+
+    async def stop(self, task_id: TaskId, *, grace_seconds: float) -> None:
+        """Ask the task to stop (SIGTERM), kill it after `grace_seconds`; idempotent."""
+
+    async def remove(self, task_id: TaskId) -> None:
+        """Remove the task, killing it if it still runs; idempotent."""
+
+    async def inspect(self, task_id: TaskId) -> TaskState | None:
+        """The task's current state, or None when it does not exist."""
+
+    async def list_tasks(self, selector: Mapping[str, str]) -> list[TaskState]:
+        """Every task (running or not) whose labels include all of `selector`."""
+
+    def logs(
+        self, task_id: TaskId, *, follow: bool, since: datetime | None = None
+    ) -> AsyncIterator[LogLine]:
+        """The task's output lines, oldest first; with `follow`, until the task ends."""
+
+    def events(self, selector: Mapping[str, str]) -> AsyncIterator[TaskEvent]:
+        """Task events as they happen, for tasks matching `selector`, until cancelled."""
+
+    async def remove_networks(self, selector: Mapping[str, str]) -> None:
+        """Remove unused networks carrying all of `selector`'s labels; idempotent."""
+
+    async def close(self) -> None:
+        """Release connections."""

@@ -1,0 +1,352 @@
+"""The Docker driver: the runtime contract over the Docker Engine HTTP API on a unix socket.
+
+It speaks the documented Engine API (v1.41) with httpx rather than through the `docker` SDK:
+the SDK is blocking and would stall the event loop (or need a thread per call and per log
+stream), while a plain async HTTP client streams logs and events natively. Sticking to
+documented fields keeps it working against Podman's Docker-compatible socket too.
+
+Every httpx error and engine error response is translated here into `berth.runtime.base`'s
+error tree; nothing above this module sees an httpx exception.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from collections.abc import AsyncGenerator, Mapping
+from datetime import datetime
+from urllib.parse import quote
+
+import httpx
+
+from berth.runtime.base import (
+    ImageNotFound,
+    InvalidTaskSpec,
+    LogLine,
+    RuntimeDriverError,
+    RuntimeUnavailable,
+    TaskEvent,
+    TaskId,
+    TaskNotFound,
+    TaskSpec,
+    TaskState,
+    TaskStatus,
+)
+from berth.runtime.docker_api import (
+    Json,
+    create_body,
+    engine_message,
+    label_filters,
+    parse_event,
+    split_image,
+    state_from_inspect,
+)
+from berth.runtime.docker_logs import LogDecoder, since_param
+
+API_VERSION = "v1.41"
+_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
+_PULL_TIMEOUT = httpx.Timeout(300.0, connect=5.0)
+_STREAM_TIMEOUT = httpx.Timeout(None, connect=5.0)
+
+
+def _seg(value: str) -> str:
+    """One URL path segment: an id or name can never reroute the request."""
+    return quote(value, safe="")
+
+
+class DockerRuntime:
+    """`Runtime` over the Docker Engine API (or Podman's compatible API) at `socket_path`."""
+
+    def __init__(self, socket_path: str) -> None:
+        self.socket_path = socket_path
+        self._client = httpx.AsyncClient(
+            transport=httpx.AsyncHTTPTransport(uds=socket_path),
+            base_url=f"http://docker/{API_VERSION}",
+            timeout=_TIMEOUT,
+        )
+        self._network_lock = asyncio.Lock()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    def _unavailable(self, exc: Exception) -> RuntimeUnavailable:
+        return RuntimeUnavailable(
+            f"the container engine at {self.socket_path} cannot be reached "
+            f"({type(exc).__name__}: {exc or 'no detail'}); start the engine (Docker or Podman) "
+            "or point berth at the right socket"
+        )
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        body: Json | None = None,
+        limits: httpx.Timeout = _TIMEOUT,
+    ) -> httpx.Response:
+        try:
+            return await self._client.request(
+                method, path, params=params, json=body, timeout=limits
+            )
+        except httpx.HTTPError as exc:
+            raise self._unavailable(exc) from exc
+
+    def _unexpected(self, what: str, response: httpx.Response) -> RuntimeDriverError:
+        return RuntimeDriverError(
+            f"{what} failed: engine answered {response.status_code}: {engine_message(response)}"
+        )
+
+    # -- images ----------------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        response = await self._request("GET", "/_ping", limits=httpx.Timeout(10.0))
+        if response.status_code != 200:
+            raise self._unavailable(RuntimeError(f"ping answered {response.status_code}"))
+
+    async def _image_present(self, image: str) -> bool:
+        response = await self._request("GET", f"/images/{quote(image, safe='/:@')}/json")
+        if response.status_code == 200:
+            return True
+        if response.status_code in (400, 404):
+            return False
+        raise self._unexpected(f"inspecting image '{image}'", response)
+
+    async def ensure_image(self, image: str) -> None:
+        if await self._image_present(image):
+            return
+        name, tag = split_image(image)
+        error = await self._pull(name, tag)
+        if error is None and await self._image_present(image):
+            return
+        raise ImageNotFound(
+            f"image '{image}' was not found locally and could not be pulled: "
+            f"{error or 'the pull finished without producing the image'}"
+        )
+
+    async def _pull(self, name: str, tag: str) -> str | None:
+        """Pull `name:tag`; the engine's error message, or None if the stream reported none."""
+        params = {"fromImage": name, "tag": tag}
+        try:
+            async with self._client.stream(
+                "POST", "/images/create", params=params, timeout=_PULL_TIMEOUT
+            ) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    return engine_message(response)
+                error: str | None = None
+                async for line in response.aiter_lines():
+                    try:
+                        message = json.loads(line) if line.strip() else {}
+                    except ValueError:
+                        continue
+                    if isinstance(message, dict) and (
+                        message.get("error") or message.get("errorDetail")
+                    ):
+                        detail = message.get("errorDetail") or {}
+                        error = str(message.get("error") or detail.get("message") or "pull failed")
+                return error
+        except httpx.HTTPError as exc:
+            raise self._unavailable(exc) from exc
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    async def _ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
+        async with self._network_lock:
+            response = await self._request("GET", f"/networks/{_seg(name)}")
+            if response.status_code == 200:
+                return
+            if response.status_code != 404:
+                raise self._unexpected(f"inspecting network '{name}'", response)
+            body = {
+                "Name": name,
+                "Driver": "bridge",
+                "Labels": dict(labels),
+                "CheckDuplicate": True,
+            }
+            response = await self._request("POST", "/networks/create", body=body)
+            if response.status_code in (200, 201, 409):  # 409: created concurrently elsewhere
+                return
+            if 400 <= response.status_code < 500:
+                raise InvalidTaskSpec(
+                    f"network '{name}' cannot be created: {engine_message(response)}"
+                )
+            raise self._unexpected(f"creating network '{name}'", response)
+
+    async def _create(self, spec: TaskSpec) -> str:
+        """Create the container (or find the one already named so); its id."""
+        for attempt in range(20):
+            response = await self._request(
+                "POST", "/containers/create", params={"name": spec.name}, body=create_body(spec)
+            )
+            if response.status_code in (200, 201):
+                return str(response.json()["Id"])
+            message = engine_message(response)
+            if response.status_code == 409:
+                existing = await self.inspect(TaskId(spec.name))
+                if existing is not None:
+                    return existing.task_id
+                # The name is reserved by a create still in flight (or was just removed):
+                # let that settle, then look again or create it ourselves.
+                await asyncio.sleep(min(0.05 * 2**attempt, 0.5))
+                continue
+            if response.status_code == 404 and "image" in message.lower():
+                raise ImageNotFound(f"image '{spec.image}' is not available: {message}")
+            if 400 <= response.status_code < 500:
+                raise InvalidTaskSpec(f"the engine refused task '{spec.name}': {message}")
+            raise self._unexpected(f"creating task '{spec.name}'", response)
+        raise RuntimeDriverError(
+            f"task '{spec.name}' stayed reserved but never appeared while being created"
+        )
+
+    async def launch(self, spec: TaskSpec) -> TaskState:
+        """Create and start; a task that was created but never started is started now.
+
+        If the engine refuses to start the task (e.g. its command does not exist), the
+        never-started container is removed and `InvalidTaskSpec` is raised.
+        """
+        await self.ensure_image(spec.image)
+        if spec.network:
+            await self._ensure_network(spec.network, spec.network_labels)
+        task_id = await self._create(spec)
+        state = await self.inspect(TaskId(task_id))
+        if state is None:
+            raise TaskNotFound(f"task '{spec.name}' was removed while being launched")
+        if state.status is not TaskStatus.CREATED:
+            return state
+        response = await self._request("POST", f"/containers/{_seg(task_id)}/start")
+        if response.status_code == 404:
+            raise TaskNotFound(f"task '{spec.name}' was removed while being launched")
+        if response.status_code not in (204, 304):
+            message = engine_message(response)
+            await self.remove(TaskId(task_id))
+            raise InvalidTaskSpec(f"the engine could not start task '{spec.name}': {message}")
+        state = await self.inspect(TaskId(task_id))
+        if state is None:
+            raise TaskNotFound(f"task '{spec.name}' was removed while being launched")
+        return state
+
+    async def stop(self, task_id: TaskId, *, grace_seconds: float) -> None:
+        grace = max(0, math.ceil(grace_seconds))
+        response = await self._request(
+            "POST",
+            f"/containers/{_seg(task_id)}/stop",
+            params={"t": grace},
+            limits=httpx.Timeout(grace + 30.0, connect=5.0),
+        )
+        if response.status_code not in (204, 304, 404):
+            raise self._unexpected(f"stopping task {task_id}", response)
+
+    async def remove(self, task_id: TaskId) -> None:
+        response = await self._request(
+            "DELETE", f"/containers/{_seg(task_id)}", params={"force": 1, "v": 1}
+        )
+        if response.status_code in (200, 204, 404):
+            return
+        if response.status_code == 409 and "in progress" in engine_message(response):
+            return
+        raise self._unexpected(f"removing task {task_id}", response)
+
+    async def _inspect_raw(self, task_id: str) -> Json | None:
+        response = await self._request("GET", f"/containers/{_seg(task_id)}/json")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise self._unexpected(f"inspecting task {task_id}", response)
+        data: Json = response.json()
+        return data
+
+    async def inspect(self, task_id: TaskId) -> TaskState | None:
+        data = await self._inspect_raw(task_id)
+        return None if data is None else state_from_inspect(data)
+
+    async def list_tasks(self, selector: Mapping[str, str]) -> list[TaskState]:
+        filters = json.dumps({"label": label_filters(selector)})
+        response = await self._request(
+            "GET", "/containers/json", params={"all": 1, "filters": filters}
+        )
+        if response.status_code != 200:
+            raise self._unexpected("listing tasks", response)
+        ids = [str(entry["Id"]) for entry in response.json()]
+        states = await asyncio.gather(*(self.inspect(TaskId(i)) for i in ids))
+        return [
+            state
+            for state in states
+            if state is not None and all(state.labels.get(k) == v for k, v in selector.items())
+        ]
+
+    # -- streams ---------------------------------------------------------------------------
+
+    async def logs(
+        self, task_id: TaskId, *, follow: bool, since: datetime | None = None
+    ) -> AsyncGenerator[LogLine, None]:
+        data = await self._inspect_raw(task_id)
+        if data is None:
+            raise TaskNotFound(f"task {task_id} does not exist")
+        decoder = LogDecoder(tty=bool((data.get("Config") or {}).get("Tty")))
+        params: dict[str, str | int] = {
+            "stdout": 1,
+            "stderr": 1,
+            "timestamps": 1,
+            "follow": int(follow),
+        }
+        if since is not None:
+            params["since"] = since_param(since)
+        try:
+            async with self._client.stream(
+                "GET",
+                f"/containers/{_seg(task_id)}/logs",
+                params=params,
+                timeout=_STREAM_TIMEOUT if follow else _TIMEOUT,
+            ) as response:
+                if response.status_code == 404:
+                    raise TaskNotFound(f"task {task_id} does not exist")
+                if response.status_code != 200:
+                    await response.aread()
+                    raise self._unexpected(f"reading logs of task {task_id}", response)
+                async for chunk in response.aiter_raw():
+                    for line in decoder.feed(chunk):
+                        yield line
+        except httpx.HTTPError as exc:
+            raise self._unavailable(exc) from exc
+        for line in decoder.finish():
+            yield line
+
+    async def events(self, selector: Mapping[str, str]) -> AsyncGenerator[TaskEvent, None]:
+        """Raises `RuntimeUnavailable` if the engine closes the stream or drops away."""
+        filters = json.dumps({"type": ["container"], "label": label_filters(selector)})
+        try:
+            async with self._client.stream(
+                "GET", "/events", params={"filters": filters}, timeout=_STREAM_TIMEOUT
+            ) as response:
+                if response.status_code != 200:
+                    await response.aread()
+                    raise self._unexpected("watching events", response)
+                async for line in response.aiter_lines():
+                    event = parse_event(line, selector)
+                    if event is not None:
+                        yield event
+        except httpx.HTTPError as exc:
+            raise self._unavailable(exc) from exc
+        raise self._unavailable(ConnectionError("the event stream ended"))
+
+    # -- networks --------------------------------------------------------------------------
+
+    async def remove_networks(self, selector: Mapping[str, str]) -> None:
+        filters = json.dumps({"label": label_filters(selector)})
+        response = await self._request("GET", "/networks", params={"filters": filters})
+        if response.status_code != 200:
+            raise self._unexpected("listing networks", response)
+        for network in response.json():
+            labels: Mapping[str, str] = network.get("Labels") or {}
+            if any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            deleted = await self._request("DELETE", f"/networks/{_seg(network['Id'])}")
+            if deleted.status_code in (200, 204, 404, 403, 409):
+                continue  # 403/409: still has active endpoints, kept for now.
+            if "active endpoints" in engine_message(deleted):
+                continue
+            raise self._unexpected(f"removing network {network.get('Name')}", deleted)
+
+    async def close(self) -> None:
+        await self._client.aclose()

@@ -1,0 +1,153 @@
+"""Wire models of the Workloads API (`/v1/compute`, `/v1/users/{user_id}/compute`).
+
+Field-level rules live here so that the OpenAPI document states them; rules that relate
+fields to each other (a schedule needs `schedule_expr`) and per-user limits are checked in the
+domain, which names the field in its error too.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+WorkloadType = Literal["service", "job", "schedule"]
+EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
+Name = Annotated[
+    str,
+    StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"),
+]
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class WorkloadCreate(StrictModel):
+    """Body of `POST /v1/compute`."""
+
+    name: Name = Field(
+        description="Lowercase letters, digits and '-', 1-63 characters, unique per user."
+    )
+    type: WorkloadType = Field(description="`service`, `job` or `schedule`.")
+    image: str = Field(min_length=1, max_length=512, description="Container image reference.")
+    command: str | list[Annotated[str, StringConstraints(max_length=65536)]] | None = Field(
+        default=None,
+        description="A string run by `/bin/sh -c`, or an argv list; default: the image's own.",
+    )
+    env: dict[EnvName, Annotated[str, StringConstraints(max_length=65536)]] = Field(
+        default_factory=dict, max_length=200, description="Environment variables."
+    )
+    port: int | None = Field(
+        default=None, ge=1, le=65535, description="Services: the port the task listens on."
+    )
+    cpu: float = Field(default=0.25, gt=0, le=64, description="vCPUs allocated to each task.")
+    memory_mb: int = Field(default=256, ge=16, le=262144, description="Memory per task (MB).")
+    replicas: int = Field(default=1, ge=0, le=1000, description="Services: number of tasks.")
+    schedule_expr: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Schedules: five-field cron, `cron(...)` or `rate(N minutes|hours|days)`.",
+    )
+    timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=7 * 86400,
+        description="Jobs and scheduled runs: a run still going after this long is stopped.",
+    )
+
+
+class ScaleRequest(StrictModel):
+    count: int = Field(ge=0, le=1000, description="The new replica count (0 scales to zero).")
+
+
+class RunOut(BaseModel):
+    id: str
+    workload_id: str
+    trigger: str = Field(description="`create`, `manual`, `schedule` or `replica`.")
+    slot: int = Field(description="Services: the replica this task serves.")
+    status: str = Field(
+        description="`pending`, `running`, `succeeded`, `failed`, `stopped` or `timed_out`."
+    )
+    status_reason: str | None
+    exit_code: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_seconds: float | None
+    vcpu_seconds: float
+    gb_seconds: float
+    credits: float
+
+
+class WorkloadOut(BaseModel):
+    id: str
+    user_id: str
+    name: str
+    type: WorkloadType
+    status: str
+    status_reason: str | None
+    image: str
+    command: str | list[str] | None
+    env: dict[str, str]
+    port: int | None
+    url: str | None = Field(description="Public URL; `null` while the service is headless.")
+    cpu: float
+    memory_mb: int
+    replicas: int
+    running_tasks: int
+    schedule_expr: str | None
+    next_run_at: datetime | None
+    timeout_seconds: int | None
+    generation: int
+    secret_keys: list[str]
+    recent_runs: list[RunOut]
+    created_at: datetime
+    updated_at: datetime
+
+
+class WorkloadList(BaseModel):
+    workloads: list[WorkloadOut]
+
+
+class RunList(BaseModel):
+    runs: list[RunOut]
+
+
+class LogEvent(BaseModel):
+    timestamp: datetime
+    stream: Literal["stdout", "stderr"]
+    message: str
+
+
+class LogsOut(BaseModel):
+    workload_id: str
+    run_id: str | None
+    live: bool = Field(description="True while the output comes from a task still running.")
+    events: list[LogEvent]
+
+
+class SecretSet(StrictModel):
+    key: EnvName
+    value: str = Field(max_length=65536)
+
+
+class SecretKeyOut(BaseModel):
+    key: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class SecretList(BaseModel):
+    secrets: list[SecretKeyOut]
+
+
+class SecretValue(BaseModel):
+    key: str
+    value: str
+
+
+class Deleted(BaseModel):
+    id: str
+    deleted: bool = True

@@ -1,0 +1,196 @@
+"""ORM models: berth's desired state and history.
+
+The store holds what *should* be (workloads, their replica counts and generations) and what
+*happened* (runs with exit codes, usage and credits). The engine's state is never stored as
+truth: the reconciler reads it and converges.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC (SQLite keeps no time zone)."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Company(Base):
+    __tablename__ = "companies"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    default_user_id: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), index=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    credits: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AccountKit(Base):
+    """The primitives enabled for a user and their per-user limits."""
+
+    __tablename__ = "account_kits"
+
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    compute_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    max_cpu: Mapped[float] = mapped_column(Float)
+    max_memory_mb: Mapped[int] = mapped_column(Integer)
+    max_replicas: Mapped[int] = mapped_column(Integer)
+    max_workloads: Mapped[int] = mapped_column(Integer)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), index=True)
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id"))
+    is_operator: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+
+
+class Workload(Base):
+    """A workload's desired state.
+
+    `generation` changes whenever what a task runs with changes (secrets today); tasks of an
+    older generation are rolled onto the new one. `desired_state` is `running` or `stopped`.
+    `deleted_at` marks a workload whose tasks are being torn down; it is invisible to the API
+    and its row goes once nothing of it runs.
+    """
+
+    __tablename__ = "workloads"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(63))
+    type: Mapped[str] = mapped_column(String(16))
+    image: Mapped[str] = mapped_column(String(512))
+    command: Mapped[list[Any] | None] = mapped_column(JSON)
+    command_text: Mapped[str | None] = mapped_column(Text)
+    env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    port: Mapped[int | None] = mapped_column(Integer)
+    cpu: Mapped[float] = mapped_column(Float)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    replicas: Mapped[int] = mapped_column(Integer, default=1)
+    schedule_expr: Mapped[str | None] = mapped_column(String(200))
+    timeout_seconds: Mapped[int | None] = mapped_column(Integer)
+    desired_state: Mapped[str] = mapped_column(String(16), default="running")
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(32), default="pending")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    next_run_at: Mapped[datetime | None] = mapped_column()
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    backoff_until: Mapped[datetime | None] = mapped_column()
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    deleted_at: Mapped[datetime | None] = mapped_column()
+
+    __table_args__ = (UniqueConstraint("user_id", "name", "deleted_at", name="uq_workload_name"),)
+
+
+class Secret(Base):
+    __tablename__ = "secrets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workload_id: Mapped[str] = mapped_column(ForeignKey("workloads.id"), index=True)
+    key: Mapped[str] = mapped_column(String(128))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("workload_id", "key", name="uq_secret_key"),)
+
+
+class Run(Base):
+    """One task's life: a job or scheduled run, or one incarnation of a service replica.
+
+    Status moves `pending -> running -> succeeded | failed | stopped | timed_out`;
+    `stop_requested` (with `stop_reason`) asks the reconciler to end it. A run's result is
+    written before its task is removed, and its logs are archived first.
+    """
+
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workload_id: Mapped[str] = mapped_column(ForeignKey("workloads.id"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"))
+    trigger: Mapped[str] = mapped_column(String(16))
+    slot: Mapped[int] = mapped_column(Integer, default=0)
+    generation: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    stop_reason: Mapped[str | None] = mapped_column(String(32))
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    task_id: Mapped[str | None] = mapped_column(String(80))
+    cpu: Mapped[float] = mapped_column(Float)
+    memory_mb: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column()
+    finished_at: Mapped[datetime | None] = mapped_column()
+    metered_until: Mapped[datetime | None] = mapped_column()
+    vcpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    gb_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    credits: Mapped[float] = mapped_column(Float, default=0.0)
+    logs_archived: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (
+        Index("ix_runs_workload_created", "workload_id", "created_at"),
+        Index("ix_runs_status", "status"),
+    )
+
+
+ACTIVE_RUN_STATUSES = ("pending", "running")
+FINISHED_RUN_STATUSES = ("succeeded", "failed", "stopped", "timed_out")

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a Debian machine for berth: the container engine (installed and started when
-# missing), the Python environment in .venv, and, with --test, the local test image.
+# missing), the Python environment in .venv, and a small local image, berth/busybox:latest
+# (from Debian's busybox-static), that the quick start and the tests use, so nothing needs a
+# registry. With --test it also installs what only the tests need.
 # Idempotent: every step checks before it acts, so running it again is cheap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,8 +11,9 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 
 need_apt=()
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
+[ -x /bin/busybox ] || need_apt+=(busybox-static)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ "${1:-}" = "--test" ]; then
-  [ -x /bin/busybox ] || need_apt+=(busybox-static)
   command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
 fi
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
@@ -45,18 +48,21 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   touch "$stamp"
 fi
 
-if [ "${1:-}" = "--test" ]; then
-  if ! docker image inspect berth-test/busybox:latest >/dev/null 2>&1; then
-    log "building the test image berth-test/busybox:latest from busybox-static"
-    root=$(mktemp -d)
-    mkdir -p "$root/bin" "$root/tmp" "$root/root" "$root/etc" "$root/var/www"
-    cp /bin/busybox "$root/bin/busybox"
-    for applet in $("$root/bin/busybox" --list); do
-      [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
-    done
-    printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
-    printf 'root:x:0:\n' >"$root/etc/group"
-    tar -C "$root" -c . | docker import -c 'ENV PATH=/bin' -c 'WORKDIR /root' - berth-test/busybox:latest >/dev/null
-    rm -rf "$root"
-  fi
+engine_api() { curl -sf --unix-socket /var/run/docker.sock "http://engine/v1.41$1" "${@:2}"; }
+if ! engine_api /images/berth/busybox:latest/json >/dev/null; then
+  log "building the local image berth/busybox:latest from Debian's busybox-static"
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/tmp" "$root/root" "$root/etc" "$root/var/www"
+  cp /bin/busybox "$root/bin/busybox"
+  for applet in $("$root/bin/busybox" --list); do
+    [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+  done
+  printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
+  printf 'root:x:0:\n' >"$root/etc/group"
+  tar -C "$root" -c . | engine_api '/images/create?fromSrc=-&repo=berth/busybox&tag=latest&changes=ENV%20PATH%3D%2Fbin&changes=WORKDIR%20%2Froot' \
+    -X POST -H 'Content-Type: application/x-tar' --data-binary @- >/dev/null
+  rm -rf "$root"
+fi
+if [ "${1:-}" = "--test" ] && ! engine_api /images/berth-test/busybox:latest/json >/dev/null; then
+  engine_api '/images/berth/busybox:latest/tag?repo=berth-test/busybox&tag=latest' -X POST >/dev/null
 fi

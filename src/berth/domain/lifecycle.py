@@ -8,7 +8,7 @@ applies the observation in a short transaction guarded by what it expects (a run
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -80,7 +80,11 @@ async def mark_run_started(
         run.task_id = task_id
         run.started_at = started_at
         run.metered_until = started_at
+        workload = await session.get(Workload, run.workload_id)
+        changed = workload is not None and await _refresh_status(session, workload, started_at)
     _publish_run(domain, run, "run.started")
+    if changed and workload is not None:
+        _publish_statuses(domain, [workload])
     return True
 
 
@@ -104,9 +108,15 @@ async def record_run_result(
         run.finished_at = result.finished_at
         run.logs_archived = result.logs_archived
         run.status, run.status_reason = _final_status(run, result)
-        if workload is not None and workload.type == "service" and not run.stop_requested:
-            _record_crash(workload, run, result.finished_at, backoff_max)
+        changed = False
+        if workload is not None:
+            if workload.type == "service" and not run.stop_requested:
+                _record_crash(workload, run, result.finished_at, backoff_max)
+            await session.flush()
+            changed = await _refresh_status(session, workload, datetime.now(UTC))
     _publish_run(domain, run, "run.finished")
+    if changed and workload is not None:
+        _publish_statuses(domain, [workload])
     return True
 
 
@@ -152,16 +162,29 @@ async def refresh_statuses(domain: Domain, now: datetime) -> None:
     """Recompute every workload's status from its runs; publish the ones that changed."""
     changed: list[Workload] = []
     async with domain.store.transaction() as session:
-        workloads = list(await session.scalars(select(Workload)))
-        active = list(await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES))))
-        for workload in workloads:
-            runs = [run for run in active if run.workload_id == workload.id]
-            latest = await _latest_run(session, workload.id)
-            status = workload_status(workload, runs, latest, now)
-            if (status.status, status.reason) != (workload.status, workload.status_reason):
-                workload.status, workload.status_reason = status.status, status.reason
+        for workload in list(await session.scalars(select(Workload))):
+            if await _refresh_status(session, workload, now):
                 changed.append(workload)
-    for workload in changed:
+    _publish_statuses(domain, changed)
+
+
+async def _refresh_status(session: AsyncSession, workload: Workload, now: datetime) -> bool:
+    """Derive one workload's status from its runs; True if it changed."""
+    active = list(
+        await session.scalars(
+            select(Run).where(Run.workload_id == workload.id, Run.status.in_(ACTIVE_RUN_STATUSES))
+        )
+    )
+    latest = await _latest_run(session, workload.id)
+    status = workload_status(workload, active, latest, now)
+    if (status.status, status.reason) == (workload.status, workload.status_reason):
+        return False
+    workload.status, workload.status_reason = status.status, status.reason
+    return True
+
+
+def _publish_statuses(domain: Domain, workloads: list[Workload]) -> None:
+    for workload in workloads:
         domain.bus.publish(
             Event(
                 "workload.status",

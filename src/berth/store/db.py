@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from berth.store.models import Base
+from berth.store.migrate import upgrade
 
 
 class Store:
@@ -36,9 +36,8 @@ class Store:
         self._write_sessions = async_sessionmaker(writer, expire_on_commit=False)
 
     async def create_schema(self) -> None:
-        """Create missing tables (idempotent)."""
-        async with self.engine.begin() as conn:
-            await conn.run_sync(Base.metadata.create_all)
+        """Bring the database to the newest schema (idempotent; runs the migrations)."""
+        await upgrade(self.engine)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:

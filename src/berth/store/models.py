@@ -136,8 +136,8 @@ class Workload(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     deleted_at: Mapped[datetime | None] = mapped_column()
-
-    __table_args__ = (UniqueConstraint("user_id", "name", "deleted_at", name="uq_workload_name"),)
+    """Names are unique among a user's live workloads; checked in the creating transaction,
+    which holds the write lock (a unique index cannot express "among rows not deleted")."""
 
 
 class Secret(Base):

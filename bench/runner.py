@@ -1,0 +1,491 @@
+"""The measurements: each variant of each figure, one sample per call, cleaned up after.
+
+Every timing starts right before the first request of the variant (`time.perf_counter`) and
+ends when the client *observes* the condition, so berth's figures include the client polling
+at `poll` intervals; the baselines poll the same way wherever they wait on something.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from bench.engine import BENCH_LABEL, Engine, Json, listed_port, published_port
+from bench.stats import CLI, ENGINE, Series
+from berth.runtime.base import TaskSpec
+from berth.runtime.docker_api import create_body
+from berth.schemas.workloads import WorkloadCreate
+
+SERVICE_COMMAND = "exec httpd -f -p 8080"
+SERVICE_PORT = 8080
+JOB_COMMAND = "true"
+
+WORKLOAD_LABEL = "dev.berth.workload"
+RUN_LABEL = "dev.berth.run"
+
+BERTH = "berth"
+ENGINE_SPEC = "engine API, berth's spec"
+
+SERVICE_LABELS = {
+    BERTH: "berth: POST /v1/compute → GET running_tasks=1",
+    ENGINE: "engine API: create+start → inspect Running",
+    ENGINE_SPEC: "engine API, berth's container spec",
+    CLI: "docker CLI: run -d → inspect Running",
+}
+HTTP_LABELS = {
+    BERTH: "berth: POST /v1/compute → HTTP answer",
+    ENGINE: "engine API: create+start → HTTP answer",
+    ENGINE_SPEC: "engine API, berth's container spec",
+    CLI: "docker CLI: run -d -p → HTTP answer",
+}
+JOB_LABELS = {
+    BERTH: "berth: POST /run → GET runs exit_code",
+    ENGINE: "engine API: create+start+wait",
+    ENGINE_SPEC: "engine API, berth's container spec",
+    CLI: "docker CLI: run (attached) → exit",
+}
+
+FIGURES = {
+    "service_running": ("service create → task running", SERVICE_LABELS),
+    "service_http": ("service create → first HTTP response", HTTP_LABELS),
+    "job_exit": ("job run → exit code recorded", JOB_LABELS),
+}
+
+SERVICE_STEPS = {
+    "post": "POST /v1/compute answered",
+    "run_created": "reconcile pass created the run (run.created_at)",
+    "engine_started": "engine started the container (State.StartedAt)",
+    "task_running": "client saw running_tasks=1",
+    "status_running": "client saw status=running",
+    "http": "client got the first HTTP answer",
+}
+JOB_STEPS = {
+    "post": "POST /run answered (run row exists)",
+    "engine_started": "engine started the container (State.StartedAt)",
+    "engine_finished": "container exited (State.FinishedAt)",
+    "exit_recorded": "client saw exit_code in GET runs",
+}
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+@dataclass
+class Results:
+    series: dict[str, dict[str, Series]] = field(
+        default_factory=lambda: {
+            fig: {v: Series() for v in labels} for fig, (_, labels) in FIGURES.items()
+        }
+    )
+    breakdown: dict[str, dict[str, Series]] = field(
+        default_factory=lambda: {
+            "service create": {label: Series() for label in SERVICE_STEPS.values()},
+            "job run": {label: Series() for label in JOB_STEPS.values()},
+        }
+    )
+
+
+def _since(t0: float) -> float:
+    return time.perf_counter() - t0
+
+
+def _wall(value: str | None) -> float | None:
+    return datetime.fromisoformat(value).timestamp() if value else None
+
+
+class Bench:
+    def __init__(
+        self,
+        *,
+        api: httpx.AsyncClient,
+        engine: Engine,
+        image: str,
+        poll: float,
+        timeout: float,
+        use_cli: bool,
+        network: str,
+    ) -> None:
+        self.api = api
+        self.engine = engine
+        self.image = image
+        self.poll = poll
+        self.timeout = timeout
+        self.use_cli = use_cli
+        self.network = network
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(1.0), limits=httpx.Limits(max_keepalive_connections=0)
+        )
+        self.job_id: str | None = None
+        self._last_steps: dict[str, float] = {}
+        defaults = WorkloadCreate.model_fields
+        self.cpu = float(defaults["cpu"].default)
+        self.memory_mb = int(defaults["memory_mb"].default)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    def variants(self) -> list[str]:
+        return [BERTH, ENGINE, ENGINE_SPEC] + ([CLI] if self.use_cli else [])
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    async def _until(self, probe: Callable[[], Awaitable[Any]], what: str) -> Any:
+        """Call `probe` every `poll` seconds (start to start) until it returns non-None."""
+        deadline = time.perf_counter() + self.timeout
+        while True:
+            started = time.perf_counter()
+            result = await probe()
+            if result is not None:
+                return result
+            if started > deadline:
+                raise BenchError(f"timed out after {self.timeout:.0f}s waiting for {what}")
+            await asyncio.sleep(max(0.0, self.poll - (time.perf_counter() - started)))
+
+    async def _first_http(self, port: int, t0: float) -> float:
+        async def probe() -> float | None:
+            try:
+                await self.http.get(f"http://127.0.0.1:{port}/")
+            except httpx.TransportError:
+                return None
+            return _since(t0)
+
+        result: float = await self._until(probe, f"an HTTP answer on 127.0.0.1:{port}")
+        return result
+
+    async def _docker(self, *args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            "docker",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise BenchError(f"docker {args[0]} failed ({proc.returncode}): {err.decode()[-500:]}")
+        return out.decode().strip()
+
+    def _spec_body(self, command: str, ports: tuple[int, ...]) -> Json:
+        """The create body berth's Docker driver would send for this workload."""
+        spec = TaskSpec(
+            name="unused",
+            image=self.image,
+            command=["/bin/sh", "-c", command],
+            env={},
+            labels={BENCH_LABEL: "1"},
+            cpu=self.cpu,
+            memory_mb=self.memory_mb,
+            ports=ports,
+            network=self.network,
+        )
+        return create_body(spec)
+
+    def _plain_body(self, command: str, ports: tuple[int, ...]) -> Json:
+        """What `docker run -d [-p 127.0.0.1::PORT] IMAGE /bin/sh -c COMMAND` sends."""
+        keys = [f"{port}/tcp" for port in ports]
+        return {
+            "Image": self.image,
+            "Cmd": ["/bin/sh", "-c", command],
+            "Labels": {BENCH_LABEL: "1"},
+            "ExposedPorts": {key: {} for key in keys},
+            "HostConfig": {
+                "PortBindings": {key: [{"HostIp": "127.0.0.1", "HostPort": ""}] for key in keys}
+            },
+        }
+
+    async def _gone(self, label: str) -> None:
+        async def probe() -> bool | None:
+            return True if not await self.engine.containers(label) else None
+
+        await self._until(probe, f"containers labelled {label} to be removed")
+
+    # -- service: create → running, create → first HTTP answer ---------------------------
+
+    async def service(self, variant: str, index: int, results: Results | None) -> None:
+        measure = {
+            BERTH: self._berth_service,
+            ENGINE: lambda: self._engine_service(
+                self._plain_body(SERVICE_COMMAND, (SERVICE_PORT,))
+            ),
+            ENGINE_SPEC: lambda: self._engine_service(
+                self._spec_body(SERVICE_COMMAND, (SERVICE_PORT,))
+            ),
+            CLI: self._cli_service,
+        }[variant]
+        try:
+            running, http = await measure()
+        except (BenchError, httpx.HTTPError) as exc:
+            if results is not None:
+                message = f"iteration {index}: {exc}"
+                results.series["service_running"][variant].errors.append(message)
+                results.series["service_http"][variant].errors.append(message)
+            print(f"  ! service/{variant}: {exc}", flush=True)
+            return
+        if results is not None:
+            results.series["service_running"][variant].samples.append(running)
+            results.series["service_http"][variant].samples.append(http)
+            if variant == BERTH:
+                for step, value in self._last_steps.items():
+                    results.breakdown["service create"][SERVICE_STEPS[step]].samples.append(value)
+
+    async def _berth_service(self) -> tuple[float, float]:
+        body = {
+            "name": f"bench-svc-{uuid.uuid4().hex[:8]}",
+            "type": "service",
+            "image": self.image,
+            "command": SERVICE_COMMAND,
+            "port": SERVICE_PORT,
+        }
+        t0_wall = time.time()
+        t0 = time.perf_counter()
+        response = await self.api.post("/v1/compute", json=body)
+        post = _since(t0)
+        if response.status_code != 201:
+            raise BenchError(f"create answered {response.status_code}: {response.text}")
+        workload_id = str(response.json()["id"])
+        try:
+            # Like a user, look for the service's port only once berth says its task runs.
+            task_running, body = await self._berth_watch(
+                workload_id, t0, lambda b: b["running_tasks"] >= 1, "a running task"
+            )
+            run = next((r for r in body["recent_runs"] if r["status"] == "running"), {})
+            (status_running, _), http = await asyncio.gather(
+                self._berth_watch(
+                    workload_id, t0, lambda b: b["status"] == "running", "status running"
+                ),
+                self._berth_http(workload_id, t0),
+            )
+        finally:
+            await self.delete_workload(workload_id)
+        steps = {"post": post, "task_running": task_running, "status_running": status_running}
+        steps["http"] = http
+        for key, stamp in (("run_created", "created_at"), ("engine_started", "started_at")):
+            at = _wall(run.get(stamp))
+            if at is not None:
+                steps[key] = at - t0_wall
+        self._last_steps = steps
+        return task_running, http
+
+    async def _berth_watch(
+        self, workload_id: str, t0: float, done: Callable[[Json], bool], what: str
+    ) -> tuple[float, Json]:
+        """GET the workload every `poll` until `done(body)`; (seconds since t0, body)."""
+
+        async def probe() -> tuple[float, Json] | None:
+            response = await self.api.get(f"/v1/compute/{workload_id}")
+            now = _since(t0)
+            if response.status_code != 200:
+                raise BenchError(f"GET workload answered {response.status_code}: {response.text}")
+            body: Json = response.json()
+            if body["status"] in ("failed", "crash_loop"):
+                raise BenchError(f"service {body['status']}: {body['status_reason']}")
+            return (now, body) if done(body) else None
+
+        result: tuple[float, Json] = await self._until(probe, f"{what} of {workload_id}")
+        return result
+
+    async def create_anchor(self) -> str:
+        """A long-running service of the same user, kept for the whole run: the user's
+        network then always has an endpoint, so berth never removes and re-creates it
+        between samples (the steady state of a user who already runs something)."""
+        body = {
+            "name": f"bench-anchor-{uuid.uuid4().hex[:8]}",
+            "type": "service",
+            "image": self.image,
+            "command": "exec sleep 86400",
+        }
+        response = await self.api.post("/v1/compute", json=body)
+        if response.status_code != 201:
+            raise BenchError(f"anchor create answered {response.status_code}: {response.text}")
+        workload_id = str(response.json()["id"])
+        await self._berth_watch(
+            workload_id, time.perf_counter(), lambda b: b["status"] == "running", "status running"
+        )
+        return workload_id
+
+    async def _berth_http(self, workload_id: str, t0: float) -> float:
+        async def port_probe() -> int | None:
+            for container in await self.engine.containers(f"{WORKLOAD_LABEL}={workload_id}"):
+                port = listed_port(container, SERVICE_PORT)
+                if port is not None:
+                    return port
+            return None
+
+        port: int = await self._until(port_probe, f"service {workload_id}'s published port")
+        return await self._first_http(port, t0)
+
+    async def delete_workload(self, workload_id: str) -> None:
+        """Delete and wait until berth is quiet again: task removed, workload purged."""
+        response = await self.api.delete(f"/v1/compute/{workload_id}")
+        if response.status_code not in (200, 404):
+            raise BenchError(f"delete answered {response.status_code}: {response.text}")
+        await self._gone(f"{WORKLOAD_LABEL}={workload_id}")
+
+        async def purged() -> bool | None:
+            response = await self.api.get(f"/v1/compute/{workload_id}")
+            return True if response.status_code == 404 else None
+
+        await self._until(purged, f"workload {workload_id} to be purged")
+
+    async def _engine_service(self, body: Json) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        container_id = await self.engine.create(body)
+        try:
+            await self.engine.start(container_id)
+
+            async def probe() -> Json | None:
+                data = await self.engine.inspect(container_id)
+                if data["State"]["Running"]:
+                    return data
+                if data["State"]["Status"] in ("exited", "dead"):
+                    raise BenchError(f"baseline container exited: {data['State']}")
+                return None
+
+            data = await self._until(probe, "the baseline container to run")
+            running = _since(t0)
+            port = published_port(data, SERVICE_PORT)
+            if port is None:
+                raise BenchError("the baseline container has no published port")
+            return running, await self._first_http(port, t0)
+        finally:
+            await self.engine.remove(container_id)
+
+    async def _cli_service(self) -> tuple[float, float]:
+        t0 = time.perf_counter()
+        container_id = await self._docker(
+            "run",
+            "-d",
+            "--label",
+            f"{BENCH_LABEL}=1",
+            "-p",
+            f"127.0.0.1::{SERVICE_PORT}",
+            self.image,
+            "/bin/sh",
+            "-c",
+            SERVICE_COMMAND,
+        )
+        try:
+
+            async def probe() -> bool | None:
+                out = await self._docker("inspect", "-f", "{{.State.Running}}", container_id)
+                return True if out == "true" else None
+
+            await self._until(probe, "the CLI container to run")
+            running = _since(t0)
+            mapping = await self._docker("port", container_id, f"{SERVICE_PORT}/tcp")
+            port = int(mapping.splitlines()[0].rsplit(":", 1)[1])
+            return running, await self._first_http(port, t0)
+        finally:
+            await self.engine.remove(container_id)
+
+    # -- job: run → exit code recorded -----------------------------------------------------
+
+    async def create_job(self) -> None:
+        body = {
+            "name": f"bench-job-{uuid.uuid4().hex[:8]}",
+            "type": "job",
+            "image": self.image,
+            "command": JOB_COMMAND,
+        }
+        response = await self.api.post("/v1/compute", json=body)
+        if response.status_code != 201:
+            raise BenchError(f"job create answered {response.status_code}: {response.text}")
+        self.job_id = str(response.json()["id"])
+        runs = response.json()["recent_runs"]
+        if runs:
+            await self._berth_run_recorded(runs[0]["id"], time.perf_counter())
+
+    async def job(self, variant: str, index: int, results: Results | None) -> None:
+        measure = {
+            BERTH: self._berth_job,
+            ENGINE: lambda: self._engine_job(self._plain_body(JOB_COMMAND, ())),
+            ENGINE_SPEC: lambda: self._engine_job(self._spec_body(JOB_COMMAND, ())),
+            CLI: self._cli_job,
+        }[variant]
+        try:
+            value = await measure()
+        except (BenchError, httpx.HTTPError) as exc:
+            if results is not None:
+                results.series["job_exit"][variant].errors.append(f"iteration {index}: {exc}")
+            print(f"  ! job/{variant}: {exc}", flush=True)
+            return
+        if results is not None:
+            results.series["job_exit"][variant].samples.append(value)
+            if variant == BERTH:
+                for step, v in self._last_steps.items():
+                    results.breakdown["job run"][JOB_STEPS[step]].samples.append(v)
+
+    async def _berth_run_recorded(self, run_id: str, t0: float) -> tuple[float, dict[str, Any]]:
+        async def probe() -> tuple[float, dict[str, Any]] | None:
+            response = await self.api.get(f"/v1/compute/{self.job_id}/runs", params={"limit": 5})
+            now = _since(t0)
+            if response.status_code != 200:
+                raise BenchError(f"GET runs answered {response.status_code}: {response.text}")
+            run = next((r for r in response.json()["runs"] if r["id"] == run_id), None)
+            if run is None or run["exit_code"] is None:
+                if run is not None and run["status"] in ("failed", "stopped", "timed_out"):
+                    raise BenchError(f"run {run_id} {run['status']}: {run['status_reason']}")
+                return None
+            if run["exit_code"] != 0:
+                raise BenchError(f"run {run_id} exited {run['exit_code']}")
+            return now, run
+
+        result: tuple[float, dict[str, Any]] = await self._until(probe, f"run {run_id}'s exit")
+        # Let berth finish the run (it removes the task after recording) before going on.
+        await self._gone(f"{RUN_LABEL}={run_id}")
+        return result
+
+    async def _berth_job(self) -> float:
+        t0_wall = time.time()
+        t0 = time.perf_counter()
+        response = await self.api.post(f"/v1/compute/{self.job_id}/run")
+        post = _since(t0)
+        if response.status_code != 201:
+            raise BenchError(f"run answered {response.status_code}: {response.text}")
+        recorded, run = await self._berth_run_recorded(str(response.json()["id"]), t0)
+        steps = {"post": post, "exit_recorded": recorded}
+        for key, stamp in (("engine_started", "started_at"), ("engine_finished", "finished_at")):
+            at = _wall(run.get(stamp))
+            if at is not None:
+                steps[key] = at - t0_wall
+        self._last_steps = steps
+        return recorded
+
+    async def _engine_job(self, body: Json) -> float:
+        t0 = time.perf_counter()
+        container_id = await self.engine.create(body)
+        try:
+            await self.engine.start(container_id)
+            code = await self.engine.wait(container_id)
+            elapsed = _since(t0)
+        finally:
+            await self.engine.remove(container_id)
+        if code != 0:
+            raise BenchError(f"baseline job exited {code}")
+        return elapsed
+
+    async def _cli_job(self) -> float:
+        name = f"berth-bench-{uuid.uuid4().hex[:12]}"
+        t0 = time.perf_counter()
+        try:
+            await self._docker(
+                "run",
+                "--name",
+                name,
+                "--label",
+                f"{BENCH_LABEL}=1",
+                self.image,
+                "/bin/sh",
+                "-c",
+                JOB_COMMAND,
+            )
+            return _since(t0)
+        finally:
+            await self.engine.remove(name)

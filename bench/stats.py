@@ -1,0 +1,100 @@
+"""Summaries of samples, the ratio table on stdout and the JSON record."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+ENGINE = "engine API"
+"""The baseline every ratio is taken against: the raw Engine API, same image and command."""
+CLI = "docker CLI"
+
+
+@dataclass
+class Series:
+    """Samples of one variant of one figure, in seconds."""
+
+    samples: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        ms = [s * 1000 for s in self.samples]
+        return {
+            "n": len(ms),
+            "p50_ms": _round(percentile(ms, 50)),
+            "p90_ms": _round(percentile(ms, 90)),
+            "mean_ms": _round(statistics.fmean(ms) if ms else math.nan),
+            "min_ms": _round(min(ms) if ms else math.nan),
+            "max_ms": _round(max(ms) if ms else math.nan),
+            "samples_ms": [_round(v) for v in ms],
+            "errors": self.errors,
+        }
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default); nan when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def _round(value: float) -> float | None:
+    return None if math.isnan(value) else round(value, 1)
+
+
+def ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return round(numerator / denominator, 2)
+
+
+def figure_record(title: str, variants: dict[str, tuple[str, Series]]) -> dict[str, Any]:
+    """`variants`: key -> (description, series). Ratios are of medians."""
+    summaries = {key: {"label": label, **s.summary()} for key, (label, s) in variants.items()}
+    engine = summaries.get(ENGINE, {}).get("p50_ms")
+    cli = summaries.get(CLI, {}).get("p50_ms")
+    for summary in summaries.values():
+        summary["p50_ratio_vs_engine_api"] = ratio(summary["p50_ms"], engine)
+        summary["p50_ratio_vs_docker_cli"] = ratio(summary["p50_ms"], cli)
+    return {"title": title, "variants": summaries}
+
+
+def _cell(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def render_table(figures: dict[str, dict[str, Any]]) -> str:
+    header = (
+        f"{'figure / variant':<52} {'n':>3} {'p50 ms':>8} {'p90 ms':>8} {'mean ms':>8}"
+        f" {'÷engine':>8} {'÷CLI':>6}"
+    )
+    lines = [header, "-" * len(header)]
+    for figure in figures.values():
+        lines.append(figure["title"])
+        for summary in figure["variants"].values():
+            label = "  " + summary["label"]
+            errors = len(summary["errors"])
+            n = f"{summary['n']}" + (f"!{errors}" if errors else "")
+            lines.append(
+                f"{label:<52} {n:>3} {_cell(summary['p50_ms'], '.0f'):>8}"
+                f" {_cell(summary['p90_ms'], '.0f'):>8} {_cell(summary['mean_ms'], '.0f'):>8}"
+                f" {_cell(summary['p50_ratio_vs_engine_api'], '.2f'):>8}"
+                f" {_cell(summary['p50_ratio_vs_docker_cli'], '.2f'):>6}"
+            )
+    return "\n".join(lines)
+
+
+def render_breakdown(breakdown: dict[str, dict[str, Series]]) -> str:
+    lines = ["berth, where the time goes (medians, ms from the POST; wall clock, same host):"]
+    for title, steps in breakdown.items():
+        lines.append(f"  {title}")
+        for step, series in steps.items():
+            value = _round(percentile([s * 1000 for s in series.samples], 50))
+            lines.append(f"    {step:<58} {_cell(value, '.0f'):>6}")
+    return "\n".join(lines)

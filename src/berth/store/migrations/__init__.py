@@ -1,0 +1,1 @@
+"""Alembic migrations of berth's schema; `berth.store.migrate` runs them."""

@@ -1,0 +1,51 @@
+"""Allocation-based metering: increments are exact and never counted twice."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from berth.domain.billing import accrue_run_usage, require_credits
+from berth.domain.context import Pricing
+from berth.domain.errors import PaymentRequired
+from berth.store.models import Run, User
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+PRICES = Pricing(per_vcpu_second=0.001, per_gb_second=0.0005)
+
+
+def fresh() -> tuple[Run, User]:
+    run = Run(cpu=2.0, memory_mb=512, started_at=START, metered_until=None)
+    run.vcpu_seconds = run.gb_seconds = run.credits = 0.0
+    return run, User(credits=10.0)
+
+
+def test_usage_is_allocated_resources_times_running_seconds() -> None:
+    run, user = fresh()
+    charged = accrue_run_usage(run, user, until=START + timedelta(seconds=10), pricing=PRICES)
+    assert run.vcpu_seconds == 20.0
+    assert run.gb_seconds == 5.0
+    assert charged == pytest.approx(20 * 0.001 + 5 * 0.0005)
+    assert user.credits == pytest.approx(10.0 - charged)
+
+
+def test_ticks_add_up_and_a_repeated_tick_adds_nothing() -> None:
+    run, user = fresh()
+    for second in (3, 7, 7, 10):
+        accrue_run_usage(run, user, until=START + timedelta(seconds=second), pricing=PRICES)
+    assert run.vcpu_seconds == 20.0
+    assert run.metered_until == START + timedelta(seconds=10)
+
+
+def test_a_run_that_never_started_accrues_nothing() -> None:
+    run, user = fresh()
+    run.started_at = None
+    assert accrue_run_usage(run, user, until=START, pricing=PRICES) == 0.0
+    assert user.credits == 10.0
+
+
+def test_work_is_refused_once_the_balance_is_used_up() -> None:
+    require_credits(User(credits=0.5))
+    with pytest.raises(PaymentRequired, match="no credits left"):
+        require_credits(User(credits=0.0))

@@ -16,6 +16,7 @@ from berth.runtime.docker_api import (
     parse_event,
     split_image,
     state_from_inspect,
+    state_from_list_entry,
 )
 
 
@@ -191,3 +192,21 @@ def test_parse_event_keeps_events_whose_labels_are_not_echoed() -> None:
     line = json.dumps({"Type": "container", "Action": "die", "Actor": {"ID": "abc"}})
     event = parse_event(line, {"k": "v"})
     assert event is not None and event.action == "die" and event.labels == {}
+
+
+def test_a_list_entry_gives_labels_state_and_loopback_ports_without_exit_details() -> None:
+    entry = {
+        "Id": "abc",
+        "Names": ["/berth-x-1"],
+        "Labels": {"dev.berth.run": "run_1"},
+        "State": "running",
+        "Ports": [
+            {"IP": "127.0.0.1", "PrivatePort": 8080, "PublicPort": 32768, "Type": "tcp"},
+            {"PrivatePort": 9090, "Type": "tcp"},
+        ],
+    }
+    state = state_from_list_entry(entry)
+    assert state.name == "berth-x-1" and state.status is TaskStatus.RUNNING
+    assert state.labels == {"dev.berth.run": "run_1"}
+    assert state.ports == {8080: ("127.0.0.1", 32768)}
+    assert state.exit_code is None and state.started_at is None

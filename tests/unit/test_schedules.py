@@ -40,6 +40,9 @@ def test_each_form_gives_the_next_fire_time(expr: str, expected: datetime) -> No
         ("cron(0 12 * * ? 2027)", "year"),
         ("cron(0 12 L * ? *)", "not supported"),
         ("cron(0 12 *)", "six fields"),
+        ("cron(0 12 ? * 8 *)", "weekdays are 1-7"),
+        ("0 0 31 2 *", "never fires"),
+        ("rate(10000000 days)", "at most 366 days"),
     ],
 )
 def test_bad_expressions_are_refused_naming_the_field(expr: str, hint: str) -> None:

@@ -6,6 +6,7 @@ Every error body is JSON: `{"error": "<what went wrong, naming the field>", "cod
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,7 +14,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from berth.api.deps import bearer_credential
 from berth.domain import errors
+from berth.domain.auth import authenticate
+
+log = logging.getLogger("berth.api")
 
 STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.Invalid: 422,
@@ -59,10 +64,18 @@ def describe_validation_error(error: dict[str, Any]) -> tuple[str, str | None, b
     return (f"{field}: {message}" if field else message), field, False
 
 
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    described = [describe_validation_error(dict(err)) for err in exc.errors()]
+    errors_ = sorted(exc.errors(), key=lambda err: err.get("type") != "extra_forbidden")
+    described = [describe_validation_error(dict(err)) for err in errors_]
     message, field, malformed = described[0]
+    if malformed:
+        # The body is parsed before the credentials are checked; a caller without valid
+        # credentials learns that first.
+        try:
+            await authenticate(request.app.state.domain, bearer_credential(request))
+        except errors.Unauthenticated as denied:
+            return await _domain_error(request, denied)
     details = [{"field": f, "error": m} for m, f, _ in described]
     return JSONResponse(
         error_body(
@@ -77,13 +90,26 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    code = {
+        400: "malformed_json",  # FastAPI's "There was an error parsing the body"
+        404: "not_found",
+        405: "method_not_allowed",
+    }.get(exc.status_code, "http_error")
     return JSONResponse(
         error_body(str(exc.detail), code=code), status_code=exc.status_code, headers=exc.headers
     )
 
 
+async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error", exc_info=exc)
+    return JSONResponse(
+        error_body("internal error; the server log has the details", code="internal"),
+        status_code=500,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(Exception, _unexpected_error)
     app.add_exception_handler(errors.DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

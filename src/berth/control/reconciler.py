@@ -41,6 +41,9 @@ from berth.store.models import ACTIVE_RUN_STATUSES, Run, Workload
 
 log = logging.getLogger("berth.reconciler")
 
+FAILED_PASS_RETRY = 1.0
+"""Seconds before a pass that failed (e.g. on a database error) is tried again."""
+
 
 class Reconciler:
     def __init__(
@@ -74,12 +77,14 @@ class Reconciler:
     async def run_forever(self) -> None:
         while True:
             self._wake.clear()
+            wait = self._interval
             try:
                 await self.reconcile_once()
             except Exception:
-                log.exception("reconcile pass failed; retrying")
+                log.exception("reconcile pass failed; retrying in %.0fs", FAILED_PASS_RETRY)
+                wait = FAILED_PASS_RETRY
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                await asyncio.wait_for(self._wake.wait(), wait)
 
     async def cancel_inflight(self) -> None:
         """Abandon engine operations under way (at shutdown); the next start redoes them."""
@@ -114,10 +119,10 @@ class Reconciler:
                 if run_id not in active_ids:
                     self._start(task.task_id, self._remove_leftover(task, run_id))
             purged = await lifecycle.purge_deleted_workloads(self._domain)
-            for run_id in purged:
+            for run_id in purged.run_ids:
                 self._domain.logs.delete(run_id)
-            if purged:
-                await self._remove_unused_networks()
+            for user_id in purged.idle_user_ids:
+                await self._remove_unused_networks(user_id)
             await lifecycle.refresh_statuses(self._domain, datetime.now(UTC))
 
     def _act_on_run(self, run: Run, workload: Workload | None, task: TaskState | None) -> None:
@@ -177,23 +182,33 @@ class Reconciler:
         await self._adopt(run, task)
 
     async def _adopt(self, run: Run, task: TaskState) -> None:
+        """Record the run as running on `task`; a task that already ended (a short job, or
+        one that finished while berth was down) is finished at once, not on a later pass."""
+        if task.started_at is None:
+            task = await self._runtime.inspect(task.task_id) or task
         await lifecycle.mark_run_started(
             self._domain, run.id, task_id=task.task_id, started_at=task.started_at or _now()
         )
+        if task.status is not TaskStatus.EXITED:
+            task = await self._runtime.inspect(task.task_id) or task
+        if task.status is TaskStatus.EXITED:
+            await self._finish(run, task)
 
     async def _stop(self, task: TaskState) -> None:
         await self._runtime.stop(task.task_id, grace_seconds=self._stop_grace)
 
     async def _finish(self, run: Run, task: TaskState) -> None:
-        """Archive the output, then write the result, then remove the task: in that order,
-        so a crash between any two steps loses nothing."""
-        await self._archive(run.id, task.task_id)
+        """Write the result, archive the output, then remove the task: a crash between any
+        two steps loses nothing (a finished run whose output is not archived yet keeps its
+        task until a later pass archives it, see `_remove_leftover`)."""
         await lifecycle.record_run_result(
             self._domain,
             run.id,
-            result_of(task, logs_archived=True),
+            result_of(task, logs_archived=False),
             backoff_max=self._backoff_max,
         )
+        await self._archive(run.id, task.task_id)
+        await lifecycle.mark_logs_archived(self._domain, run.id)
         await self._runtime.remove(task.task_id)
 
     async def _record(self, run: Run, result: lifecycle.RunResult) -> None:
@@ -221,11 +236,12 @@ class Reconciler:
             lines = []
         await asyncio.to_thread(self._domain.logs.write, run_id, lines)
 
-    async def _remove_unused_networks(self) -> None:
+    async def _remove_unused_networks(self, user_id: str) -> None:
+        selector = {**labels.instance_selector(self._instance_id), labels.USER: user_id}
         try:
-            await self._runtime.remove_networks(labels.instance_selector(self._instance_id))
+            await self._runtime.remove_networks(selector)
         except RuntimeDriverError as exc:
-            log.warning("could not remove unused networks: %s", exc)
+            log.warning("could not remove the network of %s: %s", user_id, exc)
 
     def _engine_down(self, exc: RuntimeUnavailable) -> None:
         if self.engine_error is None:

@@ -33,30 +33,46 @@ class RunResult:
 
 
 async def converge_desired_runs(domain: Domain, now: datetime) -> None:
-    """Create and stop runs so each service matches its replicas; time out long runs."""
+    """Create and stop runs so each service matches its replicas; time out long runs.
+
+    The plan is made under a read first and written only when it changes something, so an
+    idle pass takes no write lock.
+    """
+    async with domain.store.reading() as session:
+        if not await _plan_runs(session, now):
+            return
     async with domain.store.transaction() as session:
-        workloads = {w.id: w for w in await session.scalars(select(Workload))}
-        active = list(await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES))))
-        by_workload: dict[str, list[Run]] = {}
-        for run in active:
-            by_workload.setdefault(run.workload_id, []).append(run)
-        runs_by_id = {run.id: run for run in active}
-        for workload in workloads.values():
-            runs = by_workload.get(workload.id, [])
-            if workload.type == "service":
-                plan = plan_service(workload, runs, now)
-                for slot in plan.create_slots:
-                    session.add(new_replica_run(workload, slot))
-                for run_id, reason in plan.stop:
-                    runs_by_id[run_id].stop_requested = True
-                    runs_by_id[run_id].stop_reason = reason
-            elif workload.deleted_at is not None:
-                for run in runs:
-                    run.stop_requested, run.stop_reason = True, "deleted"
-            elif workload.timeout_seconds is not None:
-                for run in runs:
-                    if _timed_out(run, workload.timeout_seconds, now):
-                        run.stop_requested, run.stop_reason = True, "timed_out"
+        await _plan_runs(session, now)
+
+
+async def _plan_runs(session: AsyncSession, now: datetime) -> bool:
+    """Apply the run plan to the session's objects; True if anything changed."""
+    workloads = list(await session.scalars(select(Workload)))
+    active = list(await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES))))
+    by_workload: dict[str, list[Run]] = {}
+    for run in active:
+        by_workload.setdefault(run.workload_id, []).append(run)
+    runs_by_id = {run.id: run for run in active}
+    changed = False
+    for workload in workloads:
+        runs = by_workload.get(workload.id, [])
+        stops: list[tuple[Run, str]] = []
+        if workload.type == "service":
+            plan = plan_service(workload, runs, now)
+            for slot in plan.create_slots:
+                session.add(new_replica_run(workload, slot))
+                changed = True
+            stops = [(runs_by_id[run_id], reason) for run_id, reason in plan.stop]
+        elif workload.deleted_at is not None:
+            stops = [(run, "deleted") for run in runs if not run.stop_requested]
+        elif workload.timeout_seconds is not None:
+            stops = [
+                (run, "timed_out") for run in runs if _timed_out(run, workload.timeout_seconds, now)
+            ]
+        for run, reason in stops:
+            run.stop_requested, run.stop_reason = True, reason
+            changed = True
+    return changed
 
 
 def _timed_out(run: Run, timeout_seconds: int, now: datetime) -> bool:
@@ -160,9 +176,14 @@ async def mark_logs_archived(domain: Domain, run_id: str) -> None:
 
 async def refresh_statuses(domain: Domain, now: datetime) -> None:
     """Recompute every workload's status from its runs; publish the ones that changed."""
+    async with domain.store.reading() as session:
+        workloads = list(await session.scalars(select(Workload)))
+        stale = [w.id for w in workloads if await _refresh_status(session, w, now)]
+    if not stale:
+        return
     changed: list[Workload] = []
     async with domain.store.transaction() as session:
-        for workload in list(await session.scalars(select(Workload))):
+        for workload in list(await session.scalars(select(Workload).where(Workload.id.in_(stale)))):
             if await _refresh_status(session, workload, now):
                 changed.append(workload)
     _publish_statuses(domain, changed)
@@ -206,28 +227,50 @@ async def _latest_run(session: AsyncSession, workload_id: str) -> Run | None:
     )
 
 
-async def purge_deleted_workloads(domain: Domain) -> list[str]:
-    """Drop deleted workloads none of whose runs are active; return their run ids."""
+@dataclass(frozen=True)
+class Purged:
+    run_ids: list[str]
+    """Runs whose archived output can go."""
+    idle_user_ids: list[str]
+    """Users left with no workload at all (their network can go)."""
+
+
+async def purge_deleted_workloads(domain: Domain) -> Purged:
+    """Drop deleted workloads none of whose runs are active, with their runs and secrets."""
+    async with domain.store.reading() as session:
+        pending = await session.scalar(
+            select(Workload.id).where(Workload.deleted_at.is_not(None)).limit(1)
+        )
+    if pending is None:
+        return Purged(run_ids=[], idle_user_ids=[])
     purged: list[Workload] = []
+    run_ids: list[str] = []
+    idle_users: list[str] = []
     async with domain.store.transaction() as session:
         deleted = list(
             await session.scalars(select(Workload).where(Workload.deleted_at.is_not(None)))
         )
-        purged_runs: list[str] = []
         for workload in deleted:
             runs = list(await session.scalars(select(Run).where(Run.workload_id == workload.id)))
             if any(run.status in ACTIVE_RUN_STATUSES for run in runs):
                 continue
-            purged_runs += [run.id for run in runs]
+            run_ids += [run.id for run in runs]
             await session.execute(delete(Run).where(Run.workload_id == workload.id))
             await session.execute(delete(Secret).where(Secret.workload_id == workload.id))
             await session.delete(workload)
             purged.append(workload)
+        await session.flush()
+        for user_id in {workload.user_id for workload in purged}:
+            left = await session.scalar(
+                select(Workload.id).where(Workload.user_id == user_id).limit(1)
+            )
+            if left is None:
+                idle_users.append(user_id)
     for workload in purged:
         domain.bus.publish(
             Event("workload.deleted", user_id=workload.user_id, workload_id=workload.id)
         )
-    return purged_runs
+    return Purged(run_ids=run_ids, idle_user_ids=idle_users)
 
 
 async def meter_running_runs(domain: Domain, now: datetime) -> None:

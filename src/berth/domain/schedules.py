@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from berth.domain.errors import Invalid
 
 _RATE = re.compile(r"^rate\(\s*(\d+)\s+(minute|minutes|hour|hours|day|days)\s*\)$")
 _CRON_FN = re.compile(r"^cron\((.*)\)$")
 _UNITS = {"minute": 60, "hour": 3600, "day": 86400}
+MAX_INTERVAL = timedelta(days=366)
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,10 @@ def parse_schedule(expr: str) -> Schedule:
         count, unit = int(rate.group(1)), rate.group(2).rstrip("s")
         if count < 1:
             raise _invalid(expr, "a rate must be at least 1")
-        return Schedule(cron=None, interval=timedelta(seconds=count * _UNITS[unit]))
+        seconds = count * _UNITS[unit]
+        if seconds > MAX_INTERVAL.total_seconds():
+            raise _invalid(expr, "a rate must be at most 366 days")
+        return Schedule(cron=None, interval=timedelta(seconds=seconds))
     if text.startswith("rate("):
         raise _invalid(expr, "use rate(N minutes|hours|days), e.g. rate(5 minutes)")
     fn = _CRON_FN.match(text)
@@ -63,7 +67,12 @@ def parse_schedule(expr: str) -> Schedule:
         )
     if not croniter.is_valid(text):
         raise _invalid(expr, "not a valid cron expression")
-    return Schedule(cron=text, interval=None)
+    schedule = Schedule(cron=text, interval=None)
+    try:
+        schedule.next_after(datetime.now(UTC))
+    except (CroniterBadDateError, ValueError, OverflowError) as exc:
+        raise _invalid(expr, "this schedule never fires") from exc
+    return schedule
 
 
 def _eventbridge_to_cron(expr: str, fields: list[str]) -> str:
@@ -76,7 +85,10 @@ def _eventbridge_to_cron(expr: str, fields: list[str]) -> str:
     if any(ch in field for field in fields for ch in "LW#"):
         raise _invalid(expr, "L, W and # are not supported")
     fields = ["*" if field == "?" else field for field in fields]
-    fields[4] = re.sub(r"(?<!/)\d+", lambda m: str((int(m.group()) - 1) % 7), fields[4])
+    weekdays = [int(n) for n in re.findall(r"(?<!/)\d+", fields[4])]
+    if any(not 1 <= day <= 7 for day in weekdays):
+        raise _invalid(expr, "in cron(...) weekdays are 1-7 (SUN-SAT)")
+    fields[4] = re.sub(r"(?<!/)\d+", lambda m: str(int(m.group()) - 1), fields[4])
     return " ".join(fields)
 
 

@@ -147,7 +147,13 @@ async def scale_workload(
         workload = await owned_workload(session, actor, workload_id)
         if workload.type != "service":
             raise Conflict(f"only services scale; this workload is a {workload.type}")
-        _check_limits(kit, cpu=workload.cpu, memory_mb=workload.memory_mb, replicas=count)
+        _check_limits(
+            kit,
+            cpu=workload.cpu,
+            memory_mb=workload.memory_mb,
+            replicas=count,
+            replicas_field="count",
+        )
         if count > 0 and (count > workload.replicas or workload.desired_state != "running"):
             require_credits(user)
         workload.replicas = count
@@ -239,7 +245,9 @@ def _check_fields_fit_type(body: WorkloadCreate) -> None:
         )
 
 
-def _check_limits(kit: AccountKit, *, cpu: float, memory_mb: int, replicas: int) -> None:
+def _check_limits(
+    kit: AccountKit, *, cpu: float, memory_mb: int, replicas: int, replicas_field: str = "replicas"
+) -> None:
     if cpu > kit.max_cpu:
         raise QuotaExceeded(f"cpu: at most {kit.max_cpu:g} vCPUs per task", field="cpu")
     if memory_mb > kit.max_memory_mb:
@@ -247,7 +255,9 @@ def _check_limits(kit: AccountKit, *, cpu: float, memory_mb: int, replicas: int)
             f"memory_mb: at most {kit.max_memory_mb} MB per task", field="memory_mb"
         )
     if replicas > kit.max_replicas:
-        raise QuotaExceeded(f"replicas: at most {kit.max_replicas} replicas", field="replicas")
+        raise QuotaExceeded(
+            f"{replicas_field}: at most {kit.max_replicas} replicas", field=replicas_field
+        )
 
 
 def publish_changed(domain: Domain, workload: Workload) -> None:

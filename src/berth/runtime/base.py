@@ -137,7 +137,11 @@ class Runtime(Protocol):
         """The task's current state, or None when it does not exist."""
 
     async def list_tasks(self, selector: Mapping[str, str]) -> list[TaskState]:
-        """Every task (running or not) whose labels include all of `selector`."""
+        """Every task (running or not) whose labels include all of `selector`.
+
+        Exited tasks come with their exit details; a running task's `started_at` may be None
+        (listing is one cheap call; `inspect` a task for everything).
+        """
 
     def logs(
         self, task_id: TaskId, *, follow: bool, since: datetime | None = None

@@ -41,6 +41,7 @@ from berth.runtime.docker_api import (
     parse_event,
     split_image,
     state_from_inspect,
+    state_from_list_entry,
 )
 from berth.runtime.docker_logs import LogDecoder, since_param
 
@@ -66,6 +67,10 @@ class DockerRuntime:
             timeout=_TIMEOUT,
         )
         self._network_lock = asyncio.Lock()
+        # Images and networks seen present: a launch skips re-checking them. An entry is
+        # dropped when a create says the image or network is missing after all.
+        self._known_images: set[str] = set()
+        self._known_networks: set[str] = set()
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -113,11 +118,15 @@ class DockerRuntime:
         raise self._unexpected(f"inspecting image '{image}'", response)
 
     async def ensure_image(self, image: str) -> None:
+        if image in self._known_images:
+            return
         if await self._image_present(image):
+            self._known_images.add(image)
             return
         name, tag = split_image(image)
         error = await self._pull(name, tag)
         if error is None and await self._image_present(image):
+            self._known_images.add(image)
             return
         raise ImageNotFound(
             f"image '{image}' was not found locally and could not be pulled: "
@@ -152,9 +161,12 @@ class DockerRuntime:
     # -- tasks -----------------------------------------------------------------------------
 
     async def _ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
+        if name in self._known_networks:
+            return
         async with self._network_lock:
             response = await self._request("GET", f"/networks/{_seg(name)}")
             if response.status_code == 200:
+                self._known_networks.add(name)
                 return
             if response.status_code != 404:
                 raise self._unexpected(f"inspecting network '{name}'", response)
@@ -166,6 +178,7 @@ class DockerRuntime:
             }
             response = await self._request("POST", "/networks/create", body=body)
             if response.status_code in (200, 201, 409):  # 409: created concurrently elsewhere
+                self._known_networks.add(name)
                 return
             if 400 <= response.status_code < 500:
                 raise InvalidTaskSpec(
@@ -173,22 +186,25 @@ class DockerRuntime:
                 )
             raise self._unexpected(f"creating network '{name}'", response)
 
-    async def _create(self, spec: TaskSpec) -> str:
-        """Create the container (or find the one already named so); its id."""
+    async def _create(self, spec: TaskSpec) -> tuple[str, bool]:
+        """Create the container, or find the one already named so: (its id, newly created)."""
         for attempt in range(20):
             response = await self._request(
                 "POST", "/containers/create", params={"name": spec.name}, body=create_body(spec)
             )
             if response.status_code in (200, 201):
-                return str(response.json()["Id"])
+                return str(response.json()["Id"]), True
             message = engine_message(response)
             if response.status_code == 409:
                 existing = await self.inspect(TaskId(spec.name))
                 if existing is not None:
-                    return existing.task_id
+                    return existing.task_id, False
                 # The name is reserved by a create still in flight (or was just removed):
                 # let that settle, then look again or create it ourselves.
                 await asyncio.sleep(min(0.05 * 2**attempt, 0.5))
+                continue
+            if response.status_code == 404 and attempt == 0 and self._forget_missing(spec):
+                await self._prepare(spec)  # the image or network went away since last seen
                 continue
             if response.status_code == 404 and "image" in message.lower():
                 raise ImageNotFound(f"image '{spec.image}' is not available: {message}")
@@ -199,21 +215,33 @@ class DockerRuntime:
             f"task '{spec.name}' stayed reserved but never appeared while being created"
         )
 
+    def _forget_missing(self, spec: TaskSpec) -> bool:
+        """Drop cached knowledge of the spec's image and network; True if there was any."""
+        known = spec.image in self._known_images or spec.network in self._known_networks
+        self._known_images.discard(spec.image)
+        if spec.network:
+            self._known_networks.discard(spec.network)
+        return known
+
+    async def _prepare(self, spec: TaskSpec) -> None:
+        await self.ensure_image(spec.image)
+        if spec.network:
+            await self._ensure_network(spec.network, spec.network_labels)
+
     async def launch(self, spec: TaskSpec) -> TaskState:
         """Create and start; a task that was created but never started is started now.
 
         If the engine refuses to start the task (e.g. its command does not exist), the
         never-started container is removed and `InvalidTaskSpec` is raised.
         """
-        await self.ensure_image(spec.image)
-        if spec.network:
-            await self._ensure_network(spec.network, spec.network_labels)
-        task_id = await self._create(spec)
-        state = await self.inspect(TaskId(task_id))
-        if state is None:
-            raise TaskNotFound(f"task '{spec.name}' was removed while being launched")
-        if state.status is not TaskStatus.CREATED:
-            return state
+        await self._prepare(spec)
+        task_id, created = await self._create(spec)
+        if not created:
+            state = await self.inspect(TaskId(task_id))
+            if state is None:
+                raise TaskNotFound(f"task '{spec.name}' was removed while being launched")
+            if state.status is not TaskStatus.CREATED:
+                return state
         response = await self._request("POST", f"/containers/{_seg(task_id)}/start")
         if response.status_code == 404:
             raise TaskNotFound(f"task '{spec.name}' was removed while being launched")
@@ -267,12 +295,20 @@ class DockerRuntime:
         )
         if response.status_code != 200:
             raise self._unexpected("listing tasks", response)
-        ids = [str(entry["Id"]) for entry in response.json()]
-        states = await asyncio.gather(*(self.inspect(TaskId(i)) for i in ids))
+        listed = [state_from_list_entry(entry) for entry in response.json()]
+        listed = [s for s in listed if all(s.labels.get(k) == v for k, v in selector.items())]
+        # Only exited tasks need an inspect (exit code, OOM, times); inspecting a task that
+        # is starting would wait on the engine's lock for that container.
+        exited = [s.task_id for s in listed if s.status is TaskStatus.EXITED]
+        details = {
+            state.task_id: state
+            for state in await asyncio.gather(*(self.inspect(i) for i in exited))
+            if state is not None
+        }
         return [
-            state
-            for state in states
-            if state is not None and all(state.labels.get(k) == v for k, v in selector.items())
+            details.get(s.task_id, s)
+            for s in listed
+            if s.status is not TaskStatus.EXITED or s.task_id in details
         ]
 
     # -- streams ---------------------------------------------------------------------------
@@ -341,6 +377,7 @@ class DockerRuntime:
             labels: Mapping[str, str] = network.get("Labels") or {}
             if any(labels.get(k) != v for k, v in selector.items()):
                 continue
+            self._known_networks.discard(str(network.get("Name", "")))
             deleted = await self._request("DELETE", f"/networks/{_seg(network['Id'])}")
             if deleted.status_code in (200, 204, 404, 403, 409):
                 continue  # 403/409: still has active endpoints, kept for now.

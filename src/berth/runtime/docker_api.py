@@ -95,6 +95,29 @@ def state_from_inspect(data: Json) -> TaskState:
     )
 
 
+def state_from_list_entry(entry: Json) -> TaskState:
+    """A task's state from one `/containers/json` entry (no exit details: inspect for those).
+
+    The list carries labels, state and published ports but no start time or exit code, so
+    callers inspect the tasks that have exited.
+    """
+    ports: dict[int, tuple[str, int]] = {}
+    for binding in entry.get("Ports") or []:
+        if binding.get("Type", "tcp") == "tcp" and binding.get("PublicPort"):
+            ports.setdefault(
+                int(binding["PrivatePort"]),
+                (str(binding.get("IP") or "127.0.0.1"), int(binding["PublicPort"])),
+            )
+    names = entry.get("Names") or [""]
+    return TaskState(
+        task_id=TaskId(str(entry["Id"])),
+        name=str(names[0]).lstrip("/"),
+        labels=dict(entry.get("Labels") or {}),
+        status=STATUS.get(str(entry.get("State", "")).lower(), TaskStatus.EXITED),
+        ports=ports,
+    )
+
+
 def create_body(spec: TaskSpec) -> Json:
     memory = spec.memory_mb * 1024 * 1024
     port_keys = [f"{port}/tcp" for port in spec.ports]

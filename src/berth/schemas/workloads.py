@@ -31,7 +31,12 @@ class WorkloadCreate(StrictModel):
         description="Lowercase letters, digits and '-', 1-63 characters, unique per user."
     )
     type: WorkloadType = Field(description="`service`, `job` or `schedule`.")
-    image: str = Field(min_length=1, max_length=512, description="Container image reference.")
+    image: str = Field(
+        min_length=1,
+        max_length=512,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$",
+        description="Container image reference, e.g. `berth/busybox:latest`.",
+    )
     command: str | list[Annotated[str, StringConstraints(max_length=65536)]] | None = Field(
         default=None,
         description="A string run by `/bin/sh -c`, or an argv list; default: the image's own.",

@@ -32,7 +32,9 @@ class Store:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
             writer = self.engine.execution_options(berth_write=True)
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # Reading sessions never flush: a change made while planning under a read must not
+        # turn the read into a write (SQLite would refuse the upgrade under concurrency).
+        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
         self._write_sessions = async_sessionmaker(writer, expire_on_commit=False)
 
     async def create_schema(self) -> None:

@@ -167,7 +167,10 @@ async def engine_info(engine: Engine, image: str) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     socket_path = args.docker_socket.removeprefix("unix://")
-    overrides = dict(item.split("=", 1) for item in args.env)
+    # The bench acts as an agent (API key); approval gating is a human's wait, not berth's
+    # speed, so the company's policy gates nothing here (recorded with the results).
+    overrides = {"BERTH_DEFAULT_GATED_ACTIONS": "[]"}
+    overrides.update(item.split("=", 1) for item in args.env)
     defaults = {name: Settings.model_fields[name].default for name in SETTINGS_SHOWN}
     meta: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),

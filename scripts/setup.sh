@@ -63,6 +63,18 @@ if ! engine_api /images/berth/busybox:latest/json >/dev/null; then
     -X POST -H 'Content-Type: application/x-tar' --data-binary @- >/dev/null
   rm -rf "$root"
 fi
-if [ "${1:-}" = "--test" ] && ! engine_api /images/berth-test/busybox:latest/json >/dev/null; then
-  engine_api '/images/berth/busybox:latest/tag?repo=berth-test/busybox&tag=latest' -X POST >/dev/null
+if [ "${1:-}" = "--test" ]; then
+  if ! engine_api /images/berth-test/busybox:latest/json >/dev/null; then
+    engine_api '/images/berth/busybox:latest/tag?repo=berth-test/busybox&tag=latest' -X POST >/dev/null
+  fi
+  # An image without /bin/sh: only the busybox binary, for the tests of argv-only commands.
+  if ! engine_api /images/berth-test/nosh:latest/json >/dev/null; then
+    log "building the test image berth-test/nosh:latest (no /bin/sh)"
+    root=$(mktemp -d)
+    mkdir -p "$root/bin" "$root/tmp"
+    cp /bin/busybox "$root/bin/busybox"
+    tar -C "$root" -c . | engine_api '/images/create?fromSrc=-&repo=berth-test/nosh&tag=latest&changes=ENV%20PATH%3D%2Fbin' \
+      -X POST -H 'Content-Type: application/x-tar' --data-binary @- >/dev/null
+    rm -rf "$root"
+  fi
 fi

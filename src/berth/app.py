@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,9 +10,11 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 import berth
-from berth.api import system
+from berth.api import approvals, shell_stream, system
 from berth.api.deps import company_actor, path_user_actor
 from berth.api.errors import install_error_handlers
+from berth.api.execution import build_execution_router
+from berth.api.gate import install_gate_handlers
 from berth.api.json_body import AssumeJsonBody
 from berth.api.workloads import build_workloads_router
 from berth.bootstrap import instance_id, open_domain
@@ -41,6 +44,8 @@ def create_app(settings: Settings) -> FastAPI:
             log_max_bytes=settings.log_max_bytes,
         )
         app.state.domain = domain
+        app.state.settings = settings
+        app.state.replay_secret = secrets.token_urlsafe(32)
         app.state.controllers = controllers
         controllers.start()
         try:
@@ -58,10 +63,15 @@ def create_app(settings: Settings) -> FastAPI:
         generate_unique_id_function=_operation_id,
     )
     install_error_handlers(app)
+    install_gate_handlers(app)
     app.add_middleware(AssumeJsonBody)
     app.include_router(system.router)
-    app.include_router(build_workloads_router(company_actor), prefix="/v1/compute")
-    app.include_router(
-        build_workloads_router(path_user_actor), prefix="/v1/users/{user_id}/compute"
-    )
+    app.include_router(approvals.router)
+    app.include_router(shell_stream.router)
+    for actor, prefix in (
+        (company_actor, "/v1/compute"),
+        (path_user_actor, "/v1/users/{user_id}/compute"),
+    ):
+        app.include_router(build_workloads_router(actor), prefix=prefix)
+        app.include_router(build_execution_router(actor), prefix=prefix)
     return app

@@ -17,6 +17,7 @@ from berth.runtime.base import Runtime
 from berth.store.db import Store
 from berth.store.keyfiles import load_or_create_key
 from berth.store.logs import LogArchive
+from berth.store.transcripts import TranscriptStore
 
 
 async def open_domain(settings: Settings, *, runtime: Runtime | None = None) -> Domain:
@@ -45,8 +46,11 @@ async def open_domain(settings: Settings, *, runtime: Runtime | None = None) -> 
             max_memory_mb=settings.default_max_memory_mb,
             max_replicas=settings.default_max_replicas,
             max_workloads=settings.default_max_workloads,
+            gated_actions=tuple(settings.default_gated_actions),
+            approval_ttl_seconds=settings.approval_ttl_seconds,
         ),
         logs=LogArchive(data_dir / "logs", max_bytes=settings.log_max_bytes),
+        transcripts=TranscriptStore(data_dir / "transcripts"),
         runtime=runtime,
     )
 

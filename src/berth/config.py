@@ -39,6 +39,13 @@ class Settings(BaseSettings):
     default_max_memory_mb: int = 8192
     default_max_replicas: int = 10
     default_max_workloads: int = 50
+    default_gated_actions: list[str] = ["create", "exec", "shell"]
+    """Approval policy of a new company; JSON list in the environment, e.g. `[]`."""
+    approval_ttl_seconds: int = 86400
+    shell_connect_seconds: int = 60
+    """A shell session's token must be used within this many seconds."""
+    region: str = "local"
+    """Reported with shell sessions."""
 
     reconcile_interval_seconds: float = 10.0
     meter_interval_seconds: float = 5.0

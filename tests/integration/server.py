@@ -30,6 +30,9 @@ FAST_CONTROLLERS = {
     "BERTH_STOP_GRACE_SECONDS": "3",
     "BERTH_CRASH_BACKOFF_MAX_SECONDS": "4",
     "BERTH_LOG_LEVEL": "warning",
+    # Most suites act as agents (API keys) on workloads; approval gating has its own suite.
+    "BERTH_DEFAULT_GATED_ACTIONS": "[]",
+    "BERTH_SHELL_CONNECT_SECONDS": "5",
 }
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Path, Request, WebSocket
+from starlette.datastructures import Headers, QueryParams
 
+from berth.domain.approvals import load_replay
 from berth.domain.auth import Actor, Principal, authenticate, resolve_actor
 from berth.domain.context import Domain
+
+INTERNAL_REPLAY_HEADER = "x-berth-internal-replay"
+"""Carries `<per-process secret>:<approval id>` on the in-process replay of an approval."""
 
 
 def get_domain(request: Request) -> Domain:
@@ -18,15 +24,28 @@ def get_domain(request: Request) -> Domain:
 DomainDep = Annotated[Domain, Depends(get_domain)]
 
 
-def bearer_credential(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
+def _credential(headers: Headers, query: QueryParams) -> str | None:
+    """`Authorization: Bearer <credential>`, else `?token=<credential>` (for WebSockets)."""
+    scheme, _, value = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return request.query_params.get("token")
+    return query.get("token")
+
+
+def bearer_credential(request: Request) -> str | None:
+    return _credential(request.headers, request.query_params)
+
+
+def bearer_credential_ws(websocket: WebSocket) -> str | None:
+    return _credential(websocket.headers, websocket.query_params)
 
 
 async def get_principal(request: Request, domain: DomainDep) -> Principal:
+    replay = request.headers.get(INTERNAL_REPLAY_HEADER)
+    if replay:
+        secret, _, approval_id = replay.partition(":")
+        if hmac.compare_digest(secret, request.app.state.replay_secret):
+            return await load_replay(domain, approval_id)
     return await authenticate(domain, bearer_credential(request))
 
 

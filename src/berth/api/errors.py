@@ -28,6 +28,8 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.PaymentRequired: 402,
     errors.PrimitiveDisabled: 403,
     errors.Unauthenticated: 401,
+    errors.Forbidden: 403,
+    errors.Gone: 410,
 }
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from berth.api.deps import DomainDep
+from berth.api.gate import require_approval
 from berth.api.presenters import log_event, run_out, secret_key_out, workload_out
 from berth.domain import runs, secrets, workloads
 from berth.domain.auth import Actor
@@ -18,6 +19,7 @@ from berth.domain.runs import RunOutput
 from berth.schemas.workloads import (
     Deleted,
     LogsOut,
+    PendingApproval,
     RunList,
     RunOut,
     ScaleRequest,
@@ -47,10 +49,23 @@ def build_workloads_router(
         views = await workloads.list_workloads(domain, actor)
         return WorkloadList(workloads=[workload_out(view) for view in views])
 
-    @router.post("", status_code=201, response_model=WorkloadOut, summary="Create a workload")
+    @router.post(
+        "",
+        status_code=201,
+        response_model=WorkloadOut,
+        summary="Create a workload (gated: may answer 202 pending_approval)",
+        responses={202: {"model": PendingApproval, "description": "Waiting for a human"}},
+    )
     async def create_workload(
-        body: WorkloadCreate, domain: DomainDep, actor: Actor = ActorDep
+        body: WorkloadCreate, request: Request, domain: DomainDep, actor: Actor = ActorDep
     ) -> WorkloadOut:
+        await require_approval(
+            request,
+            domain,
+            actor,
+            action="create",
+            validate=lambda: workloads.validate_create(domain, actor, body),
+        )
         return workload_out(await workloads.create_workload(domain, actor, body))
 
     @router.get("/{workload_id}", response_model=WorkloadOut, summary="Get a workload")

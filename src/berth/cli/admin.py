@@ -13,7 +13,7 @@ from typing import Any
 
 from berth.bootstrap import open_domain
 from berth.config import Settings
-from berth.domain import accounts
+from berth.domain import accounts, approvals
 from berth.domain.context import Domain
 from berth.store.models import AccountKit, User
 
@@ -56,6 +56,18 @@ def add_admin_parser(
     update.add_argument("--max-workloads", type=int)
     data_dir_args(update)
     update.set_defaults(admin_handler=_update_user)
+
+    policy = commands.add_parser(
+        "set-approval-policy", help="which agent actions need a human's approval"
+    )
+    policy.add_argument(
+        "--gate",
+        required=True,
+        help="comma-separated actions among create,exec,shell ('' gates nothing)",
+    )
+    policy.add_argument("--ttl", type=int, help="seconds an approval stays open")
+    data_dir_args(policy)
+    policy.set_defaults(admin_handler=_set_policy)
 
     show = commands.add_parser("show-user", help="print a user with their AccountKit")
     show.add_argument("--user", required=True)
@@ -140,3 +152,15 @@ async def _update_user(domain: Domain, args: argparse.Namespace) -> dict[str, An
 async def _show_user(domain: Domain, args: argparse.Namespace) -> dict[str, Any]:
     user, kit = await accounts.get_user(domain, args.user)
     return _user_json(user, kit)
+
+
+async def _set_policy(domain: Domain, args: argparse.Namespace) -> dict[str, Any]:
+    actions = [part.strip() for part in args.gate.split(",") if part.strip()]
+    company = await approvals.update_policy(
+        domain, None, gated_actions=actions, ttl_seconds=args.ttl, actor="admin-cli"
+    )
+    return {
+        "company_id": company.id,
+        "gated_actions": company.gated_actions,
+        "ttl_seconds": company.approval_ttl_seconds,
+    }

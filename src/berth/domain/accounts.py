@@ -41,7 +41,12 @@ async def create_user(
             raise Conflict(f"email: a user with e-mail {email!r} already exists", field="email")
         company = await session.scalar(select(Company).order_by(Company.created_at).limit(1))
         if company is None:
-            company = Company(id=new_company_id(), name="default")
+            company = Company(
+                id=new_company_id(),
+                name="default",
+                gated_actions=list(defaults.gated_actions),
+                approval_ttl_seconds=defaults.approval_ttl_seconds,
+            )
             session.add(company)
             await session.flush()
         user = User(

@@ -27,6 +27,8 @@ class Principal:
     is_operator: bool
     kind: Literal["api_key", "session"]
     key_id: str | None = None
+    replay_of: str | None = None
+    """Set when the request is the approved replay of this approval."""
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from berth.domain.tokens import TokenSigner
 from berth.runtime.base import Runtime
 from berth.store.db import Store
 from berth.store.logs import LogArchive
+from berth.store.transcripts import TranscriptStore
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,8 @@ class KitDefaults:
     max_memory_mb: int
     max_replicas: int
     max_workloads: int
+    gated_actions: tuple[str, ...] = ("create", "exec", "shell")
+    approval_ttl_seconds: int = 86400
 
 
 @dataclass(frozen=True)
@@ -40,5 +43,6 @@ class Domain:
     pricing: Pricing
     kit_defaults: KitDefaults
     logs: LogArchive
+    transcripts: TranscriptStore
     runtime: Runtime | None = None
     """Needed only to read live output of running tasks; admin commands run without it."""

@@ -56,3 +56,25 @@ class Unauthenticated(DomainError):
     """Missing, unknown, expired or revoked credentials."""
 
     code = "unauthenticated"
+
+
+class ApprovalRequired(DomainError):
+    """The call is gated: it waits, unchanged, for a human's approval."""
+
+    code = "pending_approval"
+
+    def __init__(self, approval_id: str) -> None:
+        super().__init__(f"approval {approval_id} is pending: a human must approve this call")
+        self.approval_id = approval_id
+
+
+class Forbidden(DomainError):
+    """The caller may see the resource but not do this (e.g. an agent approving)."""
+
+    code = "forbidden"
+
+
+class Gone(DomainError):
+    """The resource existed but can no longer be used (an expired approval)."""
+
+    code = "gone"

@@ -34,3 +34,11 @@ def new_run_id() -> RunId:
 
 def new_api_key_id() -> ApiKeyId:
     return ApiKeyId("key_" + secrets.token_hex(6))
+
+
+def new_approval_id() -> str:
+    return "apr_" + secrets.token_hex(8)
+
+
+def new_shell_session_id() -> str:
+    return "ses_" + secrets.token_hex(8)

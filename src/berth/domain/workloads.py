@@ -18,30 +18,23 @@ from berth.domain.context import Domain
 from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
 from berth.domain.ids import new_run_id, new_workload_id
-from berth.domain.schedules import parse_schedule
+from berth.domain.schedules import Schedule, parse_schedule
 from berth.domain.views import WorkloadView, load_view
 from berth.schemas.workloads import WorkloadCreate
-from berth.store.models import ACTIVE_RUN_STATUSES, AccountKit, Run, Workload
+from berth.store.models import ACTIVE_RUN_STATUSES, AccountKit, Run, User, Workload
+
+
+async def validate_create(domain: Domain, actor: Actor, body: WorkloadCreate) -> None:
+    """Every check of `create_workload`, without creating: a call that would be refused is
+    refused before it is queued for approval."""
+    async with domain.store.reading() as session:
+        await _check_create(session, actor, body)
 
 
 async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) -> WorkloadView:
-    _check_fields_fit_type(body)
-    schedule = parse_schedule(body.schedule_expr) if body.schedule_expr is not None else None
     now = datetime.now(UTC)
     async with domain.store.transaction() as session:
-        user, kit = await load_compute_user(session, actor.user_id)
-        _check_limits(kit, cpu=body.cpu, memory_mb=body.memory_mb, replicas=body.replicas)
-        count = await session.scalar(
-            select(func.count())
-            .select_from(Workload)
-            .where(Workload.user_id == user.id, Workload.deleted_at.is_(None))
-        )
-        if (count or 0) >= kit.max_workloads:
-            raise QuotaExceeded(f"workload limit reached ({kit.max_workloads})")
-        starts_task = body.type == "job" or (body.type == "service" and body.replicas > 0)
-        if starts_task:
-            require_credits(user)
-        await _check_name_free(session, user.id, body.name)
+        user, schedule = await _check_create(session, actor, body)
         workload = Workload(
             id=new_workload_id(),
             user_id=user.id,
@@ -176,6 +169,26 @@ async def trigger_run(domain: Domain, actor: Actor, workload_id: str) -> Run:
         session.add(run)
     publish_changed(domain, workload)
     return run
+
+
+async def _check_create(
+    session: AsyncSession, actor: Actor, body: WorkloadCreate
+) -> tuple[User, Schedule | None]:
+    _check_fields_fit_type(body)
+    schedule = parse_schedule(body.schedule_expr) if body.schedule_expr is not None else None
+    user, kit = await load_compute_user(session, actor.user_id)
+    _check_limits(kit, cpu=body.cpu, memory_mb=body.memory_mb, replicas=body.replicas)
+    count = await session.scalar(
+        select(func.count())
+        .select_from(Workload)
+        .where(Workload.user_id == user.id, Workload.deleted_at.is_(None))
+    )
+    if (count or 0) >= kit.max_workloads:
+        raise QuotaExceeded(f"workload limit reached ({kit.max_workloads})")
+    if body.type == "job" or (body.type == "service" and body.replicas > 0):
+        require_credits(user)
+    await _check_name_free(session, user.id, body.name)
+    return user, schedule
 
 
 async def owned_workload(session: AsyncSession, actor: Actor, workload_id: str) -> Workload:

@@ -22,7 +22,7 @@ Rules every driver keeps:
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, NewType, Protocol
@@ -115,6 +115,62 @@ class TaskEvent:
     labels: Mapping[str, str]
 
 
+OutputCallback = Callable[[str, bytes], Awaitable[None]]
+"""Called with ("stdout" | "stderr", chunk) as a command prints, for streaming callers."""
+
+
+@dataclass(frozen=True)
+class ExecSpec:
+    """A one-off command in a running task.
+
+    `stdin` is written to the command's standard input, which is then closed. Output beyond
+    `max_output_bytes` per stream is dropped (the result says so). After `timeout_seconds`
+    the command is killed and the result has `timed_out`.
+    """
+
+    argv: list[str]
+    stdin: bytes | None = None
+    timeout_seconds: float = 30.0
+    max_output_bytes: int = 1024 * 1024
+    env: Mapping[str, str] = field(default_factory=dict)
+    on_output: OutputCallback | None = None
+    """If set, each output chunk is passed here as it arrives (it is still collected)."""
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int | None
+    """None only when the command was killed on timeout and no code could be read."""
+    stdout: bytes
+    stderr: bytes
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    timed_out: bool = False
+
+
+class CommandNotFound(RuntimeDriverError):
+    """The command's program does not exist in the task's image (e.g. no `/bin/sh`)."""
+
+
+class InteractiveSession(Protocol):
+    """A command attached to a pseudo-terminal in a task: bytes in, bytes out, resizable."""
+
+    async def read(self) -> bytes:
+        """The next output bytes; b"" once the command has ended and all output was read."""
+
+    async def write(self, data: bytes) -> None:
+        """Send bytes to the terminal (keystrokes)."""
+
+    async def resize(self, *, cols: int, rows: int) -> None:
+        """Set the terminal size (the command sees SIGWINCH)."""
+
+    async def wait(self) -> int | None:
+        """The command's exit code once it has ended (None if it could not be read)."""
+
+    async def close(self) -> None:
+        """Detach; the command is killed if it still runs. Idempotent."""
+
+
 class Runtime(Protocol):
     """A container engine as berth sees it. See the module docstring for the rules."""
 
@@ -150,6 +206,22 @@ class Runtime(Protocol):
 
     def events(self, selector: Mapping[str, str]) -> AsyncIterator[TaskEvent]:
         """Task events as they happen, for tasks matching `selector`, until cancelled."""
+
+    async def exec(self, task_id: TaskId, spec: ExecSpec) -> ExecResult:
+        """Run a command in a running task and collect its output (see `ExecSpec`).
+
+        Raises `TaskNotFound` if the task does not exist or no longer runs, and
+        `CommandNotFound` if the program does not exist in the image.
+        """
+
+    async def open_terminal(
+        self, task_id: TaskId, argv: list[str], *, cols: int, rows: int
+    ) -> InteractiveSession:
+        """Start `argv` in a running task on a pseudo-terminal of the given size.
+
+        Raises `TaskNotFound` if the task does not run, `CommandNotFound` if `argv[0]` is
+        missing from the image.
+        """
 
     async def remove_networks(self, selector: Mapping[str, str]) -> None:
         """Remove unused networks carrying all of `selector`'s labels; idempotent."""

@@ -21,7 +21,10 @@ from urllib.parse import quote
 import httpx
 
 from berth.runtime.base import (
+    ExecResult,
+    ExecSpec,
     ImageNotFound,
+    InteractiveSession,
     InvalidTaskSpec,
     LogLine,
     RuntimeDriverError,
@@ -43,6 +46,7 @@ from berth.runtime.docker_api import (
     state_from_inspect,
     state_from_list_entry,
 )
+from berth.runtime.docker_exec import DockerExec
 from berth.runtime.docker_logs import LogDecoder, since_param
 
 API_VERSION = "v1.41"
@@ -365,6 +369,18 @@ class DockerRuntime:
         except httpx.HTTPError as exc:
             raise self._unavailable(exc) from exc
         raise self._unavailable(ConnectionError("the event stream ended"))
+
+    # -- commands in tasks (plumbing in docker_exec) ------------------------------------------
+
+    async def exec(self, task_id: TaskId, spec: ExecSpec) -> ExecResult:
+        execs = DockerExec(self.socket_path, API_VERSION, self._request, self._unavailable)
+        return await execs.run(task_id, spec)
+
+    async def open_terminal(
+        self, task_id: TaskId, argv: list[str], *, cols: int, rows: int
+    ) -> InteractiveSession:
+        execs = DockerExec(self.socket_path, API_VERSION, self._request, self._unavailable)
+        return await execs.open_terminal(task_id, argv, cols=cols, rows=rows)
 
     # -- networks --------------------------------------------------------------------------
 

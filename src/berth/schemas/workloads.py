@@ -156,3 +156,77 @@ class SecretValue(BaseModel):
 class Deleted(BaseModel):
     id: str
     deleted: bool = True
+
+
+class ExecRequest(StrictModel):
+    """Body of `POST /v1/compute/{id}/exec`."""
+
+    command: str | list[Annotated[str, StringConstraints(max_length=65536)]] = Field(
+        description="A string run by `/bin/sh -c`, or an argv list (no shell needed)."
+    )
+    stdin: str | None = Field(
+        default=None, max_length=1024 * 1024, description="Written to the command's stdin."
+    )
+    timeout_seconds: int = Field(
+        default=30, ge=1, le=600, description="The command is killed after this long."
+    )
+    task: str | None = Field(
+        default=None,
+        description="The run id of the task to run in; default: a running task (lowest slot).",
+    )
+    stream: bool = Field(
+        default=False,
+        description='Stream output as NDJSON lines (`{"stream", "data"}`, then '
+        '`{"exit_code", ...}`) instead of one JSON result.',
+    )
+
+
+class ExecResult(BaseModel):
+    run_id: str = Field(description="The run (task) the command ran in.")
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    stdout_truncated: bool
+    stderr_truncated: bool
+    timed_out: bool
+
+
+class ShellRequest(StrictModel):
+    """Body of `POST /v1/compute/{id}/shell` (optional)."""
+
+    task: str | None = Field(default=None, description="Run id of the task; default: any.")
+    cols: int = Field(default=80, ge=10, le=1000)
+    rows: int = Field(default=24, ge=5, le=1000)
+
+
+class ShellSessionInfo(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    session_id: str = Field(alias="sessionId")
+    stream_url: str = Field(alias="streamUrl")
+    token_value: str = Field(alias="tokenValue")
+
+
+class ShellSessionOut(BaseModel):
+    session: ShellSessionInfo
+    region: str
+
+
+class ShellSessionSummary(BaseModel):
+    id: str
+    workload_id: str
+    run_id: str
+    status: str = Field(description="`waiting`, `active`, `ended` or `expired`.")
+    created_at: datetime
+    connected_at: datetime | None
+    ended_at: datetime | None
+    exit_code: int | None
+
+
+class ShellSessionList(BaseModel):
+    sessions: list[ShellSessionSummary]
+
+
+class PendingApproval(BaseModel):
+    status: Literal["pending_approval"] = "pending_approval"
+    approval_id: str

@@ -53,12 +53,20 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
 
+DEFAULT_GATED_ACTIONS = ["create", "exec", "shell"]
+
+
 class Company(Base):
     __tablename__ = "companies"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     default_user_id: Mapped[str | None] = mapped_column(String(32))
+    gated_actions: Mapped[list[Any]] = mapped_column(
+        JSON, default=lambda: list(DEFAULT_GATED_ACTIONS)
+    )
+    """Actions an API-key caller needs a human's approval for."""
+    approval_ttl_seconds: Mapped[int] = mapped_column(Integer, default=86400)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -190,6 +198,69 @@ class Run(Base):
         Index("ix_runs_workload_created", "workload_id", "created_at"),
         Index("ix_runs_status", "status"),
     )
+
+
+class Approval(Base):
+    """A gated request waiting for (or decided by) a human.
+
+    The request is kept exactly (method, path, body and its digest) with the principal that
+    made it; on approval it is replayed once as that principal and its response kept here.
+    """
+
+    __tablename__ = "approvals"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    company_id: Mapped[str] = mapped_column(ForeignKey("companies.id"), index=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    key_id: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(1000))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    body_digest: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    decided_at: Mapped[datetime | None] = mapped_column()
+    decided_by: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    executed_at: Mapped[datetime | None] = mapped_column()
+    result_status: Mapped[int | None] = mapped_column(Integer)
+    result_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class AuditEvent(Base):
+    """Who did what, when: every approval request and decision."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    company_id: Mapped[str] = mapped_column(String(32), index=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ShellSession(Base):
+    """A brokered shell: a single-use token (stored hashed) for one task of one workload."""
+
+    __tablename__ = "shell_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    workload_id: Mapped[str] = mapped_column(ForeignKey("workloads.id"), index=True)
+    run_id: Mapped[str] = mapped_column(String(32))
+    user_id: Mapped[str] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    cols: Mapped[int] = mapped_column(Integer, default=80)
+    rows: Mapped[int] = mapped_column(Integer, default=24)
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    connect_by: Mapped[datetime] = mapped_column()
+    connected_at: Mapped[datetime | None] = mapped_column()
+    ended_at: Mapped[datetime | None] = mapped_column()
+    exit_code: Mapped[int | None] = mapped_column(Integer)
 
 
 ACTIVE_RUN_STATUSES = ("pending", "running")

@@ -1,0 +1,142 @@
+"""The approvals API: humans list, read and decide gated agent calls; policy per company."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from berth.api.deps import DomainDep, PrincipalDep
+from berth.api.gate import replay
+from berth.domain import approvals
+from berth.schemas.approvals import (
+    ApprovalDecision,
+    ApprovalList,
+    ApprovalOut,
+    ApprovalPolicy,
+    ApprovalResult,
+    AuditEventList,
+    AuditEventOut,
+)
+from berth.store.models import Approval, Company
+
+router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
+
+
+@router.get("", response_model=ApprovalList, summary="List approvals, pending first")
+async def list_approvals(
+    domain: DomainDep,
+    principal: PrincipalDep,
+    status: Annotated[str | None, Query(pattern="^(pending|approved|rejected|expired)$")] = None,
+) -> ApprovalList:
+    rows = await approvals.list_approvals(domain, principal, status=status)
+    return ApprovalList(approvals=[approval_out(row) for row in rows])
+
+
+@router.get("/policy", response_model=ApprovalPolicy, summary="Which actions are gated")
+async def get_policy(domain: DomainDep, principal: PrincipalDep) -> ApprovalPolicy:
+    return policy_out(await approvals.get_policy(domain, principal))
+
+
+@router.put("/policy", response_model=ApprovalPolicy, summary="Change the gated actions")
+async def set_policy(
+    body: ApprovalPolicy, domain: DomainDep, principal: PrincipalDep
+) -> ApprovalPolicy:
+    company = await approvals.set_policy(
+        domain, principal, gated_actions=list(body.gated_actions), ttl_seconds=body.ttl_seconds
+    )
+    return policy_out(company)
+
+
+@router.get("/{approval_id}", response_model=ApprovalOut, summary="Get an approval")
+async def get_approval(approval_id: str, domain: DomainDep, principal: PrincipalDep) -> ApprovalOut:
+    return approval_out(await approvals.get_approval(domain, principal, approval_id))
+
+
+@router.get(
+    "/{approval_id}/events", response_model=AuditEventList, summary="The approval's audit trail"
+)
+async def approval_events(
+    approval_id: str, domain: DomainDep, principal: PrincipalDep
+) -> AuditEventList:
+    rows = await approvals.approval_events(domain, principal, approval_id)
+    return AuditEventList(
+        events=[
+            AuditEventOut(at=row.at, actor=row.actor, action=row.action, detail=row.detail)
+            for row in rows
+        ]
+    )
+
+
+@router.post(
+    "/{approval_id}/approve",
+    response_model=ApprovalOut,
+    summary="Approve: the call runs now, as its caller; its result is kept",
+)
+async def approve(
+    approval_id: str,
+    request: Request,
+    domain: DomainDep,
+    principal: PrincipalDep,
+    body: ApprovalDecision | None = None,
+) -> ApprovalOut:
+    decided = await approvals.decide(
+        domain, principal, approval_id, approve=True, note=body.note if body else None
+    )
+    response = await replay(request, decided)
+    return approval_out(await approvals.record_result(domain, approval_id, response))
+
+
+@router.post("/{approval_id}/reject", response_model=ApprovalOut, summary="Reject")
+async def reject(
+    approval_id: str,
+    domain: DomainDep,
+    principal: PrincipalDep,
+    body: ApprovalDecision | None = None,
+) -> ApprovalOut:
+    decided = await approvals.decide(
+        domain, principal, approval_id, approve=False, note=body.note if body else None
+    )
+    return approval_out(decided)
+
+
+def _json_or_text(raw: bytes | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
+def approval_out(approval: Approval) -> ApprovalOut:
+    result = None
+    if approval.result_status is not None:
+        result = ApprovalResult(
+            status_code=approval.result_status, body=_json_or_text(approval.result_body)
+        )
+    return ApprovalOut(
+        id=approval.id,
+        status=approval.status,
+        action=approval.action,
+        method=approval.method,
+        path=approval.path,
+        body=_json_or_text(approval.body),
+        user_id=approval.user_id,
+        requested_by=approval.key_id,
+        created_at=approval.created_at,
+        expires_at=approval.expires_at,
+        decided_at=approval.decided_at,
+        decided_by=approval.decided_by,
+        note=approval.note,
+        executed_at=approval.executed_at,
+        result=result,
+    )
+
+
+def policy_out(company: Company) -> ApprovalPolicy:
+    return ApprovalPolicy(
+        gated_actions=list(company.gated_actions or []),
+        ttl_seconds=company.approval_ttl_seconds,
+    )

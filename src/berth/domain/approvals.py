@@ -1,0 +1,354 @@
+"""Human approval of sensitive agent calls.
+
+With an API key, the actions of the company's policy (create, exec and shell by default) do
+not run: the request is stored exactly (method, path, body, and who sent it) and the caller
+gets `ApprovalRequired`. A human of the company approves or rejects it. On approval the
+request is replayed once, as the original caller, and its response is kept on the approval;
+the agent reads it with GET, or repeats the same request naming the approval and gets that
+same response. An approval is bound to its user, method, path and body, expires, and its
+request runs at most once: only the approving transaction's winner replays it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth.domain.auth import Actor, Principal
+from berth.domain.context import Domain
+from berth.domain.errors import (
+    ApprovalRequired,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    NotFound,
+)
+from berth.domain.ids import new_approval_id
+from berth.store.models import ApiKey, Approval, AuditEvent, Company
+
+GATEABLE_ACTIONS = ("create", "exec", "shell")
+RESULT_WAIT_SECONDS = 660.0
+"""How long a repeated request waits for a replay still running (longer than any exec)."""
+
+
+@dataclass(frozen=True)
+class GatedRequest:
+    action: str
+    method: str
+    path: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status_code: int
+    body: bytes
+
+
+def body_digest(body: bytes) -> str:
+    """Digest of a JSON body, insensitive to key order and whitespace."""
+    try:
+        canonical = json.dumps(json.loads(body or b"null"), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return hashlib.sha256(body).hexdigest()
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def check_gate(
+    domain: Domain, actor: Actor, request: GatedRequest, approval_id: str | None
+) -> StoredResponse | None:
+    """Let a sensitive call through (None), answer it with an approved result, or gate it.
+
+    Humans (session tokens) and approved replays are never gated. Raises `ApprovalRequired`
+    when the call must wait, `Conflict` when the named approval is for another request,
+    `Forbidden` when it was rejected and `Gone` when it expired.
+    """
+    principal = actor.principal
+    if principal.kind != "api_key" or principal.replay_of is not None:
+        return None
+    if approval_id is not None:
+        return await _answer_repeat(domain, actor, request, approval_id)
+    async with domain.store.reading() as session:
+        company = await session.get(Company, principal.company_id)
+    if company is None or request.action not in (company.gated_actions or []):
+        return None
+    created = await _create(domain, actor, request, company_ttl=company.approval_ttl_seconds)
+    raise ApprovalRequired(created.id)
+
+
+async def _create(
+    domain: Domain, actor: Actor, request: GatedRequest, *, company_ttl: int
+) -> Approval:
+    now = datetime.now(UTC)
+    approval = Approval(
+        id=new_approval_id(),
+        company_id=actor.company_id,
+        user_id=actor.user_id,
+        key_id=actor.principal.key_id or "",
+        action=request.action,
+        method=request.method,
+        path=request.path,
+        body=request.body,
+        body_digest=body_digest(request.body),
+        status="pending",
+        created_at=now,
+        expires_at=now + timedelta(seconds=company_ttl),
+    )
+    async with domain.store.transaction() as session:
+        session.add(approval)
+        _audit(session, approval, actor=actor.principal.key_id or "", what="approval.requested")
+    return approval
+
+
+async def _answer_repeat(
+    domain: Domain, actor: Actor, request: GatedRequest, approval_id: str
+) -> StoredResponse:
+    deadline = asyncio.get_running_loop().time() + RESULT_WAIT_SECONDS
+    while True:
+        approval = await _load_for_caller(domain, actor.principal, approval_id)
+        if (
+            approval.user_id != actor.user_id
+            or approval.method != request.method
+            or approval.path != request.path
+            or approval.body_digest != body_digest(request.body)
+        ):
+            raise Conflict(
+                f"approval {approval_id} is for a different request "
+                f"({approval.method} {approval.path} with its original body)"
+            )
+        status = await _current_status(domain, approval)
+        if status == "pending":
+            raise ApprovalRequired(approval.id)
+        if status == "rejected":
+            raise Forbidden(f"approval {approval.id} was rejected" + _note(approval))
+        if status == "expired":
+            raise Gone(
+                f"approval {approval.id} expired at {approval.expires_at:%Y-%m-%dT%H:%M:%SZ}"
+            )
+        if approval.result_status is not None and approval.result_body is not None:
+            return StoredResponse(approval.result_status, approval.result_body)
+        if asyncio.get_running_loop().time() > deadline:
+            raise Conflict(f"approval {approval.id} is approved but its call is still running")
+        await asyncio.sleep(0.2)
+
+
+def _note(approval: Approval) -> str:
+    return f": {approval.note}" if approval.note else ""
+
+
+async def _load_for_caller(domain: Domain, principal: Principal, approval_id: str) -> Approval:
+    """An approval the caller may see: any of the company for a human, its own for a key."""
+    async with domain.store.reading() as session:
+        approval = await session.get(Approval, approval_id)
+    if approval is None or approval.company_id != principal.company_id:
+        raise NotFound(f"approval {approval_id} not found")
+    own_only = principal.kind == "api_key" and not principal.is_operator
+    if own_only and approval.key_id != principal.key_id:
+        raise NotFound(f"approval {approval_id} not found")
+    return approval
+
+
+async def _current_status(domain: Domain, approval: Approval) -> str:
+    """The status, turning an overdue pending approval into `expired` (and auditing it)."""
+    if approval.status != "pending" or approval.expires_at > datetime.now(UTC):
+        return approval.status
+    async with domain.store.transaction() as session:
+        fresh = await session.get(Approval, approval.id)
+        if fresh is not None and fresh.status == "pending":
+            fresh.status = "expired"
+            _audit(session, fresh, actor="berth", what="approval.expired")
+    approval.status = "expired"
+    return "expired"
+
+
+async def list_approvals(
+    domain: Domain, principal: Principal, *, status: str | None
+) -> list[Approval]:
+    """The company's approvals (a key sees its own), pending first, newest first."""
+    async with domain.store.reading() as session:
+        query = select(Approval).where(Approval.company_id == principal.company_id)
+        if principal.kind == "api_key" and not principal.is_operator:
+            query = query.where(Approval.key_id == principal.key_id)
+        rows = list(await session.scalars(query.order_by(Approval.created_at.desc())))
+    for row in rows:
+        await _current_status(domain, row)
+    if status is not None:
+        rows = [row for row in rows if row.status == status]
+    return sorted(rows, key=lambda row: row.status != "pending")
+
+
+async def get_approval(domain: Domain, principal: Principal, approval_id: str) -> Approval:
+    approval = await _load_for_caller(domain, principal, approval_id)
+    await _current_status(domain, approval)
+    return approval
+
+
+async def decide(
+    domain: Domain,
+    principal: Principal,
+    approval_id: str,
+    *,
+    approve: bool,
+    note: str | None,
+) -> Approval:
+    """Record a human's decision. Only the call that moves it out of `pending` wins."""
+    if principal.kind != "session" or principal.user_id is None:
+        raise Forbidden("approvals are decided by a human: use a session token, not an API key")
+    approval = await _load_for_caller(domain, principal, approval_id)
+    if await _current_status(domain, approval) == "expired":
+        raise Gone(f"approval {approval_id} expired")
+    async with domain.store.transaction() as session:
+        fresh = await session.get(Approval, approval_id)
+        assert fresh is not None
+        if fresh.status != "pending":
+            raise Conflict(f"approval {approval_id} was already {fresh.status}")
+        fresh.status = "approved" if approve else "rejected"
+        fresh.decided_at = datetime.now(UTC)
+        fresh.decided_by = principal.user_id
+        fresh.note = note
+        _audit(
+            session,
+            fresh,
+            actor=principal.user_id,
+            what="approval.approved" if approve else "approval.rejected",
+            detail={"note": note} if note else None,
+        )
+    return fresh
+
+
+async def record_result(domain: Domain, approval_id: str, response: StoredResponse) -> Approval:
+    async with domain.store.transaction() as session:
+        approval = await session.get(Approval, approval_id)
+        assert approval is not None
+        approval.result_status = response.status_code
+        approval.result_body = response.body
+        approval.executed_at = datetime.now(UTC)
+        _audit(
+            session,
+            approval,
+            actor=approval.key_id,
+            what="approval.executed",
+            detail={"status_code": response.status_code},
+        )
+    return approval
+
+
+async def load_replay(domain: Domain, approval_id: str) -> Principal:
+    """The principal an approved request is replayed as."""
+    async with domain.store.reading() as session:
+        approval = await session.get(Approval, approval_id)
+        if approval is None or approval.status != "approved":
+            raise NotFound(f"approval {approval_id} not found")
+        from_key = await _key_principal(session, approval)
+    return from_key
+
+
+async def _key_principal(session: AsyncSession, approval: Approval) -> Principal:
+    key = await session.get(ApiKey, approval.key_id)
+    return Principal(
+        company_id=approval.company_id,
+        user_id=key.user_id if key is not None else approval.user_id,
+        is_operator=key.is_operator if key is not None else False,
+        kind="api_key",
+        key_id=approval.key_id,
+        replay_of=approval.id,
+    )
+
+
+async def get_policy(domain: Domain, principal: Principal) -> Company:
+    async with domain.store.reading() as session:
+        company = await session.get(Company, principal.company_id)
+    if company is None:
+        raise NotFound("company not found")
+    return company
+
+
+async def set_policy(
+    domain: Domain, principal: Principal, *, gated_actions: list[str], ttl_seconds: int
+) -> Company:
+    """Change which actions are gated; humans only (an agent must not un-gate itself)."""
+    if principal.kind != "session":
+        raise Forbidden("the approval policy is changed by a human: use a session token")
+    return await update_policy(
+        domain,
+        principal.company_id,
+        gated_actions=gated_actions,
+        ttl_seconds=ttl_seconds,
+        actor=principal.user_id or "",
+    )
+
+
+async def update_policy(
+    domain: Domain,
+    company_id: str | None,
+    *,
+    gated_actions: list[str],
+    ttl_seconds: int | None,
+    actor: str,
+) -> Company:
+    unknown = sorted(set(gated_actions) - set(GATEABLE_ACTIONS))
+    if unknown:
+        raise Invalid(
+            f"gated_actions: unknown action(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(GATEABLE_ACTIONS)}",
+            field="gated_actions",
+        )
+    async with domain.store.transaction() as session:
+        if company_id is None:
+            company = await session.scalar(select(Company).order_by(Company.created_at).limit(1))
+        else:
+            company = await session.get(Company, company_id)
+        if company is None:
+            raise NotFound("company not found; create a user first")
+        company.gated_actions = sorted(set(gated_actions))
+        if ttl_seconds is not None:
+            company.approval_ttl_seconds = ttl_seconds
+        session.add(
+            AuditEvent(
+                company_id=company.id,
+                actor=actor,
+                action="policy.changed",
+                subject=company.id,
+                detail={"gated_actions": company.gated_actions, "ttl_seconds": ttl_seconds},
+            )
+        )
+    return company
+
+
+def _audit(
+    session: AsyncSession,
+    approval: Approval,
+    *,
+    actor: str,
+    what: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    session.add(
+        AuditEvent(
+            company_id=approval.company_id,
+            actor=actor,
+            action=what,
+            subject=approval.id,
+            detail={"method": approval.method, "path": approval.path, **(detail or {})},
+        )
+    )
+
+
+async def approval_events(
+    domain: Domain, principal: Principal, approval_id: str
+) -> list[AuditEvent]:
+    """The audit trail of one approval: requested, approved or rejected, executed, expired."""
+    await get_approval(domain, principal, approval_id)
+    async with domain.store.reading() as session:
+        rows = await session.scalars(
+            select(AuditEvent).where(AuditEvent.subject == approval_id).order_by(AuditEvent.id)
+        )
+        return list(rows)

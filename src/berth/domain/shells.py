@@ -1,0 +1,140 @@
+"""Brokered shell sessions: a short-lived, single-use token for one task of one workload.
+
+`open_session` picks the task and issues the token (kept only as a hash); the WebSocket that
+presents it must connect within the connect window, and `claim_session` lets exactly one
+connection use it. Refusals happen before any shell starts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+
+from berth.domain.accounts import load_compute_user
+from berth.domain.auth import Actor
+from berth.domain.context import Domain
+from berth.domain.errors import NotFound, Unauthenticated
+from berth.domain.execution import running_target
+from berth.domain.ids import new_shell_session_id
+from berth.domain.workloads import owned_workload
+from berth.store.models import Run, ShellSession
+
+LOGIN_SHELL = (
+    'me="$(id -un 2>/dev/null || echo root)"; '
+    'login="$(while IFS=: read -r name _ _ _ _ _ shell; do '
+    '[ "$name" = "$me" ] && echo "$shell"; done < /etc/passwd 2>/dev/null)"; '
+    '[ -n "$login" ] && [ -x "$login" ] || login=/bin/sh; exec "$login" -l'
+)
+"""Run by /bin/sh: the user's login shell where /etc/passwd names one that exists."""
+
+
+@dataclass(frozen=True)
+class IssuedSession:
+    session: ShellSession
+    token: str
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def open_session(
+    domain: Domain,
+    actor: Actor,
+    workload_id: str,
+    *,
+    run_id: str | None,
+    cols: int,
+    rows: int,
+    connect_seconds: int,
+) -> IssuedSession:
+    target = await running_target(domain, actor, workload_id, run_id)
+    token = "sh_" + secrets.token_urlsafe(32)
+    now = datetime.now(UTC)
+    session_row = ShellSession(
+        id=new_shell_session_id(),
+        workload_id=target.workload.id,
+        run_id=target.run.id,
+        user_id=actor.user_id,
+        token_hash=_hash(token),
+        cols=cols,
+        rows=rows,
+        status="waiting",
+        created_at=now,
+        connect_by=now + timedelta(seconds=connect_seconds),
+    )
+    async with domain.store.transaction() as session:
+        session.add(session_row)
+    return IssuedSession(session=session_row, token=token)
+
+
+@dataclass(frozen=True)
+class ClaimedSession:
+    session: ShellSession
+    task_id: str
+
+
+async def claim_session(domain: Domain, session_id: str, token: str | None) -> ClaimedSession:
+    """Use a session's token once; refuse wrong, reused, expired or foreign tokens, and
+    sessions whose task no longer runs."""
+    if not token:
+        raise Unauthenticated("missing session token: pass ?token= or a Bearer header")
+    now = datetime.now(UTC)
+    async with domain.store.transaction() as session:
+        claimed = await session.execute(
+            update(ShellSession)
+            .where(
+                ShellSession.id == session_id,
+                ShellSession.token_hash == _hash(token),
+                ShellSession.status == "waiting",
+                ShellSession.connect_by > now,
+            )
+            .values(status="active", connected_at=now)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            raise Unauthenticated("invalid, used or expired shell session token")
+        row = await session.get(ShellSession, session_id)
+        assert row is not None
+        run = await session.get(Run, row.run_id)
+        if run is None or run.status != "running" or run.task_id is None:
+            row.status, row.ended_at = "ended", now
+            raise Unauthenticated("the session's task is no longer running")
+        return ClaimedSession(session=row, task_id=run.task_id)
+
+
+async def end_session(domain: Domain, session_id: str, *, exit_code: int | None) -> None:
+    async with domain.store.transaction() as session:
+        row = await session.get(ShellSession, session_id)
+        if row is not None and row.status != "ended":
+            row.status, row.ended_at, row.exit_code = "ended", datetime.now(UTC), exit_code
+
+
+async def list_sessions(domain: Domain, actor: Actor, workload_id: str) -> list[ShellSession]:
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        await owned_workload(session, actor, workload_id)
+        rows = list(
+            await session.scalars(
+                select(ShellSession)
+                .where(ShellSession.workload_id == workload_id)
+                .order_by(ShellSession.created_at.desc())
+            )
+        )
+    now = datetime.now(UTC)
+    for row in rows:
+        if row.status == "waiting" and row.connect_by <= now:
+            row.status = "expired"
+    return rows
+
+
+async def get_session(
+    domain: Domain, actor: Actor, workload_id: str, session_id: str
+) -> ShellSession:
+    for row in await list_sessions(domain, actor, workload_id):
+        if row.id == session_id:
+            return row
+    raise NotFound(f"shell session {session_id} not found")

@@ -1,0 +1,730 @@
+"""Commands inside running tasks for the Docker driver: one-off execs and terminals.
+
+An exec is created with `POST /containers/{id}/exec` and started with `POST /exec/{id}/start`,
+which *hijacks* the HTTP connection: the engine answers `101 UPGRADED` and from then on the
+socket carries the command's streams. Without a TTY the engine sends stdout and stderr as
+multiplexed frames (see `docker_logs.FrameDemuxer`) and reads raw stdin bytes; half-closing
+our side is how the engine learns that stdin ended. With a TTY both directions are raw bytes.
+httpx cannot hand over a hijacked connection, so the start request is written by hand on a
+unix socket of our own; the short JSON calls (create, inspect, resize) go through the
+driver's httpx client and its error translation.
+
+How a program that does not exist shows up (runc, Docker 20.10): the start is still
+upgraded, the engine writes `OCI runtime exec failed: exec failed: ... no such file or
+directory` into the stream (on the stdout channel), closes it, and the exec ends with exit
+code 126 and `Pid` 0 - it never had a process. A shell script that exits 127 has a `Pid`, so
+the two are told apart by that, not by the exit code.
+
+Nothing here keeps state across calls: every exec and terminal has its own connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import quote
+
+import httpx
+
+from berth.runtime.base import (
+    CommandNotFound,
+    ExecResult,
+    ExecSpec,
+    RuntimeDriverError,
+    RuntimeUnavailable,
+    TaskId,
+    TaskNotFound,
+)
+from berth.runtime.docker_api import Json, engine_message
+from berth.runtime.docker_logs import FrameDemuxer, Stream
+
+READ_SIZE = 64 * 1024
+"""Largest chunk read from a stream at once (and returned by a terminal's `read`)."""
+
+TERMINAL_ENV = {"TERM": "xterm-256color"}
+
+_CONNECT_TIMEOUT = 5.0
+_START_TIMEOUT = 30.0
+"""Until the engine answers the start request (it does before the command runs)."""
+_STARTUP_TIMEOUT = 15.0
+"""Until a terminal's command is seen running (or seen failing to start)."""
+_KILL_GRACE = 2.0
+"""After killing a command that timed out: time for its last output and exit code."""
+_FAILURE_OUTPUT_TIMEOUT = 2.0
+_PID_TIMEOUT = 2.0
+"""For the process id of a command that is being started (to kill it)."""
+
+_RUNTIME_FAILURE = re.compile(
+    r"OCI runtime|exec failed|unable to start container process", re.IGNORECASE
+)
+"""How the engine words its own failure to start a command (runc, crun, Podman)."""
+_MISSING_PROGRAM = re.compile(
+    r"no such file or directory|executable file not found|not found in \$PATH", re.IGNORECASE
+)
+
+_ENDED = re.compile(r"stopped|not running|no such (exec|process)", re.IGNORECASE)
+"""How the engine refuses to resize the terminal of a command that has ended."""
+
+
+class EngineRequest(Protocol):
+    """The driver's JSON call: engine errors already translated into `RuntimeUnavailable`."""
+
+    async def __call__(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str | int] | None = None,
+        body: Json | None = None,
+    ) -> httpx.Response: ...
+
+
+def _seg(value: str) -> str:
+    """One URL path segment: an id can never reroute the request."""
+    return quote(value, safe="")
+
+
+@dataclass(frozen=True)
+class ExecInfo:
+    """What `GET /exec/{id}/json` says about an exec."""
+
+    running: bool
+    exit_code: int | None
+    pid: int
+    """The process id on the engine's host; 0 until the process exists (for good if the
+    engine failed to start it)."""
+    container_id: str
+
+    @classmethod
+    def from_json(cls, data: Json) -> ExecInfo:
+        exit_code = data.get("ExitCode")
+        return cls(
+            running=bool(data.get("Running")),
+            exit_code=exit_code if isinstance(exit_code, int) else None,
+            pid=int(data.get("Pid") or 0),
+            container_id=str(data.get("ContainerID") or ""),
+        )
+
+
+class _Capture:
+    """Output of one stream kept up to a limit; what comes beyond is read and dropped."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = max(0, limit)
+        self.data: dict[Stream, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+        self.truncated: dict[Stream, bool] = {"stdout": False, "stderr": False}
+
+    def add(self, stream: Stream, payload: bytes) -> None:
+        buffer = self.data[stream]
+        room = self.limit - len(buffer)
+        if len(payload) > room:
+            self.truncated[stream] = True
+            payload = payload[: max(room, 0)]
+        buffer += payload
+
+    def everything(self) -> bytes:
+        return bytes(self.data["stdout"] + self.data["stderr"])
+
+
+class _Connection:
+    """A hijacked connection to the engine: the command's streams, both ways."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+
+def _failed_to_start(info: ExecInfo, output: bytes) -> bool:
+    """Whether an ended exec never ran its command (the engine's error is in `output`)."""
+    if info.running or info.pid != 0:
+        return False
+    # No exit code at all: the engine refused before even trying (e.g. the task stopped).
+    return info.exit_code is None or bool(_RUNTIME_FAILURE.search(_text(output[:4096])))
+
+
+def _text(output: bytes) -> str:
+    return output.decode("utf-8", "replace").strip()
+
+
+def _open_pidfd(pid: int) -> int | None:
+    if not hasattr(os, "pidfd_open"):
+        return None
+    try:
+        return os.pidfd_open(pid)
+    except OSError:
+        return None
+
+
+def _in_container(pid: int, container_id: str) -> bool:
+    """Whether process `pid` (as this host sees it) lives in the container's cgroup."""
+    if len(container_id) < 12:
+        return False
+    try:
+        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as cgroups:
+            return container_id in cgroups.read()
+    except OSError:
+        return False
+
+
+def _session_of(pid: int) -> int | None:
+    """The session id of live process `pid`, from /proc (None if gone, a zombie, unreadable)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as stat:
+            fields = stat.read().rpartition(")")[2].split()  # After "pid (comm)".
+        return None if fields[0] in ("Z", "X") else int(fields[3])  # state ppid pgrp session
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _session_members(session: int) -> list[int]:
+    """Every other live process (on this host) in session `session`."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    return [
+        int(entry)
+        for entry in entries
+        if entry.isdigit() and int(entry) != session and _session_of(int(entry)) == session
+    ]
+
+
+def _kill(pid: int, container_id: str, *, session: int | None = None) -> bool:
+    """SIGKILL `pid` if it lives in the container (and, given `session`, in that session)."""
+    pidfd = _open_pidfd(pid)
+    try:
+        if not _in_container(pid, container_id):
+            return False
+        if session is not None and _session_of(pid) != session:
+            return False
+        if pidfd is None:
+            os.kill(pid, signal.SIGKILL)
+        else:
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def kill_exec_process(pid: int, container_id: str) -> bool:
+    """SIGKILL an exec's process and what it started; False when that cannot be done here.
+
+    The Engine API can signal a whole container but not one exec, and a timed-out command
+    must die without taking its task down. berth runs as root on the engine's host, in the
+    host's PID namespace, where the `Pid` that exec inspect reports is a real process id that
+    we may signal. Elsewhere (an engine inside a VM like Docker Desktop, a rootless engine,
+    berth itself in a container) that number means nothing here or, worse, names an unrelated
+    process. So a process is only signalled if /proc shows it in the task's own cgroup, and
+    through a pidfd opened before that check, so a pid reused in between is never hit. When
+    it cannot be killed (PermissionError, no such process, not our host) the caller just
+    detaches and the command keeps running in the task until it ends by itself.
+
+    runc makes every exec's process a session leader, so the processes it started (a
+    script's children, which would otherwise outlive it and keep its output open) are found
+    by their session id and killed too; only those that left the session (`setsid`) remain.
+    """
+    leads_session = _session_of(pid) == pid
+    if not _kill(pid, container_id):
+        return False
+    if leads_session:
+        for _ in range(3):  # Again, for anything forked while the first pass ran.
+            members = _session_members(pid)
+            if not members:
+                break
+            for member in members:
+                _kill(member, container_id, session=pid)
+    return True
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
+    """The status code and headers (lower-cased names) of an HTTP/1.1 response."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+    status_line, *lines = head.split("\r\n")
+    parts = status_line.split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
+        raise ValueError(f"not an HTTP response: {status_line[:80]!r}")
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), headers
+
+
+async def _read_error(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> str:
+    """The engine's message from an error response that follows a refused start."""
+    try:
+        length = headers.get("content-length")
+        if length is not None:
+            raw = await asyncio.wait_for(reader.readexactly(min(int(length), READ_SIZE)), 5)
+        else:
+            raw = await asyncio.wait_for(reader.read(READ_SIZE), 5)
+    except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError):
+        return "no detail"
+    try:
+        body: Any = json.loads(raw)
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return str(body["message"])
+    return _text(raw[:500]) or "no detail"
+
+
+async def _feed_stdin(writer: asyncio.StreamWriter, data: bytes) -> None:
+    """Write a command's whole stdin, then half-close so the command sees end of input."""
+    try:
+        if data:
+            writer.write(data)
+            await writer.drain()
+        if writer.can_write_eof():
+            writer.write_eof()
+    except (OSError, RuntimeError):
+        pass  # The command ended (or closed stdin) without reading all of it.
+
+
+async def _task_bytes(task: asyncio.Task[bytes]) -> bytes:
+    """The result of a pending read; b"" if it failed or was cancelled (session closed)."""
+    await asyncio.wait({task})
+    if task.cancelled() or task.exception() is not None:
+        return b""
+    return task.result()
+
+
+class DockerExec:
+    """Exec and terminal plumbing over one engine socket, for `DockerRuntime`."""
+
+    def __init__(
+        self,
+        socket_path: str,
+        api_version: str,
+        request: EngineRequest,
+        unavailable: Callable[[Exception], RuntimeUnavailable],
+    ) -> None:
+        self.socket_path = socket_path
+        self.api_version = api_version
+        self._request = request
+        self._unavailable = unavailable
+
+    # -- engine calls ----------------------------------------------------------------------
+
+    async def _create(
+        self, task_id: TaskId, argv: list[str], env: Mapping[str, str], *, stdin: bool, tty: bool
+    ) -> str:
+        if not argv:
+            raise RuntimeDriverError("a command to run in a task needs a program (argv is empty)")
+        body: Json = {
+            "AttachStdin": stdin,
+            "AttachStdout": True,
+            "AttachStderr": True,
+            "Tty": tty,
+            "Cmd": list(argv),
+            "Env": [f"{key}={value}" for key, value in env.items()],
+        }
+        response = await self._request("POST", f"/containers/{_seg(task_id)}/exec", body=body)
+        if response.status_code in (200, 201):
+            return str(response.json()["Id"])
+        message = engine_message(response)
+        if response.status_code == 404:
+            raise TaskNotFound(f"task {task_id} does not exist")
+        if response.status_code == 409:
+            state = "paused" if "paused" in message.lower() else "not running"
+            raise TaskNotFound(f"task {task_id} is {state}; commands run only in running tasks")
+        raise RuntimeDriverError(
+            f"starting a command in task {task_id} failed: "
+            f"engine answered {response.status_code}: {message}"
+        )
+
+    async def _start(self, task_id: TaskId, exec_id: str, *, tty: bool) -> _Connection:
+        """Start the exec on a connection of our own and return it once hijacked."""
+        body = json.dumps({"Detach": False, "Tty": tty}).encode()
+        head = (
+            f"POST /{self.api_version}/exec/{_seg(exec_id)}/start HTTP/1.1\r\n"
+            "Host: docker\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            "Connection: Upgrade\r\n"
+            "Upgrade: tcp\r\n"
+            "\r\n"
+        ).encode()
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(self.socket_path, limit=READ_SIZE), _CONNECT_TIMEOUT
+            )
+        except (OSError, TimeoutError) as exc:
+            raise self._unavailable(exc) from exc
+        connection = _Connection(reader, writer)
+        try:
+            writer.write(head + body)
+            await writer.drain()
+            status, headers = await asyncio.wait_for(_read_head(reader), _START_TIMEOUT)
+            if status in (101, 200):
+                return connection
+            message = await _read_error(reader, headers)
+        except (
+            OSError,
+            ValueError,
+            TimeoutError,
+            asyncio.IncompleteReadError,
+            asyncio.LimitOverrunError,
+        ) as exc:
+            await connection.close()
+            raise self._unavailable(exc) from exc
+        except BaseException:
+            await connection.close()
+            raise
+        await connection.close()
+        if status == 404:
+            raise TaskNotFound(f"task {task_id} no longer exists")
+        if status == 409:
+            raise TaskNotFound(f"task {task_id} is not running")
+        raise RuntimeDriverError(
+            f"starting a command in task {task_id} failed: engine answered {status}: {message}"
+        )
+
+    async def inspect(self, exec_id: str) -> ExecInfo | None:
+        """The exec's state; None once it is gone (its task was removed)."""
+        response = await self._request("GET", f"/exec/{_seg(exec_id)}/json")
+        if response.status_code == 404:
+            return None
+        if response.status_code != 200:
+            raise RuntimeDriverError(
+                f"inspecting a command failed: engine answered {response.status_code}: "
+                f"{engine_message(response)}"
+            )
+        return ExecInfo.from_json(response.json())
+
+    async def kill(self, exec_id: str) -> bool:
+        """Kill the exec's process if it still runs (see `kill_exec_process`)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _PID_TIMEOUT
+        while True:
+            info = await self.inspect(exec_id)
+            if info is None or not info.running:
+                return False
+            if info.pid > 0:  # Reads /proc, which may take a while on a busy host.
+                return await asyncio.to_thread(kill_exec_process, info.pid, info.container_id)
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.01)  # Being started: its process id is not known yet.
+
+    async def resize(self, exec_id: str, *, cols: int, rows: int) -> None:
+        response = await self._request(
+            "POST", f"/exec/{_seg(exec_id)}/resize", params={"h": rows, "w": cols}
+        )
+        if response.status_code in (200, 201, 204):
+            return
+        # Refused because the command has ended: there is no terminal left to resize. The
+        # answer says so ("no such exec", "cannot resize a stopped container") well before
+        # a busy engine has recorded the exit in the exec's state.
+        message = engine_message(response)
+        if response.status_code == 404 or _ENDED.search(message):
+            return
+        info = await self.inspect(exec_id)
+        if info is None or not info.running:
+            return
+        raise RuntimeDriverError(
+            f"resizing the terminal failed: engine answered {response.status_code}: {message}"
+        )
+
+    async def _task_running(self, task_id: TaskId) -> bool:
+        response = await self._request("GET", f"/containers/{_seg(task_id)}/json")
+        if response.status_code == 404:
+            return False
+        if response.status_code != 200:
+            return True  # Unknown: do not claim the task stopped.
+        return bool((response.json().get("State") or {}).get("Running"))
+
+    async def _wait_exit(self, task_id: TaskId, exec_id: str) -> ExecInfo:
+        """Poll until the started exec has ended (its output may close before it exits)."""
+        delay = 0.005
+        while True:
+            info = await self.inspect(exec_id)
+            if info is None:
+                raise TaskNotFound(f"task {task_id} was removed while the command ran")
+            if not info.running and (info.exit_code is not None or info.pid == 0):
+                return info
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+    async def _start_failure(
+        self, task_id: TaskId, argv: list[str], output: bytes
+    ) -> RuntimeDriverError | None:
+        """The error for an exec that never ran its command.
+
+        None when the engine's own message should be the command's result instead (a
+        program that exists but cannot be executed: exit code 126, like a shell reports).
+        """
+        message = _text(output[:4096])
+        if _RUNTIME_FAILURE.search(message) and _MISSING_PROGRAM.search(message):
+            return CommandNotFound(f"'{argv[0]}' was not found in the task's image")
+        if not await self._task_running(task_id):
+            return TaskNotFound(f"task {task_id} is not running")
+        if _RUNTIME_FAILURE.search(message):
+            return None
+        return RuntimeDriverError(
+            f"the command could not be started in task {task_id}: {message or 'no detail'}"
+        )
+
+    # -- one-off commands ------------------------------------------------------------------
+
+    async def run(self, task_id: TaskId, spec: ExecSpec) -> ExecResult:
+        """`Runtime.exec`: run `spec.argv` to completion (or timeout) and collect its output."""
+        exec_id = await self._create(
+            task_id, spec.argv, spec.env, stdin=spec.stdin is not None, tty=False
+        )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + spec.timeout_seconds
+        connection = await self._start(task_id, exec_id, tty=False)
+        capture = _Capture(spec.max_output_bytes)
+        runner = asyncio.create_task(self._run_to_end(task_id, exec_id, connection, spec, capture))
+        ended = False
+        try:
+            done, _ = await asyncio.wait({runner}, timeout=max(0.0, deadline - loop.time()))
+            if runner in done:
+                info = runner.result()
+                ended = True
+                return await self._result(task_id, spec, info, capture)
+            killed = await self.kill(exec_id)
+            ended = True
+            # Let the last output and the exit code arrive. Not killed: the command ended by
+            # itself at the deadline, or it cannot be killed from here (then it runs on).
+            await asyncio.wait({runner}, timeout=_KILL_GRACE if killed else 0.5)
+            finished = runner.done() and runner.exception() is None
+            if finished and not killed:
+                return await self._result(task_id, spec, runner.result(), capture)
+            exit_code = runner.result().exit_code if finished else await self._exit_now(exec_id)
+            return ExecResult(
+                exit_code=exit_code,
+                stdout=bytes(capture.data["stdout"]),
+                stderr=bytes(capture.data["stderr"]),
+                stdout_truncated=capture.truncated["stdout"],
+                stderr_truncated=capture.truncated["stderr"],
+                timed_out=True,
+            )
+        finally:
+            runner.cancel()
+            await asyncio.wait({runner})
+            if not runner.cancelled():
+                runner.exception()  # Retrieved (or already raised above): never logged.
+            if not ended:  # Cancelled or failed midway: do not leave the command running.
+                with contextlib.suppress(Exception):
+                    await self.kill(exec_id)
+            await connection.close()
+
+    async def _run_to_end(
+        self,
+        task_id: TaskId,
+        exec_id: str,
+        connection: _Connection,
+        spec: ExecSpec,
+        capture: _Capture,
+    ) -> ExecInfo:
+        feeder = None
+        if spec.stdin is not None:
+            feeder = asyncio.create_task(_feed_stdin(connection.writer, spec.stdin))
+        demuxer = FrameDemuxer()
+        try:
+            while chunk := await connection.reader.read(READ_SIZE):
+                for stream, payload in demuxer.feed(chunk):
+                    capture.add(stream, payload)
+                    if spec.on_output is not None:
+                        await spec.on_output(stream, payload)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            if feeder is not None:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await feeder
+        return await self._wait_exit(task_id, exec_id)
+
+    async def _exit_now(self, exec_id: str) -> int | None:
+        """The exit code if the exec has ended by now, else None."""
+        with contextlib.suppress(RuntimeDriverError):
+            info = await self.inspect(exec_id)
+            if info is not None and not info.running:
+                return info.exit_code
+        return None
+
+    async def _result(
+        self, task_id: TaskId, spec: ExecSpec, info: ExecInfo, capture: _Capture
+    ) -> ExecResult:
+        output = capture.everything()
+        if _failed_to_start(info, output):
+            error = await self._start_failure(task_id, spec.argv, output)
+            if error is not None:
+                raise error
+            return ExecResult(
+                exit_code=info.exit_code if info.exit_code is not None else 126,
+                stdout=b"",
+                stderr=output,
+            )
+        return ExecResult(
+            exit_code=info.exit_code,
+            stdout=bytes(capture.data["stdout"]),
+            stderr=bytes(capture.data["stderr"]),
+            stdout_truncated=capture.truncated["stdout"],
+            stderr_truncated=capture.truncated["stderr"],
+        )
+
+    # -- terminals -------------------------------------------------------------------------
+
+    async def open_terminal(
+        self, task_id: TaskId, argv: list[str], *, cols: int, rows: int
+    ) -> DockerTerminal:
+        """`Runtime.open_terminal`: returns once the command runs (or has already ended)."""
+        exec_id = await self._create(task_id, argv, TERMINAL_ENV, stdin=True, tty=True)
+        connection = await self._start(task_id, exec_id, tty=True)
+        first = asyncio.create_task(connection.reader.read(READ_SIZE))
+        terminal = DockerTerminal(self, exec_id, connection, first=first)
+        try:
+            info = await self._started(task_id, exec_id, first)
+            if info.pid == 0:  # It never got a process: read why, and let the engine settle.
+                output = await self._remaining_output(connection, first)
+                info = await self._wait_exit(task_id, exec_id)
+                terminal = DockerTerminal(self, exec_id, connection, pending=output)
+                if _failed_to_start(info, output):
+                    error = await self._start_failure(task_id, argv, output)
+                    if error is not None:
+                        raise error
+                return terminal
+            await self.resize(exec_id, cols=cols, rows=rows)
+            return terminal
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await terminal.close()
+            first.cancel()
+            await connection.close()
+            raise
+
+    async def _started(self, task_id: TaskId, exec_id: str, first: asyncio.Task[bytes]) -> ExecInfo:
+        """Poll until the command runs, has ended, or the engine wrote into the stream."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _STARTUP_TIMEOUT
+        delay = 0.005
+        while True:
+            # `Running` turns true as the engine starts the process, `Pid` is set once the
+            # process exists (its first output may come earlier). When the engine fails to
+            # start it, `Running` is back to false before the engine writes why into the
+            # stream (with an exit code, or none if it refused before trying). The stream is
+            # looked at before inspecting, so that the state read is at least as new.
+            stream_moved = first.done()
+            info = await self.inspect(exec_id)
+            if info is None:
+                raise TaskNotFound(f"task {task_id} was removed while the command started")
+            if info.running and info.pid != 0:
+                return info
+            if not info.running and (info.exit_code is not None or stream_moved):
+                return info
+            if loop.time() > deadline:
+                raise RuntimeDriverError(
+                    f"the command in task {task_id} did not start within {_STARTUP_TIMEOUT:g}s"
+                )
+            await asyncio.wait({first}, timeout=delay)
+            delay = min(delay * 2, 0.1)
+
+    async def _remaining_output(self, connection: _Connection, first: asyncio.Task[bytes]) -> bytes:
+        """Everything an ended command's stream still carries (bounded in size and time)."""
+        output = bytearray(await _task_bytes(first))
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(_FAILURE_OUTPUT_TIMEOUT):
+                while len(output) < READ_SIZE and (
+                    chunk := await connection.reader.read(READ_SIZE - len(output))
+                ):
+                    output += chunk
+        return bytes(output)
+
+
+class DockerTerminal:
+    """An `InteractiveSession`: a command on a pseudo-terminal in a task.
+
+    One reader at a time: `read` must not be called again before the previous call returned.
+    """
+
+    def __init__(
+        self,
+        engine: DockerExec,
+        exec_id: str,
+        connection: _Connection,
+        *,
+        first: asyncio.Task[bytes] | None = None,
+        pending: bytes = b"",
+    ) -> None:
+        self._engine = engine
+        self.exec_id = exec_id
+        self._connection = connection
+        self._first = first
+        self._pending = pending
+        self._closed = False
+
+    async def read(self) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending, b""
+            return data
+        if self._first is not None:
+            first, self._first = self._first, None
+            data = await _task_bytes(first)
+            if data or self._closed:
+                return data
+        if self._closed:
+            return b""
+        try:
+            return await self._connection.reader.read(READ_SIZE)
+        except OSError:
+            return b""
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise RuntimeDriverError("the terminal session is closed")
+        writer = self._connection.writer
+        if writer.is_closing():
+            return
+        try:
+            writer.write(data)
+            await writer.drain()
+        except OSError:
+            pass  # The command ended: `read` returns what is left, then b"".
+
+    async def resize(self, *, cols: int, rows: int) -> None:
+        if self._closed:
+            raise RuntimeDriverError("the terminal session is closed")
+        await self._engine.resize(self.exec_id, cols=cols, rows=rows)
+
+    async def wait(self) -> int | None:
+        delay = 0.02
+        while True:
+            info = await self._engine.inspect(self.exec_id)
+            if info is None:
+                return None
+            if not info.running and (info.exit_code is not None or info.pid == 0):
+                return info.exit_code
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._first is not None:
+            self._first.cancel()
+        try:
+            await self._engine.kill(self.exec_id)
+        except RuntimeDriverError:
+            pass  # Engine gone: closing the connection is all that is left to do.
+        finally:
+            await self._connection.close()

@@ -1,0 +1,274 @@
+"""Human approval of agent calls: gate, approve, replay, reject, expiry, mismatched body,
+double replay, policy, and the audit trail."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.conftest import wait_workload
+from tests.integration.server import BerthServer, Tenant
+
+pytestmark = pytest.mark.engine
+
+HEADER = "Berth-Approval-Id"
+
+
+@pytest.fixture(scope="module")
+def gated_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
+    """A server with the default policy: create, exec and shell are gated (~2 s to start)."""
+    srv = BerthServer(
+        Path(tmp_path_factory.mktemp("gated")) / "data",
+        env={"BERTH_DEFAULT_GATED_ACTIONS": '["create", "exec", "shell"]'},
+    )
+    srv.start()
+    yield srv
+    srv.stop()
+    srv.remove_containers()
+
+
+@pytest.fixture
+def agent(gated_server: BerthServer) -> Tenant:
+    return gated_server.new_tenant()
+
+
+def human(server: BerthServer, user_id: str) -> httpx.Client:
+    token = server.admin("token", "--user", user_id)["token"]
+    return httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+def schedule_body(name: str) -> dict[str, Any]:
+    # A schedule starts no task, so these tests need no container.
+    return {
+        "name": name,
+        "type": "schedule",
+        "image": "berth-test/busybox:latest",
+        "schedule_expr": "0 0 1 1 *",
+    }
+
+
+def gate(agent: Tenant, body: dict[str, Any]) -> str:
+    response = agent.client.post("/v1/compute", json=body)
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "pending_approval"
+    approval_id: str = response.json()["approval_id"]
+    return approval_id
+
+
+def test_an_agents_create_waits_for_approval_and_changes_nothing(
+    gated_server: BerthServer, agent: Tenant
+) -> None:
+    approval_id = gate(agent, schedule_body("gated"))
+    assert agent.client.get("/v1/compute").json()["workloads"] == []
+    seen = agent.client.get(f"/v1/approvals/{approval_id}").json()
+    assert seen["status"] == "pending" and seen["action"] == "create"
+    assert seen["method"] == "POST" and seen["path"] == "/v1/compute"
+    assert seen["body"]["name"] == "gated" and seen["result"] is None
+
+
+def test_a_human_approves_and_the_call_runs_once_as_the_agent(
+    gated_server: BerthServer, agent: Tenant
+) -> None:
+    body = schedule_body("approved")
+    approval_id = gate(agent, body)
+    with human(gated_server, agent.user_id) as person:
+        listed = person.get("/v1/approvals", params={"status": "pending"}).json()["approvals"]
+        assert approval_id in [a["id"] for a in listed]
+        decided = person.post(f"/v1/approvals/{approval_id}/approve", json={"note": "ok"})
+    assert decided.status_code == 200, decided.text
+    approval = decided.json()
+    assert approval["status"] == "approved" and approval["decided_at"]
+    assert approval["result"]["status_code"] == 201
+    created = approval["result"]["body"]
+    assert created["name"] == "approved" and created["user_id"] == agent.user_id
+
+    # The agent repeats its request naming the approval: the same result, nothing new.
+    for _ in range(2):
+        again = agent.client.post("/v1/compute", json=body, headers={HEADER: approval_id})
+        assert again.status_code == 201 and again.json()["id"] == created["id"]
+    assert [w["id"] for w in agent.client.get("/v1/compute").json()["workloads"]] == [created["id"]]
+    fetched = agent.client.get(f"/v1/approvals/{approval_id}").json()
+    assert fetched["result"]["body"]["id"] == created["id"]
+
+
+def test_an_approval_is_bound_to_its_body(gated_server: BerthServer, agent: Tenant) -> None:
+    approval_id = gate(agent, schedule_body("bound"))
+    with human(gated_server, agent.user_id) as person:
+        person.post(f"/v1/approvals/{approval_id}/approve")
+    other = agent.client.post(
+        "/v1/compute", json=schedule_body("sneaky"), headers={HEADER: approval_id}
+    )
+    assert other.status_code == 409
+    assert "different request" in other.json()["error"]
+    assert [w["name"] for w in agent.client.get("/v1/compute").json()["workloads"]] == ["bound"]
+
+
+def test_a_rejected_call_never_runs(gated_server: BerthServer, agent: Tenant) -> None:
+    body = schedule_body("rejected")
+    approval_id = gate(agent, body)
+    with human(gated_server, agent.user_id) as person:
+        decided = person.post(f"/v1/approvals/{approval_id}/reject", json={"note": "no"})
+        assert decided.json()["status"] == "rejected"
+        late = person.post(f"/v1/approvals/{approval_id}/approve")
+        assert late.status_code == 409
+    again = agent.client.post("/v1/compute", json=body, headers={HEADER: approval_id})
+    assert again.status_code == 403 and "rejected" in again.json()["error"]
+    assert agent.client.get("/v1/compute").json()["workloads"] == []
+
+
+def test_an_agent_cannot_approve(gated_server: BerthServer, agent: Tenant) -> None:
+    approval_id = gate(agent, schedule_body("self"))
+    response = agent.client.post(f"/v1/approvals/{approval_id}/approve")
+    assert response.status_code == 403
+    assert "human" in response.json()["error"]
+
+
+def test_concurrent_approvals_and_replays_run_the_call_at_most_once(
+    gated_server: BerthServer, agent: Tenant
+) -> None:
+    body = schedule_body("race")
+    approval_id = gate(agent, body)
+    statuses: list[int] = []
+
+    def approve() -> None:
+        with human(gated_server, agent.user_id) as person:
+            statuses.append(person.post(f"/v1/approvals/{approval_id}/approve").status_code)
+
+    def replay() -> None:
+        response = agent.client.post("/v1/compute", json=body, headers={HEADER: approval_id})
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=approve) for _ in range(3)]
+    threads += [threading.Thread(target=replay) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses).count(200) == 1  # one approval wins, the others get 409
+    assert len(agent.client.get("/v1/compute").json()["workloads"]) == 1
+
+
+def test_an_approval_expires(gated_server: BerthServer) -> None:
+    agent = gated_server.new_tenant()
+    gated_server.admin("set-approval-policy", "--gate", "create,exec,shell", "--ttl", "1")
+    try:
+        body = schedule_body("late")
+        approval_id = gate(agent, body)
+        time.sleep(1.5)  # the approval's own lifetime is what is under test
+        assert agent.client.get(f"/v1/approvals/{approval_id}").json()["status"] == "expired"
+        with human(gated_server, agent.user_id) as person:
+            assert person.post(f"/v1/approvals/{approval_id}/approve").status_code == 410
+        again = agent.client.post("/v1/compute", json=body, headers={HEADER: approval_id})
+        assert again.status_code == 410
+    finally:
+        gated_server.admin("set-approval-policy", "--gate", "create,exec,shell", "--ttl", "86400")
+
+
+def test_humans_are_never_gated(gated_server: BerthServer, agent: Tenant) -> None:
+    with human(gated_server, agent.user_id) as person:
+        response = person.post("/v1/compute", json=schedule_body("by-hand"))
+    assert response.status_code == 201
+
+
+def test_invalid_calls_are_refused_at_once_not_queued(
+    gated_server: BerthServer, agent: Tenant
+) -> None:
+    bad = {**schedule_body("bad"), "schedule_expr": "whenever"}
+    response = agent.client.post("/v1/compute", json=bad)
+    assert response.status_code == 422 and response.json()["field"] == "schedule_expr"
+    assert agent.client.get("/v1/approvals").json()["approvals"] == []
+
+
+def test_only_humans_change_the_policy(gated_server: BerthServer, agent: Tenant) -> None:
+    policy = agent.client.get("/v1/approvals/policy").json()
+    assert sorted(policy["gated_actions"]) == ["create", "exec", "shell"]
+    refused = agent.client.put(
+        "/v1/approvals/policy", json={"gated_actions": [], "ttl_seconds": 3600}
+    )
+    assert refused.status_code == 403
+    with human(gated_server, agent.user_id) as person:
+        changed = person.put(
+            "/v1/approvals/policy", json={"gated_actions": ["exec", "shell"], "ttl_seconds": 3600}
+        )
+        assert changed.status_code == 200
+        try:
+            assert agent.client.post("/v1/compute", json=schedule_body("free")).status_code == 201
+        finally:
+            person.put(
+                "/v1/approvals/policy",
+                json={"gated_actions": ["create", "exec", "shell"], "ttl_seconds": 86400},
+            )
+
+
+def test_every_decision_is_audited(gated_server: BerthServer, agent: Tenant) -> None:
+    approval_id = gate(agent, schedule_body("audited"))
+    with human(gated_server, agent.user_id) as person:
+        person.post(f"/v1/approvals/{approval_id}/approve", json={"note": "looks fine"})
+        events = person.get(f"/v1/approvals/{approval_id}/events").json()["events"]
+    assert [e["action"] for e in events] == [
+        "approval.requested",
+        "approval.approved",
+        "approval.executed",
+    ]
+    assert events[1]["actor"] == agent.user_id and events[1]["detail"]["note"] == "looks fine"
+    assert events[2]["detail"]["status_code"] == 201
+
+
+def test_an_approved_exec_runs_as_the_agent_and_keeps_its_output(
+    gated_server: BerthServer, agent: Tenant
+) -> None:
+    with human(gated_server, agent.user_id) as person:
+        svc = person.post(
+            "/v1/compute",
+            json={
+                "name": "box",
+                "type": "service",
+                "image": "berth-test/busybox:latest",
+                "command": "exec sleep 600",
+            },
+        ).json()
+        wait_workload(person, svc["id"], lambda s: s["running_tasks"] == 1)
+        body = {"command": "echo approved-run; exit 5"}
+        pending = agent.client.post(f"/v1/compute/{svc['id']}/exec", json=body)
+        assert pending.status_code == 202
+        approval_id = pending.json()["approval_id"]
+        approved = person.post(f"/v1/approvals/{approval_id}/approve").json()
+    assert approved["action"] == "exec"
+    assert approved["result"]["status_code"] == 200
+    assert approved["result"]["body"]["exit_code"] == 5
+    assert approved["result"]["body"]["stdout"] == "approved-run\n"
+    again = agent.client.post(
+        f"/v1/compute/{svc['id']}/exec", json=body, headers={HEADER: approval_id}
+    )
+    assert again.json() == approved["result"]["body"]
+
+
+def test_a_shell_is_gated_and_its_approved_session_is_returned(
+    gated_server: BerthServer, agent: Tenant
+) -> None:
+    with human(gated_server, agent.user_id) as person:
+        svc = person.post(
+            "/v1/compute",
+            json={
+                "name": "shellbox",
+                "type": "service",
+                "image": "berth-test/busybox:latest",
+                "command": "exec sleep 600",
+            },
+        ).json()
+        wait_workload(person, svc["id"], lambda s: s["running_tasks"] == 1)
+        pending = agent.client.post(f"/v1/compute/{svc['id']}/shell")
+        assert pending.status_code == 202
+        approval_id = pending.json()["approval_id"]
+        approved = person.post(f"/v1/approvals/{approval_id}/approve").json()
+    session = approved["result"]["body"]["session"]
+    assert set(session) == {"sessionId", "streamUrl", "tokenValue"}
+    assert session["streamUrl"].startswith(gated_server.url.replace("http", "ws"))

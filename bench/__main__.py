@@ -20,7 +20,7 @@ import httpx
 
 from bench.engine import BENCH_LABEL, Engine
 from bench.runner import BERTH, FIGURES, Bench, Results
-from bench.server import BerthServer
+from bench.server import BerthServer, free_port
 from bench.stats import figure_record, render_breakdown, render_table
 from berth.config import Settings
 
@@ -169,7 +169,11 @@ def main(argv: list[str] | None = None) -> int:
     socket_path = args.docker_socket.removeprefix("unix://")
     # The bench acts as an agent (API key); approval gating is a human's wait, not berth's
     # speed, so the company's policy gates nothing here (recorded with the results).
-    overrides = {"BERTH_DEFAULT_GATED_ACTIONS": "[]"}
+    overrides = {
+        "BERTH_DEFAULT_GATED_ACTIONS": "[]",
+        "BERTH_SSH_HOST": "127.0.0.1",
+        "BERTH_SSH_PORT": str(free_port()),
+    }
     overrides.update(item.split("=", 1) for item in args.env)
     defaults = {name: Settings.model_fields[name].default for name in SETTINGS_SHOWN}
     meta: dict[str, Any] = {

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 import berth
-from berth.api import approvals, shell_stream, system
+from berth.api import approvals, containers, containers_ws, shell_stream, system
 from berth.api.deps import company_actor, path_user_actor
 from berth.api.errors import install_error_handlers
 from berth.api.execution import build_execution_router
@@ -20,6 +20,8 @@ from berth.api.workloads import build_workloads_router
 from berth.bootstrap import instance_id, open_domain
 from berth.config import Settings
 from berth.control.supervisor import Controllers
+from berth.gateway.ssh import SshGateway
+from berth.gateway.ssh_authorizer import DomainSshAuthorizer
 from berth.runtime.factory import create_runtime
 
 
@@ -47,10 +49,19 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.replay_secret = secrets.token_urlsafe(32)
         app.state.controllers = controllers
+        ssh = SshGateway(
+            host=settings.ssh_host,
+            port=settings.ssh_port,
+            host_key_path=settings.data_dir / "ssh_host_ed25519_key",
+            authorizer=DomainSshAuthorizer(domain),
+            runtime=runtime,
+        )
+        await ssh.start()
         controllers.start()
         try:
             yield
         finally:
+            await ssh.stop()
             await controllers.stop()
             await runtime.close()
             await domain.store.close()
@@ -58,7 +69,10 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(
         title="berth",
         version=berth.__version__,
-        description="Self-hosted compute: services, jobs and schedules on your container engine.",
+        description=(
+            "Self-hosted compute: services, jobs, schedules and dev-box containers on your "
+            "container engine."
+        ),
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
     )
@@ -68,6 +82,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(system.router)
     app.include_router(approvals.router)
     app.include_router(shell_stream.router)
+    app.include_router(containers.router)
+    app.include_router(containers_ws.router)
     for actor, prefix in (
         (company_actor, "/v1/compute"),
         (path_user_actor, "/v1/users/{user_id}/compute"),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from berth.config import Settings
-from berth.domain.context import Domain, KitDefaults, Pricing
+from berth.domain.context import ContainerDefaults, Domain, KitDefaults, Pricing
 from berth.domain.crypto import SecretCipher
 from berth.domain.events import EventBus
 from berth.domain.tokens import TokenSigner
@@ -46,12 +46,23 @@ async def open_domain(settings: Settings, *, runtime: Runtime | None = None) -> 
             max_memory_mb=settings.default_max_memory_mb,
             max_replicas=settings.default_max_replicas,
             max_workloads=settings.default_max_workloads,
+            max_containers=settings.default_max_containers,
+            max_ssh_keys=settings.default_max_ssh_keys,
             gated_actions=tuple(settings.default_gated_actions),
             approval_ttl_seconds=settings.approval_ttl_seconds,
         ),
         logs=LogArchive(data_dir / "logs", max_bytes=settings.log_max_bytes),
         transcripts=TranscriptStore(data_dir / "transcripts"),
+        containers=ContainerDefaults(
+            image=settings.container_image,
+            instance_types={
+                name: (kind.arch, kind.cpu) for name, kind in settings.instance_types.items()
+            },
+            public_domain=settings.public_domain,
+            ssh_port=settings.ssh_port,
+        ),
         runtime=runtime,
+        instance_id=instance_id(settings),
     )
 
 

@@ -9,8 +9,26 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class InstanceType(BaseModel):
+    """A Containers API instance type: its architecture (informational: tasks run on the
+    engine's own architecture) and its vCPUs."""
+
+    arch: str
+    cpu: float
+
+
+DEFAULT_INSTANCE_TYPES = {
+    "nano": InstanceType(arch="arm64", cpu=0.5),
+    "micro": InstanceType(arch="arm64", cpu=1),
+    "mini": InstanceType(arch="arm64", cpu=2),
+    "tiny": InstanceType(arch="amd64", cpu=1),
+    "small": InstanceType(arch="amd64", cpu=2),
+    "medium": InstanceType(arch="amd64", cpu=4),
+}
 
 
 def _default_docker_host() -> str:
@@ -28,8 +46,16 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy async URL; default `sqlite+aiosqlite:///<data_dir>/berth.db`."""
     docker_host: str = Field(default_factory=_default_docker_host)
-    public_domain: str | None = None
-    """Public URLs need the gateway; until one is configured services are headless."""
+    public_domain: str = "localhost"
+    """Containers' hostnames are `<id>.<public domain>` (`*.localhost` resolves to loopback)."""
+    ssh_host: str = "0.0.0.0"
+    ssh_port: int = 2222
+    """The SSH gateway's port; `ssh_command` of containers names it."""
+    container_image: str = "berth/busybox:latest"
+    """The default dev-box image of the Containers API (a create may name another)."""
+    instance_types: dict[str, InstanceType] = Field(
+        default_factory=lambda: dict(DEFAULT_INSTANCE_TYPES)
+    )
 
     price_per_vcpu_second: float = 0.0001
     price_per_gb_second: float = 0.00005
@@ -39,6 +65,8 @@ class Settings(BaseSettings):
     default_max_memory_mb: int = 8192
     default_max_replicas: int = 10
     default_max_workloads: int = 50
+    default_max_containers: int = 3
+    default_max_ssh_keys: int = 10
     default_gated_actions: list[str] = ["create", "exec", "shell"]
     """Approval policy of a new company; JSON list in the environment, e.g. `[]`."""
     approval_ttl_seconds: int = 86400

@@ -6,6 +6,7 @@ servers sharing the engine never see each other.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -19,6 +20,9 @@ from typing import Any
 
 import httpx
 
+from berth.bootstrap import open_domain
+from berth.config import Settings
+from berth.domain import accounts
 from tests.conftest import wait_for
 
 BERTH = [sys.executable, "-m", "berth.cli.main"]
@@ -54,8 +58,15 @@ class BerthServer:
     def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.port = free_port()
+        self.ssh_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, **FAST_CONTROLLERS, **(env or {})}
+        self.env = {
+            **os.environ,
+            **FAST_CONTROLLERS,
+            "BERTH_SSH_HOST": "127.0.0.1",
+            "BERTH_SSH_PORT": str(self.ssh_port),
+            **(env or {}),
+        }
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
 
@@ -109,15 +120,48 @@ class BerthServer:
         return result
 
     def new_tenant(self, *, credits: float | None = None, operator: bool = False) -> Tenant:
+        """A new user and key, made in-process on the server's data directory (the same
+        domain functions `berth admin` runs; test_accounts.py covers the CLI itself)."""
         email = f"user-{time.monotonic_ns()}@example.com"
-        extra = ["--credits", str(credits)] if credits is not None else []
-        user = self.admin("create-user", "--email", email, *extra)
-        key_args = ["--operator"] if operator else ["--user", user["id"]]
-        key = self.admin("create-key", *key_args)["key"]
+        user_id, key = asyncio.run(self._create_user_and_key(email, credits, operator))
         client = httpx.Client(
             base_url=self.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
         )
-        return Tenant(user_id=user["id"], key=key, client=client)
+        return Tenant(user_id=user_id, key=key, client=client)
+
+    async def _create_user_and_key(
+        self, email: str, credits: float | None, operator: bool
+    ) -> tuple[str, str]:
+        domain = await open_domain(self.settings())
+        try:
+            user, _kit = await accounts.create_user(domain, email=email, credits=credits)
+            created = await accounts.create_api_key(
+                domain, user_id=None if operator else user.id, operator=operator
+            )
+            return user.id, created.key
+        finally:
+            await domain.store.close()
+
+    def settings(self) -> Settings:
+        """The server's settings as its environment gives them."""
+        saved = dict(os.environ)
+        try:
+            os.environ.clear()
+            os.environ.update(self.env)
+            return Settings(data_dir=self.data_dir)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+    def session_token(self, user_id: str) -> str:
+        async def issue() -> str:
+            domain = await open_domain(self.settings())
+            try:
+                return await accounts.issue_session_token(domain, user_id, ttl_seconds=None)
+            finally:
+                await domain.store.close()
+
+        return asyncio.run(issue())
 
     def containers(self) -> list[dict[str, Any]]:
         """The engine's containers of this server, as `docker ps -a` reports them."""

@@ -39,7 +39,7 @@ def agent(gated_server: BerthServer) -> Tenant:
 
 
 def human(server: BerthServer, user_id: str) -> httpx.Client:
-    token = server.admin("token", "--user", user_id)["token"]
+    token = server.session_token(user_id)
     return httpx.Client(
         base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
     )
@@ -137,9 +137,12 @@ def test_concurrent_approvals_and_replays_run_the_call_at_most_once(
     body = schedule_body("race")
     approval_id = gate(agent, body)
     statuses: list[int] = []
+    token = gated_server.session_token(agent.user_id)
 
     def approve() -> None:
-        with human(gated_server, agent.user_id) as person:
+        with httpx.Client(
+            base_url=gated_server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30
+        ) as person:
             statuses.append(person.post(f"/v1/approvals/{approval_id}/approve").status_code)
 
     def replay() -> None:

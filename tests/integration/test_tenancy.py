@@ -38,7 +38,7 @@ def bearer(server: BerthServer, credential: str) -> httpx.Client:
 
 
 def session_token(server: BerthServer, user_id: str) -> str:
-    token: str = server.admin("token", "--user", user_id)["token"]
+    token: str = server.session_token(user_id)
     return token
 
 

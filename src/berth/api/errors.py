@@ -39,9 +39,27 @@ def error_body(
     return {"error": message, "code": code, "field": field, **extra}
 
 
-async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
+CONTAINERS_PREFIX = "/compute/"
+"""The Containers API answers every input or quota problem with 400, as its document does."""
+CONTAINERS_STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
+    **STATUS_BY_ERROR,
+    errors.Invalid: 400,
+    errors.QuotaExceeded: 400,
+}
+
+
+def _status_of(request: Request, exc: errors.DomainError) -> int:
+    table = (
+        CONTAINERS_STATUS_BY_ERROR
+        if request.url.path.startswith(CONTAINERS_PREFIX)
+        else STATUS_BY_ERROR
+    )
+    return next((code for kind, code in table.items() if isinstance(exc, kind)), 400)
+
+
+async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.DomainError)
-    status = next((code for kind, code in STATUS_BY_ERROR.items() if isinstance(exc, kind)), 400)
+    status = _status_of(request, exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(
         error_body(exc.message, code=exc.code, field=exc.field), status_code=status, headers=headers
@@ -86,7 +104,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             field=field,
             errors=details,
         ),
-        status_code=400 if malformed else 422,
+        status_code=400 if malformed or request.url.path.startswith(CONTAINERS_PREFIX) else 422,
     )
 
 

@@ -51,39 +51,66 @@ async def shell_stream(websocket: WebSocket, session_id: str) -> None:
         await websocket.close(code=1008, reason=exc.message[:120])
         return
     row = claimed.session
+    exit_code: int | None = None
+    try:
+        exit_code = await serve_terminal(
+            websocket,
+            domain,
+            task_id=claimed.task_id,
+            run_id=row.run_id,
+            cols=row.cols,
+            rows=row.rows,
+            transcript_for=row.id,
+            title=f"{row.workload_id} {row.run_id}",
+        )
+    finally:
+        await shells.end_session(domain, row.id, exit_code=exit_code)
+
+
+async def serve_terminal(
+    websocket: WebSocket,
+    domain: Domain,
+    *,
+    task_id: str,
+    run_id: str,
+    cols: int,
+    rows: int,
+    transcript_for: str | None,
+    title: str,
+) -> int | None:
+    """Start the login shell on a PTY in the task, accept the WebSocket and bridge them;
+    the shell's exit code, or None if it did not exit by itself. The caller has already
+    checked the caller's right to the task."""
     assert domain.runtime is not None
     structured = SUBPROTOCOL in websocket.scope.get("subprotocols", [])
     events = domain.bus.subscribe()
     try:
         terminal = await domain.runtime.open_terminal(
-            TaskId(claimed.task_id),
-            ["/bin/sh", "-c", shells.LOGIN_SHELL],
-            cols=row.cols,
-            rows=row.rows,
+            TaskId(task_id), ["/bin/sh", "-c", shells.LOGIN_SHELL], cols=cols, rows=rows
         )
     except (CommandNotFound, RuntimeDriverError) as exc:
         events.close()
-        await shells.end_session(domain, row.id, exit_code=None)
         await websocket.close(code=1011, reason=f"no shell could start: {exc}"[:120])
-        return
+        return None
     await websocket.accept(subprotocol=SUBPROTOCOL if structured else None)
-    transcript = domain.transcripts.open(
-        row.id, cols=row.cols, rows=row.rows, title=f"{row.workload_id} {row.run_id}"
+    transcript = (
+        domain.transcripts.open(transcript_for, cols=cols, rows=rows, title=title)
+        if transcript_for is not None
+        else None
     )
-    exit_code: int | None = None
     try:
-        exit_code = await _bridge(websocket, terminal, transcript, events, row.run_id, structured)
+        return await _bridge(websocket, terminal, transcript, events, run_id, structured)
     finally:
         events.close()
-        transcript.close()
+        if transcript is not None:
+            transcript.close()
         await terminal.close()
-        await shells.end_session(domain, row.id, exit_code=exit_code)
 
 
 async def _bridge(
     websocket: WebSocket,
     terminal: InteractiveSession,
-    transcript: TranscriptWriter,
+    transcript: TranscriptWriter | None,
     events: Subscription,
     run_id: str,
     structured: bool,
@@ -110,17 +137,18 @@ async def _bridge(
 
 
 async def _pump_output(
-    websocket: WebSocket, terminal: InteractiveSession, transcript: TranscriptWriter
+    websocket: WebSocket, terminal: InteractiveSession, transcript: TranscriptWriter | None
 ) -> None:
     while data := await terminal.read():
-        transcript.output(data)
+        if transcript is not None:
+            transcript.output(data)
         await websocket.send_bytes(data)
 
 
 async def _pump_input(
     websocket: WebSocket,
     terminal: InteractiveSession,
-    transcript: TranscriptWriter,
+    transcript: TranscriptWriter | None,
     structured: bool,
 ) -> None:
     try:
@@ -131,18 +159,26 @@ async def _pump_input(
             raw: bytes | None = message.get("bytes")
             text: str | None = message.get("text")
             if raw is not None:
-                transcript.input(raw)
-                await terminal.write(raw)
+                await _send_input(terminal, transcript, raw)
             elif text is not None and structured:
                 await _control(terminal, transcript, text)
             elif text is not None:
-                transcript.input(text.encode())
-                await terminal.write(text.encode())
+                await _send_input(terminal, transcript, text.encode())
     except WebSocketDisconnect:
         return
 
 
-async def _control(terminal: InteractiveSession, transcript: TranscriptWriter, text: str) -> None:
+async def _send_input(
+    terminal: InteractiveSession, transcript: TranscriptWriter | None, data: bytes
+) -> None:
+    if transcript is not None:
+        transcript.input(data)
+    await terminal.write(data)
+
+
+async def _control(
+    terminal: InteractiveSession, transcript: TranscriptWriter | None, text: str
+) -> None:
     try:
         message = json.loads(text)
     except ValueError:
@@ -152,12 +188,11 @@ async def _control(terminal: InteractiveSession, transcript: TranscriptWriter, t
     if message.get("type") == "resize":
         cols, rows = int(message.get("cols", 80)), int(message.get("rows", 24))
         if 1 <= cols <= 1000 and 1 <= rows <= 1000:
-            transcript.resize(cols, rows)
+            if transcript is not None:
+                transcript.resize(cols, rows)
             await terminal.resize(cols=cols, rows=rows)
     elif message.get("type") == "stdin" and isinstance(message.get("data"), str):
-        data = message["data"].encode()
-        transcript.input(data)
-        await terminal.write(data)
+        await _send_input(terminal, transcript, message["data"].encode())
 
 
 async def _task_ended(events: Subscription, run_id: str) -> None:

@@ -13,6 +13,7 @@ import uvicorn
 
 from berth.app import create_app
 from berth.cli.admin import add_admin_parser, run_admin
+from berth.cli.client import CLIENT_COMMANDS, add_client_parsers, run_client, split_trailing_command
 from berth.config import Settings
 from berth.domain.errors import DomainError
 
@@ -33,14 +34,18 @@ def build_parser() -> argparse.ArgumentParser:
     _data_dir_args(serve)
     serve.add_argument("--host", help="API address (default: $BERTH_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="API port (default: $BERTH_PORT or 7070)")
+    serve.add_argument(
+        "--ssh-port", type=int, help="SSH gateway port (default: $BERTH_SSH_PORT or 2222)"
+    )
     serve.add_argument("--log-level", default=os.environ.get("BERTH_LOG_LEVEL", "info"))
     add_admin_parser(commands, _data_dir_args)
+    add_client_parsers(commands)
     return parser
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("data_dir", "host", "port"):
+    for name in ("data_dir", "host", "port", "ssh_port"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
@@ -48,7 +53,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv, trailing = split_trailing_command(sys.argv[1:] if argv is None else list(argv))
     args = build_parser().parse_args(argv)
+    if args.command in CLIENT_COMMANDS:
+        return run_client(args, trailing)
     settings = _settings(args)
     if args.command == "admin":
         try:
@@ -61,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
     print(
-        f"berth serving the API on http://{settings.host}:{settings.port} "
+        f"berth serving the API on http://{settings.host}:{settings.port}, SSH on "
+        f"{settings.ssh_host}:{settings.ssh_port} "
         f"(data in {settings.data_dir.resolve()}, engine {settings.docker_host})",
         file=sys.stderr,
         flush=True,

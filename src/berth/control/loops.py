@@ -7,8 +7,8 @@ import contextlib
 import logging
 from datetime import UTC, datetime
 
-from berth.control import labels
 from berth.control.reconciler import Reconciler
+from berth.domain import labels
 from berth.domain.context import Domain
 from berth.domain.events import Subscription
 from berth.domain.lifecycle import meter_running_runs

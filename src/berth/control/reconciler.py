@@ -22,9 +22,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from berth.control import labels
 from berth.control.tasks import build_task_spec, result_of
-from berth.domain import lifecycle
+from berth.domain import labels, lifecycle
 from berth.domain.context import Domain
 from berth.domain.secrets import decrypted_environment
 from berth.runtime.base import (
@@ -121,6 +120,8 @@ class Reconciler:
             purged = await lifecycle.purge_deleted_workloads(self._domain)
             for run_id in purged.run_ids:
                 self._domain.logs.delete(run_id)
+            for container_id in purged.container_ids:
+                await self._remove_volumes(container_id)
             for user_id in purged.idle_user_ids:
                 await self._remove_unused_networks(user_id)
             await lifecycle.refresh_statuses(self._domain, datetime.now(UTC))
@@ -235,6 +236,14 @@ class Reconciler:
                 raise
             lines = []
         await asyncio.to_thread(self._domain.logs.write, run_id, lines)
+
+    async def _remove_volumes(self, container_id: str) -> None:
+        try:
+            await self._runtime.remove_volumes(
+                labels.workload_selector(self._instance_id, container_id)
+            )
+        except RuntimeDriverError as exc:
+            log.warning("could not remove the volumes of %s: %s", container_id, exc)
 
     async def _remove_unused_networks(self, user_id: str) -> None:
         selector = {**labels.instance_selector(self._instance_id), labels.USER: user_id}

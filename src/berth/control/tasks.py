@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 
-from berth.control import labels
+from berth.domain import labels
 from berth.domain.lifecycle import RunResult
 from berth.runtime.base import TaskSpec, TaskState
 from berth.store.models import Run, Workload
@@ -53,7 +54,21 @@ def build_task_spec(
         network=tenant_network(instance_id, workload.user_id),
         network_labels={labels.INSTANCE: instance_id, labels.USER: workload.user_id},
         log_max_bytes=log_max_bytes,
+        volumes=tuple(
+            (volume_name(instance_id, workload.id, str(path)), str(path))
+            for path in (workload.mount_paths or [])
+        ),
+        volume_labels={
+            **labels.workload_selector(instance_id, workload.id),
+            labels.USER: workload.user_id,
+        },
     )
+
+
+def volume_name(instance_id: str, workload_id: str, path: str) -> str:
+    """Stable per mount path, so a path kept across a mounts update keeps its data."""
+    digest = hashlib.sha256(path.encode()).hexdigest()[:12]
+    return f"berth-{instance_id}-{workload_id}-{digest}"
 
 
 def result_of(task: TaskState, *, logs_archived: bool) -> RunResult:

@@ -68,6 +68,8 @@ async def create_user(
             max_memory_mb=defaults.max_memory_mb,
             max_replicas=defaults.max_replicas,
             max_workloads=defaults.max_workloads,
+            max_containers=defaults.max_containers,
+            max_ssh_keys=defaults.max_ssh_keys,
         )
         session.add(kit)
     return user, kit

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from berth.domain.crypto import SecretCipher
@@ -30,8 +31,21 @@ class KitDefaults:
     max_memory_mb: int
     max_replicas: int
     max_workloads: int
+    max_containers: int = 3
+    max_ssh_keys: int = 10
     gated_actions: tuple[str, ...] = ("create", "exec", "shell")
     approval_ttl_seconds: int = 86400
+
+
+@dataclass(frozen=True)
+class ContainerDefaults:
+    """What the Containers API needs from the operator's settings."""
+
+    image: str
+    instance_types: Mapping[str, tuple[str, float]]
+    """name -> (architecture, vCPUs)."""
+    public_domain: str
+    ssh_port: int
 
 
 @dataclass(frozen=True)
@@ -44,5 +58,8 @@ class Domain:
     kit_defaults: KitDefaults
     logs: LogArchive
     transcripts: TranscriptStore
+    containers: ContainerDefaults
+    instance_id: str
+    """This installation's id, labelled on everything it creates on the engine."""
     runtime: Runtime | None = None
     """Needed only to read live output of running tasks; admin commands run without it."""

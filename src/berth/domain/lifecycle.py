@@ -18,7 +18,16 @@ from berth.domain.context import Domain
 from berth.domain.events import Event
 from berth.domain.planning import crash_backoff, plan_service, ran_long_enough, workload_status
 from berth.domain.workloads import new_replica_run
-from berth.store.models import ACTIVE_RUN_STATUSES, Run, Secret, User, Workload
+from berth.store.models import (
+    ACTIVE_RUN_STATUSES,
+    ContainerSshKey,
+    IngressRule,
+    Run,
+    Secret,
+    ShellSession,
+    User,
+    Workload,
+)
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ async def _plan_runs(session: AsyncSession, now: datetime) -> bool:
     for workload in workloads:
         runs = by_workload.get(workload.id, [])
         stops: list[tuple[Run, str]] = []
-        if workload.type == "service":
+        if workload.type in ("service", "container"):
             plan = plan_service(workload, runs, now)
             for slot in plan.create_slots:
                 session.add(new_replica_run(workload, slot))
@@ -126,7 +135,7 @@ async def record_run_result(
         run.status, run.status_reason = _final_status(run, result)
         changed = False
         if workload is not None:
-            if workload.type == "service" and not run.stop_requested:
+            if workload.type in ("service", "container") and not run.stop_requested:
                 _record_crash(workload, run, result.finished_at, backoff_max)
             await session.flush()
             changed = await _refresh_status(session, workload, datetime.now(UTC))
@@ -233,6 +242,8 @@ class Purged:
     """Runs whose archived output can go."""
     idle_user_ids: list[str]
     """Users left with no workload at all (their network can go)."""
+    container_ids: list[str]
+    """Purged containers (their volumes can go)."""
 
 
 async def purge_deleted_workloads(domain: Domain) -> Purged:
@@ -242,7 +253,7 @@ async def purge_deleted_workloads(domain: Domain) -> Purged:
             select(Workload.id).where(Workload.deleted_at.is_not(None)).limit(1)
         )
     if pending is None:
-        return Purged(run_ids=[], idle_user_ids=[])
+        return Purged(run_ids=[], idle_user_ids=[], container_ids=[])
     purged: list[Workload] = []
     run_ids: list[str] = []
     idle_users: list[str] = []
@@ -257,6 +268,13 @@ async def purge_deleted_workloads(domain: Domain) -> Purged:
             run_ids += [run.id for run in runs]
             await session.execute(delete(Run).where(Run.workload_id == workload.id))
             await session.execute(delete(Secret).where(Secret.workload_id == workload.id))
+            await session.execute(
+                delete(ContainerSshKey).where(ContainerSshKey.workload_id == workload.id)
+            )
+            await session.execute(delete(IngressRule).where(IngressRule.workload_id == workload.id))
+            await session.execute(
+                delete(ShellSession).where(ShellSession.workload_id == workload.id)
+            )
             await session.delete(workload)
             purged.append(workload)
         await session.flush()
@@ -270,7 +288,11 @@ async def purge_deleted_workloads(domain: Domain) -> Purged:
         domain.bus.publish(
             Event("workload.deleted", user_id=workload.user_id, workload_id=workload.id)
         )
-    return Purged(run_ids=run_ids, idle_user_ids=idle_users)
+    return Purged(
+        run_ids=run_ids,
+        idle_user_ids=idle_users,
+        container_ids=[w.id for w in purged if w.type == "container"],
+    )
 
 
 async def meter_running_runs(domain: Domain, now: datetime) -> None:

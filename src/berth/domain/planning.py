@@ -36,15 +36,20 @@ def plan_service(workload: Workload, active: Sequence[Run], now: datetime) -> Se
         plan.stop = [(run.id, "stopped") for run in live]
         return plan
     backing_off = workload.backoff_until is not None and now < workload.backoff_until
+    # A container's volumes must not have two writers: its old task stops before the new
+    # one starts. A service keeps serving: the new task starts first.
+    surge = workload.type != "container"
     for slot in range(workload.replicas):
-        in_slot = [run for run in live if run.slot == slot]
+        in_slot = [run for run in active if run.slot == slot]
         current = [run for run in in_slot if run.generation == workload.generation]
         older = [run for run in in_slot if run.generation != workload.generation]
-        if not current and not backing_off:
+        live_current = [run for run in current if not run.stop_requested]
+        live_older = [run for run in older if not run.stop_requested]
+        if not live_current and not backing_off and (surge or not older):
             plan.create_slots.append(slot)
-        plan.stop += [(run.id, "replaced") for run in current[1:]]
-        if current and current[0].status == "running":
-            plan.stop += [(run.id, "replaced") for run in older]
+        plan.stop += [(run.id, "replaced") for run in live_current[1:]]
+        if not surge or (live_current and live_current[0].status == "running"):
+            plan.stop += [(run.id, "replaced") for run in live_older]
     plan.stop += [(run.id, "scaled down") for run in live if run.slot >= workload.replicas]
     return plan
 
@@ -71,7 +76,7 @@ def workload_status(
     if workload.deleted_at is not None:
         return Status("deleting", None)
     running = [run for run in active if run.status == "running"]
-    if workload.type == "service":
+    if workload.type in ("service", "container"):
         return _service_status(workload, running, latest, now)
     if workload.type == "schedule":
         # The reason is the scheduler's (e.g. a skipped fire); it stays until the next fire.

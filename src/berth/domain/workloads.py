@@ -69,7 +69,11 @@ async def list_workloads(domain: Domain, actor: Actor) -> list[WorkloadView]:
         await load_compute_user(session, actor.user_id)
         rows = await session.scalars(
             select(Workload)
-            .where(Workload.user_id == actor.user_id, Workload.deleted_at.is_(None))
+            .where(
+                Workload.user_id == actor.user_id,
+                Workload.deleted_at.is_(None),
+                Workload.type != "container",
+            )
             .order_by(Workload.created_at)
         )
         return [await load_view(session, workload) for workload in rows]
@@ -193,7 +197,12 @@ async def _check_create(
 
 async def owned_workload(session: AsyncSession, actor: Actor, workload_id: str) -> Workload:
     workload = await session.get(Workload, workload_id)
-    if workload is None or workload.user_id != actor.user_id or workload.deleted_at is not None:
+    if (
+        workload is None
+        or workload.user_id != actor.user_id
+        or workload.deleted_at is not None
+        or workload.type == "container"  # the Containers API's own
+    ):
         raise NotFound(f"workload {workload_id} not found")
     return workload
 

@@ -21,6 +21,7 @@ Rules every driver keeps:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -73,6 +74,10 @@ class TaskSpec:
     network_labels: Mapping[str, str] = field(default_factory=dict)
     pids_limit: int = 1024
     log_max_bytes: int = 20 * 1024 * 1024
+    volumes: tuple[tuple[str, str], ...] = ()
+    """(volume name, absolute path in the task): persistent volumes, created on first use
+    with `volume_labels`, kept when the task is removed."""
+    volume_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 class TaskStatus(enum.StrEnum):
@@ -152,6 +157,10 @@ class CommandNotFound(RuntimeDriverError):
     """The command's program does not exist in the task's image (e.g. no `/bin/sh`)."""
 
 
+class PortUnreachable(RuntimeDriverError):
+    """Nothing accepts connections on that port inside the task (or it cannot be reached)."""
+
+
 class InteractiveSession(Protocol):
     """A command attached to a pseudo-terminal in a task: bytes in, bytes out, resizable."""
 
@@ -163,6 +172,31 @@ class InteractiveSession(Protocol):
 
     async def resize(self, *, cols: int, rows: int) -> None:
         """Set the terminal size (the command sees SIGWINCH)."""
+
+    async def wait(self) -> int | None:
+        """The command's exit code once it has ended (None if it could not be read)."""
+
+    async def close(self) -> None:
+        """Detach; the command is killed if it still runs. Idempotent."""
+
+
+class ProcessSession(Protocol):
+    """A command in a task with its standard streams attached and no terminal.
+
+    Unlike `exec`, input is streamed while the command runs and output is handed over as it
+    comes, so long-lived two-way programs (a shell reading a pipe, rsync, git) work. stdout
+    and stderr stay apart. One reader at a time: `read` must not be called again before the
+    previous call returned.
+    """
+
+    async def read(self) -> tuple[Literal["stdout", "stderr"], bytes]:
+        """The next output chunk and its stream; `("stdout", b"")` once all output was read."""
+
+    async def write(self, data: bytes) -> None:
+        """Send bytes to the command's standard input (dropped once it stopped reading)."""
+
+    async def close_stdin(self) -> None:
+        """End the command's standard input (it reads end-of-file); idempotent."""
 
     async def wait(self) -> int | None:
         """The command's exit code once it has ended (None if it could not be read)."""
@@ -221,6 +255,36 @@ class Runtime(Protocol):
 
         Raises `TaskNotFound` if the task does not run, `CommandNotFound` if `argv[0]` is
         missing from the image.
+        """
+
+    async def memory_usage(self, task_id: TaskId) -> int | None:
+        """Bytes of memory the running task uses now, or None if it does not run."""
+
+    async def volume_usage(self, selector: Mapping[str, str]) -> dict[str, int]:
+        """Bytes used by each volume (by name) carrying `selector`'s labels; may be a few
+        seconds stale (measuring is expensive)."""
+
+    async def remove_volumes(self, selector: Mapping[str, str]) -> None:
+        """Remove the volumes carrying all of `selector`'s labels; idempotent. Volumes still
+        in use by a task are kept (and removed by a later call)."""
+
+    async def open_process(self, task_id: TaskId, argv: list[str]) -> ProcessSession:
+        """Start `argv` in a running task with stdin, stdout and stderr attached, no terminal.
+
+        Returns once the command runs (or has already ended). Raises `TaskNotFound` if the
+        task does not run, `CommandNotFound` if `argv[0]` is missing from the image.
+        """
+
+    async def open_port(
+        self, task_id: TaskId, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A TCP connection to `127.0.0.1:port` as seen from *inside* the running task.
+
+        This reaches a server the task binds on its own loopback (as `ssh -L` users expect)
+        without publishing the port or routing to the task's network address. The caller
+        owns the returned streams and closes the writer. Raises `TaskNotFound` if the task
+        does not run and `PortUnreachable` if nothing accepts connections on that port (or
+        the driver cannot enter the task's network from where berth runs).
         """
 
     async def remove_networks(self, selector: Mapping[str, str]) -> None:

@@ -27,6 +27,7 @@ from berth.runtime.base import (
     InteractiveSession,
     InvalidTaskSpec,
     LogLine,
+    ProcessSession,
     RuntimeDriverError,
     RuntimeUnavailable,
     TaskEvent,
@@ -48,11 +49,14 @@ from berth.runtime.docker_api import (
 )
 from berth.runtime.docker_exec import DockerExec
 from berth.runtime.docker_logs import LogDecoder, since_param
+from berth.runtime.docker_netns import open_port_in_task
 
 API_VERSION = "v1.41"
 _TIMEOUT = httpx.Timeout(60.0, connect=5.0)
 _PULL_TIMEOUT = httpx.Timeout(300.0, connect=5.0)
 _STREAM_TIMEOUT = httpx.Timeout(None, connect=5.0)
+VOLUME_USAGE_TTL = 15.0
+"""Seconds a volume-size measurement is reused (the engine walks every volume to measure)."""
 
 
 def _seg(value: str) -> str:
@@ -75,6 +79,7 @@ class DockerRuntime:
         # dropped when a create says the image or network is missing after all.
         self._known_images: set[str] = set()
         self._known_networks: set[str] = set()
+        self._volume_sizes: tuple[float, list[Json]] | None = None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -381,6 +386,74 @@ class DockerRuntime:
     ) -> InteractiveSession:
         execs = DockerExec(self.socket_path, API_VERSION, self._request, self._unavailable)
         return await execs.open_terminal(task_id, argv, cols=cols, rows=rows)
+
+    async def open_process(self, task_id: TaskId, argv: list[str]) -> ProcessSession:
+        execs = DockerExec(self.socket_path, API_VERSION, self._request, self._unavailable)
+        return await execs.open_process(task_id, argv)
+
+    async def open_port(
+        self, task_id: TaskId, port: int
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connects from inside the task's network namespace (see `docker_netns`)."""
+        data = await self._inspect_raw(task_id)
+        if data is None:
+            raise TaskNotFound(f"task {task_id} does not exist")
+        state: Json = data.get("State") or {}
+        pid = int(state.get("Pid") or 0)
+        if not state.get("Running") or pid <= 0:
+            raise TaskNotFound(f"task {task_id} is not running")
+        return await open_port_in_task(pid, str(data.get("Id") or task_id), port)
+
+    # -- usage and volumes -----------------------------------------------------------------
+
+    async def memory_usage(self, task_id: TaskId) -> int | None:
+        response = await self._request(
+            "GET", f"/containers/{_seg(task_id)}/stats", params={"stream": 0, "one-shot": 1}
+        )
+        if response.status_code in (404, 409):
+            return None
+        if response.status_code != 200:
+            raise self._unexpected(f"reading stats of task {task_id}", response)
+        try:
+            memory: Json = response.json().get("memory_stats") or {}
+        except ValueError:  # a task stopping right now answers with an empty body
+            return None
+        usage = memory.get("usage")
+        if not isinstance(usage, int):
+            return None
+        stats: Json = memory.get("stats") or {}
+        # As `docker stats` does: page cache the kernel can drop is not counted as used.
+        cache = stats.get("inactive_file", stats.get("total_inactive_file", 0))
+        return max(usage - int(cache or 0), 0)
+
+    async def volume_usage(self, selector: Mapping[str, str]) -> dict[str, int]:
+        now = asyncio.get_running_loop().time()
+        if self._volume_sizes is None or now - self._volume_sizes[0] > VOLUME_USAGE_TTL:
+            response = await self._request("GET", "/system/df", limits=_PULL_TIMEOUT)
+            if response.status_code != 200:
+                raise self._unexpected("measuring volumes", response)
+            volumes = response.json().get("Volumes") or []
+            self._volume_sizes = (now, volumes)
+        sizes: dict[str, int] = {}
+        for volume in self._volume_sizes[1]:
+            labels: Mapping[str, str] = volume.get("Labels") or {}
+            if all(labels.get(k) == v for k, v in selector.items()):
+                size = int((volume.get("UsageData") or {}).get("Size", -1))
+                sizes[str(volume.get("Name"))] = max(size, 0)
+        return sizes
+
+    async def remove_volumes(self, selector: Mapping[str, str]) -> None:
+        filters = json.dumps({"label": label_filters(selector)})
+        response = await self._request("GET", "/volumes", params={"filters": filters})
+        if response.status_code != 200:
+            raise self._unexpected("listing volumes", response)
+        for volume in response.json().get("Volumes") or []:
+            labels: Mapping[str, str] = volume.get("Labels") or {}
+            if any(labels.get(k) != v for k, v in selector.items()):
+                continue
+            deleted = await self._request("DELETE", f"/volumes/{_seg(str(volume['Name']))}")
+            if deleted.status_code not in (204, 404, 409):  # 409: still in use, kept for now
+                raise self._unexpected(f"removing volume {volume.get('Name')}", deleted)
 
     # -- networks --------------------------------------------------------------------------
 

@@ -141,6 +141,16 @@ def create_body(spec: TaskSpec) -> Json:
     }
     if spec.network:
         host_config["NetworkMode"] = spec.network
+    if spec.volumes:
+        host_config["Mounts"] = [
+            {
+                "Type": "volume",
+                "Source": name,
+                "Target": path,
+                "VolumeOptions": {"Labels": dict(spec.volume_labels)},
+            }
+            for name, path in spec.volumes
+        ]
     body: Json = {
         "Image": spec.image,
         "Env": [f"{key}={value}" for key, value in spec.env.items()],

@@ -1,4 +1,5 @@
-"""Commands inside running tasks for the Docker driver: one-off execs and terminals.
+"""Commands inside running tasks for the Docker driver: one-off execs, terminals, and
+processes with streamed stdin (`DockerProcess`).
 
 An exec is created with `POST /containers/{id}/exec` and started with `POST /exec/{id}/start`,
 which *hijacks* the HTTP connection: the engine answers `101 UPGRADED` and from then on the
@@ -21,6 +22,7 @@ Nothing here keeps state across calls: every exec and terminal has its own conne
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -441,6 +443,18 @@ class DockerExec:
             f"resizing the terminal failed: engine answered {response.status_code}: {message}"
         )
 
+    async def exit_code(self, exec_id: str) -> int | None:
+        """Poll until the exec has ended: its exit code (None if gone or never started)."""
+        delay = 0.02
+        while True:
+            info = await self.inspect(exec_id)
+            if info is None:
+                return None
+            if not info.running and (info.exit_code is not None or info.pid == 0):
+                return info.exit_code
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.25)
+
     async def _task_running(self, task_id: TaskId) -> bool:
         response = await self._request("GET", f"/containers/{_seg(task_id)}/json")
         if response.status_code == 404:
@@ -612,6 +626,37 @@ class DockerExec:
             await connection.close()
             raise
 
+    # -- processes with streamed stdin -------------------------------------------------------
+
+    async def open_process(self, task_id: TaskId, argv: list[str]) -> DockerProcess:
+        """`Runtime.open_process`: returns once the command runs (or has already ended).
+
+        The same start-up checks as a terminal: a program missing from the image raises
+        `CommandNotFound` instead of showing up as the engine's message on stdout.
+        """
+        exec_id = await self._create(task_id, argv, {}, stdin=True, tty=False)
+        connection = await self._start(task_id, exec_id, tty=False)
+        first = asyncio.create_task(connection.reader.read(READ_SIZE))
+        process = DockerProcess(self, exec_id, connection, first=first)
+        try:
+            info = await self._started(task_id, exec_id, first)
+            if info.pid == 0:  # It never got a process: read why, and let the engine settle.
+                frames = list(FrameDemuxer().feed(await self._remaining_output(connection, first)))
+                output = b"".join(payload for _, payload in frames)
+                info = await self._wait_exit(task_id, exec_id)
+                process = DockerProcess(self, exec_id, connection, pending=frames)
+                if _failed_to_start(info, output):
+                    error = await self._start_failure(task_id, argv, output)
+                    if error is not None:
+                        raise error
+            return process
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await process.close()
+            first.cancel()
+            await connection.close()
+            raise
+
     async def _started(self, task_id: TaskId, exec_id: str, first: asyncio.Task[bytes]) -> ExecInfo:
         """Poll until the command runs, has ended, or the engine wrote into the stream."""
         loop = asyncio.get_running_loop()
@@ -706,15 +751,98 @@ class DockerTerminal:
         await self._engine.resize(self.exec_id, cols=cols, rows=rows)
 
     async def wait(self) -> int | None:
-        delay = 0.02
-        while True:
-            info = await self._engine.inspect(self.exec_id)
-            if info is None:
-                return None
-            if not info.running and (info.exit_code is not None or info.pid == 0):
-                return info.exit_code
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.25)
+        return await self._engine.exit_code(self.exec_id)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._first is not None:
+            self._first.cancel()
+        try:
+            await self._engine.kill(self.exec_id)
+        except RuntimeDriverError:
+            pass  # Engine gone: closing the connection is all that is left to do.
+        finally:
+            await self._connection.close()
+
+
+class DockerProcess:
+    """A `ProcessSession`: a command in a task with its standard streams, no terminal.
+
+    The engine multiplexes stdout and stderr into frames on the hijacked connection; they
+    are demultiplexed here as they arrive. Ending stdin half-closes our side of the
+    connection, which is how the engine learns to close the command's stdin.
+    One reader at a time: `read` must not be called again before the previous call returned.
+    """
+
+    def __init__(
+        self,
+        engine: DockerExec,
+        exec_id: str,
+        connection: _Connection,
+        *,
+        first: asyncio.Task[bytes] | None = None,
+        pending: list[tuple[Stream, bytes]] | None = None,
+    ) -> None:
+        self._engine = engine
+        self.exec_id = exec_id
+        self._connection = connection
+        self._first = first
+        self._demuxer = FrameDemuxer()
+        # Empty frames are dropped: an empty chunk is what `read` returns at the end.
+        self._frames: collections.deque[tuple[Stream, bytes]] = collections.deque(
+            frame for frame in pending or () if frame[1]
+        )
+        self._ended = False
+        self._stdin_closed = False
+        self._closed = False
+
+    async def read(self) -> tuple[Stream, bytes]:
+        while not self._frames:
+            if self._ended or self._closed:
+                return "stdout", b""
+            chunk = await self._next_chunk()
+            if not chunk:
+                self._ended = True
+            self._frames.extend(frame for frame in self._demuxer.feed(chunk) if frame[1])
+        return self._frames.popleft()
+
+    async def _next_chunk(self) -> bytes:
+        if self._first is not None:
+            first, self._first = self._first, None
+            data = await _task_bytes(first)
+            if data or self._closed:
+                return data
+        try:
+            return await self._connection.reader.read(READ_SIZE)
+        except OSError:
+            return b""
+
+    async def write(self, data: bytes) -> None:
+        if self._closed:
+            raise RuntimeDriverError("the process session is closed")
+        writer = self._connection.writer
+        if self._stdin_closed or writer.is_closing() or not data:
+            return
+        try:
+            writer.write(data)
+            await writer.drain()
+        except OSError:
+            pass  # The command ended or closed its stdin: `read` returns what is left.
+
+    async def close_stdin(self) -> None:
+        if self._stdin_closed or self._closed:
+            return
+        self._stdin_closed = True
+        writer = self._connection.writer
+        with contextlib.suppress(OSError, RuntimeError):
+            if not writer.is_closing() and writer.can_write_eof():
+                await writer.drain()
+                writer.write_eof()
+
+    async def wait(self) -> int | None:
+        return await self._engine.exit_code(self.exec_id)
 
     async def close(self) -> None:
         if self._closed:

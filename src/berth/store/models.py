@@ -93,6 +93,8 @@ class AccountKit(Base):
     max_memory_mb: Mapped[int] = mapped_column(Integer)
     max_replicas: Mapped[int] = mapped_column(Integer)
     max_workloads: Mapped[int] = mapped_column(Integer)
+    max_containers: Mapped[int] = mapped_column(Integer, default=3)
+    max_ssh_keys: Mapped[int] = mapped_column(Integer, default=10)
 
 
 class ApiKey(Base):
@@ -143,9 +145,49 @@ class Workload(Base):
     backoff_until: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    instance_type: Mapped[str | None] = mapped_column(String(32))
+    """Containers: the instance type (its CPU count is in `cpu`)."""
+    storage_gb: Mapped[int | None] = mapped_column(Integer)
+    ssh_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    mount_paths: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    """Containers: absolute paths kept on persistent volumes across stops and restarts."""
     deleted_at: Mapped[datetime | None] = mapped_column()
     """Names are unique among a user's live workloads; checked in the creating transaction,
     which holds the write lock (a unique index cannot express "among rows not deleted")."""
+
+
+class SshKey(Base):
+    __tablename__ = "ssh_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    public_key: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("user_id", "fingerprint", name="uq_ssh_key_user_fp"),)
+
+
+class ContainerSshKey(Base):
+    """The keys selected for a container: the only keys its SSH access accepts."""
+
+    __tablename__ = "container_ssh_keys"
+
+    workload_id: Mapped[str] = mapped_column(ForeignKey("workloads.id"), primary_key=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("ssh_keys.id"), primary_key=True)
+
+
+class IngressRule(Base):
+    __tablename__ = "ingress_rules"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workload_id: Mapped[str] = mapped_column(ForeignKey("workloads.id"), index=True)
+    port: Mapped[int] = mapped_column(Integer)
+    target_port: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("workload_id", "port", name="uq_ingress_port"),)
 
 
 class Secret(Base):

@@ -8,7 +8,13 @@ WORKLOAD = "dev.berth.workload"
 RUN = "dev.berth.run"
 USER = "dev.berth.user"
 GENERATION = "dev.berth.generation"
+VOLUME_PATH = "dev.berth.path"
+"""On a container's volume: the mount path it holds."""
 
 
 def instance_selector(instance_id: str) -> dict[str, str]:
     return {INSTANCE: instance_id}
+
+
+def workload_selector(instance_id: str, workload_id: str) -> dict[str, str]:
+    return {INSTANCE: instance_id, WORKLOAD: workload_id}

@@ -1,0 +1,195 @@
+"""The Containers API router (`/compute/...`): dev boxes, SSH keys, SSH access, ingress rules
+and mount paths, with the shapes of the Containers API document."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from berth.api.deps import DomainDep, company_actor
+from berth.domain import containers, ingress, ssh_keys
+from berth.domain.auth import Actor
+from berth.domain.containers import ContainerView
+from berth.schemas.containers import (
+    ContainerCreate,
+    ContainerList,
+    ContainerOut,
+    IngressRuleCreate,
+    IngressRuleList,
+    IngressRuleOut,
+    MountPaths,
+    MountPathsUpdated,
+    SshAccess,
+    SshKeyCreate,
+    SshKeyList,
+    SshKeyOut,
+    StatusOk,
+)
+from berth.store.models import IngressRule, SshKey
+
+router = APIRouter(prefix="/compute", tags=["containers"])
+ActorDep = Annotated[Actor, Depends(company_actor)]
+
+
+@router.get("/containers", response_model=ContainerList, summary="List containers")
+async def list_containers(domain: DomainDep, actor: ActorDep) -> ContainerList:
+    views = await containers.list_containers(domain, actor)
+    return ContainerList(containers=[container_out(view) for view in views])
+
+
+@router.post(
+    "/containers", status_code=201, response_model=ContainerOut, summary="Create container"
+)
+async def create_container(
+    body: ContainerCreate, domain: DomainDep, actor: ActorDep
+) -> ContainerOut:
+    return container_out(await containers.create_container(domain, actor, body))
+
+
+@router.get("/containers/{container_id}", response_model=ContainerOut, summary="Get container")
+async def get_container(container_id: str, domain: DomainDep, actor: ActorDep) -> ContainerOut:
+    return container_out(await containers.get_container(domain, actor, container_id))
+
+
+@router.delete("/containers/{container_id}", response_model=StatusOk, summary="Delete container")
+async def delete_container(container_id: str, domain: DomainDep, actor: ActorDep) -> StatusOk:
+    await containers.delete_container(domain, actor, container_id)
+    return StatusOk()
+
+
+@router.post(
+    "/containers/{container_id}/start", response_model=ContainerOut, summary="Start container"
+)
+async def start_container(container_id: str, domain: DomainDep, actor: ActorDep) -> ContainerOut:
+    return container_out(await containers.start_container(domain, actor, container_id))
+
+
+@router.post(
+    "/containers/{container_id}/stop", response_model=ContainerOut, summary="Stop container"
+)
+async def stop_container(container_id: str, domain: DomainDep, actor: ActorDep) -> ContainerOut:
+    return container_out(await containers.stop_container(domain, actor, container_id))
+
+
+@router.get("/ssh-keys", response_model=SshKeyList, summary="List SSH keys")
+async def list_ssh_keys(domain: DomainDep, actor: ActorDep) -> SshKeyList:
+    return SshKeyList(ssh_keys=[ssh_key_out(k) for k in await ssh_keys.list_keys(domain, actor)])
+
+
+@router.post("/ssh-keys", status_code=201, response_model=SshKeyOut, summary="Add SSH key")
+async def add_ssh_key(body: SshKeyCreate, domain: DomainDep, actor: ActorDep) -> SshKeyOut:
+    key = await ssh_keys.add_key(domain, actor, name=body.name, public_key=body.public_key)
+    return ssh_key_out(key)
+
+
+@router.delete("/ssh-keys/{key_id}", response_model=StatusOk, summary="Delete SSH key")
+async def delete_ssh_key(key_id: int, domain: DomainDep, actor: ActorDep) -> StatusOk:
+    await ssh_keys.delete_key(domain, actor, key_id)
+    return StatusOk()
+
+
+@router.get("/containers/{container_id}/ssh", response_model=SshAccess, summary="SSH status")
+async def get_ssh(container_id: str, domain: DomainDep, actor: ActorDep) -> SshAccess:
+    return SshAccess(ssh_enabled=await containers.get_ssh_enabled(domain, actor, container_id))
+
+
+@router.put("/containers/{container_id}/ssh", response_model=SshAccess, summary="Toggle SSH")
+async def set_ssh(
+    container_id: str, body: SshAccess, domain: DomainDep, actor: ActorDep
+) -> SshAccess:
+    enabled = await containers.set_ssh_enabled(domain, actor, container_id, body.ssh_enabled)
+    return SshAccess(ssh_enabled=enabled)
+
+
+@router.get(
+    "/containers/{container_id}/ingress", response_model=IngressRuleList, summary="List rules"
+)
+async def list_ingress(container_id: str, domain: DomainDep, actor: ActorDep) -> IngressRuleList:
+    rules = await ingress.list_rules(domain, actor, container_id)
+    return IngressRuleList(rules=[rule_out(rule) for rule in rules])
+
+
+@router.post(
+    "/containers/{container_id}/ingress",
+    status_code=201,
+    response_model=IngressRuleOut,
+    summary="Add (or update) an ingress rule",
+)
+async def add_ingress(
+    container_id: str, body: IngressRuleCreate, domain: DomainDep, actor: ActorDep
+) -> IngressRuleOut:
+    rule = await ingress.add_rule(
+        domain, actor, container_id, port=body.port, target_port=body.target_port
+    )
+    return rule_out(rule)
+
+
+@router.delete(
+    "/containers/{container_id}/ingress/{port}", response_model=StatusOk, summary="Remove rule"
+)
+async def remove_ingress(
+    container_id: str, port: int, domain: DomainDep, actor: ActorDep
+) -> StatusOk:
+    await ingress.remove_rule(domain, actor, container_id, port)
+    return StatusOk()
+
+
+@router.get(
+    "/containers/{container_id}/mounts", response_model=MountPaths, summary="Get mount paths"
+)
+async def get_mounts(container_id: str, domain: DomainDep, actor: ActorDep) -> MountPaths:
+    return MountPaths(mount_paths=await containers.get_mount_paths(domain, actor, container_id))
+
+
+@router.put(
+    "/containers/{container_id}/mounts",
+    response_model=MountPathsUpdated,
+    summary="Update mount paths (restarts a running container)",
+)
+async def set_mounts(
+    container_id: str, body: MountPaths, domain: DomainDep, actor: ActorDep
+) -> MountPathsUpdated:
+    paths, restarted = await containers.set_mount_paths(
+        domain, actor, container_id, list(body.mount_paths)
+    )
+    return MountPathsUpdated(mount_paths=paths, restarted=restarted)
+
+
+def container_out(view: ContainerView) -> ContainerOut:
+    w = view.workload
+    return ContainerOut(
+        id=w.id,
+        name=w.name,
+        status=view.status,
+        status_reason=w.status_reason,
+        hostname=view.hostname,
+        ssh_command=view.ssh_command,
+        memory_mb=w.memory_mb,
+        memory_used_mb=view.memory_used_mb,
+        storage_gb=w.storage_gb or 0,
+        storage_used_gb=view.storage_used_gb,
+        instance_type=w.instance_type or "",
+        created_at=w.created_at,
+        ssh_enabled=w.ssh_enabled,
+        https_enabled=view.https_enabled,
+    )
+
+
+def ssh_key_out(key: SshKey) -> SshKeyOut:
+    return SshKeyOut(
+        id=key.id,
+        name=key.name,
+        public_key=key.public_key,
+        fingerprint=key.fingerprint,
+        created_at=key.created_at,
+    )
+
+
+def rule_out(rule: IngressRule) -> IngressRuleOut:
+    return IngressRuleOut(
+        id=rule.id,
+        port=rule.port,
+        target_port=rule.target_port,
+        created_at=int(rule.created_at.timestamp()),
+    )

@@ -1,0 +1,327 @@
+"""The Containers API's dev boxes: workloads of kind `container` in the same core.
+
+A container is a long-running task (one replica) with persistent volumes at its mount paths,
+the SSH keys selected for it, SSH access that can be toggled, and ingress rules. It shares the
+reconciler, runtime, metering, events and logs with services; only these use-cases and the
+wire shapes are its own. Quotas (containers per user) are checked inside the creating
+transaction, which holds the store's write lock, so concurrent creates cannot exceed them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth.domain import labels
+from berth.domain.accounts import load_compute_user
+from berth.domain.auth import Actor
+from berth.domain.billing import require_credits
+from berth.domain.context import Domain
+from berth.domain.errors import Invalid, NotFound, QuotaExceeded
+from berth.domain.events import Event
+from berth.domain.ids import new_workload_id
+from berth.domain.mounts import validate_mount_paths
+from berth.domain.workloads import publish_changed
+from berth.runtime.base import RuntimeDriverError, TaskId
+from berth.schemas.containers import ContainerCreate
+from berth.store.models import (
+    ACTIVE_RUN_STATUSES,
+    ContainerSshKey,
+    IngressRule,
+    Run,
+    SshKey,
+    Workload,
+)
+
+KEEP_ALIVE = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
+"""A dev box's task just stays up; people work in it through SSH and the terminal."""
+
+STATUS_BY_WORKLOAD_STATUS = {
+    "pending": "pending",
+    "deploying": "initializing",
+    "running": "running",
+    "stopping": "stopping",
+    "stopped": "stopped",
+    "crash_loop": "failed",
+    "failed": "failed",
+    "deleting": "deleted",
+}
+
+
+@dataclass(frozen=True)
+class ContainerView:
+    workload: Workload
+    status: str
+    memory_used_mb: int | None
+    storage_used_gb: float | None
+    https_enabled: bool
+    hostname: str
+    ssh_command: str
+
+
+def container_status(workload: Workload) -> str:
+    return STATUS_BY_WORKLOAD_STATUS.get(workload.status, workload.status)
+
+
+def hostname_of(domain: Domain, workload_id: str) -> str:
+    return f"{workload_id}.{domain.containers.public_domain}"
+
+
+def ssh_command_of(domain: Domain, workload_id: str) -> str:
+    """Works verbatim with OpenSSH: the gateway routes by user name, not by host name."""
+    port = domain.containers.ssh_port
+    port_flag = "" if port == 22 else f" -p {port}"
+    return f"ssh{port_flag} {workload_id}@{domain.containers.public_domain}"
+
+
+async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) -> ContainerView:
+    catalogue = domain.containers.instance_types
+    if body.instance_type not in catalogue:
+        raise Invalid(
+            f"unknown instance type {body.instance_type!r}; choose one of " + ", ".join(catalogue),
+            field="instance_type",
+        )
+    if not body.ssh_key_ids:
+        raise Invalid("at least one SSH key is required", field="ssh_key_ids")
+    mount_paths = validate_mount_paths(body.mount_paths)
+    _arch, cpu = catalogue[body.instance_type]
+    now = datetime.now(UTC)
+    async with domain.store.transaction() as session:
+        user, kit = await load_compute_user(session, actor.user_id)
+        count = await session.scalar(
+            select(func.count())
+            .select_from(Workload)
+            .where(
+                Workload.user_id == user.id,
+                Workload.type == "container",
+                Workload.deleted_at.is_(None),
+            )
+        )
+        if (count or 0) >= kit.max_containers:
+            raise QuotaExceeded(f"container limit reached ({kit.max_containers})")
+        if cpu > kit.max_cpu:
+            raise QuotaExceeded(
+                f"instance_type: {body.instance_type} has {cpu:g} vCPUs; your limit is "
+                f"{kit.max_cpu:g}",
+                field="instance_type",
+            )
+        if body.memory_mb > kit.max_memory_mb:
+            raise QuotaExceeded(f"memory_mb: at most {kit.max_memory_mb} MB", field="memory_mb")
+        await _owned_keys(session, actor.user_id, body.ssh_key_ids)
+        require_credits(user)
+        workload = Workload(
+            id=new_workload_id(),
+            user_id=user.id,
+            name=body.name,
+            type="container",
+            image=body.image or domain.containers.image,
+            command=list(KEEP_ALIVE),
+            env={},
+            cpu=cpu,
+            memory_mb=body.memory_mb,
+            replicas=1,
+            desired_state="running",
+            status="pending",
+            instance_type=body.instance_type,
+            storage_gb=body.storage_gb,
+            ssh_enabled=body.ssh_enabled,
+            mount_paths=mount_paths,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(workload)
+        await session.flush()
+        for key_id in dict.fromkeys(body.ssh_key_ids):
+            session.add(ContainerSshKey(workload_id=workload.id, key_id=key_id))
+    _status_changed(domain, workload)
+    publish_changed(domain, workload)
+    return await _view(domain, workload, live=False)
+
+
+async def _owned_keys(session: AsyncSession, user_id: str, key_ids: list[int]) -> None:
+    for key_id in key_ids:
+        key = await session.get(SshKey, key_id)
+        if key is None or key.user_id != user_id:
+            raise NotFound(f"ssh key {key_id} not found", field="ssh_key_ids")
+
+
+async def owned_container(session: AsyncSession, actor: Actor, container_id: str) -> Workload:
+    workload = await session.get(Workload, container_id)
+    if (
+        workload is None
+        or workload.type != "container"
+        or workload.user_id != actor.user_id
+        or workload.deleted_at is not None
+    ):
+        raise NotFound("container not found")
+    return workload
+
+
+async def list_containers(domain: Domain, actor: Actor) -> list[ContainerView]:
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        rows = list(
+            await session.scalars(
+                select(Workload)
+                .where(
+                    Workload.user_id == actor.user_id,
+                    Workload.type == "container",
+                    Workload.deleted_at.is_(None),
+                )
+                .order_by(Workload.created_at)
+            )
+        )
+    return list(await asyncio.gather(*(_view(domain, row, live=True) for row in rows)))
+
+
+async def get_container(domain: Domain, actor: Actor, container_id: str) -> ContainerView:
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id)
+    return await _view(domain, workload, live=True)
+
+
+async def delete_container(domain: Domain, actor: Actor, container_id: str) -> None:
+    """Gone from the API at once; the reconciler removes its task, then its volumes."""
+    async with domain.store.transaction() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id)
+        now = datetime.now(UTC)
+        workload.deleted_at, workload.desired_state = now, "stopped"
+        workload.status, workload.updated_at = "deleting", now
+        await session.execute(
+            delete(ContainerSshKey).where(ContainerSshKey.workload_id == workload.id)
+        )
+        await session.execute(delete(IngressRule).where(IngressRule.workload_id == workload.id))
+        for run in await session.scalars(
+            select(Run).where(Run.workload_id == workload.id, Run.status.in_(ACTIVE_RUN_STATUSES))
+        ):
+            run.stop_requested, run.stop_reason = True, "deleted"
+    _status_changed(domain, workload)
+    publish_changed(domain, workload)
+
+
+async def start_container(domain: Domain, actor: Actor, container_id: str) -> ContainerView:
+    async with domain.store.transaction() as session:
+        user, _kit = await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id)
+        require_credits(user)
+        if workload.desired_state != "running" or workload.status in ("stopped", "failed"):
+            workload.status, workload.status_reason = "pending", None
+        workload.desired_state = "running"
+        workload.backoff_until, workload.consecutive_failures = None, 0
+        workload.updated_at = datetime.now(UTC)
+    _status_changed(domain, workload)
+    publish_changed(domain, workload)
+    return await _view(domain, workload, live=False)
+
+
+async def stop_container(domain: Domain, actor: Actor, container_id: str) -> ContainerView:
+    """The task is removed; the volumes stay for the next start."""
+    async with domain.store.transaction() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id)
+        workload.desired_state = "stopped"
+        workload.updated_at = datetime.now(UTC)
+    publish_changed(domain, workload)
+    return await _view(domain, workload, live=False)
+
+
+async def set_ssh_enabled(domain: Domain, actor: Actor, container_id: str, enabled: bool) -> bool:
+    async with domain.store.transaction() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id)
+        workload.ssh_enabled = enabled
+        workload.updated_at = datetime.now(UTC)
+    domain.bus.publish(
+        Event(
+            "container.ssh",
+            user_id=workload.user_id,
+            workload_id=workload.id,
+            data={"ssh_enabled": enabled},
+        )
+    )
+    return enabled
+
+
+async def get_ssh_enabled(domain: Domain, actor: Actor, container_id: str) -> bool:
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        return (await owned_container(session, actor, container_id)).ssh_enabled
+
+
+async def get_mount_paths(domain: Domain, actor: Actor, container_id: str) -> list[str]:
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id)
+        return [str(path) for path in workload.mount_paths]
+
+
+async def set_mount_paths(
+    domain: Domain, actor: Actor, container_id: str, paths: list[str]
+) -> tuple[list[str], bool]:
+    """Store the new paths; a running container is restarted onto them (True)."""
+    normalised = validate_mount_paths(paths)
+    async with domain.store.transaction() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id)
+        changed = normalised != list(workload.mount_paths)
+        restart = changed and workload.desired_state == "running"
+        workload.mount_paths = normalised
+        if restart:
+            workload.generation += 1
+            workload.status, workload.status_reason = "pending", "restarting onto new mounts"
+        workload.updated_at = datetime.now(UTC)
+    if restart:
+        _status_changed(domain, workload)
+        publish_changed(domain, workload)
+    return normalised, restart
+
+
+async def _view(domain: Domain, workload: Workload, *, live: bool) -> ContainerView:
+    async with domain.store.reading() as session:
+        https = await session.scalar(
+            select(IngressRule.id).where(
+                IngressRule.workload_id == workload.id, IngressRule.port == 443
+            )
+        )
+        run = await session.scalar(
+            select(Run).where(Run.workload_id == workload.id, Run.status == "running").limit(1)
+        )
+    memory_mb: int | None = None
+    storage_gb: float | None = None
+    if live and domain.runtime is not None:
+        try:
+            if run is not None and run.task_id is not None:
+                used = await domain.runtime.memory_usage(TaskId(run.task_id))
+                memory_mb = None if used is None else round(used / 2**20)
+            sizes = await domain.runtime.volume_usage(
+                labels.workload_selector(domain.instance_id, workload.id)
+            )
+            storage_gb = round(sum(sizes.values()) / 2**30, 3)
+        except RuntimeDriverError:
+            pass  # usage is best effort; the container's state does not depend on it
+    return ContainerView(
+        workload=workload,
+        status=container_status(workload),
+        memory_used_mb=memory_mb,
+        storage_used_gb=storage_gb,
+        https_enabled=https is not None,
+        hostname=hostname_of(domain, workload.id),
+        ssh_command=ssh_command_of(domain, workload.id),
+    )
+
+
+def _status_changed(domain: Domain, workload: Workload) -> None:
+    domain.bus.publish(
+        Event(
+            "workload.status",
+            user_id=workload.user_id,
+            workload_id=workload.id,
+            data={"status": workload.status, "reason": workload.status_reason},
+        )
+    )

@@ -1,0 +1,79 @@
+"""Ingress rules of containers: which external port of the gateway reaches which port of the
+container. Rules are stored and announced (`ingress.changed`) for the gateway; a rule on 443
+turns `https_enabled` on."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+
+from berth.domain.accounts import load_compute_user
+from berth.domain.auth import Actor
+from berth.domain.containers import owned_container
+from berth.domain.context import Domain
+from berth.domain.errors import Invalid, NotFound
+from berth.domain.events import Event
+from berth.store.models import IngressRule
+
+
+def external_port_allowed(port: int) -> bool:
+    return port in (80, 443) or 8000 <= port <= 8999
+
+
+async def add_rule(
+    domain: Domain, actor: Actor, container_id: str, *, port: int, target_port: int | None
+) -> IngressRule:
+    """Add a rule; adding a port that already has one updates its target."""
+    if not external_port_allowed(port):
+        raise Invalid("external port not allowed", field="port")
+    target = port if target_port is None else target_port
+    if not 1 <= target <= 65535:
+        raise Invalid("target port out of range (1-65535)", field="target_port")
+    async with domain.store.transaction() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id)
+        rule = await session.scalar(
+            select(IngressRule).where(
+                IngressRule.workload_id == workload.id, IngressRule.port == port
+            )
+        )
+        if rule is None:
+            rule = IngressRule(
+                workload_id=workload.id, port=port, target_port=target, created_at=datetime.now(UTC)
+            )
+            session.add(rule)
+        rule.target_port = target
+    _announce(domain, actor, container_id)
+    return rule
+
+
+async def list_rules(domain: Domain, actor: Actor, container_id: str) -> list[IngressRule]:
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id)
+        rows = await session.scalars(
+            select(IngressRule)
+            .where(IngressRule.workload_id == workload.id)
+            .order_by(IngressRule.port)
+        )
+        return list(rows)
+
+
+async def remove_rule(domain: Domain, actor: Actor, container_id: str, port: int) -> None:
+    async with domain.store.transaction() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id)
+        rule = await session.scalar(
+            select(IngressRule).where(
+                IngressRule.workload_id == workload.id, IngressRule.port == port
+            )
+        )
+        if rule is None:
+            raise NotFound(f"no ingress rule on port {port}")
+        await session.delete(rule)
+    _announce(domain, actor, container_id)
+
+
+def _announce(domain: Domain, actor: Actor, container_id: str) -> None:
+    domain.bus.publish(Event("ingress.changed", user_id=actor.user_id, workload_id=container_id))

@@ -1,0 +1,110 @@
+"""Wire models of the Containers API (`/compute/...`): dev-box containers, SSH keys,
+SSH access, ingress rules and mount paths. Shapes follow the Containers API document."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MountPath = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+
+
+class ContainerCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=63)] = Field(
+        description="Display name."
+    )
+    instance_type: str = Field(default="nano", description="See the instance type catalogue.")
+    memory_mb: int = Field(default=512, ge=64, le=65536)
+    storage_gb: int = Field(default=5, ge=1, le=1024)
+    ssh_key_ids: list[int] = Field(description="At least one of your SSH keys.")
+    ssh_enabled: bool = False
+    mount_paths: list[MountPath] = Field(default_factory=lambda: ["/root"], max_length=20)
+    image: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$",
+        description="Overrides the operator's default dev-box image.",
+    )
+
+
+class ContainerOut(BaseModel):
+    id: str
+    name: str
+    status: str = Field(description="`pending`, `initializing`, `running`, `stopped` or `failed`.")
+    status_reason: str | None = None
+    hostname: str
+    ssh_command: str
+    memory_mb: int
+    memory_used_mb: int | None
+    storage_gb: int
+    storage_used_gb: float | None
+    instance_type: str
+    created_at: datetime
+    ssh_enabled: bool
+    https_enabled: bool
+
+
+class ContainerList(BaseModel):
+    containers: list[ContainerOut]
+
+
+class StatusOk(BaseModel):
+    status: str = "ok"
+
+
+class SshKeyCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    public_key: Annotated[str, StringConstraints(min_length=1, max_length=16384)]
+
+
+class SshKeyOut(BaseModel):
+    id: int
+    name: str
+    public_key: str
+    fingerprint: str
+    created_at: datetime
+
+
+class SshKeyList(BaseModel):
+    ssh_keys: list[SshKeyOut]
+
+
+class SshAccess(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ssh_enabled: bool
+
+
+class IngressRuleCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    port: int = Field(description="External port: 80, 443 or 8000-8999.")
+    target_port: int | None = Field(default=None, description="Container port; default `port`.")
+
+
+class IngressRuleOut(BaseModel):
+    id: int
+    port: int
+    target_port: int
+    created_at: int = Field(description="Unix seconds.")
+
+
+class IngressRuleList(BaseModel):
+    rules: list[IngressRuleOut]
+
+
+class MountPaths(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mount_paths: list[MountPath] = Field(max_length=20)
+
+
+class MountPathsUpdated(BaseModel):
+    mount_paths: list[str]
+    restarted: bool

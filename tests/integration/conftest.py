@@ -47,11 +47,22 @@ def wait_workload(
     timeout: float = 30,
     what: str = "",
 ) -> dict[str, Any]:
+    seen: list[dict[str, Any]] = []
+
     def probe() -> dict[str, Any] | None:
         state = workload_state(client, workload_id)
+        seen[:] = [state]
         return state if predicate(state) else None
 
-    return wait_for(probe, timeout=timeout, interval=0.2, what=what or "workload state")
+    try:
+        return wait_for(probe, timeout=timeout, interval=0.2, what=what or "workload state")
+    except AssertionError as exc:
+        last = seen[0] if seen else {}
+        summary = {k: last.get(k) for k in ("status", "status_reason", "running_tasks")}
+        runs = [
+            (r["status"], r["exit_code"], r["status_reason"]) for r in last.get("recent_runs", [])
+        ]
+        raise AssertionError(f"{exc}; workload {workload_id}: {summary}, runs {runs[:5]}") from None
 
 
 def create(client: httpx.Client, **body: Any) -> dict[str, Any]:

@@ -188,6 +188,18 @@ class BerthServer:
         subprocess.run(
             [
                 "docker",
+                "volume",
+                "prune",
+                "-f",
+                "--filter",
+                f"label=dev.berth.instance={self.instance_id()}",
+            ],
+            check=False,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                "docker",
                 "network",
                 "prune",
                 "-f",

@@ -36,8 +36,9 @@ pytestmark = pytest.mark.engine
 
 APPROVAL_LINE = re.compile(r"approval required: (apr_\w+)")
 SIZE_LINE = re.compile(rb"^(\d+) (\d+)\r?$", re.MULTILINE)
-PROMPT = re.compile(rb"[#$] (?:\x1b\[6n)?$")
-"""busybox ash's prompt, maybe followed by its cursor-position query (left unanswered)."""
+PROMPT = re.compile(rb"[#$] (?:\x1b\[[0-9;]*[A-Za-z])*$")
+"""A shell prompt at the end of the output, maybe followed by control sequences (busybox ash
+asks for the cursor position, and redraws the prompt when no answer comes)."""
 
 
 @pytest.fixture(scope="module")
@@ -170,7 +171,16 @@ def test_ssh_in_a_pty_resizes_propagates_the_exit_status_and_restores_the_termin
         set_window(slave, 40, 120)
         proc.send_signal(signal.SIGWINCH)
         # The resize travels as its own frame and is applied by the engine: poll for it.
-        wait_for(lambda: user.stty_size() == (40, 120), timeout=15, interval=0.2, what="resize")
+        sizes: list[tuple[int, int]] = []
+
+        def resized() -> bool:
+            sizes.append(user.stty_size())
+            return sizes[-1] == (40, 120)
+
+        try:
+            wait_for(resized, timeout=15, interval=0.2, what="`stty size` to say 40 120")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; sizes seen: {sizes}") from None
 
         user.type("exit 5\n")
         assert proc.wait(timeout=20) == 5, user.seen.decode(errors="replace")

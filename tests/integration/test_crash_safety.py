@@ -20,11 +20,16 @@ pytestmark = pytest.mark.engine
 
 @pytest.fixture
 def crashable(tmp_path: Path) -> Iterator[BerthServer]:
-    srv = BerthServer(tmp_path / "data")
+    srv = BerthServer(tmp_path / "data", env={"BERTH_LOG_LEVEL": "info"})
     srv.start()
     yield srv
     srv.stop()
     srv.remove_containers()
+
+
+CREATES_PER_THREAD = 12
+RUNS_PER_ROUND = 8
+"""Bounded, so each round's work fits a 2-core machine; berth is killed while it is in flight."""
 
 
 class Traffic:
@@ -47,7 +52,7 @@ class Traffic:
 
     def creator(self, prefix: str) -> None:
         with self.client() as client:
-            for n in range(200):
+            for n in range(CREATES_PER_THREAD):
                 if self.stop.is_set():
                     return
                 kind = "service" if n % 2 else "job"
@@ -82,7 +87,7 @@ class Traffic:
 
     def runner(self) -> None:
         with self.client() as client:
-            for _ in range(200):
+            for _ in range(RUNS_PER_ROUND):
                 if self.stop.is_set():
                     return
                 try:
@@ -112,6 +117,7 @@ def test_sigkill_during_creates_runs_and_deletes_loses_nothing(crashable: BerthS
         for thread in threads:
             thread.start()
         wait_for(lambda t=traffic: len(t.created) >= 6 and len(t.runs) >= 3, timeout=60)
+        # Killed while creates, runs and deletes are still being answered and launched.
         crashable.kill()
         traffic.stop.set()
         for thread in threads:

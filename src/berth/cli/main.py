@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
     print(
         f"berth serving the API on http://{settings.host}:{settings.port}, SSH on "
         f"{settings.ssh_host}:{settings.ssh_port} "

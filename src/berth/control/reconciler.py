@@ -129,6 +129,12 @@ class Reconciler:
     def _act_on_run(self, run: Run, workload: Workload | None, task: TaskState | None) -> None:
         if run.id in self._inflight:
             return
+        interrupted = task is not None and task.status is TaskStatus.CREATED
+        if interrupted and workload is not None and not run.stop_requested:
+            # Created but never started: berth stopped between create and start. Launching
+            # again is idempotent by name and starts that very container.
+            self._start(run.id, self._launch(run, workload))
+            return
         if run.status == "pending":
             if task is not None:
                 self._start(run.id, self._adopt(run, task))

@@ -23,13 +23,21 @@ from berth.domain.ids import new_shell_session_id
 from berth.domain.workloads import owned_workload
 from berth.store.models import Run, ShellSession
 
-LOGIN_SHELL = (
-    'me="$(id -un 2>/dev/null || echo root)"; '
-    'login="$(while IFS=: read -r name _ _ _ _ _ shell; do '
-    '[ "$name" = "$me" ] && echo "$shell"; done < /etc/passwd 2>/dev/null)"; '
-    '[ -n "$login" ] && [ -x "$login" ] || login=/bin/sh; exec "$login" -l'
-)
-"""Run by /bin/sh: the user's login shell where /etc/passwd names one that exists."""
+LOGIN_SHELL = """\
+user=$(id -un 2>/dev/null) || user=root
+shell=
+while IFS=: read -r name _ _ _ _ home sh; do
+  if [ "$name" = "$user" ]; then shell=$sh; [ -n "$home" ] && HOME=$home; break; fi
+done 2>/dev/null </etc/passwd
+if [ -z "$shell" ] || [ ! -x "$shell" ]; then
+  if [ -x /bin/bash ]; then shell=/bin/bash; else shell=/bin/sh; fi
+fi
+export HOME SHELL="$shell" USER="$user" LOGNAME="$user"
+cd "$HOME" 2>/dev/null || cd /
+exec "$shell" -l
+"""
+"""Runs the login shell of the image's default user from /etc/passwd (bash, else sh when
+that is missing) in its home directory, as sshd would."""
 
 
 @dataclass(frozen=True)

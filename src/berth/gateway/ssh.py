@@ -37,6 +37,7 @@ from typing import Any
 
 import asyncssh
 
+from berth.domain.shells import LOGIN_SHELL
 from berth.gateway.ssh_access import ROOT_USER, SshAuthorizer, SshTarget, parse_ssh_username
 from berth.runtime.base import (
     CommandNotFound,
@@ -49,22 +50,6 @@ from berth.runtime.base import (
 )
 
 logger = logging.getLogger(__name__)
-
-LOGIN_SHELL = """\
-user=$(id -un 2>/dev/null) || user=root
-shell=
-while IFS=: read -r name _ _ _ _ home sh; do
-  if [ "$name" = "$user" ]; then shell=$sh; [ -n "$home" ] && HOME=$home; break; fi
-done 2>/dev/null </etc/passwd
-if [ -z "$shell" ] || [ ! -x "$shell" ]; then
-  if [ -x /bin/bash ]; then shell=/bin/bash; else shell=/bin/sh; fi
-fi
-export HOME SHELL="$shell" USER="$user" LOGNAME="$user"
-cd "$HOME" 2>/dev/null || cd /
-exec "$shell" -l
-"""
-"""Runs the login shell of the image's default user from /etc/passwd (bash, else sh when
-that is missing) in its home directory, as sshd would."""
 
 _COMMAND_IN_HOME = 'cd "${HOME:-/}" 2>/dev/null || cd /; exec /bin/sh -c "$1"'
 """`ssh host CMD` as root: CMD (passed as "$1", never pasted in) run from the home directory."""

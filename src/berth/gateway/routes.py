@@ -1,0 +1,208 @@
+"""The HTTP gateway's routing table, and how it is built from the store and the engine.
+
+A route key is `(workload id, listening port)`: a request's `Host` header names the workload
+(`<workload id>.<public domain>`, any `:port` suffix ignored) and the gateway port it arrived
+on picks among that workload's routes. A route lists the upstreams to spread requests over:
+
+- `LoopbackAddress`: a service replica's `port`, which the engine publishes on 127.0.0.1;
+- `TaskPort`: a container's ingress `target_port`, which is not published and is reached with
+  `Runtime.open_port` (a connection made inside the task's network namespace).
+
+A route with no upstreams means the workload exists but has no running task (the gateway
+answers 503 saying so); no route at all means there is no such service (also 503).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from berth.domain import labels
+from berth.domain.context import Domain
+from berth.runtime.base import TaskId, TaskStatus
+from berth.store.models import IngressRule, Run, Workload
+
+
+@dataclass(frozen=True)
+class LoopbackAddress:
+    """An upstream reachable by plain TCP (a service port published on loopback)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class TaskPort:
+    """An upstream reached through `Runtime.open_port(task_id, port)` (inside the task)."""
+
+    task_id: TaskId
+    port: int
+
+    def __str__(self) -> str:
+        return f"task {self.task_id[:12]} port {self.port}"
+
+
+Upstream = LoopbackAddress | TaskPort
+
+RouteKey = tuple[str, int]
+"""(workload id, gateway listening port)."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where requests for one workload on one gateway port go.
+
+    `upstreams` is empty when the workload exists but none of its tasks runs now.
+    """
+
+    workload_id: str
+    upstreams: tuple[Upstream, ...]
+
+
+class RouteTable:
+    """Maps `(Host header, listening port)` to a route; replaced wholesale, never edited.
+
+    `set_routes` swaps in a new immutable mapping in one assignment, so a lookup sees either
+    the old table or the new one, and requests already forwarded keep their upstream
+    connection (route changes never drop in-flight requests).
+    """
+
+    def __init__(self, public_domain: str, routes: Mapping[RouteKey, Route] | None = None) -> None:
+        self.public_domain = public_domain.lower().strip(".")
+        self._suffix = "." + self.public_domain
+        self._routes: Mapping[RouteKey, Route] = dict(routes or {})
+
+    def set_routes(self, mapping: Mapping[RouteKey, Route]) -> None:
+        """Atomically replace the whole table with a copy of `mapping`."""
+        self._routes = dict(mapping)
+
+    def routes(self) -> Mapping[RouteKey, Route]:
+        """The current table (treat as read-only)."""
+        return self._routes
+
+    def listen_ports(self) -> set[int]:
+        """Every gateway port some route needs."""
+        return {port for _, port in self._routes}
+
+    def workload_of(self, host_header: str) -> str | None:
+        """The workload id a Host header names, or None if it is not under the public domain.
+
+        Case-insensitive; a `:port` suffix and a trailing dot are ignored; only a single DNS
+        label directly under the public domain names a workload.
+        """
+        host = host_header.strip().lower()
+        if host.startswith("["):  # an IPv6 literal never names a workload
+            return None
+        host = host.rsplit(":", 1)[0] if ":" in host else host
+        host = host.rstrip(".")
+        if not host.endswith(self._suffix):
+            return None
+        label = host[: -len(self._suffix)]
+        if not label or "." in label:
+            return None
+        return label
+
+    def resolve(self, host_header: str, listen_port: int) -> Route | None:
+        """The route for this Host header on this gateway port, or None."""
+        workload_id = self.workload_of(host_header)
+        if workload_id is None:
+            return None
+        return self._routes.get((workload_id, listen_port))
+
+    def lookup(self, host_header: str, listen_port: int) -> list[Upstream] | None:
+        """The upstreams for this Host header on this port; None when there is no route
+        (an empty list when the workload has no running task)."""
+        route = self.resolve(host_header, listen_port)
+        return None if route is None else list(route.upstreams)
+
+
+def gateway_port_for(external_port: int, *, http_port: int, https_port: int | None) -> int | None:
+    """The gateway port that serves an ingress rule's external port: 80 and 443 map to the
+    gateway's HTTP and HTTPS ports (None when HTTPS is off); others are listened on as is."""
+    if external_port == 80:
+        return http_port
+    if external_port == 443:
+        return https_port
+    return external_port
+
+
+async def load_routes(
+    domain: Domain, *, http_port: int, https_port: int | None = None
+) -> dict[RouteKey, Route]:
+    """Build the routing table from the store and the engine's running tasks.
+
+    - Each service with a `port` (not deleted) gets a route on `http_port` (and `https_port`
+      when given) to the published loopback address of that port for every task of a
+      `running` run; a service with none gets an empty route.
+    - Each container's ingress rule gets a route on the gateway port the rule's external
+      port maps to (`gateway_port_for`), to `TaskPort(task, target_port)` for its running
+      task (empty when the container is not running).
+
+    Tasks are read with one `list_tasks` on this instance's label and matched to runs by
+    their `dev.berth.run` label (falling back to `dev.berth.workload`). Raises
+    `RuntimeDriverError` if the engine cannot be listed; requires `domain.runtime`.
+    """
+    runtime = domain.runtime
+    if runtime is None:
+        raise ValueError("load_routes needs a domain with a runtime")
+    async with domain.store.reading() as session:
+        workloads = list(
+            await session.scalars(
+                select(Workload).where(
+                    Workload.deleted_at.is_(None),
+                    ((Workload.type == "service") & Workload.port.is_not(None))
+                    | (Workload.type == "container"),
+                )
+            )
+        )
+        ids = [w.id for w in workloads]
+        running_runs = list(
+            await session.scalars(
+                select(Run).where(Run.workload_id.in_(ids), Run.status == "running")
+            )
+        )
+        rules = list(
+            await session.scalars(select(IngressRule).where(IngressRule.workload_id.in_(ids)))
+        )
+    tasks = [
+        task
+        for task in await runtime.list_tasks(labels.instance_selector(domain.instance_id))
+        if task.status == TaskStatus.RUNNING
+    ]
+    by_run = {task.labels.get(labels.RUN, ""): task for task in tasks}
+    tasks_of: dict[str, list[tuple[str, TaskId, Mapping[int, tuple[str, int]]]]] = {}
+    for run in running_runs:
+        task = by_run.get(run.id)
+        if task is not None:
+            tasks_of.setdefault(run.workload_id, []).append((run.id, task.task_id, task.ports))
+    for task in tasks:  # tasks without a run label, matched by workload only
+        if labels.RUN not in task.labels and (wid := task.labels.get(labels.WORKLOAD)):
+            tasks_of.setdefault(wid, []).append(("", task.task_id, task.ports))
+
+    mapping: dict[RouteKey, Route] = {}
+    service_ports = [http_port] if https_port is None else [http_port, https_port]
+    for workload in workloads:
+        if workload.type != "service" or workload.port is None:
+            continue
+        upstreams: list[Upstream] = []
+        for _run_id, _task_id, ports in sorted(tasks_of.get(workload.id, [])):
+            published = ports.get(workload.port)
+            if published is not None:
+                upstreams.append(LoopbackAddress(published[0], published[1]))
+        for listen in service_ports:
+            mapping[(workload.id, listen)] = Route(workload.id, tuple(upstreams))
+    for rule in rules:
+        listen_port = gateway_port_for(rule.port, http_port=http_port, https_port=https_port)
+        if listen_port is None:
+            continue
+        task_ports: tuple[Upstream, ...] = tuple(
+            TaskPort(task_id, rule.target_port)
+            for _run_id, task_id, _ports in sorted(tasks_of.get(rule.workload_id, []))
+        )
+        mapping[(rule.workload_id, listen_port)] = Route(rule.workload_id, task_ports)
+    return mapping

@@ -1,0 +1,453 @@
+"""The HTTP gateway: routing by Host to a real berth service, error pages, streaming a large
+body without buffering, WebSocket passthrough, replica spreading and route swaps under load.
+
+The gateway runs in the test process on a free loopback port; the service test builds its
+table with `load_routes` from a real server's store and engine, the others route to small
+Python upstreams on loopback through `RouteTable.set_routes`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect as ws_connect
+from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+
+from berth.bootstrap import open_domain
+from berth.domain import labels
+from berth.gateway.http_proxy import GatewayTimeouts, HttpGateway
+from berth.gateway.routes import (
+    LoopbackAddress,
+    Route,
+    RouteKey,
+    RouteTable,
+    TaskPort,
+    load_routes,
+)
+from berth.runtime.factory import create_runtime
+from tests.integration.conftest import create, wait_workload
+from tests.integration.server import BerthServer, Tenant, free_port
+
+HTTPD = "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 8080 -h /www"
+
+
+# --- a tiny HTTP/1.1 upstream on loopback -------------------------------------------------
+
+
+async def _read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> AsyncIterator[bytes]:
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        while True:
+            size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+            if size == 0:
+                while await reader.readuntil(b"\r\n") != b"\r\n":
+                    pass
+                return
+            yield await reader.readexactly(size)
+            await reader.readexactly(2)
+    else:
+        remaining = int(headers.get("content-length", "0"))
+        while remaining:
+            chunk = await reader.read(min(remaining, 65536))
+            if not chunk:
+                return
+            remaining -= len(chunk)
+            yield chunk
+
+
+def _response(status: int, body: bytes, content_type: str = "text/plain") -> bytes:
+    return (
+        f"HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+class Upstream:
+    """GET /who -> name; GET /headers -> the request's headers as JSON-ish text;
+    POST /echo -> the body echoed back chunked as it arrives; POST /sha -> body sha256;
+    GET /slow -> after 0.3 s; GET /hang -> never answers; GET /big?mb=N -> N MB chunked."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = 0
+        self.requests = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def __aenter__(self) -> Upstream:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    @property
+    def address(self) -> LoopbackAddress:
+        return LoopbackAddress("127.0.0.1", self.port)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._serve_requests(reader, writer)
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _serve_requests(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        with contextlib.suppress(Exception):
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                _method, target, _ = lines[0].split(" ", 2)
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        k, v = line.split(":", 1)
+                        headers[k.strip().lower()] = v.strip()
+                self.requests += 1
+                await self._route(target, headers, reader, writer)
+                await writer.drain()
+
+    async def _route(
+        self,
+        target: str,
+        headers: dict[str, str],
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        if target == "/who":
+            writer.write(_response(200, self.name.encode()))
+        elif target == "/headers":
+            text = "\n".join(f"{k}: {v}" for k, v in sorted(headers.items()))
+            writer.write(_response(200, text.encode()))
+        elif target == "/slow":
+            await asyncio.sleep(0.3)
+            writer.write(_response(200, self.name.encode()))
+        elif target == "/hang":
+            await asyncio.sleep(3600)
+        elif target == "/sha":
+            digest = hashlib.sha256()
+            async for chunk in _read_body(reader, headers):
+                digest.update(chunk)
+            writer.write(_response(200, digest.hexdigest().encode()))
+        elif target == "/echo":
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            async for chunk in _read_body(reader, headers):
+                writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+        elif target.startswith("/big"):
+            mb = int(target.split("=")[1])
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            block = b"x" * (1024 * 1024)
+            for _ in range(mb):
+                writer.write(b"%x\r\n%b\r\n" % (len(block), block))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+        else:
+            writer.write(_response(404, b"nope"))
+
+
+# --- fixtures --------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def gateway(
+    routes: dict[RouteKey, Route] | None = None,
+    *,
+    timeouts: GatewayTimeouts | None = None,
+    runtime: Any = None,
+) -> AsyncIterator[tuple[HttpGateway, RouteTable, str]]:
+    table = RouteTable("localhost")
+    gw = HttpGateway(
+        host="127.0.0.1", port=free_port(), route_table=table, runtime=runtime, timeouts=timeouts
+    )
+    await gw.start()
+    if routes is not None:
+        table.set_routes(routes)
+    try:
+        yield gw, table, f"http://127.0.0.1:{gw.ports[0]}"
+    finally:
+        await gw.stop()
+
+
+def key(gw: HttpGateway, name: str) -> RouteKey:
+    return (name, gw.ports[0])
+
+
+# --- a real berth service through the gateway ------------------------------------------------
+
+
+@pytest.mark.engine
+async def test_a_service_is_routed_by_host_and_unknown_hosts_get_503(
+    tenant: Tenant, server: BerthServer
+) -> None:
+    svc = await asyncio.to_thread(
+        create, tenant.client, name="web", type="service", command=HTTPD, port=8080, replicas=2
+    )
+    await asyncio.to_thread(
+        wait_workload,
+        tenant.client,
+        svc["id"],
+        lambda s: s["status"] == "running" and s["running_tasks"] == 2,
+    )
+    runtime = create_runtime(server.settings().docker_host)
+    domain = await open_domain(server.settings(), runtime=runtime)
+    try:
+        async with gateway(runtime=runtime) as (gw, table, url):
+            listen = gw.ports[0]
+            routes = await load_routes(domain, http_port=listen)
+            route = routes[(svc["id"], listen)]
+            assert len(route.upstreams) == 2
+            assert all(isinstance(u, LoopbackAddress) for u in route.upstreams)
+            table.set_routes(routes)
+            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+                host = f"{svc['id']}.localhost:{listen}"
+
+                async def served() -> bool:
+                    response = await client.get("/", headers={"Host": host})
+                    return response.status_code == 200 and response.text.strip() == "hi"
+
+                # httpd may still be coming up right after the task starts.
+                deadline = time.monotonic() + 15
+                while not await served():
+                    assert time.monotonic() < deadline, "service never answered"
+                    await asyncio.sleep(0.2)
+                for _ in range(6):  # both replicas, keep-alive to the client
+                    assert await served()
+
+                missing = await client.get("/", headers={"Host": "nothere.localhost"})
+                assert missing.status_code == 503
+                assert missing.json() == {
+                    "error": "no_route",
+                    "message": "no service at nothere.localhost",
+                    "workload": None,
+                }
+                foreign = await client.get("/", headers={"Host": "example.com"})
+                assert foreign.status_code == 503
+
+                # A port the task does not publish (a container's ingress target) is reached
+                # inside the task's network namespace.
+                tasks = await runtime.list_tasks(
+                    labels.workload_selector(domain.instance_id, svc["id"])
+                )
+                inside = TaskPort(tasks[0].task_id, 8080)
+                table.set_routes({**routes, ("inner", listen): Route("inner", (inside,))})
+                for _ in range(3):
+                    through = await client.get("/", headers={"Host": "inner.localhost"})
+                    assert through.status_code == 200 and through.text.strip() == "hi"
+
+            # Stopped: the route stays but has no task, and the answer says so.
+            stopped = await asyncio.to_thread(tenant.client.post, f"/v1/compute/{svc['id']}/stop")
+            assert stopped.status_code == 200
+            await asyncio.to_thread(
+                wait_workload, tenant.client, svc["id"], lambda s: s["running_tasks"] == 0
+            )
+            table.set_routes(await load_routes(domain, http_port=listen))
+            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+                down = await client.get("/", headers={"Host": f"{svc['id']}.localhost"})
+                assert down.status_code == 503
+                assert down.json()["error"] == "no_running_task"
+                assert svc["id"] in down.json()["message"]
+    finally:
+        await domain.store.close()
+        await runtime.close()
+
+
+# --- protocol behaviour against loopback upstreams ------------------------------------------
+
+
+async def test_forwarded_headers_and_error_pages() -> None:
+    async with (
+        Upstream("a") as up,
+        gateway(timeouts=GatewayTimeouts(upstream=0.5)) as (gw, table, url),
+    ):
+        table.set_routes(
+            {
+                key(gw, "app"): Route("app", (up.address,)),
+                key(gw, "dead"): Route("dead", (LoopbackAddress("127.0.0.1", free_port()),)),
+                key(gw, "idle"): Route("idle", ()),
+            }
+        )
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            seen = await client.get(
+                "/headers",
+                headers={"Host": "App.localhost:8080", "X-Forwarded-For": "10.1.1.1"},
+            )
+            assert seen.status_code == 200
+            assert "x-forwarded-for: 10.1.1.1, 127.0.0.1" in seen.text
+            assert "x-forwarded-proto: http" in seen.text
+            assert "x-forwarded-host: App.localhost:8080" in seen.text
+
+            refused = await client.get("/", headers={"Host": "dead.localhost"})
+            assert refused.status_code == 502
+            assert refused.json()["workload"] == "dead"
+            assert "dead" in refused.json()["message"]
+
+            slow = await client.get("/hang", headers={"Host": "app.localhost"})
+            assert slow.status_code == 504
+            assert slow.json()["error"] == "upstream_timeout"
+
+            idle = await client.get("/", headers={"Host": "idle.localhost"})
+            assert idle.status_code == 503 and idle.json()["error"] == "no_running_task"
+
+            # The connection survives error pages and keeps working.
+            again = await client.get("/who", headers={"Host": "app.localhost"})
+            assert again.text == "a"
+
+
+async def test_large_bodies_stream_both_ways_without_buffering() -> None:
+    size = 50 * 1024 * 1024
+    block = b"z" * (1024 * 1024)
+    async with Upstream("a") as up, gateway() as (gw, table, url):
+        table.set_routes({key(gw, "app"): Route("app", (up.address,))})
+
+        # Upload with Content-Length, checked end to end.
+        async def body() -> AsyncIterator[bytes]:
+            for _ in range(size // len(block)):
+                yield block
+
+        expected = hashlib.sha256(block * (size // len(block))).hexdigest()
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            sha = await client.post(
+                "/sha",
+                content=body(),
+                headers={"Host": "app.localhost", "Content-Length": str(size)},
+            )
+            assert sha.status_code == 200 and sha.text == expected
+
+            # Chunked download of 50 MB.
+            received = 0
+            async with client.stream("GET", "/big?mb=50", headers={"Host": "app.localhost"}) as r:
+                async for chunk in r.aiter_raw():
+                    received += len(chunk)
+            assert received == size
+
+        # Echo: the first echoed bytes come back while most of the upload is still to send,
+        # so the gateway forwards as it goes instead of collecting the body.
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.ports[0])
+        writer.write(
+            b"POST /echo HTTP/1.1\r\nHost: app.localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
+        sent = 0
+        sent_at_first_byte: int | None = None
+
+        async def upload() -> None:
+            nonlocal sent
+            for _ in range(size // len(block)):
+                writer.write(b"%x\r\n%b\r\n" % (len(block), block))
+                await writer.drain()
+                sent += len(block)
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+
+        sending = asyncio.create_task(upload())
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200")
+        echoed = 0
+        while True:
+            line = await reader.readuntil(b"\r\n")
+            n = int(line.strip(), 16)
+            if n == 0:
+                await reader.readuntil(b"\r\n")
+                break
+            await reader.readexactly(n + 2)
+            if sent_at_first_byte is None:
+                sent_at_first_byte = sent
+            echoed += n
+        await sending
+        writer.close()
+        assert echoed == size
+        assert sent_at_first_byte is not None and sent_at_first_byte < size // 4
+
+
+async def test_websocket_echo_through_the_gateway() -> None:
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with ws_serve(echo, "127.0.0.1", 0) as ws_server:
+        port = ws_server.sockets[0].getsockname()[1]
+        async with gateway() as (gw, table, _url):
+            table.set_routes(
+                {key(gw, "sock"): Route("sock", (LoopbackAddress("127.0.0.1", port),))}
+            )
+            async with ws_connect(
+                f"ws://sock.localhost:{gw.ports[0]}/chat",
+                host="127.0.0.1",
+                port=gw.ports[0],
+                proxy=None,
+            ) as ws:
+                for text in ("hello", "x" * 200_000):
+                    await ws.send(text)
+                    assert await ws.recv() == text
+                await ws.send(b"\x00\x01binary")
+                assert await ws.recv() == b"\x00\x01binary"
+
+
+async def test_replicas_share_requests_round_robin() -> None:
+    async with Upstream("a") as a, Upstream("b") as b, gateway() as (gw, table, url):
+        table.set_routes({key(gw, "app"): Route("app", (a.address, b.address))})
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            names = [
+                (await client.get("/who", headers={"Host": "app.localhost"})).text
+                for _ in range(10)
+            ]
+        assert names.count("a") == 5 and names.count("b") == 5
+
+        # A replica that went away costs no request: the next one is tried.
+        dead = LoopbackAddress("127.0.0.1", free_port())
+        table.set_routes({key(gw, "app"): Route("app", (dead, a.address))})
+        async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+            for _ in range(4):
+                assert (await client.get("/who", headers={"Host": "app.localhost"})).text == "a"
+
+
+async def test_route_updates_under_load_drop_no_request() -> None:
+    async with Upstream("a") as a, Upstream("b") as b, gateway() as (gw, table, url):
+        tables = [
+            {key(gw, "app"): Route("app", (a.address,))},
+            {key(gw, "app"): Route("app", (b.address,))},
+            {key(gw, "app"): Route("app", (a.address, b.address))},
+        ]
+        table.set_routes(tables[2])
+        stop = asyncio.Event()
+        statuses: list[int] = []
+
+        async def load(path: str) -> None:
+            async with httpx.AsyncClient(base_url=url, timeout=10) as client:
+                while not stop.is_set():
+                    response = await client.get(path, headers={"Host": "app.localhost"})
+                    statuses.append(response.status_code)
+
+        workers = [asyncio.create_task(load("/who")) for _ in range(6)]
+        workers += [asyncio.create_task(load("/slow")) for _ in range(2)]
+        deadline = time.monotonic() + 2.5
+        turn = 0
+        while time.monotonic() < deadline:
+            table.set_routes(tables[turn % 3])
+            turn += 1
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.gather(*workers)
+        assert turn > 100
+        assert len(statuses) > 200
+        assert set(statuses) == {200}
+        assert a.requests > 0 and b.requests > 0

@@ -274,4 +274,10 @@ def test_a_shell_is_gated_and_its_approved_session_is_returned(
         approved = person.post(f"/v1/approvals/{approval_id}/approve").json()
     session = approved["result"]["body"]["session"]
     assert set(session) == {"sessionId", "streamUrl", "tokenValue"}
+    # The token is the agent's: the human sees it hidden, the agent gets it.
+    assert session["tokenValue"] == "(hidden)"
+    mine = agent.client.get(f"/v1/approvals/{approval_id}").json()["result"]["body"]["session"]
+    assert mine["tokenValue"].startswith("sh_") and mine["sessionId"] == session["sessionId"]
+    db = (gated_server.data_dir / "berth.db").read_bytes()
+    assert mine["tokenValue"].encode() not in db
     assert session["streamUrl"].startswith(gated_server.url.replace("http", "ws"))

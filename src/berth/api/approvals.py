@@ -10,6 +10,9 @@ from fastapi import APIRouter, Query, Request
 from berth.api.deps import DomainDep, PrincipalDep
 from berth.api.gate import replay
 from berth.domain import approvals
+from berth.domain.approvals import result_body as approval_result_body
+from berth.domain.auth import Principal
+from berth.domain.context import Domain
 from berth.schemas.approvals import (
     ApprovalDecision,
     ApprovalList,
@@ -31,7 +34,7 @@ async def list_approvals(
     status: Annotated[str | None, Query(pattern="^(pending|approved|rejected|expired)$")] = None,
 ) -> ApprovalList:
     rows = await approvals.list_approvals(domain, principal, status=status)
-    return ApprovalList(approvals=[approval_out(row) for row in rows])
+    return ApprovalList(approvals=[approval_out(domain, row, principal) for row in rows])
 
 
 @router.get("/policy", response_model=ApprovalPolicy, summary="Which actions are gated")
@@ -51,7 +54,9 @@ async def set_policy(
 
 @router.get("/{approval_id}", response_model=ApprovalOut, summary="Get an approval")
 async def get_approval(approval_id: str, domain: DomainDep, principal: PrincipalDep) -> ApprovalOut:
-    return approval_out(await approvals.get_approval(domain, principal, approval_id))
+    return approval_out(
+        domain, await approvals.get_approval(domain, principal, approval_id), principal
+    )
 
 
 @router.get(
@@ -85,7 +90,8 @@ async def approve(
         domain, principal, approval_id, approve=True, note=body.note if body else None
     )
     response = await replay(request, decided)
-    return approval_out(await approvals.record_result(domain, approval_id, response))
+    recorded = await approvals.record_result(domain, approval_id, response)
+    return approval_out(domain, recorded, principal)
 
 
 @router.post("/{approval_id}/reject", response_model=ApprovalOut, summary="Reject")
@@ -98,7 +104,7 @@ async def reject(
     decided = await approvals.decide(
         domain, principal, approval_id, approve=False, note=body.note if body else None
     )
-    return approval_out(decided)
+    return approval_out(domain, decided, principal)
 
 
 def _json_or_text(raw: bytes | None) -> Any:
@@ -110,12 +116,13 @@ def _json_or_text(raw: bytes | None) -> Any:
         return raw.decode(errors="replace")
 
 
-def approval_out(approval: Approval) -> ApprovalOut:
+def approval_out(domain: Domain, approval: Approval, viewer: Principal) -> ApprovalOut:
     result = None
     if approval.result_status is not None:
-        result = ApprovalResult(
-            status_code=approval.result_status, body=_json_or_text(approval.result_body)
-        )
+        body = _json_or_text(approval_result_body(domain, approval))
+        if approval.action == "shell" and viewer.key_id != approval.key_id:
+            body = _mask_shell_token(body)
+        result = ApprovalResult(status_code=approval.result_status, body=body)
     return ApprovalOut(
         id=approval.id,
         status=approval.status,
@@ -133,6 +140,13 @@ def approval_out(approval: Approval) -> ApprovalOut:
         executed_at=approval.executed_at,
         result=result,
     )
+
+
+def _mask_shell_token(body: Any) -> Any:
+    """A shell session's token is for the agent that asked for it, not for other readers."""
+    if isinstance(body, dict) and isinstance(body.get("session"), dict):
+        return {**body, "session": {**body["session"], "tokenValue": "(hidden)"}}
+    return body
 
 
 def policy_out(company: Company) -> ApprovalPolicy:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 
 from berth.api.deps import DomainDep, company_actor
 from berth.domain import containers, ingress, ssh_keys
@@ -84,7 +84,9 @@ async def add_ssh_key(body: SshKeyCreate, domain: DomainDep, actor: ActorDep) ->
 
 
 @router.delete("/ssh-keys/{key_id}", response_model=StatusOk, summary="Delete SSH key")
-async def delete_ssh_key(key_id: int, domain: DomainDep, actor: ActorDep) -> StatusOk:
+async def delete_ssh_key(
+    key_id: Annotated[int, Path(ge=1, le=2**63 - 1)], domain: DomainDep, actor: ActorDep
+) -> StatusOk:
     await ssh_keys.delete_key(domain, actor, key_id)
     return StatusOk()
 
@@ -129,7 +131,10 @@ async def add_ingress(
     "/containers/{container_id}/ingress/{port}", response_model=StatusOk, summary="Remove rule"
 )
 async def remove_ingress(
-    container_id: str, port: int, domain: DomainDep, actor: ActorDep
+    container_id: str,
+    port: Annotated[int, Path(ge=1, le=65535)],
+    domain: DomainDep,
+    actor: ActorDep,
 ) -> StatusOk:
     await ingress.remove_rule(domain, actor, container_id, port)
     return StatusOk()

@@ -27,6 +27,7 @@ from berth.api.deps import bearer_credential_ws
 from berth.api.errors import CONTAINERS_STATUS_BY_ERROR
 from berth.api.shell_stream import serve_terminal
 from berth.domain import containers
+from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor, authenticate, resolve_actor
 from berth.domain.context import Domain
 from berth.domain.errors import Conflict, DomainError
@@ -57,6 +58,8 @@ async def container_updates(websocket: WebSocket) -> None:
     domain: Domain = websocket.app.state.domain
     try:
         actor = await _actor(websocket, domain)
+        async with domain.store.reading() as session:
+            await load_compute_user(session, actor.user_id)
     except DomainError as exc:
         await _deny(websocket, exc)
         return
@@ -124,6 +127,7 @@ async def _status_update(
     return {
         "container_id": event.workload_id,
         "status": status,
+        "external_ip": None,  # dev boxes are reached through berth's gateways, not an IP
         "status_reason": event.data.get("reason"),
         "hostname": containers.hostname_of(domain, event.workload_id),
     }
@@ -135,6 +139,7 @@ async def container_terminal(websocket: WebSocket, container_id: str) -> None:
     try:
         actor = await _actor(websocket, domain)
         async with domain.store.reading() as session:
+            await load_compute_user(session, actor.user_id)
             workload = await containers.owned_container(session, actor, container_id)
             run = await session.scalar(
                 select(Run).where(Run.workload_id == workload.id, Run.status == "running")

@@ -6,7 +6,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, Path, Request, WebSocket
-from starlette.datastructures import Headers, QueryParams
+from starlette.datastructures import Headers
 
 from berth.domain.approvals import load_replay
 from berth.domain.auth import Actor, Principal, authenticate, resolve_actor
@@ -24,20 +24,21 @@ def get_domain(request: Request) -> Domain:
 DomainDep = Annotated[Domain, Depends(get_domain)]
 
 
-def _credential(headers: Headers, query: QueryParams) -> str | None:
-    """`Authorization: Bearer <credential>`, else `?token=<credential>` (for WebSockets)."""
+def _bearer(headers: Headers) -> str | None:
     scheme, _, value = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()
-    return query.get("token")
+    return None
 
 
 def bearer_credential(request: Request) -> str | None:
-    return _credential(request.headers, request.query_params)
+    """`Authorization: Bearer <credential>`; HTTP routes take no credential in the URL."""
+    return _bearer(request.headers)
 
 
 def bearer_credential_ws(websocket: WebSocket) -> str | None:
-    return _credential(websocket.headers, websocket.query_params)
+    """The Bearer header, else `?token=` (browsers cannot set headers on WebSockets)."""
+    return _bearer(websocket.headers) or websocket.query_params.get("token")
 
 
 async def get_principal(request: Request, domain: DomainDep) -> Principal:

@@ -75,7 +75,7 @@ async def replay(request: Request, approval: Approval) -> StoredResponse:
     """
     app: FastAPI = request.app
     secret: str = app.state.replay_secret
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(
         transport=transport, base_url=str(request.base_url), timeout=None
     ) as client:

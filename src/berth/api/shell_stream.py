@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
@@ -62,9 +63,10 @@ async def shell_stream(websocket: WebSocket, session_id: str) -> None:
             rows=row.rows,
             transcript_for=row.id,
             title=f"{row.workload_id} {row.run_id}",
+            on_exit=lambda code: shells.end_session(domain, row.id, exit_code=code),
         )
     finally:
-        await shells.end_session(domain, row.id, exit_code=exit_code)
+        await shells.end_session(domain, row.id, exit_code=exit_code)  # no-op once ended
 
 
 async def serve_terminal(
@@ -77,10 +79,12 @@ async def serve_terminal(
     rows: int,
     transcript_for: str | None,
     title: str,
+    on_exit: Callable[[int | None], Awaitable[None]] | None = None,
 ) -> int | None:
     """Start the login shell on a PTY in the task, accept the WebSocket and bridge them;
     the shell's exit code, or None if it did not exit by itself. The caller has already
-    checked the caller's right to the task."""
+    checked the caller's right to the task. `on_exit` runs before the socket closes, so
+    what a client reads after the close (the session's status) is already recorded."""
     assert domain.runtime is not None
     structured = SUBPROTOCOL in websocket.scope.get("subprotocols", [])
     events = domain.bus.subscribe()
@@ -99,7 +103,7 @@ async def serve_terminal(
         else None
     )
     try:
-        return await _bridge(websocket, terminal, transcript, events, run_id, structured)
+        return await _bridge(websocket, terminal, transcript, events, run_id, structured, on_exit)
     finally:
         events.close()
         if transcript is not None:
@@ -114,6 +118,7 @@ async def _bridge(
     events: Subscription,
     run_id: str,
     structured: bool,
+    on_exit: Callable[[int | None], Awaitable[None]] | None,
 ) -> int | None:
     """Pump both ways until the shell exits, the client leaves or the task goes away."""
     output = asyncio.create_task(_pump_output(websocket, terminal, transcript))
@@ -125,10 +130,14 @@ async def _bridge(
     await asyncio.gather(*pending, return_exceptions=True)
     if output not in done:
         reason = "the task stopped" if ended in done else "client left"
+        if on_exit is not None:
+            await on_exit(None)
         with contextlib.suppress(Exception):
             await websocket.close(code=1001, reason=reason)
         return None
     exit_code = await terminal.wait()
+    if on_exit is not None:
+        await on_exit(exit_code)
     with contextlib.suppress(Exception):
         if structured:
             await websocket.send_text(json.dumps({"type": "exit", "code": exit_code}))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,18 @@ from berth.cli.admin import add_admin_parser, run_admin
 from berth.cli.client import CLIENT_COMMANDS, add_client_parsers, run_client, split_trailing_command
 from berth.config import Settings
 from berth.domain.errors import DomainError
+
+
+class RedactCredentials(logging.Filter):
+    """Hides `token=...` query values (WebSocket URLs carry credentials) in every log line."""
+
+    _PATTERN = re.compile(r"(token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = self._PATTERN.sub(r"\1[redacted]", message), None
+        return True
 
 
 def _data_dir_args(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactCredentials())
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     print(
@@ -82,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         port=settings.port,
         log_level=args.log_level.lower(),
         access_log=False,
+        log_config=None,  # uvicorn logs through the root logger, and so through the filter
     )
     return 0
 

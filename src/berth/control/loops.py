@@ -56,6 +56,8 @@ async def watch_engine(runtime: Runtime, reconciler: Reconciler, instance_id: st
                 reconciler.kick()
         except RuntimeDriverError as exc:
             log.warning("engine event stream lost (%s); reconnecting in %.0fs", exc, delay)
+        except Exception:
+            log.exception("engine event watcher failed; reconnecting in %.0fs", delay)
         reconciler.kick()
         await asyncio.sleep(delay)
         delay = min(delay * 2, 30.0)

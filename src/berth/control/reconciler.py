@@ -97,7 +97,10 @@ class Reconciler:
             now = datetime.now(UTC)
             await lifecycle.converge_desired_runs(self._domain, now)
             # Runs are read before tasks are listed: a task missing from the list then really
-            # is gone, since a run becomes `running` only after its task exists.
+            # is gone, since a run becomes `running` only after its task exists. Runs with an
+            # engine operation under way now are left to it: what this pass reads of them may
+            # be stale by the time the list comes back.
+            busy = set(self._inflight)
             async with self._domain.store.reading() as session:
                 active = list(
                     await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES)))
@@ -112,12 +115,16 @@ class Reconciler:
             self.engine_error = None
             by_run = {task.labels.get(labels.RUN, ""): task for task in tasks}
             for run in active:
-                self._act_on_run(run, workloads.get(run.workload_id), by_run.get(run.id))
+                if run.id not in busy:
+                    self._act_on_run(run, workloads.get(run.workload_id), by_run.get(run.id))
             active_ids = {run.id for run in active}
             for run_id, task in by_run.items():
-                if run_id not in active_ids:
-                    self._start(task.task_id, self._remove_leftover(task, run_id))
-            purged = await lifecycle.purge_deleted_workloads(self._domain)
+                if run_id not in active_ids and run_id not in busy:
+                    self._start(run_id or task.task_id, self._remove_leftover(task, run_id))
+            # A workload goes only once none of its tasks is left on the engine, so its
+            # volumes and network are no longer in use when they are removed.
+            on_engine = {task.labels.get(labels.WORKLOAD, "") for task in tasks}
+            purged = await lifecycle.purge_deleted_workloads(self._domain, keep=on_engine)
             for run_id in purged.run_ids:
                 self._domain.logs.delete(run_id)
             for container_id in purged.container_ids:
@@ -129,11 +136,14 @@ class Reconciler:
     def _act_on_run(self, run: Run, workload: Workload | None, task: TaskState | None) -> None:
         if run.id in self._inflight:
             return
-        interrupted = task is not None and task.status is TaskStatus.CREATED
-        if interrupted and workload is not None and not run.stop_requested:
+        if task is not None and task.status is TaskStatus.CREATED:
             # Created but never started: berth stopped between create and start. Launching
-            # again is idempotent by name and starts that very container.
-            self._start(run.id, self._launch(run, workload))
+            # again is idempotent by name and starts that very container; a run no longer
+            # wanted just loses its container.
+            if workload is not None and not run.stop_requested:
+                self._start(run.id, self._launch(run, workload))
+            else:
+                self._start(run.id, self._discard(run, task))
             return
         if run.status == "pending":
             if task is not None:
@@ -193,9 +203,11 @@ class Reconciler:
         one that finished while berth was down) is finished at once, not on a later pass."""
         if task.started_at is None:
             task = await self._runtime.inspect(task.task_id) or task
-        await lifecycle.mark_run_started(
+        started = await lifecycle.mark_run_started(
             self._domain, run.id, task_id=task.task_id, started_at=task.started_at or _now()
         )
+        if not started and not await self._still_active(run.id):
+            return  # finished meanwhile by another operation
         if task.status is not TaskStatus.EXITED:
             task = await self._runtime.inspect(task.task_id) or task
         if task.status is TaskStatus.EXITED:
@@ -203,6 +215,16 @@ class Reconciler:
 
     async def _stop(self, task: TaskState) -> None:
         await self._runtime.stop(task.task_id, grace_seconds=self._stop_grace)
+
+    async def _discard(self, run: Run, task: TaskState) -> None:
+        """A task that never started for a run no longer wanted: remove it, record the run."""
+        await self._runtime.remove(task.task_id)
+        await self._record(run, lifecycle.RunResult(None, _now()))
+
+    async def _still_active(self, run_id: str) -> bool:
+        async with self._domain.store.reading() as session:
+            fresh = await session.get(Run, run_id)
+        return fresh is not None and fresh.status in ACTIVE_RUN_STATUSES
 
     async def _finish(self, run: Run, task: TaskState) -> None:
         """Write the result, archive the output, then remove the task: a crash between any
@@ -241,6 +263,8 @@ class Reconciler:
             if isinstance(exc, RuntimeUnavailable):
                 raise
             lines = []
+        if not lines and self._domain.logs.exists(run_id):
+            return  # the task is gone; what was archived before stays
         await asyncio.to_thread(self._domain.logs.write, run_id, lines)
 
     async def _remove_volumes(self, container_id: str) -> None:

@@ -134,10 +134,17 @@ async def _answer_repeat(
                 f"approval {approval.id} expired at {approval.expires_at:%Y-%m-%dT%H:%M:%SZ}"
             )
         if approval.result_status is not None and approval.result_body is not None:
-            return StoredResponse(approval.result_status, approval.result_body)
+            return StoredResponse(approval.result_status, result_body(domain, approval) or b"")
         if asyncio.get_running_loop().time() > deadline:
             raise Conflict(f"approval {approval.id} is approved but its call is still running")
         await asyncio.sleep(0.2)
+
+
+def result_body(domain: Domain, approval: Approval) -> bytes | None:
+    """The replayed response's body, decrypted."""
+    if approval.result_body is None:
+        return None
+    return domain.cipher.decrypt(approval.result_body).encode()
 
 
 def _note(approval: Approval) -> str:
@@ -229,7 +236,8 @@ async def record_result(domain: Domain, approval_id: str, response: StoredRespon
         approval = await session.get(Approval, approval_id)
         assert approval is not None
         approval.result_status = response.status_code
-        approval.result_body = response.body
+        # Results can hold secrets (a shell session's token, a command's output): encrypted.
+        approval.result_body = domain.cipher.encrypt(response.body.decode("utf-8", "replace"))
         approval.executed_at = datetime.now(UTC)
         _audit(
             session,

@@ -7,6 +7,7 @@ applies the observation in a short transaction guarded by what it expects (a run
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -246,8 +247,9 @@ class Purged:
     """Purged containers (their volumes can go)."""
 
 
-async def purge_deleted_workloads(domain: Domain) -> Purged:
-    """Drop deleted workloads none of whose runs are active, with their runs and secrets."""
+async def purge_deleted_workloads(domain: Domain, *, keep: Collection[str] = ()) -> Purged:
+    """Drop deleted workloads none of whose runs are active, with their runs and secrets;
+    workloads named in `keep` (their tasks are still on the engine) wait for a later call."""
     async with domain.store.reading() as session:
         pending = await session.scalar(
             select(Workload.id).where(Workload.deleted_at.is_not(None)).limit(1)
@@ -262,6 +264,8 @@ async def purge_deleted_workloads(domain: Domain) -> Purged:
             await session.scalars(select(Workload).where(Workload.deleted_at.is_not(None)))
         )
         for workload in deleted:
+            if workload.id in keep:
+                continue
             runs = list(await session.scalars(select(Run).where(Run.workload_id == workload.id)))
             if any(run.status in ACTIVE_RUN_STATUSES for run in runs):
                 continue

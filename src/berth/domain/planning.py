@@ -45,7 +45,7 @@ def plan_service(workload: Workload, active: Sequence[Run], now: datetime) -> Se
         older = [run for run in in_slot if run.generation != workload.generation]
         live_current = [run for run in current if not run.stop_requested]
         live_older = [run for run in older if not run.stop_requested]
-        if not live_current and not backing_off and (surge or not older):
+        if not live_current and not backing_off and (surge or not in_slot):
             plan.create_slots.append(slot)
         plan.stop += [(run.id, "replaced") for run in live_current[1:]]
         if not surge or (live_current and live_current[0].status == "running"):

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth.domain.context import Domain
 from berth.domain.errors import Invalid
 from berth.domain.ssh_keys import parse_public_key
-from berth.store.models import ContainerSshKey, Run, SshKey, Workload
+from berth.store.models import AccountKit, ContainerSshKey, Run, SshKey, Workload
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ async def authorize_ssh(
             )
         )
         if selected is None:
+            return None
+        kit = await session.get(AccountKit, workload.user_id)
+        if kit is None or not kit.compute_enabled:
             return None
         run = await _running_run(session, container_id)
     if run is None or run.task_id is None:

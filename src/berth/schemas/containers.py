@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 MountPath = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+KeyId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class ContainerCreate(BaseModel):
@@ -20,7 +21,7 @@ class ContainerCreate(BaseModel):
     instance_type: str = Field(default="nano", description="See the instance type catalogue.")
     memory_mb: int = Field(default=512, ge=64, le=65536)
     storage_gb: int = Field(default=5, ge=1, le=1024)
-    ssh_key_ids: list[int] = Field(description="At least one of your SSH keys.")
+    ssh_key_ids: list[KeyId] = Field(description="At least one of your SSH keys.")
     ssh_enabled: bool = False
     mount_paths: list[MountPath] = Field(default_factory=lambda: ["/root"], max_length=20)
     image: str | None = Field(
@@ -84,8 +85,10 @@ class SshAccess(BaseModel):
 class IngressRuleCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    port: int = Field(description="External port: 80, 443 or 8000-8999.")
-    target_port: int | None = Field(default=None, description="Container port; default `port`.")
+    port: int = Field(ge=-(2**31), le=2**31, description="External port: 80, 443 or 8000-8999.")
+    target_port: int | None = Field(
+        default=None, ge=-(2**31), le=2**31, description="Container port; default `port`."
+    )
 
 
 class IngressRuleOut(BaseModel):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ class LogArchive:
         """Archive a run's output; return True if it was cut at `max_bytes`."""
         self.directory.mkdir(parents=True, exist_ok=True)
         target = self.path(run_id)
-        tmp = target.with_suffix(".tmp")
+        tmp = target.with_suffix(f".{secrets.token_hex(4)}.tmp")
         written = 0
         truncated = False
         with tmp.open("w", encoding="utf-8") as handle:

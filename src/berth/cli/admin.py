@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -15,69 +16,22 @@ from berth.bootstrap import open_domain
 from berth.config import Settings
 from berth.domain import accounts, approvals
 from berth.domain.context import Domain
+from berth.domain.errors import DomainError
 from berth.store.models import AccountKit, User
 
 
-def add_admin_parser(
-    subparsers: Any, data_dir_args: Callable[[argparse.ArgumentParser], None]
-) -> None:
-    admin = subparsers.add_parser("admin", help="operator commands on the data directory")
-    commands = admin.add_subparsers(dest="admin_command", required=True)
-
-    user = commands.add_parser("create-user", help="create a user (the first founds the company)")
-    user.add_argument("--email", required=True)
-    user.add_argument("--name", default="")
-    user.add_argument("--password")
-    user.add_argument("--credits", type=float, help="starting balance (default from settings)")
-    data_dir_args(user)
-    user.set_defaults(admin_handler=_create_user)
-
-    key = commands.add_parser("create-key", help="create an API key; printed once")
-    key.add_argument("--user", help="the key's user id")
-    key.add_argument("--operator", action="store_true", help="an operator key of the company")
-    key.add_argument("--name", default="")
-    data_dir_args(key)
-    key.set_defaults(admin_handler=_create_key)
-
-    token = commands.add_parser("token", help="issue a human session token (JWT)")
-    token.add_argument("--user", required=True)
-    token.add_argument("--ttl", type=int, help="lifetime in seconds")
-    data_dir_args(token)
-    token.set_defaults(admin_handler=_token)
-
-    update = commands.add_parser("update-user", help="change a user's AccountKit or credits")
-    update.add_argument("--user", required=True)
-    update.add_argument("--compute", choices=["on", "off"], help="enable the compute primitive")
-    update.add_argument("--credits", type=float, help="set the balance")
-    update.add_argument("--add-credits", type=float, help="add to the balance")
-    update.add_argument("--max-cpu", type=float)
-    update.add_argument("--max-memory-mb", type=int)
-    update.add_argument("--max-replicas", type=int)
-    update.add_argument("--max-workloads", type=int)
-    data_dir_args(update)
-    update.set_defaults(admin_handler=_update_user)
-
-    policy = commands.add_parser(
-        "set-approval-policy", help="which agent actions need a human's approval"
-    )
-    policy.add_argument(
-        "--gate",
-        required=True,
-        help="comma-separated actions among create,exec,shell ('' gates nothing)",
-    )
-    policy.add_argument("--ttl", type=int, help="seconds an approval stays open")
-    data_dir_args(policy)
-    policy.set_defaults(admin_handler=_set_policy)
-
-    show = commands.add_parser("show-user", help="print a user with their AccountKit")
-    show.add_argument("--user", required=True)
-    data_dir_args(show)
-    show.set_defaults(admin_handler=_show_user)
+def run_admin_reporting_errors(args: argparse.Namespace, settings: Settings) -> int:
+    """`run_admin`, with a domain error printed as `error: ...` and exit status 1."""
+    try:
+        return run_admin(args, settings)
+    except DomainError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 1
 
 
 def run_admin(args: argparse.Namespace, settings: Settings) -> int:
-    handler: Callable[[Domain, argparse.Namespace], Awaitable[dict[str, Any]]]
-    handler = args.admin_handler
+    """Run the admin command the parser chose (`args.admin_handler` names it)."""
+    handler = HANDLERS[args.admin_handler]
 
     async def main() -> dict[str, Any]:
         domain = await open_domain(settings)
@@ -164,3 +118,13 @@ async def _set_policy(domain: Domain, args: argparse.Namespace) -> dict[str, Any
         "gated_actions": company.gated_actions,
         "ttl_seconds": company.approval_ttl_seconds,
     }
+
+
+HANDLERS: dict[str, Callable[[Domain, argparse.Namespace], Awaitable[dict[str, Any]]]] = {
+    "create_user": _create_user,
+    "create_key": _create_key,
+    "token": _token,
+    "update_user": _update_user,
+    "set_policy": _set_policy,
+    "show_user": _show_user,
+}

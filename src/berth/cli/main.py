@@ -3,32 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import importlib
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
-from berth.app import create_app
-from berth.cli.admin import add_admin_parser, run_admin
+from berth.cli.admin_parser import add_admin_parser
 from berth.cli.client import CLIENT_COMMANDS, add_client_parsers, run_client, split_trailing_command
 from berth.config import Settings
-from berth.domain.errors import DomainError
-
-
-class RedactCredentials(logging.Filter):
-    """Hides `token=...` query values (WebSocket URLs carry credentials) in every log line."""
-
-    _PATTERN = re.compile(r"(token=)[^&\s\"']+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "token=" in message:
-            record.msg, record.args = self._PATTERN.sub(r"\1[redacted]", message), None
-        return True
 
 
 def _data_dir_args(parser: argparse.ArgumentParser) -> None:
@@ -72,33 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         return run_client(args, trailing)
     settings = _settings(args)
     if args.command == "admin":
-        try:
-            return run_admin(args, settings)
-        except DomainError as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
-            return 1
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactCredentials())
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    print(
-        f"berth serving the API on http://{settings.host}:{settings.port}, SSH on "
-        f"{settings.ssh_host}:{settings.ssh_port} "
-        f"(data in {settings.data_dir.resolve()}, engine {settings.docker_host})",
-        file=sys.stderr,
-        flush=True,
-    )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=args.log_level.lower(),
-        access_log=False,
-        log_config=None,  # uvicorn logs through the root logger, and so through the filter
-    )
+        admin = importlib.import_module("berth.cli.admin")
+        code: int = admin.run_admin_reporting_errors(args, settings)
+        return code
+    # The server (FastAPI, uvicorn, SQLAlchemy, asyncssh) and the store load only for the
+    # commands that need them, so client commands start fast.
+    serve = importlib.import_module("berth.cli.serve")
+    serve.serve(settings, log_level=args.log_level)
     return 0
 
 

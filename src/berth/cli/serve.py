@@ -1,0 +1,50 @@
+"""`berth serve`: the API, the controllers and the SSH gateway in one process."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+
+import uvicorn
+
+from berth.app import create_app
+from berth.config import Settings
+
+
+class RedactCredentials(logging.Filter):
+    """Hides `token=...` query values (WebSocket URLs carry credentials) in every log line."""
+
+    _PATTERN = re.compile(r"(token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = self._PATTERN.sub(r"\1[redacted]", message), None
+        return True
+
+
+def serve(settings: Settings, *, log_level: str) -> None:
+    """Run until interrupted; logs go to stderr with credentials in URLs redacted."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactCredentials())
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    print(
+        f"berth serving the API on http://{settings.host}:{settings.port}, SSH on "
+        f"{settings.ssh_host}:{settings.ssh_port} "
+        f"(data in {settings.data_dir.resolve()}, engine {settings.docker_host})",
+        file=sys.stderr,
+        flush=True,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level.lower(),
+        access_log=False,
+        log_config=None,  # uvicorn logs through the root logger, and so through the filter
+    )

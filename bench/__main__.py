@@ -173,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
         "BERTH_DEFAULT_GATED_ACTIONS": "[]",
         "BERTH_SSH_HOST": "127.0.0.1",
         "BERTH_SSH_PORT": str(free_port()),
+        "BERTH_GATEWAY_HOST": "127.0.0.1",
+        "BERTH_GATEWAY_PORT": str(free_port()),
     }
     overrides.update(item.split("=", 1) for item in args.env)
     defaults = {name: Settings.model_fields[name].default for name in SETTINGS_SHOWN}

@@ -20,6 +20,9 @@ from berth.api.workloads import build_workloads_router
 from berth.bootstrap import instance_id, open_domain
 from berth.config import Settings
 from berth.control.supervisor import Controllers
+from berth.gateway.http_proxy import HttpGateway
+from berth.gateway.route_refresh import RouteRefresher
+from berth.gateway.routes import RouteTable
 from berth.gateway.ssh import SshGateway
 from berth.gateway.ssh_authorizer import DomainSshAuthorizer
 from berth.runtime.factory import create_runtime
@@ -57,10 +60,27 @@ def create_app(settings: Settings) -> FastAPI:
             runtime=runtime,
         )
         await ssh.start()
+        routes = RouteTable(settings.public_domain)
+        http = HttpGateway(
+            host=settings.gateway_host,
+            port=settings.gateway_port,
+            route_table=routes,
+            runtime=runtime,
+        )
+        await http.start()
+        refresher = RouteRefresher(
+            domain,
+            routes,
+            http_port=settings.gateway_port,
+            interval=settings.reconcile_interval_seconds,
+        )
+        await refresher.start()
         controllers.start()
         try:
             yield
         finally:
+            await refresher.stop()
+            await http.stop()
             await ssh.stop()
             await controllers.stop()
             await runtime.close()

@@ -60,6 +60,7 @@ async def open_domain(settings: Settings, *, runtime: Runtime | None = None) -> 
             },
             public_domain=settings.public_domain,
             ssh_port=settings.ssh_port,
+            gateway_port=settings.gateway_port,
         ),
         runtime=runtime,
         instance_id=instance_id(settings),

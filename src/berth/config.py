@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     ssh_host: str = "0.0.0.0"
     ssh_port: int = 2222
     """The SSH gateway's port; `ssh_command` of containers names it."""
+    gateway_host: str = "0.0.0.0"
+    gateway_port: int = 8080
+    """The HTTP gateway: public URLs of services and containers' ingress rules."""
     container_image: str = "berth/busybox:latest"
     """The default dev-box image of the Containers API (a create may name another)."""
     instance_types: dict[str, InstanceType] = Field(

@@ -59,12 +59,15 @@ class BerthServer:
         self.data_dir = data_dir
         self.port = free_port()
         self.ssh_port = free_port()
+        self.gateway_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **os.environ,
             **FAST_CONTROLLERS,
             "BERTH_SSH_HOST": "127.0.0.1",
             "BERTH_SSH_PORT": str(self.ssh_port),
+            "BERTH_GATEWAY_HOST": "127.0.0.1",
+            "BERTH_GATEWAY_PORT": str(self.gateway_port),
             **(env or {}),
         }
         self.process: subprocess.Popen[bytes] | None = None

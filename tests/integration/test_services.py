@@ -42,10 +42,21 @@ def test_a_service_runs_its_replicas_and_scales(tenant: Tenant, server: BerthSer
         replicas=2,
         env={"GREETING": "world"},
     )
-    assert svc["url"] is None  # headless until a gateway is configured
+    assert svc["url"] == f"http://{svc['id']}.localhost:{server.gateway_port}"
     wait_workload(tenant.client, svc["id"], running(2), what="two replicas")
     ports = wait_for(lambda: (p := published_ports(server, svc["id"])) and len(p) == 2 and p)
     assert wait_for(lambda: fetch_all(ports) == {"hello world"}, timeout=10)
+
+    # The public URL: berth's gateway routes by host name to the service's tasks.
+    def through_gateway() -> str | None:
+        response = httpx.get(
+            f"http://127.0.0.1:{server.gateway_port}/",
+            headers={"Host": f"{svc['id']}.localhost"},
+            timeout=5,
+        )
+        return response.text.strip() if response.status_code == 200 else None
+
+    assert wait_for(through_gateway, timeout=15) == "hello world"
 
     scaled = tenant.client.post(f"/v1/compute/{svc['id']}/scale", json={"count": 3})
     assert scaled.status_code == 200 and scaled.json()["replicas"] == 3
@@ -54,6 +65,19 @@ def test_a_service_runs_its_replicas_and_scales(tenant: Tenant, server: BerthSer
     tenant.client.post(f"/v1/compute/{svc['id']}/scale", json={"count": 1})
     wait_workload(tenant.client, svc["id"], running(1), what="one replica")
     wait_for(lambda: len(published_ports(server, svc["id"])) == 1, timeout=20)
+    assert wait_for(through_gateway, timeout=15) == "hello world"
+
+    tenant.client.post(f"/v1/compute/{svc['id']}/stop")
+
+    def unavailable() -> dict | None:  # type: ignore[type-arg]
+        response = httpx.get(
+            f"http://127.0.0.1:{server.gateway_port}/",
+            headers={"Host": f"{svc['id']}.localhost"},
+            timeout=5,
+        )
+        return response.json() if response.status_code == 503 else None
+
+    assert svc["id"] in str(wait_for(unavailable, timeout=20))
 
 
 def test_stop_scales_a_service_to_zero_and_start_brings_it_back(tenant: Tenant) -> None:

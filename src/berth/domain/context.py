@@ -39,13 +39,14 @@ class KitDefaults:
 
 @dataclass(frozen=True)
 class ContainerDefaults:
-    """What the Containers API needs from the operator's settings."""
+    """What the Containers API and public URLs need from the operator's settings."""
 
     image: str
     instance_types: Mapping[str, tuple[str, float]]
     """name -> (architecture, vCPUs)."""
     public_domain: str
     ssh_port: int
+    gateway_port: int = 8080
 
 
 @dataclass(frozen=True)

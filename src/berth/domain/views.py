@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from berth.domain.context import Domain
 from berth.store.models import Run, Secret, Workload
 
 RECENT_RUNS = 10
@@ -19,10 +20,20 @@ class WorkloadView:
     secret_keys: list[str]
     running_tasks: int
     url: str | None
-    """The public URL; None ("headless") until a gateway serves the service."""
+    """The public URL (services with a port); None ("headless") otherwise."""
 
 
-async def load_view(session: AsyncSession, workload: Workload) -> WorkloadView:
+def public_url(domain: Domain, workload: Workload) -> str | None:
+    """`http://<id>.<public domain>[:port]` for a service with a port, served by the
+    gateway; None ("headless") for everything else."""
+    if workload.type != "service" or workload.port is None:
+        return None
+    port = domain.containers.gateway_port
+    suffix = "" if port == 80 else f":{port}"
+    return f"http://{workload.id}.{domain.containers.public_domain}{suffix}"
+
+
+async def load_view(domain: Domain, session: AsyncSession, workload: Workload) -> WorkloadView:
     runs = list(
         await session.scalars(
             select(Run)
@@ -46,5 +57,5 @@ async def load_view(session: AsyncSession, workload: Workload) -> WorkloadView:
         recent_runs=runs,
         secret_keys=keys,
         running_tasks=running or 0,
-        url=None,
+        url=public_url(domain, workload),
     )

@@ -76,14 +76,14 @@ async def list_workloads(domain: Domain, actor: Actor) -> list[WorkloadView]:
             )
             .order_by(Workload.created_at)
         )
-        return [await load_view(session, workload) for workload in rows]
+        return [await load_view(domain, session, workload) for workload in rows]
 
 
 async def get_workload(domain: Domain, actor: Actor, workload_id: str) -> WorkloadView:
     async with domain.store.reading() as session:
         await load_compute_user(session, actor.user_id)
         workload = await owned_workload(session, actor, workload_id)
-        return await load_view(session, workload)
+        return await load_view(domain, session, workload)
 
 
 async def delete_workload(domain: Domain, actor: Actor, workload_id: str) -> None:

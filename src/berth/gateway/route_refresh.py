@@ -1,0 +1,80 @@
+"""Keeps the HTTP gateway's routing table in step with the store and the engine.
+
+A reload builds the whole table (`load_routes`) and swaps it in at once, so requests in
+flight are never dropped by a change. It runs when tasks start or finish, workloads change
+or go, and ingress rules change (coalescing bursts of events into one reload), and every
+`interval` seconds to catch anything missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from berth.domain.context import Domain
+from berth.domain.events import Subscription
+from berth.gateway.routes import RouteTable, load_routes
+from berth.runtime.base import RuntimeDriverError
+
+log = logging.getLogger("berth.gateway")
+
+ROUTING_EVENTS = frozenset(
+    {
+        "run.started",
+        "run.finished",
+        "workload.changed",
+        "workload.status",
+        "workload.deleted",
+        "ingress.changed",
+    }
+)
+COALESCE_SECONDS = 0.02
+
+
+class RouteRefresher:
+    def __init__(
+        self, domain: Domain, table: RouteTable, *, http_port: int, interval: float
+    ) -> None:
+        self._domain = domain
+        self._table = table
+        self._http_port = http_port
+        self._interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def reload(self) -> None:
+        try:
+            self._table.set_routes(await load_routes(self._domain, http_port=self._http_port))
+        except RuntimeDriverError as exc:
+            log.warning("routes not refreshed, the engine cannot be read: %s", exc)
+
+    async def start(self) -> None:
+        await self.reload()
+        events = self._domain.bus.subscribe()
+        self._task = asyncio.create_task(self._run(events), name="route-refresh")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self, events: Subscription) -> None:
+        try:
+            while True:
+                try:
+                    event = await asyncio.wait_for(events.get(), self._interval)
+                    if event.kind not in ROUTING_EVENTS:
+                        continue
+                    await asyncio.sleep(COALESCE_SECONDS)
+                    while not events.queue.empty():
+                        events.queue.get_nowait()
+                except TimeoutError:
+                    pass
+                try:
+                    await self.reload()
+                except Exception:
+                    log.exception("route refresh failed; retrying on the next change")
+        finally:
+            events.close()

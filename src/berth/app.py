@@ -23,6 +23,7 @@ from berth.control.supervisor import Controllers
 from berth.gateway.http_proxy import HttpGateway
 from berth.gateway.route_refresh import RouteRefresher
 from berth.gateway.routes import RouteTable
+from berth.gateway.scale_to_zero import IdleScaler, ServiceWaker
 from berth.gateway.ssh import SshGateway
 from berth.gateway.ssh_authorizer import DomainSshAuthorizer
 from berth.runtime.factory import create_runtime
@@ -61,11 +62,20 @@ def create_app(settings: Settings) -> FastAPI:
         )
         await ssh.start()
         routes = RouteTable(settings.public_domain)
+        idle = IdleScaler(domain, interval=min(settings.reconcile_interval_seconds, 5.0))
         http = HttpGateway(
             host=settings.gateway_host,
             port=settings.gateway_port,
             route_table=routes,
             runtime=runtime,
+            waker=ServiceWaker(
+                domain,
+                routes,
+                runtime,
+                http_port=settings.gateway_port,
+                timeout=settings.gateway_wake_timeout_seconds,
+            ),
+            on_request=idle.saw_request,
         )
         await http.start()
         refresher = RouteRefresher(
@@ -75,10 +85,12 @@ def create_app(settings: Settings) -> FastAPI:
             interval=settings.reconcile_interval_seconds,
         )
         await refresher.start()
+        idle.start()
         controllers.start()
         try:
             yield
         finally:
+            await idle.stop()
             await refresher.stop()
             await http.stop()
             await ssh.stop()

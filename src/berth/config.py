@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     """The SSH gateway's port; `ssh_command` of containers names it."""
     gateway_host: str = "0.0.0.0"
     gateway_port: int = 8080
+    gateway_wake_timeout_seconds: float = 60.0
+    """How long a request to a scaled-to-zero service is held while it wakes (then 504)."""
     """The HTTP gateway: public URLs of services and containers' ingress rules."""
     container_image: str = "berth/busybox:latest"
     """The default dev-box image of the Containers API (a create may name another)."""

@@ -37,6 +37,7 @@ FAST_CONTROLLERS = {
     # Most suites act as agents (API keys) on workloads; approval gating has its own suite.
     "BERTH_DEFAULT_GATED_ACTIONS": "[]",
     "BERTH_SHELL_CONNECT_SECONDS": "5",
+    "BERTH_GATEWAY_WAKE_TIMEOUT_SECONDS": "8",
 }
 
 

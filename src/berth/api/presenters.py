@@ -54,6 +54,8 @@ def workload_out(view: WorkloadView) -> WorkloadOut:
         schedule_expr=w.schedule_expr,
         next_run_at=w.next_run_at,
         timeout_seconds=w.timeout_seconds,
+        scale_to_zero=w.scale_to_zero,
+        idle_timeout_seconds=w.idle_timeout_seconds,
         generation=w.generation,
         secret_keys=view.secret_keys,
         recent_runs=[run_out(run) for run in view.recent_runs],

@@ -96,7 +96,7 @@ def _service_status(
     if workload.desired_state != "running" or workload.replicas == 0:
         if running:
             return Status("stopping", None)
-        return Status("stopped", "scaled to zero")
+        return Status("stopped", "scaled to zero: a request or POST .../start wakes it")
     current = [run for run in running if run.generation == workload.generation]
     if workload.backoff_until is not None and now < workload.backoff_until and latest:
         wait = (workload.backoff_until - now).total_seconds()

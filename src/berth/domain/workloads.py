@@ -50,6 +50,8 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
             replicas=body.replicas if body.type == "service" else 1,
             schedule_expr=body.schedule_expr,
             timeout_seconds=body.timeout_seconds,
+            scale_to_zero=body.scale_to_zero,
+            idle_timeout_seconds=body.idle_timeout_seconds,
             desired_state="running",
             status="pending" if body.type != "schedule" else "scheduled",
             next_run_at=schedule.next_after(now) if schedule else None,
@@ -260,6 +262,11 @@ def _check_fields_fit_type(body: WorkloadCreate) -> None:
         raise Invalid("port: only services take a port", field="port")
     if body.type != "service" and "replicas" in given:
         raise Invalid("replicas: only services have replicas", field="replicas")
+    if body.scale_to_zero and (body.type != "service" or body.port is None):
+        raise Invalid(
+            "scale_to_zero: only services with a port scale to zero (requests wake them)",
+            field="scale_to_zero",
+        )
     if body.type == "service" and body.timeout_seconds is not None:
         raise Invalid(
             "timeout_seconds: services run until stopped; only jobs and schedules time out",
@@ -285,3 +292,61 @@ def _check_limits(
 def publish_changed(domain: Domain, workload: Workload) -> None:
     """Tell the controllers (and watchers) that a workload's desired state changed."""
     domain.bus.publish(Event("workload.changed", user_id=workload.user_id, workload_id=workload.id))
+
+
+async def wake_service(domain: Domain, workload_id: str) -> bool:
+    """Start a scaled-to-zero service for a request that arrived for it (the gateway's
+    call: no caller to authorize, the request names the workload). True if it was asleep
+    and now starts; False if it already runs or starts. Raises `NotFound` for anything but
+    a live service and `PaymentRequired` when its user has no credits."""
+    async with domain.store.transaction() as session:
+        workload = await session.get(Workload, workload_id)
+        if workload is None or workload.type != "service" or workload.deleted_at is not None:
+            raise NotFound(f"workload {workload_id} not found")
+        if workload.desired_state == "running" and workload.replicas > 0:
+            return False
+        user = await session.get(User, workload.user_id)
+        if user is not None:
+            require_credits(user)
+        workload.desired_state = "running"
+        workload.replicas = max(workload.replicas, 1)
+        workload.backoff_until, workload.consecutive_failures = None, 0
+        workload.updated_at = datetime.now(UTC)
+    publish_changed(domain, workload)
+    return True
+
+
+async def scale_idle_service_to_zero(
+    domain: Domain, workload_id: str, *, idle_since: datetime
+) -> bool:
+    """Stop an opted-in service that has had no request since `idle_since` (long enough
+    ago: the caller checked its idle timeout). False if it changed meanwhile."""
+    async with domain.store.transaction() as session:
+        workload = await session.get(Workload, workload_id)
+        if (
+            workload is None
+            or not workload.scale_to_zero
+            or workload.deleted_at is not None
+            or workload.desired_state != "running"
+            or workload.updated_at > idle_since
+        ):
+            return False
+        workload.desired_state = "stopped"
+        workload.updated_at = datetime.now(UTC)
+        await _request_stop_all(session, workload.id, reason="idle")
+    publish_changed(domain, workload)
+    return True
+
+
+async def idle_candidates(domain: Domain) -> list[Workload]:
+    """Services that scale to zero and currently want to run."""
+    async with domain.store.reading() as session:
+        rows = await session.scalars(
+            select(Workload).where(
+                Workload.type == "service",
+                Workload.scale_to_zero.is_(True),
+                Workload.deleted_at.is_(None),
+                Workload.desired_state == "running",
+            )
+        )
+        return list(rows)

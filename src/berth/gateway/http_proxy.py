@@ -33,9 +33,9 @@ import itertools
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import httptools
 
@@ -321,6 +321,21 @@ class _Pool:
         self._idle.clear()
 
 
+@dataclass(frozen=True)
+class WakeOutcome:
+    """A woken service's route, or why the request cannot be served."""
+
+    route: Route | None
+    status: int = 503
+    code: str = "not_woken"
+    message: str = ""
+
+
+class Waker(Protocol):
+    async def wake(self, workload_id: str) -> WakeOutcome:
+        """Start the workload if it sleeps; return once it accepts connections."""
+
+
 class HttpGateway:
     """The HTTP reverse proxy on `host`:`port` (and each of `extra_ports`).
 
@@ -341,8 +356,12 @@ class HttpGateway:
         timeouts: GatewayTimeouts | None = None,
         scheme: str = "http",
         max_idle_per_upstream: int = 64,
+        waker: Waker | None = None,
+        on_request: Callable[[str], None] | None = None,
     ) -> None:
         self.host = host
+        self._waker = waker
+        self._on_request = on_request
         self.route_table = route_table
         self.timeouts = timeouts or GatewayTimeouts()
         self.scheme = scheme
@@ -438,6 +457,18 @@ class HttpGateway:
             name = host.rsplit(":", 1)[0] if host else "(no Host header)"
             await self._error(writer, 503, "no_route", f"no service at {name}", None, keep)
             return keep
+        if self._on_request is not None:
+            self._on_request(route.workload_id)
+        if not route.upstreams and self._waker is not None:
+            # Scaled to zero: hold the request while the service wakes (one wake shared by
+            # every request that arrives meanwhile), then forward it.
+            woken = await self._waker.wake(route.workload_id)
+            if woken.route is None:
+                await self._error(
+                    writer, woken.status, woken.code, woken.message, route.workload_id, keep
+                )
+                return keep
+            route = woken.route
         if not route.upstreams:
             await self._error(
                 writer,

@@ -61,6 +61,14 @@ class WorkloadCreate(StrictModel):
         le=7 * 86400,
         description="Jobs and scheduled runs: a run still going after this long is stopped.",
     )
+    scale_to_zero: bool = Field(
+        default=False,
+        description="Services with a port: stop every task after `idle_timeout_seconds` "
+        "without requests; the next request wakes the service and is held until it answers.",
+    )
+    idle_timeout_seconds: int = Field(
+        default=300, ge=1, le=7 * 86400, description="Idle time before scaling to zero."
+    )
 
 
 class ScaleRequest(StrictModel):
@@ -105,6 +113,8 @@ class WorkloadOut(BaseModel):
     schedule_expr: str | None
     next_run_at: datetime | None
     timeout_seconds: int | None
+    scale_to_zero: bool
+    idle_timeout_seconds: int
     generation: int
     secret_keys: list[str]
     recent_runs: list[RunOut]

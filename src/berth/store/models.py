@@ -145,6 +145,10 @@ class Workload(Base):
     backoff_until: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    scale_to_zero: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Services: stop every task after `idle_timeout_seconds` without requests; the gateway
+    wakes the service on the next request."""
+    idle_timeout_seconds: Mapped[int] = mapped_column(Integer, default=300)
     instance_type: Mapped[str | None] = mapped_column(String(32))
     """Containers: the instance type (its CPU count is in `cpu`)."""
     storage_gb: Mapped[int | None] = mapped_column(Integer)

@@ -1,0 +1,146 @@
+"""Scale to zero: idle services stop, and a request wakes them without failing.
+
+`IdleScaler` stops an opted-in service (`scale_to_zero`) once no request reached it for its
+`idle_timeout_seconds`; activity is what the HTTP gateway reports for each routed request.
+`ServiceWaker` is what the gateway calls for a request to a service without a running task:
+it starts the service (one wake shared by every request that arrives meanwhile, as Knative's
+activator does), waits until a task accepts TCP connections, and hands back the route, so the
+request is held and forwarded rather than answered with an error. A wake that takes longer
+than the wake timeout answers 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+from berth.domain import workloads
+from berth.domain.context import Domain
+from berth.domain.errors import NotFound, PaymentRequired
+from berth.gateway.http_proxy import WakeOutcome
+from berth.gateway.routes import LoopbackAddress, Route, RouteTable
+from berth.runtime.base import Runtime, RuntimeDriverError
+
+log = logging.getLogger("berth.gateway")
+
+PROBE_INTERVAL = 0.02
+SETTLE_SECONDS = 0.05
+
+
+class ServiceWaker:
+    def __init__(
+        self,
+        domain: Domain,
+        table: RouteTable,
+        runtime: Runtime,
+        *,
+        http_port: int,
+        timeout: float,
+    ) -> None:
+        self._domain = domain
+        self._table = table
+        self._http_port = http_port
+        self._runtime = runtime
+        self._timeout = timeout
+        self._waking: dict[str, asyncio.Task[WakeOutcome]] = {}
+
+    async def wake(self, workload_id: str) -> WakeOutcome:
+        task = self._waking.get(workload_id)
+        if task is None:
+            task = asyncio.create_task(self._wake(workload_id))
+            self._waking[workload_id] = task
+            task.add_done_callback(lambda _t: self._waking.pop(workload_id, None))
+        return await asyncio.shield(task)
+
+    async def _wake(self, workload_id: str) -> WakeOutcome:
+        try:
+            if await workloads.wake_service(self._domain, workload_id):
+                log.info("waking %s for a request", workload_id)
+        except NotFound:
+            return WakeOutcome(None, 503, "no_route", f"no service {workload_id}")
+        except PaymentRequired as exc:
+            return WakeOutcome(None, 503, "no_credits", f"{workload_id}: {exc.message}")
+        deadline = time.monotonic() + self._timeout
+        while time.monotonic() < deadline:
+            route = self._table.routes().get((workload_id, self._http_port))
+            if route is not None and route.upstreams and await self._accepts(route):
+                return WakeOutcome(route)
+            await asyncio.sleep(PROBE_INTERVAL)
+        return WakeOutcome(
+            None,
+            504,
+            "wake_timeout",
+            f"workload {workload_id} did not start answering within {self._timeout:g}s",
+        )
+
+    async def _accepts(self, route: Route) -> bool:
+        """Whether a task of the route accepts a TCP connection now.
+
+        The engine's port publisher accepts on the host port even before the task listens,
+        then closes the connection when the task refuses it; a connection that stays open
+        for `SETTLE_SECONDS` is one the task accepted.
+        """
+        for upstream in route.upstreams:
+            try:
+                if isinstance(upstream, LoopbackAddress):
+                    reader, writer = await asyncio.open_connection(upstream.host, upstream.port)
+                else:
+                    reader, writer = await self._runtime.open_port(upstream.task_id, upstream.port)
+            except (OSError, RuntimeDriverError):
+                continue
+            try:
+                closed = await asyncio.wait_for(reader.read(1), SETTLE_SECONDS) == b""
+            except TimeoutError:
+                closed = False
+            except OSError:
+                closed = True
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            if not closed:
+                return True
+        return False
+
+
+class IdleScaler:
+    def __init__(self, domain: Domain, *, interval: float) -> None:
+        self._domain = domain
+        self._interval = interval
+        self._last_request: dict[str, datetime] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def saw_request(self, workload_id: str) -> None:
+        self._last_request[workload_id] = datetime.now(UTC)
+
+    async def scale_idle_services(self) -> None:
+        now = datetime.now(UTC)
+        for workload in await workloads.idle_candidates(self._domain):
+            last = max(
+                self._last_request.get(workload.id, workload.updated_at), workload.updated_at
+            )
+            if now - last < timedelta(seconds=workload.idle_timeout_seconds):
+                continue
+            if await workloads.scale_idle_service_to_zero(
+                self._domain, workload.id, idle_since=last
+            ):
+                log.info("%s scaled to zero (idle %ss)", workload.id, workload.idle_timeout_seconds)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="idle-scaler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.scale_idle_services()
+            except Exception:
+                log.exception("idle scaling failed; trying again")

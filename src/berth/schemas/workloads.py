@@ -113,8 +113,8 @@ class WorkloadOut(BaseModel):
     schedule_expr: str | None
     next_run_at: datetime | None
     timeout_seconds: int | None
-    scale_to_zero: bool
-    idle_timeout_seconds: int
+    scale_to_zero: bool = False
+    idle_timeout_seconds: int = 300
     generation: int
     secret_keys: list[str]
     recent_runs: list[RunOut]

@@ -481,6 +481,13 @@ class HttpGateway:
             return keep
         for attempt in range(2):
             conn = await self._connect(route)
+            if conn is None and self._waker is not None:
+                # Every replica refused: the table may still list tasks that just stopped.
+                # Hold the request as for a sleeping service; the wake waits for a task.
+                woken = await self._waker.wake(route.workload_id)
+                if woken.route is not None:
+                    route = woken.route
+                    conn = await self._connect(route)
             if conn is None:
                 await self._error(
                     writer,

@@ -20,10 +20,7 @@ from berth.api.workloads import build_workloads_router
 from berth.bootstrap import instance_id, open_domain
 from berth.config import Settings
 from berth.control.supervisor import Controllers
-from berth.gateway.http_proxy import HttpGateway
-from berth.gateway.route_refresh import RouteRefresher
-from berth.gateway.routes import RouteTable
-from berth.gateway.scale_to_zero import IdleScaler, ServiceWaker
+from berth.gateway.public import PublicGateway
 from berth.gateway.ssh import SshGateway
 from berth.gateway.ssh_authorizer import DomainSshAuthorizer
 from berth.runtime.factory import create_runtime
@@ -61,38 +58,13 @@ def create_app(settings: Settings) -> FastAPI:
             runtime=runtime,
         )
         await ssh.start()
-        routes = RouteTable(settings.public_domain)
-        idle = IdleScaler(domain, interval=min(settings.reconcile_interval_seconds, 5.0))
-        http = HttpGateway(
-            host=settings.gateway_host,
-            port=settings.gateway_port,
-            route_table=routes,
-            runtime=runtime,
-            waker=ServiceWaker(
-                domain,
-                routes,
-                runtime,
-                http_port=settings.gateway_port,
-                timeout=settings.gateway_wake_timeout_seconds,
-            ),
-            on_request=idle.saw_request,
-        )
-        await http.start()
-        refresher = RouteRefresher(
-            domain,
-            routes,
-            http_port=settings.gateway_port,
-            interval=settings.reconcile_interval_seconds,
-        )
-        await refresher.start()
-        idle.start()
+        public = PublicGateway(settings, domain, runtime)
+        await public.start()
         controllers.start()
         try:
             yield
         finally:
-            await idle.stop()
-            await refresher.stop()
-            await http.stop()
+            await public.stop()
             await ssh.stop()
             await controllers.stop()
             await runtime.close()

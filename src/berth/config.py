@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     """The SSH gateway's port; `ssh_command` of containers names it."""
     gateway_host: str = "0.0.0.0"
     gateway_port: int = 8080
+    gateway_tls_port: int = 8443
+    """HTTPS, active when `tls_cert_file` and `tls_key_file` are set (a certificate for
+    `*.<public domain>`)."""
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
     gateway_wake_timeout_seconds: float = 60.0
     """How long a request to a scaled-to-zero service is held while it wakes (then 504)."""
     """The HTTP gateway: public URLs of services and containers' ingress rules."""

@@ -33,6 +33,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--ssh-port", type=int, help="SSH gateway port (default: $BERTH_SSH_PORT or 2222)"
     )
+    serve.add_argument(
+        "--gateway-port", type=int, help="HTTP gateway port (default: $BERTH_GATEWAY_PORT or 8080)"
+    )
+    serve.add_argument(
+        "--gateway-tls-port",
+        type=int,
+        help="HTTPS gateway port, active with BERTH_TLS_CERT_FILE/KEY_FILE (default 8443)",
+    )
+    serve.add_argument(
+        "--public-domain", help="domain of public URLs (default: $BERTH_PUBLIC_DOMAIN or localhost)"
+    )
     serve.add_argument("--log-level", default=os.environ.get("BERTH_LOG_LEVEL", "info"))
     add_admin_parser(commands, _data_dir_args)
     add_client_parsers(commands)
@@ -41,7 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _settings(args: argparse.Namespace) -> Settings:
     overrides: dict[str, Any] = {}
-    for name in ("data_dir", "host", "port", "ssh_port"):
+    for name in (
+        "data_dir",
+        "host",
+        "port",
+        "ssh_port",
+        "gateway_port",
+        "gateway_tls_port",
+        "public_domain",
+    ):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value

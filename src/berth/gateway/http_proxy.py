@@ -32,6 +32,7 @@ import contextlib
 import itertools
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -136,6 +137,20 @@ class _Message:
         return "none", 0
 
 
+def _keep_alive(version: str, headers: list[tuple[bytes, bytes]]) -> bool:
+    """HTTP/1.1 keeps the connection unless `Connection: close`; 1.0 only with keep-alive.
+    (httptools answers this only once a whole message was parsed; here only the head was.)"""
+    tokens = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    if version == "1.0":
+        return b"keep-alive" in tokens
+    return b"close" not in tokens
+
+
 def _parse_head(raw: bytes, *, request: bool) -> _Message:
     collector = _HeadCollector()
     parser: httptools.HttpRequestParser | httptools.HttpResponseParser = (
@@ -155,7 +170,7 @@ def _parse_head(raw: bytes, *, request: bool) -> _Message:
     message = _Message(
         first_line=raw.split(b"\r\n", 1)[0],
         headers=collector.headers,
-        keep_alive=parser.should_keep_alive(),
+        keep_alive=_keep_alive(parser.get_http_version(), collector.headers),
         upgrade=parser.should_upgrade(),
         version=parser.get_http_version(),
     )
@@ -358,8 +373,10 @@ class HttpGateway:
         max_idle_per_upstream: int = 64,
         waker: Waker | None = None,
         on_request: Callable[[str], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
+        self._ssl = ssl_context
         self._waker = waker
         self._on_request = on_request
         self.route_table = route_table
@@ -368,6 +385,7 @@ class HttpGateway:
         self._wanted_ports = [port, *extra_ports]
         self._pool = _Pool(runtime, self.timeouts, max_idle_per_upstream)
         self._servers: list[asyncio.Server] = []
+        self._extra: dict[int, asyncio.Server] = {}
         self._clients: set[asyncio.Task[None]] = set()
         self._turns: dict[str, itertools.count[int]] = {}
         self.ports: list[int] = []
@@ -378,17 +396,41 @@ class HttpGateway:
             return
         try:
             for port in self._wanted_ports:
-                server = await asyncio.start_server(
-                    self._on_client, self.host, port, limit=MAX_HEAD_BYTES, reuse_address=True
-                )
+                server = await self._listen(port)
                 self._servers.append(server)
                 self.ports.append(server.sockets[0].getsockname()[1])
         except BaseException:
             await self.stop()
             raise
 
+    async def _listen(self, port: int) -> asyncio.Server:
+        return await asyncio.start_server(
+            self._on_client,
+            self.host,
+            port,
+            limit=MAX_HEAD_BYTES,
+            reuse_address=True,
+            ssl=self._ssl,
+        )
+
+    async def listen_also(self, ports: Iterable[int]) -> None:
+        """Listen on exactly these extra ports (besides those given at construction),
+        opening new ones and closing those no longer wanted; a port already taken by
+        another program is logged and skipped."""
+        wanted = set(ports) - set(self._wanted_ports)
+        for port in sorted(set(self._extra) - wanted):
+            self._extra.pop(port).close()
+        for port in sorted(wanted - set(self._extra)):
+            try:
+                self._extra[port] = await self._listen(port)
+            except OSError as exc:
+                log.warning("gateway cannot listen on port %d: %s", port, exc)
+
     async def stop(self) -> None:
         """Stop listening, close client connections and pooled upstream connections."""
+        for server in list(self._extra.values()):
+            server.close()
+        self._extra.clear()
         for server in self._servers:
             server.close()
         for task in list(self._clients):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from berth.domain.context import Domain
 from berth.domain.events import Subscription
@@ -34,19 +35,35 @@ COALESCE_SECONDS = 0.02
 
 class RouteRefresher:
     def __init__(
-        self, domain: Domain, table: RouteTable, *, http_port: int, interval: float
+        self,
+        domain: Domain,
+        table: RouteTable,
+        *,
+        http_port: int,
+        https_port: int | None,
+        interval: float,
+        on_reload: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self._domain = domain
         self._table = table
         self._http_port = http_port
+        self._https_port = https_port
         self._interval = interval
+        self._on_reload = on_reload
         self._task: asyncio.Task[None] | None = None
 
     async def reload(self) -> None:
         try:
-            self._table.set_routes(await load_routes(self._domain, http_port=self._http_port))
+            self._table.set_routes(
+                await load_routes(
+                    self._domain, http_port=self._http_port, https_port=self._https_port
+                )
+            )
         except RuntimeDriverError as exc:
             log.warning("routes not refreshed, the engine cannot be read: %s", exc)
+            return
+        if self._on_reload is not None:
+            await self._on_reload()
 
     async def start(self) -> None:
         await self.reload()

@@ -236,8 +236,8 @@ async def test_a_service_is_routed_by_host_and_unknown_hosts_get_503(
                 missing = await client.get("/", headers={"Host": "nothere.localhost"})
                 assert missing.status_code == 503
                 assert missing.json() == {
-                    "error": "no_route",
-                    "message": "no service at nothere.localhost",
+                    "error": "no service at nothere.localhost",
+                    "code": "no_route",
                     "workload": None,
                 }
                 foreign = await client.get("/", headers={"Host": "example.com"})
@@ -264,8 +264,8 @@ async def test_a_service_is_routed_by_host_and_unknown_hosts_get_503(
             async with httpx.AsyncClient(base_url=url, timeout=10) as client:
                 down = await client.get("/", headers={"Host": f"{svc['id']}.localhost"})
                 assert down.status_code == 503
-                assert down.json()["error"] == "no_running_task"
-                assert svc["id"] in down.json()["message"]
+                assert down.json()["code"] == "no_running_task"
+                assert svc["id"] in down.json()["error"]
     finally:
         await domain.store.close()
         await runtime.close()
@@ -299,14 +299,14 @@ async def test_forwarded_headers_and_error_pages() -> None:
             refused = await client.get("/", headers={"Host": "dead.localhost"})
             assert refused.status_code == 502
             assert refused.json()["workload"] == "dead"
-            assert "dead" in refused.json()["message"]
+            assert "dead" in refused.json()["error"]
 
             slow = await client.get("/hang", headers={"Host": "app.localhost"})
             assert slow.status_code == 504
-            assert slow.json()["error"] == "upstream_timeout"
+            assert slow.json()["code"] == "upstream_timeout"
 
             idle = await client.get("/", headers={"Host": "idle.localhost"})
-            assert idle.status_code == 503 and idle.json()["error"] == "no_running_task"
+            assert idle.status_code == 503 and idle.json()["code"] == "no_running_task"
 
             # The connection survives error pages and keeps working.
             again = await client.get("/who", headers={"Host": "app.localhost"})

@@ -74,8 +74,8 @@ def test_a_wake_that_never_answers_times_out_clearly(server: BerthServer, tenant
     )
     response = get(server, svc["id"])
     assert response.status_code == 504
-    assert response.json()["error"] == "wake_timeout"
-    assert svc["id"] in response.json()["message"]
+    assert response.json()["code"] == "wake_timeout"
+    assert svc["id"] in response.json()["error"]
 
 
 def test_scale_to_zero_needs_a_service_with_a_port(tenant: Tenant) -> None:

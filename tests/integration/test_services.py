@@ -83,7 +83,7 @@ def test_a_service_runs_its_replicas_and_scales(tenant: Tenant, server: BerthSer
         )
         return response.json() if response.status_code == 503 else None
 
-    assert wait_for(unavailable, timeout=20)["error"] == "no_route"
+    assert wait_for(unavailable, timeout=20)["code"] == "no_route"
 
 
 def test_stop_scales_a_service_to_zero_and_start_brings_it_back(tenant: Tenant) -> None:

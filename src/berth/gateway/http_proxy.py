@@ -804,7 +804,8 @@ class HttpGateway:
         workload: str | None,
         keep: bool = False,
     ) -> None:
-        body = json.dumps({"error": code, "message": message, "workload": workload}).encode()
+        # The same shape as the API's errors: a message to read, a code to match on.
+        body = json.dumps({"error": message, "code": code, "workload": workload}).encode()
         head = (
             f"HTTP/1.1 {status} {REASONS[status]}\r\n"
             "Content-Type: application/json\r\n"

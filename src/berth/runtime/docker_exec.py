@@ -695,7 +695,41 @@ class DockerExec:
         return bytes(output)
 
 
-class DockerTerminal:
+class _AttachedExec:
+    """What a terminal and a process share: an exec attached over a hijacked connection,
+    its exit code, and closing it (which kills the command if it still runs)."""
+
+    def __init__(
+        self,
+        engine: DockerExec,
+        exec_id: str,
+        connection: _Connection,
+        first: asyncio.Task[bytes] | None,
+    ) -> None:
+        self._engine = engine
+        self.exec_id = exec_id
+        self._connection = connection
+        self._first = first
+        self._closed = False
+
+    async def wait(self) -> int | None:
+        return await self._engine.exit_code(self.exec_id)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._first is not None:
+            self._first.cancel()
+        try:
+            await self._engine.kill(self.exec_id)
+        except RuntimeDriverError:
+            pass  # Engine gone: closing the connection is all that is left to do.
+        finally:
+            await self._connection.close()
+
+
+class DockerTerminal(_AttachedExec):
     """An `InteractiveSession`: a command on a pseudo-terminal in a task.
 
     One reader at a time: `read` must not be called again before the previous call returned.
@@ -710,12 +744,8 @@ class DockerTerminal:
         first: asyncio.Task[bytes] | None = None,
         pending: bytes = b"",
     ) -> None:
-        self._engine = engine
-        self.exec_id = exec_id
-        self._connection = connection
-        self._first = first
+        super().__init__(engine, exec_id, connection, first)
         self._pending = pending
-        self._closed = False
 
     async def read(self) -> bytes:
         if self._pending:
@@ -750,24 +780,8 @@ class DockerTerminal:
             raise RuntimeDriverError("the terminal session is closed")
         await self._engine.resize(self.exec_id, cols=cols, rows=rows)
 
-    async def wait(self) -> int | None:
-        return await self._engine.exit_code(self.exec_id)
 
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._first is not None:
-            self._first.cancel()
-        try:
-            await self._engine.kill(self.exec_id)
-        except RuntimeDriverError:
-            pass  # Engine gone: closing the connection is all that is left to do.
-        finally:
-            await self._connection.close()
-
-
-class DockerProcess:
+class DockerProcess(_AttachedExec):
     """A `ProcessSession`: a command in a task with its standard streams, no terminal.
 
     The engine multiplexes stdout and stderr into frames on the hijacked connection; they
@@ -785,10 +799,7 @@ class DockerProcess:
         first: asyncio.Task[bytes] | None = None,
         pending: list[tuple[Stream, bytes]] | None = None,
     ) -> None:
-        self._engine = engine
-        self.exec_id = exec_id
-        self._connection = connection
-        self._first = first
+        super().__init__(engine, exec_id, connection, first)
         self._demuxer = FrameDemuxer()
         # Empty frames are dropped: an empty chunk is what `read` returns at the end.
         self._frames: collections.deque[tuple[Stream, bytes]] = collections.deque(
@@ -796,7 +807,6 @@ class DockerProcess:
         )
         self._ended = False
         self._stdin_closed = False
-        self._closed = False
 
     async def read(self) -> tuple[Stream, bytes]:
         while not self._frames:
@@ -840,19 +850,3 @@ class DockerProcess:
             if not writer.is_closing() and writer.can_write_eof():
                 await writer.drain()
                 writer.write_eof()
-
-    async def wait(self) -> int | None:
-        return await self._engine.exit_code(self.exec_id)
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._first is not None:
-            self._first.cancel()
-        try:
-            await self._engine.kill(self.exec_id)
-        except RuntimeDriverError:
-            pass  # Engine gone: closing the connection is all that is left to do.
-        finally:
-            await self._connection.close()

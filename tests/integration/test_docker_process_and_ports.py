@@ -75,7 +75,7 @@ async def test_open_port_reaches_a_server_on_the_tasks_own_loopback(env: Env) ->
     )
 
     async def fetch() -> bytes:
-        reader, writer = await env.runtime.open_port(task, 9000)
+        reader, writer = await asyncio.open_connection(sock=await env.runtime.open_port(task, 9000))
         try:
             writer.write(b"GET /index.html HTTP/1.0\r\n\r\n")
             await writer.drain()

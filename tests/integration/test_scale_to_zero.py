@@ -8,6 +8,7 @@ import threading
 import httpx
 import pytest
 
+from tests.conftest import wait_for
 from tests.integration.conftest import create, wait_workload
 from tests.integration.server import BerthServer, Tenant
 
@@ -46,6 +47,18 @@ def test_an_idle_service_scales_to_zero_and_requests_wake_it_once(
     )
     assert "scaled to zero" in asleep["status_reason"]
     runs_before = len(asleep["recent_runs"])
+    # Asleep, the service keeps its next task created but not started, so a wake only
+    # starts it; that standby is not a run anyone sees.
+    standby = wait_for(
+        lambda: [
+            c
+            for c in server.containers()
+            if f"dev.berth.workload={svc['id']}" in c["Labels"] and c["State"] == "created"
+        ],
+        what="the standby task",
+    )
+    assert len(standby) == 1
+    assert len(tenant.client.get(f"/v1/compute/{svc['id']}/runs").json()["runs"]) == runs_before
 
     answers: list[tuple[int, str]] = []
 
@@ -59,8 +72,13 @@ def test_an_idle_service_scales_to_zero_and_requests_wake_it_once(
     for thread in threads:
         thread.join(timeout=90)
     assert answers == [(200, "awake")] * 8
-    woken = wait_workload(tenant.client, svc["id"], lambda s: s["status"] == "running")
-    assert len(woken["recent_runs"]) == runs_before + 1  # one wake for all eight requests
+    # One wake for all eight requests: one new run, which started (it may already be
+    # asleep again: the idle timeout is short).
+    woken = wait_workload(
+        tenant.client, svc["id"], lambda s: len(s["recent_runs"]) > runs_before, what="the wake"
+    )
+    assert len(woken["recent_runs"]) == runs_before + 1
+    assert woken["recent_runs"][0]["started_at"] is not None
 
 
 def test_a_wake_that_never_answers_times_out_clearly(server: BerthServer, tenant: Tenant) -> None:

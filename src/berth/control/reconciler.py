@@ -33,6 +33,7 @@ from berth.runtime.base import (
     RuntimeDriverError,
     RuntimeUnavailable,
     TaskId,
+    TaskSpec,
     TaskState,
     TaskStatus,
 )
@@ -136,12 +137,18 @@ class Reconciler:
     def _act_on_run(self, run: Run, workload: Workload | None, task: TaskState | None) -> None:
         if run.id in self._inflight:
             return
+        waiting = task is None or task.status is TaskStatus.CREATED
+        if run.standby and not run.stop_requested and waiting:
+            # A sleeping service's next task: created ahead, started only by a wake.
+            if task is None and workload is not None:
+                self._start(run.id, self._prepare_standby(run, workload))
+            return
         if task is not None and task.status is TaskStatus.CREATED:
-            # Created but never started: berth stopped between create and start. Launching
-            # again is idempotent by name and starts that very container; a run no longer
-            # wanted just loses its container.
+            # Created but not started: a promoted standby, or berth stopped between create
+            # and start. Starting it is all that is left; a run no longer wanted just
+            # loses its container.
             if workload is not None and not run.stop_requested:
-                self._start(run.id, self._launch(run, workload))
+                self._start(run.id, self._start_created(run, task))
             else:
                 self._start(run.id, self._discard(run, task))
             return
@@ -181,22 +188,41 @@ class Reconciler:
             self._inflight.pop(key, None)
             self.kick()
 
-    async def _launch(self, run: Run, workload: Workload) -> None:
+    async def _spec(self, run: Run, workload: Workload) -> TaskSpec:
         async with self._domain.store.reading() as session:
             env = await decrypted_environment(self._domain, session, workload)
-        spec = build_task_spec(
+        return build_task_spec(
             instance_id=self._instance_id,
             workload=workload,
             run=run,
             env=env,
             log_max_bytes=self._log_max_bytes,
         )
+
+    async def _launch(self, run: Run, workload: Workload) -> None:
         try:
-            task = await self._runtime.launch(spec)
+            task = await self._runtime.launch(await self._spec(run, workload))
         except (ImageNotFound, InvalidTaskSpec) as exc:
             await self._record(run, lifecycle.RunResult(None, _now(), error=str(exc)))
             return
         await self._adopt(run, task)
+
+    async def _prepare_standby(self, run: Run, workload: Workload) -> None:
+        """Create a standby run's task, not starting it. If it cannot be created, the run
+        ends failed (a crash for back-off purposes, so a broken image is not retried in a
+        loop) and the planner makes another later."""
+        try:
+            await self._runtime.create(await self._spec(run, workload))
+        except (ImageNotFound, InvalidTaskSpec) as exc:
+            await self._record(run, lifecycle.RunResult(None, _now(), error=str(exc)))
+
+    async def _start_created(self, run: Run, task: TaskState) -> None:
+        try:
+            started = await self._runtime.start(task.task_id)
+        except InvalidTaskSpec as exc:
+            await self._record(run, lifecycle.RunResult(None, _now(), error=str(exc)))
+            return
+        await self._adopt(run, started)
 
     async def _adopt(self, run: Run, task: TaskState) -> None:
         """Record the run as running on `task`; a task that already ended (a short job, or

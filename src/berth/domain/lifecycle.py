@@ -69,8 +69,15 @@ async def _plan_runs(session: AsyncSession, now: datetime) -> bool:
         stops: list[tuple[Run, str]] = []
         if workload.type in ("service", "container"):
             plan = plan_service(workload, runs, now)
+            for run_id in plan.promote:
+                promoted = runs_by_id[run_id]
+                promoted.standby, promoted.created_at = False, now
+                changed = True
             for slot in plan.create_slots:
                 session.add(new_replica_run(workload, slot))
+                changed = True
+            if plan.create_standby:
+                session.add(new_replica_run(workload, 0, standby=True))
                 changed = True
             stops = [(runs_by_id[run_id], reason) for run_id, reason in plan.stop]
         elif workload.deleted_at is not None:
@@ -227,14 +234,13 @@ def _publish_statuses(domain: Domain, workloads: list[Workload]) -> None:
 
 
 async def _latest_run(session: AsyncSession, workload_id: str) -> Run | None:
+    visible = (Run.workload_id == workload_id) & Run.standby.is_(False)
     return await session.scalar(
         select(Run)
-        .where(Run.workload_id == workload_id, Run.status.not_in(ACTIVE_RUN_STATUSES))
+        .where(visible, Run.status.not_in(ACTIVE_RUN_STATUSES))
         .order_by(Run.finished_at.desc(), Run.created_at.desc())
         .limit(1)
-    ) or await session.scalar(
-        select(Run).where(Run.workload_id == workload_id).order_by(Run.created_at.desc()).limit(1)
-    )
+    ) or await session.scalar(select(Run).where(visible).order_by(Run.created_at.desc()).limit(1))
 
 
 @dataclass(frozen=True)

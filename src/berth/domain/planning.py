@@ -20,6 +20,9 @@ class ServicePlan:
     create_slots: list[int] = field(default_factory=list)
     stop: list[tuple[str, str]] = field(default_factory=list)
     """(run id, reason) pairs."""
+    promote: list[str] = field(default_factory=list)
+    """Standby runs that now take their slot (their task is created: it only starts)."""
+    create_standby: bool = False
 
 
 def plan_service(workload: Workload, active: Sequence[Run], now: datetime) -> ServicePlan:
@@ -29,13 +32,36 @@ def plan_service(workload: Workload, active: Sequence[Run], now: datetime) -> Se
     generation (secrets changed) is stopped once its replacement runs, so a roll never leaves
     a slot empty while the new task starts. While the service backs off after a crash, no new
     run is created.
+
+    A service that scales to zero keeps, while it sleeps, one standby run (current
+    generation, slot 0) whose task the reconciler creates but does not start; waking then
+    promotes it, so a wake costs a start, not a create and a start.
     """
     plan = ServicePlan()
+    standby = [run for run in active if run.standby and not run.stop_requested]
+    active = [run for run in active if not run.standby]
     live = [run for run in active if not run.stop_requested]
-    if workload.deleted_at is not None or workload.desired_state != "running":
-        plan.stop = [(run.id, "stopped") for run in live]
-        return plan
+    sleeping = workload.deleted_at is not None or workload.desired_state != "running"
+    wanted_standby = (
+        workload.type == "service"
+        and workload.scale_to_zero
+        and workload.deleted_at is None
+        and workload.replicas > 0
+    )
+    usable = [run for run in standby if run.generation == workload.generation]
+    keep = usable[:1] if wanted_standby else []
+    plan.stop += [(run.id, "replaced") for run in standby if run not in keep]
     backing_off = workload.backoff_until is not None and now < workload.backoff_until
+    if sleeping:
+        plan.stop += [(run.id, "stopped") for run in live]
+        # (A standby whose task could not be created counts as a crash: backing off.)
+        plan.create_standby = wanted_standby and not keep and not active and not backing_off
+        return plan
+    if keep and not backing_off and not any(run.slot == 0 for run in live):
+        plan.promote.append(keep[0].id)
+        active = [*active, keep[0]]
+    elif keep:
+        plan.stop.append((keep[0].id, "replaced"))  # awake without it: no longer needed
     # A container's volumes must not have two writers: its old task stops before the new
     # one starts. A service keeps serving: the new task starts first.
     surge = workload.type != "container"

@@ -38,7 +38,7 @@ async def list_runs(domain: Domain, actor: Actor, workload_id: str, *, limit: in
         await owned_workload(session, actor, workload_id)
         rows = await session.scalars(
             select(Run)
-            .where(Run.workload_id == workload_id)
+            .where(Run.workload_id == workload_id, Run.standby.is_(False))
             .order_by(Run.created_at.desc())
             .limit(min(limit, MAX_LISTED_RUNS))
         )
@@ -55,7 +55,7 @@ async def find_run(
         await owned_workload(session, actor, workload_id)
         if run_id is not None:
             run = await session.get(Run, run_id)
-            if run is None or run.workload_id != workload_id:
+            if run is None or run.workload_id != workload_id or run.standby:
                 raise NotFound(f"run {run_id} not found")
             return run
         running = await session.scalar(
@@ -68,7 +68,7 @@ async def find_run(
             return running
         return await session.scalar(
             select(Run)
-            .where(Run.workload_id == workload_id)
+            .where(Run.workload_id == workload_id, Run.standby.is_(False))
             .order_by(Run.created_at.desc())
             .limit(1)
         )

@@ -37,7 +37,7 @@ async def load_view(domain: Domain, session: AsyncSession, workload: Workload) -
     runs = list(
         await session.scalars(
             select(Run)
-            .where(Run.workload_id == workload.id)
+            .where(Run.workload_id == workload.id, Run.standby.is_(False))
             .order_by(Run.created_at.desc())
             .limit(RECENT_RUNS)
         )

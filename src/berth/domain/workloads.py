@@ -228,8 +228,10 @@ def _new_run(workload: Workload, *, trigger: str, slot: int = 0) -> Run:
     )
 
 
-def new_replica_run(workload: Workload, slot: int) -> Run:
-    return _new_run(workload, trigger="replica", slot=slot)
+def new_replica_run(workload: Workload, slot: int, *, standby: bool = False) -> Run:
+    run = _new_run(workload, trigger="replica", slot=slot)
+    run.standby = standby
+    return run
 
 
 async def _request_stop_all(session: AsyncSession, workload_id: str, *, reason: str) -> None:
@@ -237,7 +239,8 @@ async def _request_stop_all(session: AsyncSession, workload_id: str, *, reason: 
         select(Run).where(Run.workload_id == workload_id, Run.status.in_(ACTIVE_RUN_STATUSES))
     )
     for run in runs:
-        if not run.stop_requested:
+        # A standby run is the planner's to keep or drop (see `planning.plan_service`).
+        if not run.stop_requested and not run.standby:
             run.stop_requested = True
             run.stop_reason = reason
 

@@ -5,24 +5,35 @@ Contract:
 - Requests are routed with a `RouteTable` (Host header + the gateway port they arrived on);
   a route's upstreams are used round-robin; a connection refused by one upstream is retried
   on the next (nothing was sent yet), so a dying replica costs no request.
-- Client connections are kept alive (HTTP/1.1 default, `Connection: close` honoured);
-  upstream connections are pooled per upstream and reused when the upstream keeps them open.
-- Bodies stream in both directions with backpressure and are never buffered whole: a
-  `Content-Length` body is copied piecewise, a chunked body is forwarded with its framing as
-  is, a response without either is read until the upstream closes (and the client connection
-  is then closed). The response is read while the request body is still being sent, so an
-  upstream that answers early (or echoes) never deadlocks.
+- Client connections are kept alive (HTTP/1.1 default, `Connection: close` honoured;
+  pipelined requests are answered in order); upstream connections are pooled per upstream
+  and reused when the upstream keeps them open.
+- Bodies stream in both directions with backpressure and are never buffered whole: each
+  piece the parser yields is written on at once, and a side whose peer cannot keep up stops
+  being read until the peer drains. A chunked body is re-framed chunk by chunk (trailers are
+  dropped), a `Content-Length` body keeps its length, a response framed by the upstream
+  closing is relayed until it closes (and the client connection is then closed). The
+  response is read while the request body is still being sent, so an upstream that answers
+  early (or echoes) never deadlocks.
 - `X-Forwarded-For` (client address appended), `X-Forwarded-Proto` and `X-Forwarded-Host`
   are set; hop-by-hop headers are dropped.
 - `Upgrade` requests (WebSocket) are forwarded; after a `101` both sockets are spliced
   until either side closes.
-- Errors are JSON (`{"error", "message", "workload"}`): 503 when no service answers to the
-  host or the workload has no running task, 502 when the upstream refuses or breaks the
-  connection (naming the workload), 504 when it does not answer within the upstream timeout.
+- Errors are JSON in the API's shape (`{"error", "code", "workload"}`): 503 when no service
+  answers to the host or the workload has no running task, 502 when the upstream refuses or
+  breaks the connection (naming the workload), 504 when it does not answer within the
+  upstream timeout.
 
 Route changes are `RouteTable.set_routes` swaps: requests already forwarded keep their
 upstream connection, so updates never drop in-flight requests. The gateway knows nothing
 of the domain; `berth.gateway.routes.load_routes` builds its table.
+
+Why protocols rather than streams: a proxied request on a pooled connection is handled
+entirely inside two `data_received` callbacks (the client's, which parses the head and
+writes it upstream, and the upstream's, which parses the answer and writes it back), with no
+task, future or timer created per request. Only what must wait (opening a connection, waking
+a service) runs as a task. Timeouts are enforced by one sweep over the open connections
+rather than a timer per read.
 """
 
 from __future__ import annotations
@@ -33,10 +44,10 @@ import itertools
 import json
 import logging
 import ssl
-import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 import httptools
 
@@ -46,13 +57,16 @@ from berth.runtime.base import Runtime, RuntimeDriverError
 log = logging.getLogger(__name__)
 
 MAX_HEAD_BYTES = 64 * 1024
-"""Longest request or response head accepted (431 / 502 beyond)."""
-COPY_BYTES = 64 * 1024
+"""Longest request head accepted (431 beyond) and response head accepted (502 beyond)."""
+BUFFER_HIGH_WATER = 256 * 1024
+"""Request bytes held for an upstream connection still being opened before the client is
+no longer read."""
 
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"}
 )
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+DROPPED_FROM_REQUESTS = HOP_BY_HOP | FORWARDED
 REASONS = {
     400: "Bad Request",
     431: "Request Header Fields Too Large",
@@ -67,273 +81,19 @@ BodyKind = Literal["none", "length", "chunked", "until_close"]
 @dataclass(frozen=True)
 class GatewayTimeouts:
     """Seconds. `connect`: opening an upstream connection. `upstream`: waiting for the
-    response head (504 past it) and for each read of a response body (the connection is cut
-    past it). `client_idle`: a kept-alive client connection waiting for its next request.
-    `pool_idle`: how long an idle upstream connection stays pooled."""
+    response head (504 past it) and between two pieces of an exchange in progress (both
+    connections are cut past it). `client_idle`: a kept-alive client connection waiting for
+    its next request. `pool_idle`: how long an idle upstream connection stays pooled."""
 
     connect: float = 5.0
     upstream: float = 60.0
     client_idle: float = 75.0
     pool_idle: float = 30.0
 
-
-class _ReadFailed(Exception):
-    """Reading from one side failed (EOF mid-message, reset, timeout)."""
-
-
-class _WriteFailed(Exception):
-    """Writing to one side failed (the peer went away)."""
-
-
-class _ConnectFailed(Exception):
-    """An upstream connection could not be opened."""
-
-
-class _BadHead(Exception):
-    """A request or response head that does not parse."""
-
-
-class _HeadCollector:
-    """httptools callbacks that collect a message head."""
-
-    def __init__(self) -> None:
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-
-@dataclass
-class _Message:
-    """A parsed request or response head."""
-
-    first_line: bytes
-    headers: list[tuple[bytes, bytes]]
-    keep_alive: bool
-    upgrade: bool
-    method: bytes = b""
-    target: bytes = b""
-    version: str = "1.1"
-    status: int = 0
-
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key.lower() == name:
-                return value
-        return None
-
-    def body_kind(self) -> tuple[BodyKind, int]:
-        """How a request's body is framed: chunked, a length, or none."""
-        te = self.header(b"transfer-encoding")
-        if te is not None and b"chunked" in te.lower():
-            return "chunked", 0
-        length = self.header(b"content-length")
-        if length is not None and int(length) > 0:
-            return "length", int(length)
-        return "none", 0
-
-
-def _keep_alive(version: str, headers: list[tuple[bytes, bytes]]) -> bool:
-    """HTTP/1.1 keeps the connection unless `Connection: close`; 1.0 only with keep-alive.
-    (httptools answers this only once a whole message was parsed; here only the head was.)"""
-    tokens = {
-        token.strip().lower()
-        for name, value in headers
-        if name.lower() == b"connection"
-        for token in value.split(b",")
-    }
-    if version == "1.0":
-        return b"keep-alive" in tokens
-    return b"close" not in tokens
-
-
-def _parse_head(raw: bytes, *, request: bool) -> _Message:
-    collector = _HeadCollector()
-    parser: httptools.HttpRequestParser | httptools.HttpResponseParser = (
-        httptools.HttpRequestParser(collector)
-        if request
-        else httptools.HttpResponseParser(collector)
-    )
-    try:
-        parser.feed_data(raw)
-    except httptools.HttpParserUpgrade:
-        pass
-    except httptools.HttpParserError as exc:
-        raise _BadHead(str(exc)) from exc
-    length = next((v for k, v in collector.headers if k.lower() == b"content-length"), None)
-    if length is not None and not length.strip().isdigit():
-        raise _BadHead("bad content-length")
-    message = _Message(
-        first_line=raw.split(b"\r\n", 1)[0],
-        headers=collector.headers,
-        keep_alive=_keep_alive(parser.get_http_version(), collector.headers),
-        upgrade=parser.should_upgrade(),
-        version=parser.get_http_version(),
-    )
-    if isinstance(parser, httptools.HttpRequestParser):
-        message.method = parser.get_method()
-        message.target = collector.url
-    else:
-        message.status = parser.get_status_code()
-    return message
-
-
-def _response_body_kind(request: _Message, response: _Message) -> tuple[BodyKind, int]:
-    if request.method == b"HEAD" or response.status in (204, 304) or response.status < 200:
-        return "none", 0
-    te = response.header(b"transfer-encoding")
-    if te is not None and b"chunked" in te.lower():
-        return "chunked", 0
-    length = response.header(b"content-length")
-    if length is not None:
-        return ("length", int(length)) if int(length) > 0 else ("none", 0)
-    return "until_close", 0
-
-
-async def _read(reader: asyncio.StreamReader, n: int, read_timeout: float | None) -> bytes:
-    try:
-        async with asyncio.timeout(read_timeout):
-            return await reader.read(n)
-    except (OSError, TimeoutError) as exc:
-        raise _ReadFailed(str(exc) or type(exc).__name__) from exc
-
-
-async def _read_exactly(reader: asyncio.StreamReader, n: int, read_timeout: float | None) -> bytes:
-    try:
-        async with asyncio.timeout(read_timeout):
-            return await reader.readexactly(n)
-    except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
-        raise _ReadFailed(str(exc) or type(exc).__name__) from exc
-
-
-async def _read_line(reader: asyncio.StreamReader, read_timeout: float | None) -> bytes:
-    try:
-        async with asyncio.timeout(read_timeout):
-            return await reader.readuntil(b"\r\n")
-    except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
-        raise _ReadFailed(str(exc) or type(exc).__name__) from exc
-
-
-async def _write(writer: asyncio.StreamWriter, data: bytes) -> None:
-    try:
-        writer.write(data)
-        await writer.drain()
-    except OSError as exc:
-        raise _WriteFailed(str(exc) or type(exc).__name__) from exc
-
-
-async def _copy_body(
-    src: asyncio.StreamReader,
-    dst: asyncio.StreamWriter,
-    kind: BodyKind,
-    length: int,
-    read_timeout: float | None,
-) -> None:
-    """Copy one message body as framed by `kind`; raise `_ReadFailed` / `_WriteFailed`."""
-    if kind == "length":
-        remaining = length
-        while remaining:
-            chunk = await _read(src, min(COPY_BYTES, remaining), read_timeout)
-            if not chunk:
-                raise _ReadFailed("connection closed mid-body")
-            remaining -= len(chunk)
-            await _write(dst, chunk)
-    elif kind == "chunked":
-        while True:
-            line = await _read_line(src, read_timeout)
-            try:
-                size = int(line.split(b";", 1)[0].strip(), 16)
-            except ValueError as exc:
-                raise _ReadFailed("bad chunk size") from exc
-            await _write(dst, line)
-            if size == 0:
-                while (trailer := await _read_line(src, read_timeout)) != b"\r\n":
-                    await _write(dst, trailer)
-                await _write(dst, b"\r\n")
-                return
-            remaining = size + 2  # the chunk and its CRLF
-            while remaining:
-                chunk = await _read(src, min(COPY_BYTES, remaining), read_timeout)
-                if not chunk:
-                    raise _ReadFailed("connection closed mid-chunk")
-                remaining -= len(chunk)
-                await _write(dst, chunk)
-    elif kind == "until_close":
-        while chunk := await _read(src, COPY_BYTES, read_timeout):
-            await _write(dst, chunk)
-
-
-def _close(writer: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(Exception):
-        writer.close()
-
-
-@dataclass
-class _UpstreamConn:
-    upstream: Upstream
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    reused: bool
-
-
-class _Pool:
-    """Idle upstream connections, per upstream, most recently used first."""
-
-    def __init__(self, runtime: Runtime | None, timeouts: GatewayTimeouts, max_idle: int) -> None:
-        self._runtime = runtime
-        self._timeouts = timeouts
-        self._max_idle = max_idle
-        self._idle: dict[Upstream, list[tuple[float, asyncio.StreamReader, asyncio.StreamWriter]]]
-        self._idle = {}
-
-    async def acquire(self, upstream: Upstream) -> _UpstreamConn:
-        """A pooled connection still open, or a new one; raise `_ConnectFailed`."""
-        idle = self._idle.get(upstream)
-        now = time.monotonic()
-        while idle:
-            since, reader, writer = idle.pop()
-            if now - since > self._timeouts.pool_idle or reader.at_eof() or writer.is_closing():
-                _close(writer)
-                continue
-            return _UpstreamConn(upstream, reader, writer, reused=True)
-        reader, writer = await self._connect(upstream)
-        return _UpstreamConn(upstream, reader, writer, reused=False)
-
-    async def _connect(
-        self, upstream: Upstream
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        try:
-            if isinstance(upstream, LoopbackAddress):
-                return await asyncio.wait_for(
-                    asyncio.open_connection(upstream.host, upstream.port, limit=MAX_HEAD_BYTES),
-                    self._timeouts.connect,
-                )
-            if self._runtime is None:
-                raise _ConnectFailed("no runtime to reach tasks")
-            return await asyncio.wait_for(
-                self._runtime.open_port(upstream.task_id, upstream.port), self._timeouts.connect
-            )
-        except TimeoutError as exc:
-            raise _ConnectFailed(f"{upstream}: connect timed out") from exc
-        except (OSError, RuntimeDriverError) as exc:
-            raise _ConnectFailed(f"{upstream}: {exc or type(exc).__name__}") from exc
-
-    def release(self, conn: _UpstreamConn) -> None:
-        idle = self._idle.setdefault(conn.upstream, [])
-        if len(idle) >= self._max_idle or conn.writer.is_closing():
-            _close(conn.writer)
-            return
-        idle.append((time.monotonic(), conn.reader, conn.writer))
-
-    def close(self) -> None:
-        for idle in self._idle.values():
-            for _, _, writer in idle:
-                _close(writer)
-        self._idle.clear()
+    def sweep_interval(self) -> float:
+        """How often deadlines are checked: a quarter of the shortest, within 50 ms..1 s."""
+        shortest = min(self.upstream, self.client_idle, self.pool_idle)
+        return min(1.0, max(0.05, shortest / 4))
 
 
 @dataclass(frozen=True)
@@ -349,6 +109,126 @@ class WakeOutcome:
 class Waker(Protocol):
     async def wake(self, workload_id: str) -> WakeOutcome:
         """Start the workload if it sleeps; return once it accepts connections."""
+
+
+class _Head:
+    """What the gateway needs of one message head, collected header by header as the
+    parser yields them: the headers it passes on, already serialised, and the values of
+    those it acts on (hop-by-hop ones are kept aside, never passed on)."""
+
+    __slots__ = (
+        "chunked",
+        "connection",
+        "dropped",
+        "forwarded_for",
+        "has_length",
+        "host",
+        "lines",
+        "size",
+        "upgrade",
+    )
+
+    def __init__(self, dropped: frozenset[bytes]) -> None:
+        self.dropped = dropped
+        self.lines: list[bytes] = []
+        self.size = 0
+        self.host = b""
+        self.connection = b""
+        self.upgrade = b""
+        self.forwarded_for = b""
+        self.chunked = False
+        self.has_length = False
+
+    def add(self, name: bytes, value: bytes) -> None:
+        self.size += len(name) + len(value) + 4
+        if self.size > MAX_HEAD_BYTES:
+            raise _HeadTooLarge
+        lowered = name.lower()
+        if lowered in self.dropped:
+            if lowered == b"connection":
+                self.connection = self.connection + b"," + value if self.connection else value
+            elif lowered == b"upgrade":
+                self.upgrade = value
+            elif lowered == b"x-forwarded-for":
+                self.forwarded_for = (
+                    self.forwarded_for + b", " + value if self.forwarded_for else value
+                )
+            return
+        if lowered == b"host":
+            self.host = value
+        elif lowered == b"transfer-encoding":
+            self.chunked = b"chunked" in value.lower()
+        elif lowered == b"content-length":
+            self.has_length = True
+        self.lines += (name, b": ", value, b"\r\n")
+
+    def keep_alive(self, version: str) -> bool:
+        """HTTP/1.1 keeps the connection unless `Connection: close`; 1.0 only with
+        keep-alive. (httptools answers this only once a whole message was parsed.)"""
+        tokens = {token.strip().lower() for token in self.connection.split(b",")}
+        if version == "1.0":
+            return b"keep-alive" in tokens
+        return b"close" not in tokens
+
+
+def _chunk(data: bytes) -> bytes:
+    return b"%x\r\n%b\r\n" % (len(data), data)
+
+
+def _error_bytes(status: int, code: str, message: str, workload: str | None, keep: bool) -> bytes:
+    # The same shape as the API's errors: a message to read, a code to match on.
+    body = json.dumps({"error": message, "code": code, "workload": workload}).encode()
+    head = (
+        f"HTTP/1.1 {status} {REASONS[status]}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "Cache-Control: no-store\r\n"
+        f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+class _Pool:
+    """Idle upstream connections, per upstream, most recently used last."""
+
+    def __init__(self, max_idle: int) -> None:
+        self._max_idle = max_idle
+        self._idle: dict[Upstream, list[_UpstreamConnection]] = {}
+
+    def take(self, upstream: Upstream) -> _UpstreamConnection | None:
+        idle = self._idle.get(upstream)
+        while idle:
+            conn = idle.pop()
+            if not conn.closed:
+                return conn
+        return None
+
+    def put(self, conn: _UpstreamConnection, now: float) -> None:
+        idle = self._idle.setdefault(conn.upstream, [])
+        if len(idle) >= self._max_idle or conn.closed:
+            conn.close()
+            return
+        conn.idle_since = now
+        idle.append(conn)
+
+    def discard(self, conn: _UpstreamConnection) -> None:
+        idle = self._idle.get(conn.upstream)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def expire(self, older_than: float) -> None:
+        for upstream, idle in list(self._idle.items()):
+            for conn in [c for c in idle if c.idle_since < older_than or c.closed]:
+                idle.remove(conn)
+                conn.close()
+            if not idle:
+                del self._idle[upstream]
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
 
 
 class HttpGateway:
@@ -377,17 +257,20 @@ class HttpGateway:
     ) -> None:
         self.host = host
         self._ssl = ssl_context
-        self._waker = waker
-        self._on_request = on_request
+        self._runtime = runtime
+        self.waker = waker
+        self.on_request = on_request
         self.route_table = route_table
         self.timeouts = timeouts or GatewayTimeouts()
-        self.scheme = scheme
+        self.scheme_bytes = scheme.encode()
         self._wanted_ports = [port, *extra_ports]
-        self._pool = _Pool(runtime, self.timeouts, max_idle_per_upstream)
+        self.pool = _Pool(max_idle_per_upstream)
         self._servers: list[asyncio.Server] = []
         self._extra: dict[int, asyncio.Server] = {}
-        self._clients: set[asyncio.Task[None]] = set()
+        self.clients: set[_ClientConnection] = set()
+        self.upstreams: set[_UpstreamConnection] = set()
         self._turns: dict[str, itertools.count[int]] = {}
+        self._sweeper: asyncio.Task[None] | None = None
         self.ports: list[int] = []
 
     async def start(self) -> None:
@@ -402,14 +285,16 @@ class HttpGateway:
         except BaseException:
             await self.stop()
             raise
+        self._sweeper = asyncio.create_task(self._sweep(), name="gateway-deadlines")
 
     async def _listen(self, port: int) -> asyncio.Server:
-        return await asyncio.start_server(
-            self._on_client,
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(
+            lambda: _ClientConnection(self),
             self.host,
             port,
-            limit=MAX_HEAD_BYTES,
             reuse_address=True,
+            backlog=1024,
             ssl=self._ssl,
         )
 
@@ -428,415 +313,784 @@ class HttpGateway:
 
     async def stop(self) -> None:
         """Stop listening, close client connections and pooled upstream connections."""
-        for server in list(self._extra.values()):
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
+        for server in [*self._extra.values(), *self._servers]:
             server.close()
         self._extra.clear()
-        for server in self._servers:
-            server.close()
-        for task in list(self._clients):
-            task.cancel()
-        if self._clients:
-            await asyncio.gather(*self._clients, return_exceptions=True)
+        for client in list(self.clients):
+            client.abort()
+        for upstream in list(self.upstreams):
+            upstream.close()
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
         self._servers.clear()
         self.ports.clear()
-        self._pool.close()
+        self.pool.close()
 
-    async def _on_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._clients.add(task)
-        try:
-            await self._serve_client(reader, writer)
-        except (asyncio.CancelledError, _ReadFailed, _WriteFailed):
-            pass
-        except Exception:
-            log.exception("gateway connection failed")
-        finally:
-            self._clients.discard(task)
-            _close(writer)
-
-    async def _serve_client(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        peer = writer.get_extra_info("peername")
-        client_ip = str(peer[0]) if peer else ""
-        listen_port = int(writer.get_extra_info("sockname")[1])
+    async def _sweep(self) -> None:
+        """Enforce the deadlines of every open connection and expire idle pooled ones."""
+        loop = asyncio.get_running_loop()
+        interval = self.timeouts.sweep_interval()
         while True:
-            try:
-                async with asyncio.timeout(self.timeouts.client_idle):
-                    raw = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.LimitOverrunError:
-                await self._error(writer, 431, "head_too_large", "request head too large", None)
-                return
-            except (asyncio.IncompleteReadError, OSError, TimeoutError):
-                return
-            try:
-                request = _parse_head(raw.lstrip(b"\r\n"), request=True)
-            except (_BadHead, ValueError) as exc:
-                await self._error(writer, 400, "bad_request", f"malformed request: {exc}", None)
-                return
-            if not await self._handle(request, reader, writer, listen_port, client_ip):
-                return
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for client in [c for c in self.clients if c.deadline is not None]:
+                if client.deadline is not None and client.deadline <= now:
+                    client.deadline_passed()
+            self.pool.expire(now - self.timeouts.pool_idle)
 
-    async def _handle(
-        self,
-        request: _Message,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        listen_port: int,
-        client_ip: str,
-    ) -> bool:
-        """Proxy one request; return whether the client connection can carry another."""
-        host = (request.header(b"host") or b"").decode("latin-1")
-        body_kind, body_length = request.body_kind()
-        # Without a body to drain, an error answer keeps the connection usable.
-        keep = request.keep_alive and body_kind == "none" and not request.upgrade
-        route = self.route_table.resolve(host, listen_port)
-        if route is None:
-            name = host.rsplit(":", 1)[0] if host else "(no Host header)"
-            await self._error(writer, 503, "no_route", f"no service at {name}", None, keep)
-            return keep
-        if self._on_request is not None:
-            self._on_request(route.workload_id)
-        if not route.upstreams and self._waker is not None:
-            # Scaled to zero: hold the request while the service wakes (one wake shared by
-            # every request that arrives meanwhile), then forward it.
-            woken = await self._waker.wake(route.workload_id)
-            if woken.route is None:
-                await self._error(
-                    writer, woken.status, woken.code, woken.message, route.workload_id, keep
+    def next_upstreams(self, route: Route) -> tuple[Upstream, ...]:
+        """The route's upstreams, starting with the one whose turn it is."""
+        upstreams = route.upstreams
+        if len(upstreams) == 1:
+            return upstreams
+        turn = next(self._turns.setdefault(route.workload_id, itertools.count()))
+        start = turn % len(upstreams)
+        return upstreams[start:] + upstreams[:start]
+
+    async def connect(
+        self, route: Route, order: tuple[Upstream, ...] | None = None
+    ) -> _UpstreamConnection | None:
+        """A connection to the route's next upstream in turn (or the first of `order`),
+        pooled or new, trying the others if one refuses; None when none accepts."""
+        for upstream in order or self.next_upstreams(route):
+            pooled = self.pool.take(upstream)
+            if pooled is not None:
+                return pooled
+            try:
+                return await self._open(upstream)
+            except (OSError, TimeoutError, RuntimeDriverError) as exc:
+                log.info("gateway: workload %s: %s: %s", route.workload_id, upstream, exc)
+        return None
+
+    async def _open(self, upstream: Upstream) -> _UpstreamConnection:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.timeouts.connect):
+            if isinstance(upstream, LoopbackAddress):
+                _, conn = await loop.create_connection(
+                    lambda: _UpstreamConnection(self, upstream), upstream.host, upstream.port
                 )
-                return keep
-            route = woken.route
-        if not route.upstreams:
-            await self._error(
-                writer,
-                503,
-                "no_running_task",
-                f"workload {route.workload_id} has no running task",
-                route.workload_id,
-                keep,
-            )
-            return keep
-        for attempt in range(2):
-            conn = await self._connect(route)
-            if conn is None and self._waker is not None:
+                return conn
+            if self._runtime is None:
+                raise OSError("no runtime to reach tasks")
+            sock = await self._runtime.open_port(upstream.task_id, upstream.port)
+            try:
+                _, conn = await loop.create_connection(
+                    lambda: _UpstreamConnection(self, upstream), sock=sock
+                )
+            except BaseException:
+                sock.close()
+                raise
+            return conn
+
+
+class _Pausable:
+    """A protocol whose transport stops being read for as long as any reason holds."""
+
+    transport: asyncio.Transport | None
+
+    def __init__(self) -> None:
+        self._pause_reasons: set[str] = set()
+
+    def pause(self, reason: str) -> None:
+        if not self._pause_reasons and self.transport is not None:
+            with contextlib.suppress(RuntimeError):
+                self.transport.pause_reading()
+        self._pause_reasons.add(reason)
+
+    def resume(self, reason: str) -> None:
+        if reason not in self._pause_reasons:
+            return
+        self._pause_reasons.discard(reason)
+        if not self._pause_reasons and self.transport is not None:
+            with contextlib.suppress(RuntimeError):
+                self.transport.resume_reading()
+
+
+class _HeadTooLarge(Exception):
+    pass
+
+
+class _ClientConnection(asyncio.Protocol, _Pausable):
+    """One client connection: parses requests and hands each to an `_Exchange`, in order.
+
+    `deadline` (loop time) is when the sweep acts: an idle connection is closed, an
+    exchange waiting on its upstream times out. None while nothing may time out (a request
+    still connecting or waking its service: those have their own limits; a spliced pair).
+    """
+
+    def __init__(self, gateway: HttpGateway) -> None:
+        _Pausable.__init__(self)
+        self.gateway = gateway
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.listen_port = 0
+        self.client_ip = b""
+        self.tls = False
+        self.deadline: float | None = None
+        self.exchanges: deque[_Exchange] = deque()
+        """Requests in arrival order; the first is the one being served."""
+        self.parsing: _Exchange | None = None
+        """The request whose head or body is being read."""
+        self.spliced: _UpstreamConnection | None = None
+        self.raw_pending: list[bytes] | None = None
+        """After an upgrade request, bytes the client sent before the upstream's 101."""
+        self.out: list[bytes] = []
+        self.eof = False
+        self.closed = False
+        self._url = b""
+        self._head = _Head(DROPPED_FROM_REQUESTS)
+
+    # -- transport events --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        peer = self.transport.get_extra_info("peername")
+        self.client_ip = str(peer[0]).encode() if peer else b""
+        self.listen_port = int(self.transport.get_extra_info("sockname")[1])
+        self.tls = self.transport.get_extra_info("sslcontext") is not None
+        self.deadline = self.loop.time() + self.gateway.timeouts.client_idle
+        self.gateway.clients.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.spliced is not None:
+            self.spliced.write(data)
+            return
+        if self.raw_pending is not None:
+            self.raw_pending.append(data)
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = int(upgrade.args[0]) if upgrade.args else len(data)
+            if self.raw_pending is None and not self.closed:
+                self.raw_pending = [data[offset:]] if offset < len(data) else []
+                self.pause("upgrade")
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _HeadTooLarge):
+                self.refuse(431, "head_too_large", "request head too large")
+            else:
+                log.error("gateway: handling a request failed", exc_info=exc.__context__)
+                self.abort()
+        except httptools.HttpParserError as exc:
+            self.refuse(400, "bad_request", f"malformed request: {exc}")
+        self.flush()
+
+    def eof_received(self) -> bool | None:
+        if self.spliced is not None:
+            self.spliced.write_eof()
+            return not self.tls
+        self.eof = True
+        # Keep the connection open for writing while a request is still being answered.
+        return bool(self.exchanges) and not self.tls
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.deadline = None
+        self.gateway.clients.discard(self)
+        if self.spliced is not None:
+            self.spliced.close()
+        exchanges, self.exchanges = list(self.exchanges), deque()
+        for exchange in exchanges:
+            exchange.client_gone()
+
+    def pause_writing(self) -> None:
+        if self.spliced is not None:
+            self.spliced.pause("peer_full")
+        elif self.exchanges and self.exchanges[0].conn is not None:
+            self.exchanges[0].conn.pause("client_full")
+
+    def resume_writing(self) -> None:
+        if self.spliced is not None:
+            self.spliced.resume("peer_full")
+        elif self.exchanges and self.exchanges[0].conn is not None:
+            self.exchanges[0].conn.resume("client_full")
+
+    # -- parser callbacks --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._head = _Head(DROPPED_FROM_REQUESTS)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head.size += len(url)
+        if self._head.size > MAX_HEAD_BYTES:
+            raise _HeadTooLarge
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head.add(name, value)
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        head = self._head
+        exchange = _Exchange(
+            self,
+            method=parser.get_method(),
+            target=self._url,
+            head=head,
+            keep_alive=head.keep_alive(parser.get_http_version()),
+            upgrade=parser.should_upgrade(),
+        )
+        self.parsing = exchange
+        self.exchanges.append(exchange)
+        self.deadline = None
+        if len(self.exchanges) == 1:
+            exchange.start()
+        else:
+            self.pause("pipelined")
+
+    def on_body(self, body: bytes) -> None:
+        if self.parsing is not None:
+            self.parsing.request_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.parsing is not None:
+            exchange, self.parsing = self.parsing, None
+            exchange.request_complete()
+
+    # -- used by exchanges -------------------------------------------------------------
+
+    def flush(self) -> None:
+        if self.out and not self.closed and self.transport is not None:
+            data = self.out[0] if len(self.out) == 1 else b"".join(self.out)
+            self.out.clear()
+            self.transport.write(data)
+
+    def finished(self, exchange: _Exchange, keep: bool) -> None:
+        """`exchange` (the first) was answered; serve the next request or close."""
+        if self.exchanges and self.exchanges[0] is exchange:
+            self.exchanges.popleft()
+        self.resume("upstream_full")
+        self.resume("held")
+        if self.parsing is exchange:
+            # Answered before its request was read whole: the rest cannot be told apart
+            # from a next request, so the connection ends here.
+            keep = False
+        if not keep or self.eof:
+            self.close()
+        elif self.exchanges:
+            self.exchanges[0].start()
+        else:
+            self.resume("pipelined")
+            self.deadline = self.loop.time() + self.gateway.timeouts.client_idle
+
+    def refuse(self, status: int, code: str, message: str) -> None:
+        """Answer a request that cannot be parsed (unless one is in progress) and close."""
+        if not self.exchanges:
+            self.out.append(_error_bytes(status, code, message, None, False))
+        self.close()
+
+    def splice(self, upstream: _UpstreamConnection) -> None:
+        """From now on, bytes are copied both ways between this client and `upstream`."""
+        self.spliced = upstream
+        self.deadline = None
+        pending, self.raw_pending = self.raw_pending or [], None
+        for data in pending:
+            upstream.write(data)
+        self.resume("upgrade")
+
+    def write_eof(self) -> None:
+        self.flush()
+        if self.transport is not None and self.transport.can_write_eof():
+            with contextlib.suppress(OSError, RuntimeError):
+                self.transport.write_eof()
+        else:
+            self.close()
+
+    def close(self) -> None:
+        self.flush()
+        self.deadline = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.out.clear()
+        self.deadline = None
+        if self.transport is not None:
+            self.transport.abort()
+
+    def deadline_passed(self) -> None:
+        if self.exchanges:
+            self.exchanges[0].timed_out()
+            self.flush()
+        else:
+            self.close()
+
+
+class _UpstreamConnection(asyncio.Protocol, _Pausable):
+    """One connection to an upstream: carries one exchange at a time, idles in the pool
+    between them, and is spliced to a client after a `101 Switching Protocols`."""
+
+    def __init__(self, gateway: HttpGateway, upstream: Upstream) -> None:
+        _Pausable.__init__(self)
+        self.gateway = gateway
+        self.upstream = upstream
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: _Exchange | None = None
+        self.spliced: _ClientConnection | None = None
+        self.closed = False
+        self.served = 0
+        self.idle_since = 0.0
+        self.keep_alive = True
+        self.tls = False
+        self._reason = b""
+        self._head = _Head(HOP_BY_HOP)
+        self._fresh_parser = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
+        self.gateway.upstreams.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.spliced is not None:
+            self.spliced.out.append(data)
+            self.spliced.flush()
+            return
+        exchange = self.exchange
+        if exchange is None:
+            self.close()  # Nothing was asked: an idle connection must stay silent.
+            return
+        exchange.touch()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            offset = int(upgrade.args[0]) if upgrade.args else len(data)
+            if self.exchange is not None:
+                self.exchange.upgraded(self, data[offset:])
+        except httptools.HttpParserCallbackError as exc:
+            if self.exchange is not None:
+                if isinstance(exc.__context__, _HeadTooLarge):
+                    self.exchange.upstream_failed("bad_upstream_response", "response too large")
+                else:
+                    log.error("gateway: relaying a response failed", exc_info=exc.__context__)
+                    self.exchange.upstream_failed("upstream_broken", "the gateway failed")
+        except httptools.HttpParserError as exc:
+            if self.exchange is not None:
+                self.exchange.upstream_failed("bad_upstream_response", f"invalid response ({exc})")
+        if self._fresh_parser:
+            self._fresh_parser = False
+            self.parser = httptools.HttpResponseParser(self)
+        exchange.client.flush()
+
+    def eof_received(self) -> bool | None:
+        if self.spliced is not None:
+            self.spliced.write_eof()
+            return True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.gateway.upstreams.discard(self)
+        self.gateway.pool.discard(self)
+        if self.spliced is not None:
+            self.spliced.close()
+        exchange, self.exchange = self.exchange, None
+        if exchange is not None:
+            exchange.upstream_lost(self)
+
+    def pause_writing(self) -> None:
+        if self.spliced is not None:
+            self.spliced.pause("peer_full")
+        elif self.exchange is not None:
+            self.exchange.client.pause("upstream_full")
+
+    def resume_writing(self) -> None:
+        if self.spliced is not None:
+            self.spliced.resume("peer_full")
+        elif self.exchange is not None:
+            self.exchange.client.resume("upstream_full")
+
+    # -- parser callbacks --------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._reason = b""
+        self._head = _Head(HOP_BY_HOP)
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head.add(name, value)
+
+    def on_headers_complete(self) -> None:
+        if self.exchange is not None:
+            self.keep_alive = self._head.keep_alive(self.parser.get_http_version())
+            status = self.parser.get_status_code()
+            if self.exchange.response_head(status, self._reason, self._head):
+                # A response to HEAD announces a length but has no body; the parser cannot
+                # know, so the next response gets a parser of its own.
+                self._fresh_parser = True
+
+    def on_body(self, body: bytes) -> None:
+        if self.exchange is not None:
+            self.exchange.response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self.exchange is not None:
+            self.exchange.response_complete()
+
+    # -- used by exchanges -------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def write_eof(self) -> None:
+        if self.transport is not None and not self.closed and self.transport.can_write_eof():
+            with contextlib.suppress(OSError, RuntimeError):
+                self.transport.write_eof()
+
+    def release(self, reusable: bool, now: float) -> None:
+        """The exchange it carried is over: back to the pool, or closed."""
+        self.exchange = None
+        self.served += 1
+        self.resume("client_full")
+        if reusable and self.keep_alive and not self.closed:
+            self.gateway.pool.put(self, now)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        self.exchange = None
+        if not self.closed and self.transport is not None:
+            self.closed = True
+            self.transport.close()
+
+
+class _Exchange:
+    """One request and its response, from the request's head to the response's last byte.
+
+    It is created when the client's request head is parsed and started when it is first in
+    line: routed, then sent on a pooled connection at once, or in a task that connects (or
+    wakes the service) first. Request bytes that arrive before an upstream carries it are
+    held (the client is no longer read past BUFFER_HIGH_WATER). The client connection is
+    told once (`finished`) when the answer is complete.
+    """
+
+    def __init__(
+        self,
+        client: _ClientConnection,
+        *,
+        method: bytes,
+        target: bytes,
+        head: _Head,
+        keep_alive: bool,
+        upgrade: bool,
+    ) -> None:
+        self.client = client
+        self.method = method
+        self.target = target
+        self.head = head
+        self.keep_alive = keep_alive and not upgrade
+        self.upgrade = upgrade
+        self.chunked_request = head.chunked
+        self.host = head.host.decode("latin-1")
+        self.route: Route | None = None
+        self.conn: _UpstreamConnection | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.head_bytes = b""
+        self.held: list[bytes] = []
+        self.held_size = 0
+        self.request_done = False
+        self.request_has_body = False
+        self.reused = False
+        self.retried = False
+        self.response_started = False
+        self.response_kind: BodyKind = "none"
+        self.interim = False
+        self.switching = False
+        self.answered = False
+
+    # -- request side ------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Route the request: forward it at once on a pooled connection, or connect (or
+        wake the service) in a task."""
+        client = self.client
+        gateway = client.gateway
+        route = gateway.route_table.resolve(self.host, client.listen_port)
+        if route is None:
+            name = self.host.rsplit(":", 1)[0] if self.host else "(no Host header)"
+            self.error(503, "no_route", f"no service at {name}", None)
+            return
+        self.route = route
+        if gateway.on_request is not None:
+            gateway.on_request(route.workload_id)
+        self.head_bytes = self._upstream_head()
+        order = gateway.next_upstreams(route) if route.upstreams else None
+        if order:
+            conn = gateway.pool.take(order[0])
+            if conn is not None:
+                self.attach(conn)
+                return
+        self.task = asyncio.ensure_future(self._connect(route, order))
+
+    async def _connect(self, route: Route, order: tuple[Upstream, ...] | None = None) -> None:
+        gateway = self.client.gateway
+        try:
+            if not route.upstreams and gateway.waker is not None:
+                # Scaled to zero: hold the request while the service wakes (one wake shared
+                # by every request that arrives meanwhile), then forward it.
+                woken = await gateway.waker.wake(route.workload_id)
+                if woken.route is None:
+                    self.error(woken.status, woken.code, woken.message, route.workload_id)
+                    return
+                route = woken.route
+                order = None
+            if not route.upstreams:
+                self.error(
+                    503,
+                    "no_running_task",
+                    f"workload {route.workload_id} has no running task",
+                    route.workload_id,
+                )
+                return
+            conn = await gateway.connect(route, order)
+            if conn is None and gateway.waker is not None:
                 # Every replica refused: the table may still list tasks that just stopped.
                 # Hold the request as for a sleeping service; the wake waits for a task.
-                woken = await self._waker.wake(route.workload_id)
+                woken = await gateway.waker.wake(route.workload_id)
                 if woken.route is not None:
-                    route = woken.route
-                    conn = await self._connect(route)
+                    conn = await gateway.connect(woken.route)
             if conn is None:
-                await self._error(
-                    writer,
+                self.error(
                     502,
                     "upstream_unreachable",
                     f"workload {route.workload_id}: no replica accepted the connection",
                     route.workload_id,
-                    keep,
                 )
-                return keep
-            outcome = await self._exchange(
-                request, body_kind, body_length, route, conn, reader, writer, host, client_ip
-            )
-            # A pooled connection the upstream had closed: retry once if nothing was lost.
-            if outcome == "stale" and attempt == 0:
-                continue
-            if outcome == "stale":
-                await self._error(
-                    writer,
-                    502,
-                    "upstream_closed",
-                    f"workload {route.workload_id}: the upstream closed the connection",
-                    route.workload_id,
-                    keep,
-                )
-                return keep
-            return outcome == "keep"
-        return False  # pragma: no cover - the loop always returns
+            elif self.answered or self.client.closed:
+                conn.release(True, self.client.loop.time())
+            else:
+                self.attach(conn)
+        except Exception:
+            log.exception("gateway: forwarding a request failed")
+            workload = route.workload_id
+            self.error(502, "upstream_unreachable", f"workload {workload}: not reached", workload)
+        finally:
+            self.client.flush()
 
-    async def _connect(self, route: Route) -> _UpstreamConn | None:
-        """A connection to the route's next upstream in turn, trying the others if refused."""
-        turn = next(self._turns.setdefault(route.workload_id, itertools.count()))
-        upstreams = route.upstreams
-        start = turn % len(upstreams)
-        for upstream in upstreams[start:] + upstreams[:start]:
-            try:
-                return await self._pool.acquire(upstream)
-            except _ConnectFailed as exc:
-                log.info("gateway: workload %s: %s", route.workload_id, exc)
-        return None
+    def attach(self, conn: _UpstreamConnection) -> None:
+        """Send the request on `conn`: the head, then whatever body arrived meanwhile."""
+        self.conn = conn
+        self.reused = conn.served > 0
+        conn.exchange = self
+        self.touch()
+        if self.held:
+            conn.write(self.head_bytes + b"".join(self.held))
+            self.held = []
+            self.held_size = 0
+            self.client.resume("held")
+        else:
+            conn.write(self.head_bytes)
 
-    def _upstream_head(self, request: _Message, host: str, client_ip: str) -> bytes:
-        forwarded_for = request.header(b"x-forwarded-for")
-        xff = (forwarded_for + b", " if forwarded_for else b"") + client_ip.encode()
-        parts = [request.method, b" ", request.target, b" HTTP/1.1\r\n"]
-        for name, value in request.headers:
-            lowered = name.lower()
-            if lowered in HOP_BY_HOP or lowered in FORWARDED:
-                continue
-            parts += [name, b": ", value, b"\r\n"]
-        if request.upgrade:
-            parts += [
-                b"Connection: Upgrade\r\nUpgrade: ",
-                request.header(b"upgrade") or b"",
-                b"\r\n",
-            ]
+    def request_body(self, body: bytes) -> None:
+        self.request_has_body = True
+        if self.answered:
+            return  # Answered already: the rest of the body is read only to be dropped.
+        data = _chunk(body) if self.chunked_request else body
+        if self.conn is not None:
+            self.touch()
+            self.conn.write(data)
+            return
+        self.held.append(data)
+        self.held_size += len(data)
+        if self.held_size > BUFFER_HIGH_WATER:
+            self.client.pause("held")
+
+    def request_complete(self) -> None:
+        self.request_done = True
+        if self.chunked_request and not self.answered:
+            if self.conn is not None:
+                self.conn.write(b"0\r\n\r\n")
+            else:
+                self.held.append(b"0\r\n\r\n")
+
+    def _upstream_head(self) -> bytes:
+        head = self.head
+        client_ip = self.client.client_ip
+        xff = head.forwarded_for + b", " + client_ip if head.forwarded_for else client_ip
+        parts = [self.method, b" ", self.target, b" HTTP/1.1\r\n", *head.lines]
+        if self.upgrade:
+            parts += [b"Connection: Upgrade\r\nUpgrade: ", head.upgrade, b"\r\n"]
         parts += [
             b"X-Forwarded-For: ",
             xff,
             b"\r\nX-Forwarded-Proto: ",
-            self.scheme.encode(),
+            self.client.gateway.scheme_bytes,
             b"\r\nX-Forwarded-Host: ",
-            host.encode("latin-1"),
+            self.host.encode("latin-1"),
             b"\r\n\r\n",
         ]
         return b"".join(parts)
 
-    async def _exchange(
-        self,
-        request: _Message,
-        body_kind: BodyKind,
-        body_length: int,
-        route: Route,
-        conn: _UpstreamConn,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        host: str,
-        client_ip: str,
-    ) -> Literal["keep", "close", "stale"]:
-        """Send one request on `conn` and relay the answer; return what became of the client
-        connection ("stale": the pooled connection was dead before anything was exchanged)."""
-        workload = route.workload_id
-        head = self._upstream_head(request, host, client_ip)
+    # -- response side -----------------------------------------------------------------
 
-        async def send() -> None:
-            await _write(conn.writer, head)
-            await _copy_body(reader, conn.writer, body_kind, body_length, self.timeouts.client_idle)
+    def touch(self) -> None:
+        """Something moved: the upstream timeout starts again."""
+        self.client.deadline = self.client.loop.time() + self.client.gateway.timeouts.upstream
 
-        sending: asyncio.Future[None]
-        if body_kind == "none" and not request.upgrade:
-            # The common case needs no second task: the head fits the socket buffer.
-            conn.writer.write(head)
-            sending = asyncio.get_running_loop().create_future()
-            sending.set_result(None)
+    def response_head(self, status: int, reason: bytes, head: _Head) -> bool:
+        """Relay a response head; return True when a body the head announces will not come
+        (a response to HEAD)."""
+        out = self.client.out
+        if 100 <= status < 200 and status != 101:
+            self.interim = True
+            out.append(_response_head(status, reason, head, None))
+            return False
+        self.interim = False
+        self.response_started = True
+        if status == 101 and self.upgrade:
+            self.switching = True
+            connection = b"Connection: " + head.connection + b"\r\nUpgrade: " + head.upgrade
+            out.append(_response_head(status, reason, head, connection))
+            return False
+        if self.method == b"HEAD" or status in (204, 304):
+            kind: BodyKind = "none"
+        elif head.chunked:
+            kind = "chunked"
         else:
-            sending = asyncio.create_task(send())
-        try:
-            try:
-                response = await self._response_head(conn, request, writer, sending)
-            except _ReadFailed as exc:
-                _close(conn.writer)
-                if conn.reused and body_kind == "none" and not request.upgrade:
-                    return "stale"
-                client_broke = sending.done() and isinstance(sending.exception(), _ReadFailed)
-                if client_broke:
-                    return "close"
-                await self._error(
-                    writer,
-                    502,
-                    "upstream_broken",
-                    f"workload {workload}: the upstream broke the connection ({exc})",
-                    workload,
-                    False,
-                )
-                return "close"
-            except TimeoutError:
-                _close(conn.writer)
-                await self._error(
-                    writer,
-                    504,
-                    "upstream_timeout",
-                    f"workload {workload}: no response within {self.timeouts.upstream:g}s",
-                    workload,
-                    False,
-                )
-                return "close"
-            except _BadHead as exc:
-                _close(conn.writer)
-                await self._error(
-                    writer,
-                    502,
-                    "bad_upstream_response",
-                    f"workload {workload}: invalid response ({exc})",
-                    workload,
-                    False,
-                )
-                return "close"
+            kind = "length" if head.has_length else "until_close"
+        self.response_kind = kind
+        keep = self.keep_alive and kind != "until_close" and self.request_done_or_bodyless()
+        connection = b"Connection: keep-alive" if keep else b"Connection: close"
+        out.append(_response_head(status, reason, head, connection))
+        if self.method == b"HEAD":
+            self.response_complete()
+            return True
+        return False
 
-            if response.status == 101 and request.upgrade:
-                await _write(writer, self._client_head(response, keep=True, upgrade=True))
-                await sending
-                await _splice(reader, writer, conn.reader, conn.writer)
-                return "close"
+    def request_done_or_bodyless(self) -> bool:
+        """Whether the client connection can outlive this exchange: its request was read
+        whole (or will be: it has a body the parser is still reading)."""
+        return self.request_done or self.client.parsing is self
 
-            resp_kind, resp_length = _response_body_kind(request, response)
-            keep = request.keep_alive and resp_kind != "until_close"
-            client_head = self._client_head(response, keep=keep, upgrade=False)
-            try:
-                if resp_kind == "length" and resp_length <= COPY_BYTES:
-                    # A small body goes out with its head in one write.
-                    body = await _read_exactly(conn.reader, resp_length, self.timeouts.upstream)
-                    await _write(writer, client_head + body)
-                else:
-                    await _write(writer, client_head)
-                    await _copy_body(
-                        conn.reader, writer, resp_kind, resp_length, self.timeouts.upstream
-                    )
-            except _ReadFailed:
-                _close(conn.writer)
-                return "close"  # mid-body: the client sees a cut connection
-            if not sending.done():
-                # The upstream answered before reading the whole request body.
-                sending.cancel()
-                _close(conn.writer)
-                return "close"
-            if sending.exception() is not None:
-                _close(conn.writer)
-                return "close"
-            if response.keep_alive and resp_kind != "until_close":
-                self._pool.release(conn)
+    def response_body(self, body: bytes) -> None:
+        out = self.client.out
+        out.append(_chunk(body) if self.response_kind == "chunked" else body)
+        if len(out) >= 16:
+            self.client.flush()
+
+    def response_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        if self.answered or self.switching:
+            return  # a 101's end is the upgrade, handled by `upgraded`
+        self.answered = True
+        if self.response_kind == "chunked":
+            self.client.out.append(b"0\r\n\r\n")
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.release(self.request_done, self.client.loop.time())
+        keep = self.keep_alive and self.response_kind != "until_close"
+        self.client.finished(self, keep)
+
+    def upgraded(self, conn: _UpstreamConnection, rest: bytes) -> None:
+        """The upstream switched protocols: splice the two connections from now on."""
+        self.answered = True
+        self.conn = None
+        conn.exchange = None
+        client = self.client
+        if client.exchanges and client.exchanges[0] is self:
+            client.exchanges.popleft()
+        client.parsing = None
+        conn.spliced = client
+        if rest:
+            client.out.append(rest)
+        client.flush()
+        client.splice(conn)
+
+    def upstream_lost(self, conn: _UpstreamConnection) -> None:
+        """The upstream connection closed before the exchange ended."""
+        if self.conn is not conn or self.answered:
+            return
+        self.conn = None
+        client = self.client
+        if self.response_started:
+            self.answered = True
+            if self.response_kind == "until_close" and not self.switching:
+                client.close()  # The end of the body is the end of the connection.
             else:
-                _close(conn.writer)
-            return "keep" if keep else "close"
-        finally:
-            if not sending.done():
-                sending.cancel()
-                with contextlib.suppress(BaseException):
-                    await sending
-            elif not sending.cancelled():
-                sending.exception()  # retrieved, so it is never reported as unhandled
-
-    async def _response_head(
-        self,
-        conn: _UpstreamConn,
-        request: _Message,
-        writer: asyncio.StreamWriter,
-        sending: asyncio.Future[None],
-    ) -> _Message:
-        """The final response head (1xx interim responses are relayed to the client).
-
-        Raises TimeoutError when none arrives within the upstream timeout (also when the
-        client stalls its upload), `_ReadFailed` when the upstream connection breaks (or the
-        client's body breaks off), `_BadHead` for an unparsable head.
-        """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.timeouts.upstream
-        while True:
-            if sending.done():
-                raw = await self._read_response_head(conn, deadline - loop.time())
-                response = _parse_head(raw, request=False)
-                if 100 <= response.status < 200 and response.status != 101:
-                    await _write(writer, raw)
-                    continue
-                return response
-            reading = asyncio.ensure_future(conn.reader.readuntil(b"\r\n\r\n"))
-            try:
-                while True:
-                    waiting: set[asyncio.Future[object]] = {reading}  # type: ignore[arg-type]
-                    if not sending.done():
-                        waiting.add(sending)  # type: ignore[arg-type]
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        raise TimeoutError
-                    done, _ = await asyncio.wait(
-                        waiting, timeout=remaining, return_when=asyncio.FIRST_COMPLETED
-                    )
-                    if reading in done:
-                        break
-                    if not done:
-                        raise TimeoutError
-                    error = sending.exception()
-                    if isinstance(error, _ReadFailed):
-                        raise _ReadFailed(f"client body: {error}")
-                    # A failed write to the upstream: its answer (or EOF) tells why.
-            finally:
-                if not reading.done():
-                    reading.cancel()
-            try:
-                raw = reading.result()
-            except asyncio.LimitOverrunError as exc:
-                raise _BadHead("response head too large") from exc
-            except (asyncio.IncompleteReadError, OSError) as exc:
-                raise _ReadFailed(str(exc) or type(exc).__name__) from exc
-            response = _parse_head(raw, request=False)
-            if 100 <= response.status < 200 and response.status != 101:
-                await _write(writer, raw)
-                continue
-            return response
-
-    @staticmethod
-    async def _read_response_head(conn: _UpstreamConn, remaining: float) -> bytes:
-        if remaining <= 0:
-            raise TimeoutError
-        try:
-            async with asyncio.timeout(remaining):
-                return await conn.reader.readuntil(b"\r\n\r\n")
-        except TimeoutError:
-            raise
-        except asyncio.LimitOverrunError as exc:
-            raise _BadHead("response head too large") from exc
-        except (asyncio.IncompleteReadError, OSError) as exc:
-            raise _ReadFailed(str(exc) or type(exc).__name__) from exc
-
-    def _client_head(self, response: _Message, *, keep: bool, upgrade: bool) -> bytes:
-        parts = [response.first_line, b"\r\n"]
-        for name, value in response.headers:
-            lowered = name.lower()
-            if lowered in HOP_BY_HOP and not (upgrade and lowered in (b"connection", b"upgrade")):
-                continue
-            parts += [name, b": ", value, b"\r\n"]
-        if not upgrade:
-            parts.append(b"Connection: keep-alive\r\n" if keep else b"Connection: close\r\n")
-        parts.append(b"\r\n")
-        return b"".join(parts)
-
-    async def _error(
-        self,
-        writer: asyncio.StreamWriter,
-        status: int,
-        code: str,
-        message: str,
-        workload: str | None,
-        keep: bool = False,
-    ) -> None:
-        # The same shape as the API's errors: a message to read, a code to match on.
-        body = json.dumps({"error": message, "code": code, "workload": workload}).encode()
-        head = (
-            f"HTTP/1.1 {status} {REASONS[status]}\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            "Cache-Control: no-store\r\n"
-            f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n"
-        ).encode()
-        with contextlib.suppress(_WriteFailed):
-            await _write(writer, head + body)
-
-
-async def _splice(
-    client_reader: asyncio.StreamReader,
-    client_writer: asyncio.StreamWriter,
-    upstream_reader: asyncio.StreamReader,
-    upstream_writer: asyncio.StreamWriter,
-) -> None:
-    """Copy bytes both ways until both directions ended (or one side broke)."""
-
-    async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            await _copy_body(src, dst, "until_close", 0, None)
-            if dst.can_write_eof():
-                dst.write_eof()
-        except (_ReadFailed, _WriteFailed, OSError):
-            _close(client_writer)
-            _close(upstream_writer)
-
-    try:
-        await asyncio.gather(
-            pump(client_reader, upstream_writer), pump(upstream_reader, client_writer)
+                client.abort()  # Cut mid-body: the client must see it.
+            return
+        if self.reused and not self.retried and not self.request_has_body and self.route:
+            # A pooled connection the upstream had closed meanwhile: nothing was lost,
+            # so the request is sent again, once, on another connection.
+            self.retried = True
+            self.client.deadline = None
+            self.task = asyncio.ensure_future(self._connect(self.route))
+            return
+        workload = self.route.workload_id if self.route else None
+        self.error(
+            502,
+            "upstream_broken",
+            f"workload {workload}: the upstream closed the connection",
+            workload,
         )
-    finally:
-        _close(upstream_writer)
+        client.flush()
+
+    def upstream_failed(self, code: str, message: str) -> None:
+        """The upstream sent something that is not HTTP."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+        if self.response_started:
+            self.answered = True
+            self.client.abort()
+            return
+        workload = self.route.workload_id if self.route else None
+        self.error(502, code, f"workload {workload}: {message}", workload)
+
+    def timed_out(self) -> None:
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+        if self.response_started or self.answered:
+            self.answered = True
+            self.client.abort()
+            return
+        workload = self.route.workload_id if self.route else None
+        timeout = self.client.gateway.timeouts.upstream
+        message = f"workload {workload}: no response within {timeout:g}s"
+        self.error(504, "upstream_timeout", message, workload)
+
+    def client_gone(self) -> None:
+        self.answered = True
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+
+    def error(self, status: int, code: str, message: str, workload: str | None) -> None:
+        """Answer with a gateway error. The connection is kept only when the request was
+        read whole (nothing of it is left to drain)."""
+        if self.answered:
+            return
+        self.answered = True
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.close()
+        keep = self.keep_alive and self.request_done
+        self.client.raw_pending = None
+        self.client.out.append(_error_bytes(status, code, message, workload, keep))
+        self.client.finished(self, keep)
+
+
+def _response_head(status: int, reason: bytes, head: _Head, connection: bytes | None) -> bytes:
+    """A response head for the client: the upstream's end-to-end headers, then the
+    `connection` line(s) the gateway decides on, if any."""
+    parts = [b"HTTP/1.1 %d %b\r\n" % (status, reason), *head.lines]
+    if connection is not None:
+        parts += (connection, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)

@@ -30,7 +30,7 @@ ROUTING_EVENTS = frozenset(
         "ingress.changed",
     }
 )
-COALESCE_SECONDS = 0.02
+COALESCE_SECONDS = 0.005
 
 
 class RouteRefresher:

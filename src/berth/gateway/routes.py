@@ -15,7 +15,7 @@ answers 503 saying so); no route at all means there is no such service (also 503
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
@@ -23,17 +23,6 @@ from berth.domain import labels
 from berth.domain.context import Domain
 from berth.runtime.base import TaskId, TaskStatus
 from berth.store.models import IngressRule, Run, Workload
-
-
-@dataclass(frozen=True)
-class LoopbackAddress:
-    """An upstream reachable by plain TCP (a service port published on loopback)."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -45,6 +34,22 @@ class TaskPort:
 
     def __str__(self) -> str:
         return f"task {self.task_id[:12]} port {self.port}"
+
+
+@dataclass(frozen=True)
+class LoopbackAddress:
+    """An upstream reachable by plain TCP (a service port published on loopback).
+
+    `inside` is the same port as the task itself sees it, when known: the engine's port
+    publisher accepts connections before the task listens, so readiness is asked there.
+    """
+
+    host: str
+    port: int
+    inside: TaskPort | None = field(default=None, compare=False)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 Upstream = LoopbackAddress | TaskPort
@@ -190,10 +195,11 @@ async def load_routes(
         if workload.type != "service" or workload.port is None:
             continue
         upstreams: list[Upstream] = []
-        for _run_id, _task_id, ports in sorted(tasks_of.get(workload.id, [])):
+        for _run_id, task_id, ports in sorted(tasks_of.get(workload.id, [])):
             published = ports.get(workload.port)
             if published is not None:
-                upstreams.append(LoopbackAddress(published[0], published[1]))
+                inside = TaskPort(task_id, workload.port)
+                upstreams.append(LoopbackAddress(published[0], published[1], inside))
         for listen in service_ports:
             mapping[(workload.id, listen)] = Route(workload.id, tuple(upstreams))
     for rule in rules:

@@ -26,7 +26,9 @@ from berth.runtime.base import Runtime, RuntimeDriverError
 
 log = logging.getLogger("berth.gateway")
 
-PROBE_INTERVAL = 0.02
+PROBE_INTERVAL = 0.01
+INSIDE_ONLY_SECONDS = 1.0
+"""For this long a wake asks only inside the task whether it listens (see `_accepts`)."""
 SETTLE_SECONDS = 0.05
 
 
@@ -63,10 +65,12 @@ class ServiceWaker:
             return WakeOutcome(None, 503, "no_route", f"no service {workload_id}")
         except PaymentRequired as exc:
             return WakeOutcome(None, 503, "no_credits", f"{workload_id}: {exc.message}")
-        deadline = time.monotonic() + self._timeout
+        started = time.monotonic()
+        deadline = started + self._timeout
         while time.monotonic() < deadline:
             route = self._table.routes().get((workload_id, self._http_port))
-            if route is not None and route.upstreams and await self._accepts(route):
+            patient = time.monotonic() - started > INSIDE_ONLY_SECONDS
+            if route is not None and route.upstreams and await self._accepts(route, patient):
                 return WakeOutcome(route)
             await asyncio.sleep(PROBE_INTERVAL)
         return WakeOutcome(
@@ -76,20 +80,28 @@ class ServiceWaker:
             f"workload {workload_id} did not start answering within {self._timeout:g}s",
         )
 
-    async def _accepts(self, route: Route) -> bool:
+    async def _accepts(self, route: Route, patient: bool) -> bool:
         """Whether a task of the route accepts a TCP connection now.
 
-        The engine's port publisher accepts on the host port even before the task listens,
-        then closes the connection when the task refuses it; a connection that stays open
-        for `SETTLE_SECONDS` is one the task accepted.
+        Asked inside the task when the route knows its task (instant and exact): the
+        engine's port publisher accepts on the host port even before the task listens, then
+        closes the connection when the task refuses it. Otherwise, or when `patient` (a
+        server may listen on its network address only, not on its loopback), a connection
+        to the published port that stays open for `SETTLE_SECONDS` counts as accepted.
         """
         for upstream in route.upstreams:
+            inside = upstream.inside if isinstance(upstream, LoopbackAddress) else upstream
+            if inside is not None:
+                try:
+                    (await self._runtime.open_port(inside.task_id, inside.port)).close()
+                    return True
+                except (OSError, RuntimeDriverError):
+                    if not patient or not isinstance(upstream, LoopbackAddress):
+                        continue
+            assert isinstance(upstream, LoopbackAddress)
             try:
-                if isinstance(upstream, LoopbackAddress):
-                    reader, writer = await asyncio.open_connection(upstream.host, upstream.port)
-                else:
-                    reader, writer = await self._runtime.open_port(upstream.task_id, upstream.port)
-            except (OSError, RuntimeDriverError):
+                reader, writer = await asyncio.open_connection(upstream.host, upstream.port)
+            except OSError:
                 continue
             try:
                 closed = await asyncio.wait_for(reader.read(1), SETTLE_SECONDS) == b""

@@ -394,7 +394,7 @@ class _ServerConnection(asyncssh.SSHServer):
             )
         target = await self._recheck("port forward")
         try:
-            reader, writer = await self._gateway.runtime.open_port(target.task_id, dest_port)
+            sock = await self._gateway.runtime.open_port(target.task_id, dest_port)
         except TaskNotFound:
             raise asyncssh.ChannelOpenError(
                 asyncssh.OPEN_CONNECT_FAILED, f"container {target.container_id} is not running"
@@ -404,6 +404,11 @@ class _ServerConnection(asyncssh.SSHServer):
         except RuntimeDriverError as exc:
             logger.warning("SSH port forward failed (%s): %s", exc, self._label)
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, str(exc)) from None
+        try:
+            reader, writer = await asyncio.open_connection(sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         logger.info("SSH forward to container port %d: %s", dest_port, self._label)
         return _ForwardSession(self._gateway, reader, writer)
 

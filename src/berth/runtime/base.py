@@ -21,8 +21,8 @@ Rules every driver keeps:
 
 from __future__ import annotations
 
-import asyncio
 import enum
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -215,7 +215,16 @@ class Runtime(Protocol):
         """Make `image` available locally, pulling it if needed; raise `ImageNotFound`."""
 
     async def launch(self, spec: TaskSpec) -> TaskState:
-        """Create and start a task (idempotent by `spec.name`)."""
+        """Create and start a task (idempotent by `spec.name`): `create`, then `start`."""
+
+    async def create(self, spec: TaskSpec) -> TaskState:
+        """Create a task without starting it (idempotent by `spec.name`: an existing task
+        of that name is returned as it is). Raises `ImageNotFound` / `InvalidTaskSpec`."""
+
+    async def start(self, task_id: TaskId) -> TaskState:
+        """Start a created task (a running or exited one is returned as it is). If the
+        engine refuses to start it, the task is removed and `InvalidTaskSpec` raised;
+        `TaskNotFound` if it does not exist."""
 
     async def stop(self, task_id: TaskId, *, grace_seconds: float) -> None:
         """Ask the task to stop (SIGTERM), kill it after `grace_seconds`; idempotent."""
@@ -275,16 +284,16 @@ class Runtime(Protocol):
         task does not run, `CommandNotFound` if `argv[0]` is missing from the image.
         """
 
-    async def open_port(
-        self, task_id: TaskId, port: int
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def open_port(self, task_id: TaskId, port: int) -> socket.socket:
         """A TCP connection to `127.0.0.1:port` as seen from *inside* the running task.
 
         This reaches a server the task binds on its own loopback (as `ssh -L` users expect)
-        without publishing the port or routing to the task's network address. The caller
-        owns the returned streams and closes the writer. Raises `TaskNotFound` if the task
-        does not run and `PortUnreachable` if nothing accepts connections on that port (or
-        the driver cannot enter the task's network from where berth runs).
+        without publishing the port or routing to the task's network address. Returns a
+        connected, non-blocking socket the caller owns (and closes), ready to hand to the
+        event loop as streams (`asyncio.open_connection(sock=...)`) or a protocol. Raises
+        `TaskNotFound` if the task does not run and `PortUnreachable` if nothing accepts
+        connections on that port (or the driver cannot enter the task's network from where
+        berth runs).
         """
 
     async def remove_networks(self, selector: Mapping[str, str]) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import socket
 from collections.abc import AsyncGenerator, Mapping
 from datetime import datetime
 from urllib.parse import quote
@@ -243,24 +244,40 @@ class DockerRuntime:
         If the engine refuses to start the task (e.g. its command does not exist), the
         never-started container is removed and `InvalidTaskSpec` is raised.
         """
+        task_id, created = await self._create_task(spec)
+        return await self._start(TaskId(task_id), spec.name, known_created=created)
+
+    async def create(self, spec: TaskSpec) -> TaskState:
+        task_id, _ = await self._create_task(spec)
+        state = await self.inspect(TaskId(task_id))
+        if state is None:
+            raise TaskNotFound(f"task '{spec.name}' was removed while being created")
+        return state
+
+    async def start(self, task_id: TaskId) -> TaskState:
+        return await self._start(task_id, task_id, known_created=False)
+
+    async def _create_task(self, spec: TaskSpec) -> tuple[str, bool]:
         await self._prepare(spec)
-        task_id, created = await self._create(spec)
-        if not created:
-            state = await self.inspect(TaskId(task_id))
+        return await self._create(spec)
+
+    async def _start(self, task_id: TaskId, name: str, *, known_created: bool) -> TaskState:
+        if not known_created:
+            state = await self.inspect(task_id)
             if state is None:
-                raise TaskNotFound(f"task '{spec.name}' was removed while being launched")
+                raise TaskNotFound(f"task '{name}' was removed while being launched")
             if state.status is not TaskStatus.CREATED:
                 return state
         response = await self._request("POST", f"/containers/{_seg(task_id)}/start")
         if response.status_code == 404:
-            raise TaskNotFound(f"task '{spec.name}' was removed while being launched")
+            raise TaskNotFound(f"task '{name}' was removed while being launched")
         if response.status_code not in (204, 304):
             message = engine_message(response)
-            await self.remove(TaskId(task_id))
-            raise InvalidTaskSpec(f"the engine could not start task '{spec.name}': {message}")
-        state = await self.inspect(TaskId(task_id))
+            await self.remove(task_id)
+            raise InvalidTaskSpec(f"the engine could not start task '{name}': {message}")
+        state = await self.inspect(task_id)
         if state is None:
-            raise TaskNotFound(f"task '{spec.name}' was removed while being launched")
+            raise TaskNotFound(f"task '{name}' was removed while being launched")
         return state
 
     async def stop(self, task_id: TaskId, *, grace_seconds: float) -> None:
@@ -391,9 +408,7 @@ class DockerRuntime:
         execs = DockerExec(self.socket_path, API_VERSION, self._request, self._unavailable)
         return await execs.open_process(task_id, argv)
 
-    async def open_port(
-        self, task_id: TaskId, port: int
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    async def open_port(self, task_id: TaskId, port: int) -> socket.socket:
         """Connects from inside the task's network namespace (see `docker_netns`)."""
         data = await self._inspect_raw(task_id)
         if data is None:

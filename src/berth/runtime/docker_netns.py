@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable
 
 from berth.runtime.base import PortUnreachable
-from berth.runtime.docker_exec import READ_SIZE, _in_container
+from berth.runtime.docker_exec import _in_container
 
 CLONE_NEWNET = 0x40000000
 CONNECT_TIMEOUT = 5.0
@@ -138,15 +138,8 @@ async def _in_own_thread(work: Callable[[], socket.socket]) -> socket.socket:
     return await future
 
 
-async def open_port_in_task(
-    pid: int, container_id: str, port: int
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def open_port_in_task(pid: int, container_id: str, port: int) -> socket.socket:
     """`Runtime.open_port` for the task whose main process is `pid` (as this host sees it)."""
     if not 1 <= port <= 65535:
         raise PortUnreachable(f"{port} is not a TCP port (1-65535)")
-    sock = await _in_own_thread(lambda: connect_in_task(pid, container_id, port))
-    try:
-        return await asyncio.open_connection(sock=sock, limit=READ_SIZE)
-    except BaseException:
-        sock.close()
-        raise
+    return await _in_own_thread(lambda: connect_in_task(pid, container_id, port))

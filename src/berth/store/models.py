@@ -210,7 +210,8 @@ class Secret(Base):
 class Run(Base):
     """One task's life: a job or scheduled run, or one incarnation of a service replica.
 
-    Status moves `pending -> running -> succeeded | failed | stopped | timed_out`;
+    Status moves `pending -> running -> succeeded | failed | stopped | timed_out`
+    (a `standby` run waits in `pending` with its task created until a wake promotes it);
     `stop_requested` (with `stop_reason`) asks the reconciler to end it. A run's result is
     written before its task is removed, and its logs are archived first.
     """
@@ -239,6 +240,9 @@ class Run(Base):
     gb_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     credits: Mapped[float] = mapped_column(Float, default=0.0)
     logs_archived: Mapped[bool] = mapped_column(Boolean, default=False)
+    standby: Mapped[bool] = mapped_column(Boolean, default=False)
+    """A run kept ready for a scaled-to-zero service: its task is created, not started, so
+    a wake only starts it. Hidden from readers until promoted (`standby` false)."""
 
     __table_args__ = (
         Index("ix_runs_workload_created", "workload_id", "created_at"),

@@ -1,0 +1,49 @@
+"""Request limits of the whole API, installed once: body size (413) and rate (429).
+
+Both are middleware rather than per-route code, so every route, of both dialects, gets them
+and routers stay as they are; the OpenAPI document declares the two answers on every route
+they apply to.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from berth.api.body_limit import install_body_limit
+from berth.api.rate_limit import EXEMPT_PATHS, install_rate_limit
+from berth.config import Settings
+
+TOO_LARGE_RESPONSE: dict[str, Any] = {
+    "description": "The request body is larger than the server's limit "
+    "(`BERTH_MAX_REQUEST_BYTES`, default 1 MiB); code `request_too_large`."
+}
+RATE_LIMITED_RESPONSE: dict[str, Any] = {
+    "description": "Too many requests from this API key, session token or client address; "
+    "code `rate_limited`. Retry after the seconds in `Retry-After`.",
+    "headers": {
+        "Retry-After": {
+            "description": "Whole seconds (at least 1) until a request will be accepted.",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+}
+
+
+def install_request_limits(app: FastAPI, settings: Settings) -> None:
+    """Add the middleware (the rate limit outermost, so a refused caller costs no body read)
+    and declare 413 and 429 on the routes. Call after every router is included."""
+    install_body_limit(app, max_bytes=settings.max_request_bytes)
+    rate_limited = settings.rate_limit_per_second > 0 and settings.rate_limit_burst > 0
+    install_rate_limit(
+        app, per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst
+    )
+    for route in app.routes:
+        if not isinstance(route, APIRoute):
+            continue
+        if route.body_field is not None:
+            route.responses.setdefault(413, TOO_LARGE_RESPONSE)
+        if rate_limited and route.path not in EXEMPT_PATHS:
+            route.responses.setdefault(429, RATE_LIMITED_RESPONSE)

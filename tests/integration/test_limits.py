@@ -2,8 +2,8 @@
 heads (431), and every bounded field of the create and update bodies.
 
 Each over-limit request gets its 4xx JSON error naming the field and the rule, and leaves
-nothing behind; each request exactly at a limit succeeds. Rate limiting and the log cap need
-servers with small settings and live in test_rate_limit.py.
+nothing behind; each request exactly at a limit succeeds. WebSocket messages are capped like
+bodies. Rate limiting and the log cap need a server with small settings: test_rate_limit.py.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 from berth.schemas.limits import (
     MAX_COMMAND_ARGS,
@@ -383,3 +385,16 @@ def test_ssh_key_fields_over_their_limits_are_refused(
     response = account.client.post("/compute/ssh-keys", json=body)
     assert_refused(response, status=400, field=field)
     assert account.client.get("/compute/ssh-keys").json()["ssh_keys"] == []
+
+
+def test_a_websocket_message_over_the_body_limit_closes_the_connection(
+    server: BerthServer, account: Tenant
+) -> None:
+    url = server.url.replace("http", "ws") + f"/compute/ws?token={account.key}"
+    with connect(url, open_timeout=30) as socket:
+        assert '"containers"' in str(socket.recv(timeout=30))
+        socket.send("x" * (MAX_BODY + 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                socket.recv(timeout=30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009

@@ -25,6 +25,7 @@ from berth.schemas.limits import (
     MAX_ENV_TOTAL_BYTES,
     MAX_ENVIRONMENT_BYTES,
     MAX_EXEC_STDIN_CHARS,
+    MAX_SECRETS,
 )
 from tests.integration.conftest import create, wait_workload
 from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
@@ -250,15 +251,15 @@ def test_secrets_are_bounded_per_value_and_per_environment(account: Tenant) -> N
 def test_the_number_of_secrets_is_bounded(account: Tenant) -> None:
     workload = create(account.client, **schedule())
     secrets_url = f"/v1/compute/{workload['id']}/secrets"
-    for i in range(200):
+    for i in range(MAX_SECRETS):
         response = account.client.post(secrets_url, json={"key": f"K{i}", "value": "v"})
         assert response.status_code == 200, response.text
     refused = account.client.post(secrets_url, json={"key": "ONE_MORE", "value": "v"})
     body = assert_refused(refused, status=422, field="key")
-    assert "at most 200 secrets" in body["error"]
+    assert f"at most {MAX_SECRETS} secrets" in body["error"]
     replaced = account.client.post(secrets_url, json={"key": "K0", "value": "new"})
     assert replaced.status_code == 200, replaced.text
-    assert len(account.client.get(secrets_url).json()["secrets"]) == 200
+    assert len(account.client.get(secrets_url).json()["secrets"]) == MAX_SECRETS
 
 
 # Exec and shell -------------------------------------------------------------------------

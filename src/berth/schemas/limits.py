@@ -24,7 +24,7 @@ MAX_ENV_TOTAL_BYTES = 256 * 1024
 """A workload's `env`, names and values (UTF-8) together."""
 MAX_ENVIRONMENT_BYTES = 512 * 1024
 """A task's whole environment, `env` and secrets together (checked when a secret is set)."""
-MAX_SECRETS = 200
+MAX_SECRETS = 100
 """Secrets per workload."""
 MAX_EXEC_STDIN_CHARS = 512 * 1024
 """Exec's `stdin`; half the default request body limit, so a request at the limit fits."""

@@ -399,3 +399,14 @@ def test_a_websocket_message_over_the_body_limit_closes_the_connection(
             while True:
                 socket.recv(timeout=30)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+def test_the_openapi_document_declares_413_and_429(server: BerthServer) -> None:
+    paths = httpx.get(server.url + "/openapi.json", timeout=30).json()["paths"]
+    create_ = paths["/v1/compute"]["post"]["responses"]
+    assert {"413", "429"} <= create_.keys()
+    assert "Retry-After" in create_["429"]["headers"]
+    assert "413" in paths["/compute/containers"]["post"]["responses"]
+    listing = paths["/compute/containers"]["get"]["responses"]
+    assert "429" in listing and "413" not in listing  # no body, so no body limit
+    assert "429" not in paths["/healthz"]["get"]["responses"]

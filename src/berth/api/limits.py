@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
 
 from berth.api.body_limit import install_body_limit
 from berth.api.rate_limit import EXEMPT_PATHS, install_rate_limit
@@ -34,16 +33,32 @@ RATE_LIMITED_RESPONSE: dict[str, Any] = {
 
 def install_request_limits(app: FastAPI, settings: Settings) -> None:
     """Add the middleware (the rate limit outermost, so a refused caller costs no body read)
-    and declare 413 and 429 on the routes. Call after every router is included."""
+    and declare 413 and 429 in the OpenAPI document."""
     install_body_limit(app, max_bytes=settings.max_request_bytes)
     rate_limited = settings.rate_limit_per_second > 0 and settings.rate_limit_burst > 0
     install_rate_limit(
         app, per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst
     )
-    for route in app.routes:
-        if not isinstance(route, APIRoute):
-            continue
-        if route.body_field is not None:
-            route.responses.setdefault(413, TOO_LARGE_RESPONSE)
-        if rate_limited and route.path not in EXEMPT_PATHS:
-            route.responses.setdefault(429, RATE_LIMITED_RESPONSE)
+    _declare_limit_responses(app, rate_limited=rate_limited)
+
+
+def _declare_limit_responses(app: FastAPI, *, rate_limited: bool) -> None:
+    """Post-process the generated document (routers are untouched): 413 on every operation
+    taking a body, 429 on every operation but the exempt ones."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        already = app.openapi_schema is not None
+        schema = generate()
+        if already:
+            return schema
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                if "requestBody" in operation:
+                    responses.setdefault("413", TOO_LARGE_RESPONSE)
+                if rate_limited and path not in EXEMPT_PATHS:
+                    responses.setdefault("429", RATE_LIMITED_RESPONSE)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

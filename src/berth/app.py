@@ -16,6 +16,7 @@ from berth.api.errors import install_error_handlers
 from berth.api.execution import build_execution_router
 from berth.api.gate import install_gate_handlers
 from berth.api.json_body import AssumeJsonBody
+from berth.api.limits import install_request_limits
 from berth.api.workloads import build_workloads_router
 from berth.bootstrap import instance_id, open_domain
 from berth.config import Settings
@@ -94,4 +95,5 @@ def create_app(settings: Settings) -> FastAPI:
     ):
         app.include_router(build_workloads_router(actor), prefix=prefix)
         app.include_router(build_execution_router(actor), prefix=prefix)
+    install_request_limits(app, settings)
     return app

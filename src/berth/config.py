@@ -92,6 +92,17 @@ class Settings(BaseSettings):
     token_ttl_seconds: int = 12 * 3600
     log_max_bytes: int = 20 * 1024 * 1024
     """Per task: the engine keeps at most this much output, and so does berth's archive."""
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1)
+    """The largest HTTP request body the API reads (a larger one is answered 413), and the
+    largest message a client may send on an API WebSocket."""
+    max_request_head_bytes: int = Field(default=64 * 1024, ge=1024)
+    """The largest request line plus headers the API reads; a larger head is answered 431."""
+    rate_limit_per_second: float = Field(default=20.0, ge=0)
+    """Requests per second each API key, session token or (unauthenticated) client address
+    may make, sustained; 0 turns rate limiting off."""
+    rate_limit_burst: int = Field(default=100, ge=0)
+    """How many requests such a caller may make at once before the sustained rate applies;
+    0 turns rate limiting off."""
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -38,6 +38,9 @@ FAST_CONTROLLERS = {
     "BERTH_DEFAULT_GATED_ACTIONS": "[]",
     "BERTH_SHELL_CONNECT_SECONDS": "5",
     "BERTH_GATEWAY_WAKE_TIMEOUT_SECONDS": "8",
+    # Suites poll the API in tight loops; the rate limit itself is proven in test_limits.py.
+    "BERTH_RATE_LIMIT_PER_SECOND": "1000",
+    "BERTH_RATE_LIMIT_BURST": "10000",
 }
 
 

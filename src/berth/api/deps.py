@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Request, WebSocket
 from starlette.datastructures import Headers
+from starlette.requests import HTTPConnection
 
 from berth.domain.approvals import load_replay
 from berth.domain.auth import Actor, Principal, authenticate, resolve_actor
@@ -39,6 +40,13 @@ def bearer_credential(request: Request) -> str | None:
 def bearer_credential_ws(websocket: WebSocket) -> str | None:
     """The Bearer header, else `?token=` (browsers cannot set headers on WebSockets)."""
     return _bearer(websocket.headers) or websocket.query_params.get("token")
+
+
+def presented_credential(connection: HTTPConnection) -> str | None:
+    """The credential a request or WebSocket handshake presents, unverified."""
+    if connection.scope["type"] == "websocket":
+        return _bearer(connection.headers) or connection.query_params.get("token")
+    return _bearer(connection.headers)
 
 
 async def get_principal(request: Request, domain: DomainDep) -> Principal:

@@ -9,6 +9,7 @@ import sys
 import uvicorn
 
 from berth.app import create_app
+from berth.cli.http_head_limit import head_limited_protocol
 from berth.config import Settings
 
 
@@ -47,4 +48,6 @@ def serve(settings: Settings, *, log_level: str) -> None:
         log_level=log_level.lower(),
         access_log=False,
         log_config=None,  # uvicorn logs through the root logger, and so through the filter
+        http=head_limited_protocol(settings.max_request_head_bytes),
+        ws_max_size=settings.max_request_bytes,  # one WebSocket message, like one body
     )

@@ -15,8 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
-from berth.domain.errors import NotFound
+from berth.domain.errors import Invalid, NotFound
 from berth.domain.workloads import owned_workload, publish_changed
+from berth.schemas.limits import MAX_ENVIRONMENT_BYTES, MAX_SECRETS, environment_bytes
 from berth.store.models import Secret, Workload
 
 
@@ -38,9 +39,14 @@ async def set_secret(
     async with domain.store.transaction() as session:
         await load_compute_user(session, actor.user_id)
         workload = await owned_workload(session, actor, workload_id)
-        secret = await session.scalar(
-            select(Secret).where(Secret.workload_id == workload_id, Secret.key == key)
-        )
+        existing = {
+            row.key: row
+            for row in await session.scalars(
+                select(Secret).where(Secret.workload_id == workload_id)
+            )
+        }
+        _check_environment_size(domain, workload, existing, key=key, value=value)
+        secret = existing.get(key)
         if secret is None:
             secret = Secret(workload_id=workload_id, key=key, ciphertext=ciphertext, created_at=now)
             session.add(secret)
@@ -87,6 +93,25 @@ async def _owned_secret(session: AsyncSession, workload_id: str, key: str) -> Se
     if secret is None:
         raise NotFound(f"secret {key!r} not found")
     return secret
+
+
+def _check_environment_size(
+    domain: Domain, workload: Workload, existing: dict[str, Secret], *, key: str, value: str
+) -> None:
+    """A task's environment must stay launchable: `Invalid` past `MAX_SECRETS` secrets or
+    `MAX_ENVIRONMENT_BYTES` of env and secrets together (decrypting is CPU work only)."""
+    if key not in existing and len(existing) >= MAX_SECRETS:
+        raise Invalid(f"key: at most {MAX_SECRETS} secrets per workload", field="key")
+    environment = {str(k): str(v) for k, v in workload.env.items()}
+    for name, row in existing.items():
+        environment[name] = domain.cipher.decrypt(row.ciphertext)
+    environment[key] = value
+    if environment_bytes(environment) > MAX_ENVIRONMENT_BYTES:
+        raise Invalid(
+            f"value: the workload's environment (env and secrets together) would exceed "
+            f"{MAX_ENVIRONMENT_BYTES} bytes",
+            field="value",
+        )
 
 
 def _bump_generation(workload: Workload) -> None:

@@ -52,7 +52,7 @@ class ApprovalPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     gated_actions: list[ApprovalAction] = Field(
-        description="Actions that an API-key caller must have approved by a human."
+        max_length=10, description="Actions that an API-key caller must have approved by a human."
     )
     ttl_seconds: int = Field(
         default=86400, ge=60, le=30 * 86400, description="How long an approval stays open."

@@ -8,6 +8,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from berth.schemas.limits import PRINTABLE
+
+MAX_SSH_KEY_IDS = 100
+MAX_INSTANCE_TYPE_CHARS = 64
+
 MountPath = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 KeyId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
@@ -15,13 +20,19 @@ KeyId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 class ContainerCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=63)] = Field(
-        description="Display name."
+    name: Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=PRINTABLE)] = Field(
+        description="Display name: 1-63 characters, no control characters."
     )
-    instance_type: str = Field(default="nano", description="See the instance type catalogue.")
+    instance_type: str = Field(
+        default="nano",
+        max_length=MAX_INSTANCE_TYPE_CHARS,
+        description="See the instance type catalogue.",
+    )
     memory_mb: int = Field(default=512, ge=64, le=65536)
     storage_gb: int = Field(default=5, ge=1, le=1024)
-    ssh_key_ids: list[KeyId] = Field(description="At least one of your SSH keys.")
+    ssh_key_ids: list[KeyId] = Field(
+        max_length=MAX_SSH_KEY_IDS, description="At least one of your SSH keys."
+    )
     ssh_enabled: bool = False
     mount_paths: list[MountPath] = Field(default_factory=lambda: ["/root"], max_length=20)
     image: str | None = Field(
@@ -60,7 +71,7 @@ class StatusOk(BaseModel):
 class SshKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=PRINTABLE)]
     public_key: Annotated[str, StringConstraints(min_length=1, max_length=16384)]
 
 

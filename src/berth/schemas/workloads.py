@@ -12,6 +12,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from berth.schemas.limits import (
+    MAX_ENV_ENTRIES,
+    MAX_ENV_VALUE_CHARS,
+    MAX_EXEC_STDIN_CHARS,
+    MAX_RUN_ID_CHARS,
+    Command,
+    EnvTotal,
+)
+
 WorkloadType = Literal["service", "job", "schedule"]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
 Name = Annotated[
@@ -37,12 +46,17 @@ class WorkloadCreate(StrictModel):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$",
         description="Container image reference, e.g. `berth/busybox:latest`.",
     )
-    command: str | list[Annotated[str, StringConstraints(max_length=65536)]] | None = Field(
+    command: Command | None = Field(
         default=None,
         description="A string run by `/bin/sh -c`, or an argv list; default: the image's own.",
     )
-    env: dict[EnvName, Annotated[str, StringConstraints(max_length=65536)]] = Field(
-        default_factory=dict, max_length=200, description="Environment variables."
+    env: Annotated[
+        dict[EnvName, Annotated[str, StringConstraints(max_length=MAX_ENV_VALUE_CHARS)]],
+        EnvTotal,
+    ] = Field(
+        default_factory=dict,
+        max_length=MAX_ENV_ENTRIES,
+        description="Environment variables: at most 200, 256 KiB of names and values in all.",
     )
     port: int | None = Field(
         default=None, ge=1, le=65535, description="Services: the port the task listens on."
@@ -145,7 +159,7 @@ class LogsOut(BaseModel):
 
 class SecretSet(StrictModel):
     key: EnvName
-    value: str = Field(max_length=65536)
+    value: str = Field(max_length=MAX_ENV_VALUE_CHARS)
 
 
 class SecretKeyOut(BaseModel):
@@ -171,17 +185,20 @@ class Deleted(BaseModel):
 class ExecRequest(StrictModel):
     """Body of `POST /v1/compute/{id}/exec`."""
 
-    command: str | list[Annotated[str, StringConstraints(max_length=65536)]] = Field(
+    command: Command = Field(
         description="A string run by `/bin/sh -c`, or an argv list (no shell needed)."
     )
     stdin: str | None = Field(
-        default=None, max_length=1024 * 1024, description="Written to the command's stdin."
+        default=None,
+        max_length=MAX_EXEC_STDIN_CHARS,
+        description="Written to the command's stdin.",
     )
     timeout_seconds: int = Field(
         default=30, ge=1, le=600, description="The command is killed after this long."
     )
     task: str | None = Field(
         default=None,
+        max_length=MAX_RUN_ID_CHARS,
         description="The run id of the task to run in; default: a running task (lowest slot).",
     )
     stream: bool = Field(
@@ -204,7 +221,9 @@ class ExecResult(BaseModel):
 class ShellRequest(StrictModel):
     """Body of `POST /v1/compute/{id}/shell` (optional)."""
 
-    task: str | None = Field(default=None, description="Run id of the task; default: any.")
+    task: str | None = Field(
+        default=None, max_length=MAX_RUN_ID_CHARS, description="Run id of the task; default: any."
+    )
     cols: int = Field(default=80, ge=10, le=1000)
     rows: int = Field(default=24, ge=5, le=1000)
 

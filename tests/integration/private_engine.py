@@ -47,6 +47,9 @@ class PrivateEngine:
         self.log_path = self.root / "dockerd.log"
         self.cgroup_parent = f"berth-test-engine-{self.root.name.rsplit('-', 1)[-1]}"
         self.process: subprocess.Popen[bytes] | None = None
+        self._bridges: set[str] = set()
+        """Bridge interfaces of this engine's networks, as last seen: removed at cleanup if
+        the engine could not remove them itself."""
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -111,6 +114,7 @@ class PrivateEngine:
         restart. Tasks keep running in their shims until the restarted engine deals with them.
         """
         assert self.process is not None
+        self._note_bridges()
         self.process.send_signal(sig)
         self.process.wait(timeout=60)
         containerd = self._containerd_pid()
@@ -144,6 +148,7 @@ class PrivateEngine:
         try:
             if not self.ping():
                 self.start()
+            self._note_bridges()
             self._remove_everything()
         except (AssertionError, OSError, httpx.HTTPError, subprocess.SubprocessError):
             pass  # the forceful steps below still run
@@ -163,7 +168,18 @@ class PrivateEngine:
         for cgroup in sorted(self._cgroups(), key=lambda p: -len(p.parts)):
             with contextlib.suppress(OSError):
                 cgroup.rmdir()
+        for bridge in self._bridges:
+            if Path(f"/sys/class/net/{bridge}").exists():
+                subprocess.run(["ip", "link", "delete", bridge], check=False, capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def _note_bridges(self) -> None:
+        """Remember the bridge interface of each of the engine's bridge networks."""
+        with contextlib.suppress(httpx.HTTPError), self.client(timeout=10) as client:
+            for network in client.get("/networks").json():
+                if network["Driver"] == "bridge":
+                    name = network.get("Options", {}).get("com.docker.network.bridge.name")
+                    self._bridges.add(name or f"br-{network['Id'][:12]}")
 
     def _remove_everything(self) -> None:
         with self.client(timeout=60) as client:

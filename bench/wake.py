@@ -2,7 +2,8 @@
 
 Two figures, each next to the container engine in the same run (ratios of medians):
 
-- **wake from zero**: a service stopped with `POST /stop` (status `stopped`, no task) gets one
+- **wake from zero**: a service that scales to zero, put to sleep with `POST /stop` (status
+  `stopped`, no task running, its standby task created), gets one
   `GET /` through berth's HTTP gateway (`Host: <id>.localhost`); the gateway holds it while the
   service wakes. Timed until its `200`. Baseline: `docker start` of a stopped container of the
   same image and command, then `GET` on its published port every poll until the first `200`.
@@ -229,7 +230,7 @@ class WakeBench:
             raise BenchError(f"service {body['status']}: {body['status_reason']}")
         return body
 
-    async def _create_service(self, name: str) -> str:
+    async def _create_service(self, name: str, *, scale_to_zero: bool = False) -> str:
         body = {
             "name": name,
             "type": "service",
@@ -238,6 +239,9 @@ class WakeBench:
             "command": SERVICE_COMMAND,
             "replicas": 1,
         }
+        if scale_to_zero:
+            # Put to sleep by hand (POST /stop) each round, never by the idle timer.
+            body |= {"scale_to_zero": True, "idle_timeout_seconds": 86400}
         response = await self.api.post("/v1/compute", json=body)
         if response.status_code != 201:
             raise BenchError(f"create answered {response.status_code}: {response.text}")
@@ -284,7 +288,9 @@ class WakeBench:
     # -- set-up: the service to wake and the baseline container --------------------------
 
     async def setup(self) -> None:
-        self.service_id = await self._create_service(f"bench-wake-{uuid.uuid4().hex[:8]}")
+        self.service_id = await self._create_service(
+            f"bench-wake-{uuid.uuid4().hex[:8]}", scale_to_zero=True
+        )
         await self._first_200(self.gateway, time.perf_counter(), f"{self.service_id}.localhost")
         # One container, created once, started and stopped every round; its host port is
         # pinned so it stays the same across restarts, as the service's URL does.
@@ -307,11 +313,14 @@ class WakeBench:
         await self._until(stopped, f"{self.service_id} to be stopped")
         label = f"{WORKLOAD_LABEL}={self.service_id}"
 
-        async def quiet() -> bool | None:
-            live = [c for c in await self.engine.containers(label) if c["State"] != "exited"]
-            return None if live else True
+        async def asleep() -> bool | None:
+            # Asleep as a scaled-to-zero service is after a while: no task running, the
+            # standby task created (see docs/api.md, "Scale to zero").
+            states = [c["State"] for c in await self.engine.containers(label)]
+            quiet = not [state for state in states if state not in ("exited", "created")]
+            return True if quiet and "created" in states else None
 
-        await self._until(quiet, f"{self.service_id}'s containers to stop")
+        await self._until(asleep, f"{self.service_id} to sleep with its standby task")
 
     async def wake_berth(self) -> float:
         await self._berth_asleep()

@@ -21,6 +21,7 @@ from berth.api.workloads import build_workloads_router
 from berth.bootstrap import instance_id, open_domain
 from berth.config import Settings
 from berth.control.supervisor import Controllers
+from berth.domain.shells import end_orphaned_sessions
 from berth.gateway.public import PublicGateway
 from berth.gateway.ssh import SshGateway
 from berth.gateway.ssh_authorizer import DomainSshAuthorizer
@@ -51,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.settings = settings
         app.state.replay_secret = secrets.token_urlsafe(32)
         app.state.controllers = controllers
+        await end_orphaned_sessions(domain)
         ssh = SshGateway(
             host=settings.ssh_host,
             port=settings.ssh_port,

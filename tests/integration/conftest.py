@@ -24,6 +24,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
 
 
 @pytest.fixture
+def crashable(tmp_path: Path) -> Iterator[BerthServer]:
+    """A server of the test's own (~2 s to start), for tests that kill and restart it."""
+    srv = BerthServer(tmp_path / "data", env={"BERTH_LOG_LEVEL": "info"})
+    srv.start()
+    yield srv
+    srv.stop()
+    srv.remove_containers()
+
+
+@pytest.fixture
 def tenant(server: BerthServer) -> Iterator[Tenant]:
     t = server.new_tenant()
     yield t

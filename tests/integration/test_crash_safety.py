@@ -4,8 +4,6 @@ and nothing acknowledged is lost, nothing is orphaned, no finished run loses its
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,15 +14,6 @@ from tests.integration.conftest import create, wait_workload
 from tests.integration.server import BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
-
-
-@pytest.fixture
-def crashable(tmp_path: Path) -> Iterator[BerthServer]:
-    srv = BerthServer(tmp_path / "data", env={"BERTH_LOG_LEVEL": "info"})
-    srv.start()
-    yield srv
-    srv.stop()
-    srv.remove_containers()
 
 
 CREATES_PER_THREAD = 12

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from berth.domain.billing import accrue_run_usage, require_credits
+from berth.domain.billing import accrue_run_usage, require_credits, settle_run_usage
 from berth.domain.context import Pricing
 from berth.domain.errors import PaymentRequired
 from berth.store.models import Run, User
@@ -49,3 +49,30 @@ def test_work_is_refused_once_the_balance_is_used_up() -> None:
     require_credits(User(credits=0.5))
     with pytest.raises(PaymentRequired, match="no credits left"):
         require_credits(User(credits=0.0))
+
+
+def test_settling_at_the_finish_accrues_what_the_ticks_missed() -> None:
+    run, user = fresh()
+    accrue_run_usage(run, user, until=START + timedelta(seconds=4), pricing=PRICES)
+    settle_run_usage(run, user, finished_at=START + timedelta(seconds=10), pricing=PRICES)
+    assert run.vcpu_seconds == 20.0 and run.metered_until == START + timedelta(seconds=10)
+    assert user.credits == pytest.approx(10.0 - run.credits)
+
+
+def test_ticks_past_the_task_finish_are_refunded_when_it_is_settled() -> None:
+    # The task ended at 10 s unseen (berth was down); a tick after the restart charged 60 s.
+    run, user = fresh()
+    accrue_run_usage(run, user, until=START + timedelta(seconds=60), pricing=PRICES)
+    refunded = settle_run_usage(
+        run, user, finished_at=START + timedelta(seconds=10), pricing=PRICES
+    )
+    assert run.vcpu_seconds == pytest.approx(20.0)
+    assert run.gb_seconds == pytest.approx(5.0)
+    assert run.credits == pytest.approx(20 * 0.001 + 5 * 0.0005)
+    assert refunded == pytest.approx(-50 * (2 * 0.001 + 0.5 * 0.0005))
+    assert user.credits == pytest.approx(10.0 - run.credits)
+    assert run.metered_until == START + timedelta(seconds=10)
+    # Settling again changes nothing.
+    assert (
+        settle_run_usage(run, user, finished_at=START + timedelta(seconds=10), pricing=PRICES) == 0
+    )

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from berth.api.deps import bearer_credential
 from berth.domain import errors
 from berth.domain.auth import authenticate
+from berth.runtime.base import RuntimeUnavailable
 
 log = logging.getLogger("berth.api")
 
@@ -120,6 +121,21 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+ENGINE_RETRY_AFTER_SECONDS = 5
+
+
+async def _engine_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """A call that needs the engine while it cannot be reached: 503 with the driver's
+    message (where the engine was looked for and what to do), never a 500. Calls that only
+    touch desired state never get here: they succeed and converge once the engine is back."""
+    log.warning("a request needed the container engine: %s", exc)
+    return JSONResponse(
+        error_body(str(exc), code="engine_unavailable"),
+        status_code=503,
+        headers={"Retry-After": str(ENGINE_RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
     return JSONResponse(
@@ -131,5 +147,6 @@ async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_exception_handler(errors.DomainError, _domain_error)
+    app.add_exception_handler(RuntimeUnavailable, _engine_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

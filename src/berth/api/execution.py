@@ -18,6 +18,7 @@ from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import DomainError, NotFound
 from berth.runtime.base import ExecResult as RuntimeExecResult
+from berth.runtime.base import RuntimeUnavailable
 from berth.schemas.workloads import (
     ExecRequest,
     ExecResult,
@@ -213,6 +214,9 @@ async def _stream_exec(
             run_id, result = task.result()
         except DomainError as exc:
             yield (json.dumps({"error": exc.message, "code": exc.code}) + "\n").encode()
+            return
+        except RuntimeUnavailable as exc:
+            yield (json.dumps({"error": str(exc), "code": "engine_unavailable"}) + "\n").encode()
             return
         final = exec_result_out(run_id, result).model_dump(exclude={"stdout", "stderr"})
         yield (json.dumps(final) + "\n").encode()

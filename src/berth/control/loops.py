@@ -46,21 +46,39 @@ async def run_meter(domain: Domain, interval: float) -> None:
             log.exception("meter tick failed; the next tick catches up")
 
 
+WATCH_RETRY_MAX = 8.0
+"""Most seconds between attempts to re-subscribe to a lost engine event stream."""
+
+
 async def watch_engine(runtime: Runtime, reconciler: Reconciler, instance_id: str) -> None:
-    """Kick the reconciler on every engine event for berth's tasks; reconnect on loss."""
+    """Kick the reconciler on every engine event for berth's tasks; reconnect on loss.
+
+    Once the engine answers again after a loss, the reconciler is kicked before the stream
+    is re-subscribed: what happened while the stream was away (tasks killed by an engine
+    restart) is caught up by that pass, not left to the periodic one.
+    """
     delay = 1.0
+    lost = False
     while True:
         try:
+            await runtime.ping()
+            if lost:
+                log.warning("container engine answers again; re-subscribed to its events")
+                lost = False
+                reconciler.kick()
+            delay = 1.0
             async for _event in runtime.events(labels.instance_selector(instance_id)):
-                delay = 1.0
                 reconciler.kick()
         except RuntimeDriverError as exc:
-            log.warning("engine event stream lost (%s); reconnecting in %.0fs", exc, delay)
+            if not lost:
+                log.warning("engine event stream lost (%s); reconnecting", exc)
+            lost = True
         except Exception:
             log.exception("engine event watcher failed; reconnecting in %.0fs", delay)
+            lost = True
         reconciler.kick()
         await asyncio.sleep(delay)
-        delay = min(delay * 2, 30.0)
+        delay = min(delay * 2, WATCH_RETRY_MAX)
 
 
 async def relay_domain_events(

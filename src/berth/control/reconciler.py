@@ -43,6 +43,10 @@ log = logging.getLogger("berth.reconciler")
 
 FAILED_PASS_RETRY = 1.0
 """Seconds before a pass that failed (e.g. on a database error) is tried again."""
+ENGINE_DOWN_RETRY = 2.0
+"""Seconds between passes while the engine cannot be reached, whatever the interval: the
+engine's return is noticed this fast even when its event stream has not reconnected yet."""
+MIN_WAIT = 0.05
 
 
 class Reconciler:
@@ -69,6 +73,8 @@ class Reconciler:
         self._inflight: dict[str, asyncio.Task[None]] = {}
         self.engine_error: str | None = None
         """Why the engine could not be reached in the last pass, or None when it could."""
+        self._backoff_due: datetime | None = None
+        """When the earliest crash back-off seen in the last pass ends (a replacement is due)."""
 
     def kick(self) -> None:
         """Ask for a pass as soon as possible."""
@@ -77,14 +83,25 @@ class Reconciler:
     async def run_forever(self) -> None:
         while True:
             self._wake.clear()
-            wait = self._interval
             try:
                 await self.reconcile_once()
+                wait = self._next_wait()
             except Exception:
                 log.exception("reconcile pass failed; retrying in %.0fs", FAILED_PASS_RETRY)
                 wait = FAILED_PASS_RETRY
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
+
+    def _next_wait(self) -> float:
+        """Seconds until the next pass unless something kicks: the interval, shorter while
+        the engine is away, and no later than the end of a crash back-off (nothing else
+        would wake the pass that starts the replacement)."""
+        wait = self._interval
+        if self.engine_error is not None:
+            wait = min(wait, ENGINE_DOWN_RETRY)
+        if self._backoff_due is not None:
+            wait = min(wait, (self._backoff_due - _now()).total_seconds())
+        return max(wait, MIN_WAIT)
 
     async def cancel_inflight(self) -> None:
         """Abandon engine operations under way (at shutdown); the next start redoes them."""
@@ -107,6 +124,14 @@ class Reconciler:
                     await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES)))
                 )
                 workloads = {w.id: w for w in await session.scalars(select(Workload))}
+            self._backoff_due = min(
+                (
+                    w.backoff_until
+                    for w in workloads.values()
+                    if w.backoff_until is not None and w.backoff_until > now
+                ),
+                default=None,
+            )
             try:
                 tasks = await self._runtime.list_tasks(labels.instance_selector(self._instance_id))
             except RuntimeUnavailable as exc:

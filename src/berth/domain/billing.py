@@ -3,7 +3,10 @@
 vCPU-seconds = allocated vCPUs x running seconds; GB-seconds = allocated memory in GiB
 (`memory_mb / 1024`) x running seconds; credits = the two times the operator's prices. Usage is
 written in small increments (each meter tick, and once more when a task ends), so a crash of
-berth loses at most one tick, and `metered_until` makes every increment idempotent.
+berth loses at most one tick, and `metered_until` makes every increment idempotent. When a
+task's end is recorded, its usage is settled at the engine's finish time: ticks that ran past
+it (the task ended unseen, e.g. while berth was down, and a tick after the restart charged the
+run up to then) are refunded, so a run is charged exactly for the time its task ran.
 """
 
 from __future__ import annotations
@@ -34,6 +37,27 @@ def accrue_run_usage(run: Run, user: User, *, until: datetime, pricing: Pricing)
     run.metered_until = until
     user.credits -= charged
     return charged
+
+
+def settle_run_usage(run: Run, user: User, *, finished_at: datetime, pricing: Pricing) -> float:
+    """Bring `run`'s usage to exactly its start-to-`finished_at` time; adjust `user`.
+
+    Accrues what is missing up to `finished_at`, or refunds what ticks charged past it.
+    Returns the net credits charged (negative for a refund).
+    """
+    if run.metered_until is None or run.started_at is None or run.metered_until <= finished_at:
+        return accrue_run_usage(run, user, until=finished_at, pricing=pricing)
+    settle_at = max(finished_at, run.started_at)
+    seconds = (run.metered_until - settle_at).total_seconds()
+    vcpu_seconds = min(run.cpu * seconds, run.vcpu_seconds)
+    gb_seconds = min(run.memory_mb / 1024 * seconds, run.gb_seconds)
+    refund = vcpu_seconds * pricing.per_vcpu_second + gb_seconds * pricing.per_gb_second
+    run.vcpu_seconds -= vcpu_seconds
+    run.gb_seconds -= gb_seconds
+    run.credits -= refund
+    run.metered_until = settle_at
+    user.credits += refund
+    return -refund
 
 
 def require_credits(user: User) -> None:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from berth.domain.billing import accrue_run_usage
+from berth.domain.billing import accrue_run_usage, settle_run_usage
 from berth.domain.context import Domain
 from berth.domain.events import Event
 from berth.domain.planning import crash_backoff, plan_service, ran_long_enough, workload_status
@@ -136,7 +136,7 @@ async def record_run_result(
         user = await session.get(User, run.user_id)
         workload = await session.get(Workload, run.workload_id)
         if user is not None:
-            accrue_run_usage(run, user, until=result.finished_at, pricing=domain.pricing)
+            settle_run_usage(run, user, finished_at=result.finished_at, pricing=domain.pricing)
         run.exit_code = result.exit_code
         run.finished_at = result.finished_at
         run.logs_archived = result.logs_archived

@@ -121,6 +121,20 @@ async def end_session(domain: Domain, session_id: str, *, exit_code: int | None)
             row.status, row.ended_at, row.exit_code = "ended", datetime.now(UTC), exit_code
 
 
+async def end_orphaned_sessions(domain: Domain) -> int:
+    """At start-up: sessions a previous process left `active` lost their WebSocket with it
+    (a crash gives no chance to record their end); they are ended now, without an exit
+    code. Returns how many."""
+    now = datetime.now(UTC)
+    async with domain.store.transaction() as session:
+        ended = await session.execute(
+            update(ShellSession)
+            .where(ShellSession.status == "active")
+            .values(status="ended", ended_at=now)
+        )
+    return int(ended.rowcount)  # type: ignore[attr-defined]
+
+
 async def list_sessions(domain: Domain, actor: Actor, workload_id: str) -> list[ShellSession]:
     async with domain.store.reading() as session:
         await load_compute_user(session, actor.user_id)

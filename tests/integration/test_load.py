@@ -5,14 +5,14 @@ bare ASGI baseline; this test is the pass/fail part.
 
 Memory criterion. The RSS of the server's process tree is sampled every second. The first
 half of the load is the warm-up (SQLAlchemy's statement cache, pydantic's validators, the
-allocator's arenas and the engine connection pool all grow to their working size there); over
-the second half the server must not grow by more than RSS_GROWTH_MIB (end minus half-time,
-each the median of the samples within 3 s, so one noisy sample decides nothing) and the
-least-squares slope of the second half must stay under RSS_SLOPE_MIB_PER_MINUTE. A leak of
-1 KiB per request at this test's rate (a few hundred requests/s on a quiet machine, a few
-dozen on a loaded CI runner) grows RSS by several MiB a minute and fails the slope bound over
-repeated runs; steady-state noise measured over many runs of this test stays within about
-±3 MiB and a slope of a few MiB/min.
+allocator's arenas and the connection pools grow to their working size there, and RSS climbs
+steeply, then ever more slowly); over the second half the server must grow by at most
+RSS_GROWTH_MIB (end minus half-time, each the median of the samples within 3 s, so no single
+sample decides). At this test's rate (a few dozen requests/s on a loaded two-core runner,
+more on a quiet one) that catches a leak of about 10 KiB per request or more, or any cache
+growing without bound at a similar rate; measured runs grow 1-3 MiB there. The slope bound
+(least squares over the second half) only guards against a climb steep enough to hide
+between the two medians. Slower leaks need the longer run of `python -m bench.load`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ WARMUP_SECONDS = 5.0
 CLIENTS = 16
 JOB_RUNS_PER_SECOND = 0.5
 RSS_GROWTH_MIB = 8.0
-RSS_SLOPE_MIB_PER_MINUTE = 12.0
+RSS_SLOPE_MIB_PER_MINUTE = 24.0
 LOG_PROBLEMS = re.compile(r"Traceback|database is locked| ERROR ")
 
 

@@ -100,6 +100,14 @@ class Engine:
         for network in response.json():
             await self.client.delete(f"/networks/{network['Id']}")
 
+    async def remove_volumes(self, label: str) -> None:
+        """Remove every volume carrying `label` (dev boxes' mount paths)."""
+        filters = json.dumps({"label": [label]})
+        response = await self.client.get("/volumes", params={"filters": filters})
+        self._check(response, "list volumes", (200,))
+        for volume in response.json().get("Volumes") or []:
+            await self.client.delete(f"/volumes/{volume['Name']}")
+
     async def remove_all(self, label: str) -> int:
         """Remove every container carrying `label`; how many there were."""
         found = await self.containers(label)

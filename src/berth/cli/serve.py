@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from typing import Any
 
 import uvicorn
 
@@ -41,10 +42,19 @@ def serve(settings: Settings, *, log_level: str) -> None:
         file=sys.stderr,
         flush=True,
     )
+    run_asgi_server(
+        create_app(settings), host=settings.host, port=settings.port, log_level=log_level
+    )
+
+
+def run_asgi_server(app: Any, *, host: str, port: int, log_level: str) -> None:
+    """Serve an ASGI app on uvicorn as berth does (its loop and HTTP implementation, no access
+    log, logging through the root logger); the load benchmark's bare-app baseline calls this
+    too, so both sides of its ratio run on the same server stack."""
     uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
+        app,
+        host=host,
+        port=port,
         log_level=log_level.lower(),
         access_log=False,
         log_config=None,  # uvicorn logs through the root logger, and so through the filter

@@ -1,0 +1,151 @@
+"""A whole load run against a berth server, as the benchmark and the test suite run it.
+
+Setup (fixtures per tenant), a short idle spell to sample memory at rest, then `clients`
+concurrent clients for `warmup + seconds`, with the server's RSS sampled every second
+throughout; afterwards every client's acknowledged writes are read back, and the job runs
+they started are waited for. Nothing is judged here: the caller decides what passes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from berth.testing.load_driver import drive
+from berth.testing.load_mix import LoadClient, RateGate, TenantAccess
+from berth.testing.load_record import LoadRecord
+from berth.testing.load_setup import prepare_tenant
+from berth.testing.load_verify import Verification, verify_clients, wait_runs_finished
+from berth.testing.process_memory import (
+    MIB,
+    MemoryGrowth,
+    RssSampler,
+    memory_growth,
+    tree_cpu_seconds,
+)
+
+CLIENTS_PER_TENANT = 4
+"""Each client of a tenant owns different container objects (see `LoadClient`)."""
+IDLE_SECONDS = 3.0
+"""Memory is sampled at rest this long before the load starts."""
+
+
+def tenants_needed(clients: int) -> int:
+    return -(-clients // CLIENTS_PER_TENANT)
+
+
+@dataclass
+class LoadRun:
+    record: LoadRecord
+    memory: MemoryGrowth
+    rss_timeline_mib: list[float]
+    """One sample per second from the idle spell to the end of the load."""
+    writes: Verification
+    runs: Verification
+    acknowledged_writes: int
+    wall_seconds: float
+    server_cpu_seconds: float
+    client_cpu_seconds: float
+
+    def summary(self) -> dict[str, Any]:
+        wall = self.wall_seconds
+        return {
+            **self.record.summary(),
+            "acknowledged_writes": self.acknowledged_writes,
+            "writes_checked": self.writes.checked,
+            "writes_missing": self.writes.problems,
+            "job_runs_checked": self.runs.checked,
+            "job_runs_not_succeeded": self.runs.problems,
+            "memory": self.memory.as_dict(),
+            "rss_timeline_mib": [round(v, 1) for v in self.rss_timeline_mib],
+            "wall_seconds": round(wall, 1),
+            "server_cpu_percent": round(100 * self.server_cpu_seconds / wall, 1),
+            "client_cpu_percent": round(100 * self.client_cpu_seconds / wall, 1),
+        }
+
+
+def new_http(base_url: str) -> httpx.AsyncClient:
+    """One keep-alive connection per client, as a separate program would hold."""
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=30,
+        limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+    )
+
+
+async def run_berth_load(
+    *,
+    base_url: str,
+    server_pid: int,
+    tenants: list[TenantAccess],
+    clients: int,
+    seconds: float,
+    warmup: float,
+    image: str,
+    job_runs_per_second: float,
+    runs_within_seconds: float = 120.0,
+) -> LoadRun:
+    fixtures = await asyncio.gather(
+        *(
+            prepare_tenant(base_url, access, image=image, label=f"t{number}")
+            for number, access in enumerate(tenants)
+        )
+    )
+    record = LoadRecord()
+    gate = RateGate(job_runs_per_second)
+    https = [new_http(base_url) for _ in range(clients)]
+    load_clients = [
+        LoadClient(
+            http=https[number],
+            record=record,
+            tenant=fixtures[number // CLIENTS_PER_TENANT],
+            index=number % CLIENTS_PER_TENANT,
+            image=image,
+            job_gate=gate,
+            seed=number,
+        )
+        for number in range(clients)
+    ]
+    sampler = RssSampler(server_pid)
+    sampling = asyncio.create_task(sampler.run(), name="rss-sampler")
+    try:
+        await asyncio.sleep(IDLE_SECONDS)  # memory at rest, sampled meanwhile
+        load_start = time.monotonic()
+        server_cpu, client_cpu = tree_cpu_seconds(server_pid), time.process_time()
+        _window_start, window_end = await drive(
+            load_clients, record=record, seconds=seconds, warmup=warmup
+        )
+        server_cpu = tree_cpu_seconds(server_pid) - server_cpu
+        client_cpu = time.process_time() - client_cpu
+        load_end = time.monotonic()
+        sampler.sample()
+    finally:
+        sampling.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampling
+        for http in https:
+            await http.aclose()
+    memory = memory_growth(
+        sampler.samples,
+        load_start=load_start,
+        warmup_end=(load_start + min(window_end, load_end)) / 2,
+        load_end=load_end,
+    )
+    writes = await verify_clients(base_url, load_clients)
+    runs = await wait_runs_finished(base_url, load_clients, within_seconds=runs_within_seconds)
+    return LoadRun(
+        record=record,
+        memory=memory,
+        rss_timeline_mib=[v / MIB for _t, v in sampler.samples],
+        writes=writes,
+        runs=runs,
+        acknowledged_writes=sum(c.writes for c in load_clients),
+        wall_seconds=load_end - load_start,
+        server_cpu_seconds=server_cpu,
+        client_cpu_seconds=client_cpu,
+    )

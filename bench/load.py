@@ -89,8 +89,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def serve_bare(port: int) -> None:
     # Imported here so the parent process does not load the server for nothing.
     from berth.cli.serve import run_asgi_server  # noqa: PLC0415
+    from berth.config import Settings  # noqa: PLC0415
 
-    run_asgi_server(bare_app, host="127.0.0.1", port=port, log_level="warning")
+    defaults = Settings()
+    run_asgi_server(
+        bare_app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        max_head_bytes=defaults.max_request_head_bytes,
+        max_message_bytes=defaults.max_request_bytes,
+    )
 
 
 class BareServer:

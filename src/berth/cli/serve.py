@@ -43,14 +43,28 @@ def serve(settings: Settings, *, log_level: str) -> None:
         flush=True,
     )
     run_asgi_server(
-        create_app(settings), host=settings.host, port=settings.port, log_level=log_level
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        max_head_bytes=settings.max_request_head_bytes,
+        max_message_bytes=settings.max_request_bytes,
     )
 
 
-def run_asgi_server(app: Any, *, host: str, port: int, log_level: str) -> None:
-    """Serve an ASGI app on uvicorn as berth does (its loop and HTTP implementation, no access
-    log, logging through the root logger); the load benchmark's bare-app baseline calls this
-    too, so both sides of its ratio run on the same server stack."""
+def run_asgi_server(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    max_head_bytes: int,
+    max_message_bytes: int,
+) -> None:
+    """Serve an ASGI app on uvicorn as berth does (its loop and HTTP implementation with
+    berth's request-head cap, no access log, logging through the root logger); the load
+    benchmark's bare-app baseline calls this too, so both sides of its ratio run on the same
+    server stack."""
     uvicorn.run(
         app,
         host=host,
@@ -58,6 +72,6 @@ def run_asgi_server(app: Any, *, host: str, port: int, log_level: str) -> None:
         log_level=log_level.lower(),
         access_log=False,
         log_config=None,  # uvicorn logs through the root logger, and so through the filter
-        http=head_limited_protocol(settings.max_request_head_bytes),
-        ws_max_size=settings.max_request_bytes,  # one WebSocket message, like one body
+        http=head_limited_protocol(max_head_bytes),
+        ws_max_size=max_message_bytes,  # one WebSocket message, like one body
     )

@@ -137,6 +137,9 @@ def create_body(spec: TaskSpec) -> Json:
         # The engine's default capabilities minus those a workload has no use for: NET_RAW
         # (raw and packet sockets: forged frames, ARP spoofing on the task's network).
         "CapDrop": list(DROPPED_CAPABILITIES),
+        # The engine's default on cgroup v1 is the host's cgroup namespace, which shows the
+        # task the host's cgroup tree; a private one shows only its own (v2's default).
+        "CgroupnsMode": "private",
         # A tiny init as PID 1 forwards SIGTERM to the command (a shell or server started as
         # PID 1 would ignore it, so every stop would wait out the grace period) and reaps
         # zombies; the command's exit code is passed through unchanged.

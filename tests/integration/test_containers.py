@@ -316,7 +316,8 @@ def test_the_terminal_refuses_a_stopped_container(
     with pytest.raises(InvalidStatus) as refused:
         terminal(server, tenant, box["id"]).close()
     assert refused.value.response.status_code == 409
-    assert json.loads(refused.value.response.body or b"{}") == {"error": "container not running"}
+    body = json.loads(refused.value.response.body or b"{}")
+    assert (body["error"], body["code"]) == ("container not running", "conflict")
 
 
 def test_healthz(server: BerthServer) -> None:

@@ -187,7 +187,8 @@ def test_token_misuse_is_refused_before_any_shell_starts(
     target = url if misuse == "missing" else f"{url}?token={token}"
     with pytest.raises(InvalidStatus) as refused:
         connect(target).close()
-    assert refused.value.response.status_code == 403
+    assert refused.value.response.status_code == 401
+    assert json.loads(refused.value.response.body)["code"] == "unauthenticated"
 
 
 def test_the_session_ends_when_the_task_stops(tenant: Tenant) -> None:

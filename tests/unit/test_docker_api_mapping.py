@@ -63,6 +63,8 @@ def test_create_body_limits_and_ports() -> None:
     assert host["PidsLimit"] == 99
     assert host["SecurityOpt"] == ["no-new-privileges"]
     assert host["Privileged"] is False and host["Init"] is True
+    assert host["CapDrop"] == ["NET_RAW"] and "CapAdd" not in host
+    assert host["CgroupnsMode"] == "private"
     assert host["LogConfig"] == {
         "Type": "json-file",
         "Config": {"max-size": "1000", "max-file": "1"},

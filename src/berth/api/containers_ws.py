@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 
 from fastapi import APIRouter, WebSocket
-from fastapi.responses import JSONResponse
 from sqlalchemy import select
 from starlette.websockets import WebSocketDisconnect
 
@@ -26,6 +25,7 @@ from berth.api.containers import container_out
 from berth.api.deps import bearer_credential_ws
 from berth.api.errors import CONTAINERS_STATUS_BY_ERROR
 from berth.api.shell_stream import serve_terminal
+from berth.api.ws_handshake import refuse_handshake
 from berth.domain import containers
 from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor, authenticate, resolve_actor
@@ -38,14 +38,7 @@ router = APIRouter(tags=["containers"])
 
 
 async def _deny(websocket: WebSocket, exc: DomainError) -> None:
-    status = next(
-        (code for kind, code in CONTAINERS_STATUS_BY_ERROR.items() if isinstance(exc, kind)),
-        400,
-    )
-    try:
-        await websocket.send_denial_response(JSONResponse({"error": exc.message}, status))
-    except RuntimeError:  # the server cannot send an HTTP answer to a WebSocket handshake
-        await websocket.close(code=1008, reason=exc.message[:120])
+    await refuse_handshake(websocket, exc, CONTAINERS_STATUS_BY_ERROR)
 
 
 async def _actor(websocket: WebSocket, domain: Domain) -> Actor:

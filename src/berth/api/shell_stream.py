@@ -12,9 +12,9 @@ Protocols:
 
 The token (from `?token=` or `Authorization: Bearer`) is checked and used up before the
 WebSocket is accepted, so a wrong, reused, expired or foreign token gets the handshake
-refused (HTTP 403) and no shell ever starts. The session ends when the shell exits, the
-client leaves, the task stops, or the workload is deleted; input and output are recorded in
-an asciicast v2 transcript.
+refused (HTTP 401 with the JSON error body) and no shell ever starts. The session ends when
+the shell exits, the client leaves, the task stops, or the workload is deleted; input and
+output are recorded in an asciicast v2 transcript.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from berth.api.deps import bearer_credential_ws
+from berth.api.errors import STATUS_BY_ERROR
+from berth.api.ws_handshake import refuse_handshake
 from berth.domain import shells
 from berth.domain.context import Domain
 from berth.domain.errors import DomainError
@@ -49,7 +51,7 @@ async def shell_stream(websocket: WebSocket, session_id: str) -> None:
         claimed = await shells.claim_session(domain, session_id, bearer_credential_ws(websocket))
     except DomainError as exc:
         log.info("shell session %s refused: %s", session_id, exc.message)
-        await websocket.close(code=1008, reason=exc.message[:120])
+        await refuse_handshake(websocket, exc, STATUS_BY_ERROR)
         return
     row = claimed.session
     exit_code: int | None = None

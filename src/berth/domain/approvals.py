@@ -2,8 +2,8 @@
 
 With an API key, the actions of the company's policy (create, exec and shell by default) do
 not run: the request is stored exactly (method, path, body, and who sent it) and the caller
-gets `ApprovalRequired`. A human of the company approves or rejects it. On approval the
-request is replayed once, as the original caller, and its response is kept on the approval;
+gets `ApprovalRequired`. A human, the user the call acts for, approves or rejects it. On
+approval the request is replayed once, as the original caller, and its response is kept;
 the agent reads it with GET, or repeats the same request naming the approval and gets that
 same response. An approval is bound to its user, method, path and body, expires, and its
 request runs at most once: only the approving transaction's winner replays it.
@@ -151,14 +151,21 @@ def _note(approval: Approval) -> str:
     return f": {approval.note}" if approval.note else ""
 
 
+def _visible_to(approval: Approval, principal: Principal) -> bool:
+    """Who sees an approval: an operator key, any of its company's; a human (session token),
+    those of their own user (the calls their agents made, which run on their workloads); any
+    other key, only its own. Another user's approval is as unknown as another's workload."""
+    if approval.company_id != principal.company_id:
+        return False
+    if principal.kind == "session":
+        return approval.user_id == principal.user_id
+    return principal.is_operator or approval.key_id == principal.key_id
+
+
 async def _load_for_caller(domain: Domain, principal: Principal, approval_id: str) -> Approval:
-    """An approval the caller may see: any of the company for a human, its own for a key."""
     async with domain.store.reading() as session:
         approval = await session.get(Approval, approval_id)
-    if approval is None or approval.company_id != principal.company_id:
-        raise NotFound(f"approval {approval_id} not found")
-    own_only = principal.kind == "api_key" and not principal.is_operator
-    if own_only and approval.key_id != principal.key_id:
+    if approval is None or not _visible_to(approval, principal):
         raise NotFound(f"approval {approval_id} not found")
     return approval
 
@@ -179,10 +186,12 @@ async def _current_status(domain: Domain, approval: Approval) -> str:
 async def list_approvals(
     domain: Domain, principal: Principal, *, status: str | None
 ) -> list[Approval]:
-    """The company's approvals (a key sees its own), pending first, newest first."""
+    """The approvals the caller may see (`_visible_to`), pending first, newest first."""
     async with domain.store.reading() as session:
         query = select(Approval).where(Approval.company_id == principal.company_id)
-        if principal.kind == "api_key" and not principal.is_operator:
+        if principal.kind == "session":
+            query = query.where(Approval.user_id == principal.user_id)
+        elif not principal.is_operator:
             query = query.where(Approval.key_id == principal.key_id)
         rows = list(await session.scalars(query.order_by(Approval.created_at.desc())))
     for row in rows:
@@ -206,10 +215,13 @@ async def decide(
     approve: bool,
     note: str | None,
 ) -> Approval:
-    """Record a human's decision. Only the call that moves it out of `pending` wins."""
+    """Record a human's decision. Only the call that moves it out of `pending` wins.
+
+    An approval the caller cannot see is `NotFound` before anything else, so a key learns
+    nothing of another's approvals; a key's own is then `Forbidden` (agents never decide)."""
+    approval = await _load_for_caller(domain, principal, approval_id)
     if principal.kind != "session" or principal.user_id is None:
         raise Forbidden("approvals are decided by a human: use a session token, not an API key")
-    approval = await _load_for_caller(domain, principal, approval_id)
     if await _current_status(domain, approval) == "expired":
         raise Gone(f"approval {approval_id} expired")
     async with domain.store.transaction() as session:

@@ -118,6 +118,12 @@ def state_from_list_entry(entry: Json) -> TaskState:
     )
 
 
+DROPPED_CAPABILITIES = ("NET_RAW",)
+"""Removed from every task. Unprivileged ICMP (iputils `ping`) still works through the ping
+sockets the engine allows in each task's network namespace; busybox `ping` needs raw sockets
+and does not."""
+
+
 def create_body(spec: TaskSpec) -> Json:
     memory = spec.memory_mb * 1024 * 1024
     port_keys = [f"{port}/tcp" for port in spec.ports]
@@ -128,6 +134,12 @@ def create_body(spec: TaskSpec) -> Json:
         "PidsLimit": spec.pids_limit,
         "SecurityOpt": ["no-new-privileges"],
         "Privileged": False,
+        # The engine's default capabilities minus those a workload has no use for: NET_RAW
+        # (raw and packet sockets: forged frames, ARP spoofing on the task's network).
+        "CapDrop": list(DROPPED_CAPABILITIES),
+        # The engine's default on cgroup v1 is the host's cgroup namespace, which shows the
+        # task the host's cgroup tree; a private one shows only its own (v2's default).
+        "CgroupnsMode": "private",
         # A tiny init as PID 1 forwards SIGTERM to the command (a shell or server started as
         # PID 1 would ignore it, so every stop would wait out the grace period) and reaps
         # zombies; the command's exit code is passed through unchanged.

@@ -32,7 +32,7 @@ class ApprovalsAPI:
         self._routes = ApprovalRoutes()
 
     def list(self, status: str | None = None) -> list[ApprovalOut]:
-        """The company's approvals, pending first; `status` filters (`pending`, ...)."""
+        """The approvals the caller may see, pending first; `status` filters (`pending`, ...)."""
         return self._t.call(self._routes.list(status)).approvals
 
     def get(self, approval_id: str) -> ApprovalOut:

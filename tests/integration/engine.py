@@ -1,0 +1,52 @@
+"""What the container engine itself says about berth's tasks, read over its API.
+
+Tests that judge how berth configured a task (privileges, mounts, networks) ask the engine
+directly, as an operator would with `docker inspect`, instead of trusting berth's own view.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from berth.domain import labels
+from tests.integration.server import BerthServer
+
+ENGINE_SOCKET = "/var/run/docker.sock"
+
+
+def engine_client() -> httpx.Client:
+    return httpx.Client(
+        transport=httpx.HTTPTransport(uds=ENGINE_SOCKET), base_url="http://engine", timeout=30
+    )
+
+
+def running_tasks_of(server: BerthServer, workload_id: str) -> list[dict[str, Any]]:
+    """`/containers/<id>/json` of the workload's running tasks on this server's instance."""
+    selector = [f"{labels.INSTANCE}={server.instance_id()}", f"{labels.WORKLOAD}={workload_id}"]
+    with engine_client() as engine:
+        listed = engine.get("/containers/json", params={"filters": json.dumps({"label": selector})})
+        assert listed.status_code == 200, listed.text
+        inspected = []
+        for entry in listed.json():
+            response = engine.get(f"/containers/{entry['Id']}/json")
+            assert response.status_code == 200, response.text
+            inspected.append(response.json())
+    return inspected
+
+
+def task_ip(task: dict[str, Any]) -> str:
+    """The task's address on its (single) network."""
+    (network,) = task["NetworkSettings"]["Networks"].values()
+    address: str = network["IPAddress"]
+    assert address, task["NetworkSettings"]
+    return address
+
+
+def task_gateway(task: dict[str, Any]) -> str:
+    """The host's address on the task's network."""
+    (network,) = task["NetworkSettings"]["Networks"].values()
+    gateway: str = network["Gateway"]
+    return gateway

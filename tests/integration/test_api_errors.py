@@ -485,6 +485,9 @@ SCALE_BODIES = [
     pytest.param({"count": 1001}, "count", id="above-1000"),
     pytest.param({"count": "two"}, "count", id="a-word"),
     pytest.param({"count": 1.5}, "count", id="a-fraction"),
+    pytest.param({"count": "2"}, "count", id="a-numeric-string"),
+    pytest.param({"count": False}, "count", id="false-is-not-zero"),
+    pytest.param({"count": True}, "count", id="true-is-not-one"),
     pytest.param({}, "count", id="missing"),
     pytest.param({"count": 0, "replicas": 2}, "replicas", id="unknown-field"),
 ]

@@ -13,7 +13,7 @@ KeyId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class ContainerCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=63)] = Field(
         description="Display name."
@@ -58,7 +58,7 @@ class StatusOk(BaseModel):
 
 
 class SshKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=100)]
     public_key: Annotated[str, StringConstraints(min_length=1, max_length=16384)]
@@ -77,13 +77,13 @@ class SshKeyList(BaseModel):
 
 
 class SshAccess(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     ssh_enabled: bool
 
 
 class IngressRuleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     port: int = Field(ge=-(2**31), le=2**31, description="External port: 80, 443 or 8000-8999.")
     target_port: int | None = Field(
@@ -103,7 +103,7 @@ class IngressRuleList(BaseModel):
 
 
 class MountPaths(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     mount_paths: list[MountPath] = Field(max_length=20)
 

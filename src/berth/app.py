@@ -17,6 +17,7 @@ from berth.api.execution import build_execution_router
 from berth.api.gate import install_gate_handlers
 from berth.api.json_body import AssumeJsonBody
 from berth.api.limits import install_request_limits
+from berth.api.openapi import install_openapi
 from berth.api.workloads import build_workloads_router
 from berth.bootstrap import instance_id, open_domain
 from berth.config import Settings
@@ -83,6 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
     )
+    install_openapi(app)
     install_error_handlers(app)
     install_gate_handlers(app)
     app.add_middleware(AssumeJsonBody)

@@ -353,6 +353,64 @@ def test_a_body_nested_too_deeply_to_parse_is_a_400_malformed_json(client: httpx
     assert workload_names(client) == ORIGINAL_NAMES
 
 
+LONE_SURROGATE = "\\ud800"
+"""A JSON escape of half a UTF-16 pair: Python's json decodes it, but it is not text."""
+
+
+@pytest.mark.parametrize(
+    ("route", "template", "where"),
+    [
+        pytest.param("", '{"name": "a", "type": "job", "image": "x", "command": "%s"}', "command"),
+        pytest.param("", '{"name": "a", "type": "job", "image": "x", "env": {"%s": "v"}}', "env."),
+        pytest.param("/{service}/exec", '{"command": ["echo", "%s"]}', "command.1"),
+        pytest.param("/{service}/shell", '{"task": "%s"}', "task"),
+        pytest.param("/{schedule}/secrets", '{"key": "K", "value": "%s"}', "value"),
+    ],
+)
+def test_a_string_holding_a_lone_surrogate_is_malformed_json_naming_where(
+    client: httpx.Client, workload_ids: dict[str, str], route: str, template: str, where: str
+) -> None:
+    """Such a string passed validation where a field takes any string, then failed to encode
+    on its way to the engine or the store: a 500."""
+    url = "/v1/compute" + route.format(**workload_ids)
+    content = (template % LONE_SURROGATE).encode()
+    body = assert_refused(client.post(url, content=content), status=400, field=None)
+    assert body["code"] == "malformed_json"
+    assert f"{where}" in body["error"] and "surrogate" in body["error"], body
+    assert workload_names(client) == ORIGINAL_NAMES
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "fields"),
+    [
+        pytest.param("", job(command=42), ["command", "command"], id="create-command"),
+        pytest.param("", job(env={"1A": "v"}), ["env.1A"], id="create-env-key"),
+        pytest.param(
+            "/{service}/exec", {"command": ["echo", 5]}, ["command", "command.1"], id="exec-argv"
+        ),
+    ],
+)
+def test_an_error_in_a_field_of_several_shapes_names_the_field_sent(
+    client: httpx.Client, workload_ids: dict[str, str], route: str, body: Any, fields: list[str]
+) -> None:
+    """Not pydantic's names of the shapes it tried (`command.str`, `env.1A.[key]`): a
+    string-or-argv `command` is wrong as a string (`command`) and as an argv (`command.1`)."""
+    response = client.post("/v1/compute" + route.format(**workload_ids), json=body)
+    refused = assert_refused(response, status=422, field=fields[0])
+    assert [item["field"] for item in refused["errors"]] == fields
+
+
+def test_a_surrogate_pair_is_text_and_accepted(
+    client: httpx.Client, workload_ids: dict[str, str]
+) -> None:
+    url = f"/v1/compute/{workload_ids['schedule']}/secrets"
+    content = b'{"key": "EMOJI", "value": "\\ud83d\\ude00"}'
+    assert client.post(url, content=content).status_code == 200
+    revealed = client.get(f"{url}/EMOJI/reveal").json()
+    client.delete(f"{url}/EMOJI")
+    assert revealed["value"] == "\U0001f600"
+
+
 @pytest.mark.parametrize(
     "content",
     [
@@ -447,6 +505,9 @@ SCALE_BODIES = [
     pytest.param({"count": 1001}, "count", id="above-1000"),
     pytest.param({"count": "two"}, "count", id="a-word"),
     pytest.param({"count": 1.5}, "count", id="a-fraction"),
+    pytest.param({"count": "2"}, "count", id="a-numeric-string"),
+    pytest.param({"count": False}, "count", id="false-is-not-zero"),
+    pytest.param({"count": True}, "count", id="true-is-not-one"),
     pytest.param({}, "count", id="missing"),
     pytest.param({"count": 0, "replicas": 2}, "replicas", id="unknown-field"),
 ]

@@ -284,6 +284,24 @@ def test_create_errors(
     assert response.status_code == status and message in response.json()["error"]
 
 
+@pytest.mark.parametrize(
+    ("route", "body", "field"),
+    [
+        pytest.param("/compute/containers/none/ssh", {"ssh_enabled": 0}, "ssh_enabled", id="0"),
+        pytest.param(
+            "/compute/containers/none/ssh", {"ssh_enabled": "yes"}, "ssh_enabled", id="yes"
+        ),
+    ],
+)
+def test_values_of_another_json_type_are_refused_not_coerced(
+    tenant: Tenant, route: str, body: dict[str, Any], field: str
+) -> None:
+    """`0` is not `false`: the body is checked before the container is looked up."""
+    response = tenant.client.put(route, json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["field"] == field
+
+
 def test_another_users_container_is_not_found(
     server: BerthServer, tenant: Tenant, key_id: int, cleanup: None
 ) -> None:

@@ -206,3 +206,50 @@ def test_system_status_shows_the_engine_reachable(server: BerthServer) -> None:
     status = response.json()
     assert status["engine"] == {"reachable": True, "error": None}
     assert status["version"]
+
+
+def _error_ref(response: dict[str, Any]) -> str | None:
+    schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+    ref: str | None = schema.get("$ref")
+    return ref
+
+
+def test_every_error_response_is_declared_with_berths_error_body(openapi: dict[str, Any]) -> None:
+    """FastAPI's own 422 body (`HTTPValidationError`) is never what berth answers."""
+    assert "HTTPValidationError" not in openapi["components"]["schemas"]
+    for path, item in openapi["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert _error_ref(response) == "#/components/schemas/ErrorOut", (
+                        method,
+                        path,
+                        status,
+                    )
+
+
+def test_input_errors_are_422_for_workloads_and_400_for_containers(
+    openapi: dict[str, Any],
+) -> None:
+    create = openapi["paths"]["/v1/compute"]["post"]["responses"]
+    assert {"400", "401", "402", "409", "422"} <= set(create)
+    for path, item in openapi["paths"].items():
+        if path.startswith("/compute/"):
+            for operation in item.values():
+                assert "422" not in operation["responses"], path
+    assert "400" in openapi["paths"]["/compute/containers"]["post"]["responses"]
+
+
+def test_authenticated_operations_declare_bearer_security_and_401(
+    openapi: dict[str, Any],
+) -> None:
+    scheme = openapi["components"]["securitySchemes"]["bearer"]
+    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    public = {("get", "/healthz"), ("get", "/v1/system")}
+    for path, item in openapi["paths"].items():
+        for method, operation in item.items():
+            if (method, path) in public:
+                assert "security" not in operation
+                continue
+            assert operation.get("security") == [{"bearer": []}], (method, path)
+            assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]

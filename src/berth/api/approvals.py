@@ -9,6 +9,8 @@ from fastapi import APIRouter, Query, Request
 
 from berth.api.deps import DomainDep, PrincipalDep
 from berth.api.gate import replay
+from berth.api.responses import workload_errors
+from berth.api.strict_json import StrictJsonRoute
 from berth.domain import approvals
 from berth.domain.approvals import result_body as approval_result_body
 from berth.domain.auth import Principal
@@ -24,10 +26,22 @@ from berth.schemas.approvals import (
 )
 from berth.store.models import Approval, Company
 
-router = APIRouter(prefix="/v1/approvals", tags=["approvals"])
+router = APIRouter(
+    prefix="/v1/approvals",
+    tags=["approvals"],
+    responses=workload_errors(401),
+    route_class=StrictJsonRoute,
+)
+DECISION_ERRORS = workload_errors(400, 403, 404, 409, 410, 422)
+"""Deciding: API keys may not (403); unknown (404), already decided (409) or expired (410)."""
 
 
-@router.get("", response_model=ApprovalList, summary="List approvals, pending first")
+@router.get(
+    "",
+    response_model=ApprovalList,
+    summary="List approvals, pending first",
+    responses=workload_errors(422),
+)
 async def list_approvals(
     domain: DomainDep,
     principal: PrincipalDep,
@@ -37,12 +51,22 @@ async def list_approvals(
     return ApprovalList(approvals=[approval_out(domain, row, principal) for row in rows])
 
 
-@router.get("/policy", response_model=ApprovalPolicy, summary="Which actions are gated")
+@router.get(
+    "/policy",
+    response_model=ApprovalPolicy,
+    summary="Which actions are gated",
+    responses=workload_errors(404),
+)
 async def get_policy(domain: DomainDep, principal: PrincipalDep) -> ApprovalPolicy:
     return policy_out(await approvals.get_policy(domain, principal))
 
 
-@router.put("/policy", response_model=ApprovalPolicy, summary="Change the gated actions")
+@router.put(
+    "/policy",
+    response_model=ApprovalPolicy,
+    summary="Change the gated actions",
+    responses=workload_errors(400, 403, 404, 422),
+)
 async def set_policy(
     body: ApprovalPolicy, domain: DomainDep, principal: PrincipalDep
 ) -> ApprovalPolicy:
@@ -52,7 +76,12 @@ async def set_policy(
     return policy_out(company)
 
 
-@router.get("/{approval_id}", response_model=ApprovalOut, summary="Get an approval")
+@router.get(
+    "/{approval_id}",
+    response_model=ApprovalOut,
+    summary="Get an approval",
+    responses=workload_errors(404),
+)
 async def get_approval(approval_id: str, domain: DomainDep, principal: PrincipalDep) -> ApprovalOut:
     return approval_out(
         domain, await approvals.get_approval(domain, principal, approval_id), principal
@@ -60,7 +89,10 @@ async def get_approval(approval_id: str, domain: DomainDep, principal: Principal
 
 
 @router.get(
-    "/{approval_id}/events", response_model=AuditEventList, summary="The approval's audit trail"
+    "/{approval_id}/events",
+    response_model=AuditEventList,
+    summary="The approval's audit trail",
+    responses=workload_errors(404),
 )
 async def approval_events(
     approval_id: str, domain: DomainDep, principal: PrincipalDep
@@ -78,6 +110,7 @@ async def approval_events(
     "/{approval_id}/approve",
     response_model=ApprovalOut,
     summary="Approve: the call runs now, as its caller; its result is kept",
+    responses=DECISION_ERRORS,
 )
 async def approve(
     approval_id: str,
@@ -94,7 +127,12 @@ async def approve(
     return approval_out(domain, recorded, principal)
 
 
-@router.post("/{approval_id}/reject", response_model=ApprovalOut, summary="Reject")
+@router.post(
+    "/{approval_id}/reject",
+    response_model=ApprovalOut,
+    summary="Reject",
+    responses=DECISION_ERRORS,
+)
 async def reject(
     approval_id: str,
     domain: DomainDep,

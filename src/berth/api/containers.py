@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path
 
 from berth.api.deps import DomainDep, company_actor
+from berth.api.responses import container_errors
+from berth.api.strict_json import StrictJsonRoute
 from berth.domain import containers, ingress, ssh_keys
 from berth.domain.auth import Actor
 from berth.domain.containers import ContainerView
@@ -28,7 +30,12 @@ from berth.schemas.containers import (
 )
 from berth.store.models import IngressRule, SshKey
 
-router = APIRouter(prefix="/compute", tags=["containers"])
+router = APIRouter(
+    prefix="/compute",
+    tags=["containers"],
+    responses=container_errors(401, 403, 404),
+    route_class=StrictJsonRoute,
+)
 ActorDep = Annotated[Actor, Depends(company_actor)]
 
 
@@ -39,7 +46,11 @@ async def list_containers(domain: DomainDep, actor: ActorDep) -> ContainerList:
 
 
 @router.post(
-    "/containers", status_code=201, response_model=ContainerOut, summary="Create container"
+    "/containers",
+    status_code=201,
+    response_model=ContainerOut,
+    summary="Create container",
+    responses=container_errors(400, 402),
 )
 async def create_container(
     body: ContainerCreate, domain: DomainDep, actor: ActorDep
@@ -59,7 +70,10 @@ async def delete_container(container_id: str, domain: DomainDep, actor: ActorDep
 
 
 @router.post(
-    "/containers/{container_id}/start", response_model=ContainerOut, summary="Start container"
+    "/containers/{container_id}/start",
+    response_model=ContainerOut,
+    summary="Start container",
+    responses=container_errors(402),
 )
 async def start_container(container_id: str, domain: DomainDep, actor: ActorDep) -> ContainerOut:
     return container_out(await containers.start_container(domain, actor, container_id))
@@ -77,13 +91,24 @@ async def list_ssh_keys(domain: DomainDep, actor: ActorDep) -> SshKeyList:
     return SshKeyList(ssh_keys=[ssh_key_out(k) for k in await ssh_keys.list_keys(domain, actor)])
 
 
-@router.post("/ssh-keys", status_code=201, response_model=SshKeyOut, summary="Add SSH key")
+@router.post(
+    "/ssh-keys",
+    status_code=201,
+    response_model=SshKeyOut,
+    summary="Add SSH key",
+    responses=container_errors(400, 409),
+)
 async def add_ssh_key(body: SshKeyCreate, domain: DomainDep, actor: ActorDep) -> SshKeyOut:
     key = await ssh_keys.add_key(domain, actor, name=body.name, public_key=body.public_key)
     return ssh_key_out(key)
 
 
-@router.delete("/ssh-keys/{key_id}", response_model=StatusOk, summary="Delete SSH key")
+@router.delete(
+    "/ssh-keys/{key_id}",
+    response_model=StatusOk,
+    summary="Delete SSH key",
+    responses=container_errors(400),
+)
 async def delete_ssh_key(
     key_id: Annotated[int, Path(ge=1, le=2**63 - 1)], domain: DomainDep, actor: ActorDep
 ) -> StatusOk:
@@ -96,7 +121,12 @@ async def get_ssh(container_id: str, domain: DomainDep, actor: ActorDep) -> SshA
     return SshAccess(ssh_enabled=await containers.get_ssh_enabled(domain, actor, container_id))
 
 
-@router.put("/containers/{container_id}/ssh", response_model=SshAccess, summary="Toggle SSH")
+@router.put(
+    "/containers/{container_id}/ssh",
+    response_model=SshAccess,
+    summary="Toggle SSH",
+    responses=container_errors(400),
+)
 async def set_ssh(
     container_id: str, body: SshAccess, domain: DomainDep, actor: ActorDep
 ) -> SshAccess:
@@ -117,6 +147,7 @@ async def list_ingress(container_id: str, domain: DomainDep, actor: ActorDep) ->
     status_code=201,
     response_model=IngressRuleOut,
     summary="Add (or update) an ingress rule",
+    responses=container_errors(400),
 )
 async def add_ingress(
     container_id: str, body: IngressRuleCreate, domain: DomainDep, actor: ActorDep
@@ -128,7 +159,10 @@ async def add_ingress(
 
 
 @router.delete(
-    "/containers/{container_id}/ingress/{port}", response_model=StatusOk, summary="Remove rule"
+    "/containers/{container_id}/ingress/{port}",
+    response_model=StatusOk,
+    summary="Remove rule",
+    responses=container_errors(400),
 )
 async def remove_ingress(
     container_id: str,
@@ -151,6 +185,7 @@ async def get_mounts(container_id: str, domain: DomainDep, actor: ActorDep) -> M
     "/containers/{container_id}/mounts",
     response_model=MountPathsUpdated,
     summary="Update mount paths (restarts a running container)",
+    responses=container_errors(400),
 )
 async def set_mounts(
     container_id: str, body: MountPaths, domain: DomainDep, actor: ActorDep

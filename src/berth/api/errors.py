@@ -7,6 +7,7 @@ Every error body is JSON: `{"error": "<what went wrong, naming the field>", "cod
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -67,9 +68,21 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+_PYDANTIC_TAG = re.compile(
+    r"^(\[key\]|(str|int|float|bool|list|dict|none|constrained-[a-z]+|function-[a-z]+)(\[.*\])?)$"
+)
+"""Parts of an error's location that name a union member or a dict's key, not a field:
+`command.str`, `command.list[constrained-str].0` and `env.1A.[key]` are `command`,
+`command.0` and `env.1A` to a caller."""
+
+
 def describe_validation_error(error: dict[str, Any]) -> tuple[str, str | None, bool]:
     """(message, field, is_malformed_json) for one pydantic error of a request."""
-    loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
+    loc = [
+        str(part)
+        for part in error.get("loc", ())
+        if part not in ("body", "query", "path") and not _PYDANTIC_TAG.match(str(part))
+    ]
     field = ".".join(loc) or None
     kind = error.get("type", "")
     if kind == "json_invalid":

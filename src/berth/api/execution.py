@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from berth.api.deps import DomainDep
 from berth.api.gate import require_approval
+from berth.api.responses import GATE_ERRORS, workload_errors
+from berth.api.strict_json import StrictJsonRoute
 from berth.domain import execution, shells
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
@@ -32,14 +34,19 @@ from berth.schemas.workloads import (
 from berth.store.models import ShellSession
 
 GATED: dict[int | str, dict[str, Any]] = {
-    202: {"model": PendingApproval, "description": "Waiting for a human's approval"}
+    202: {"model": PendingApproval, "description": "Waiting for a human's approval"},
+    **workload_errors(400, 409, 422, *GATE_ERRORS),
 }
 
 
 def build_execution_router(
     actor_dependency: Callable[..., Coroutine[Any, Any, Actor]],
 ) -> APIRouter:
-    router = APIRouter(tags=["exec and shell"])
+    router = APIRouter(
+        tags=["exec and shell"],
+        responses=workload_errors(401, 403, 404),
+        route_class=StrictJsonRoute,
+    )
     ActorDep = Depends(actor_dependency)
 
     @router.post(
@@ -130,9 +137,14 @@ def build_execution_router(
 
     @router.get(
         "/{workload_id}/shell/sessions/{session_id}/transcript",
-        response_class=PlainTextResponse,
+        response_class=Response,
         summary="A session's transcript (asciicast v2)",
-        responses={200: {"content": {"application/x-asciicast": {}}}},
+        responses={
+            200: {
+                "description": "The transcript, one JSON event per line.",
+                "content": {"application/x-asciicast": {"schema": {"type": "string"}}},
+            }
+        },
     )
     async def shell_transcript(
         workload_id: str, session_id: str, domain: DomainDep, actor: Actor = ActorDep

@@ -15,13 +15,18 @@ from berth.api.body_limit import install_body_limit
 from berth.api.rate_limit import EXEMPT_PATHS, install_rate_limit
 from berth.config import Settings
 
+ERROR_BODY: dict[str, Any] = {
+    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}
+}
 TOO_LARGE_RESPONSE: dict[str, Any] = {
     "description": "The request body is larger than the server's limit "
-    "(`BERTH_MAX_REQUEST_BYTES`, default 1 MiB); code `request_too_large`."
+    "(`BERTH_MAX_REQUEST_BYTES`, default 1 MiB); code `request_too_large`.",
+    "content": ERROR_BODY,
 }
 RATE_LIMITED_RESPONSE: dict[str, Any] = {
     "description": "Too many requests from this API key, session token or client address; "
     "code `rate_limited`. Retry after the seconds in `Retry-After`.",
+    "content": ERROR_BODY,
     "headers": {
         "Retry-After": {
             "description": "Whole seconds (at least 1) until a request will be accepted.",

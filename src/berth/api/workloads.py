@@ -12,6 +12,8 @@ from fastapi.responses import StreamingResponse
 from berth.api.deps import DomainDep
 from berth.api.gate import require_approval
 from berth.api.presenters import log_event, run_out, secret_key_out, workload_out
+from berth.api.responses import GATE_ERRORS, workload_errors
+from berth.api.strict_json import StrictJsonRoute
 from berth.domain import runs, secrets, workloads
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
@@ -41,7 +43,9 @@ FollowQuery = Annotated[
 def build_workloads_router(
     actor_dependency: Callable[..., Coroutine[Any, Any, Actor]],
 ) -> APIRouter:
-    router = APIRouter(tags=["workloads"])
+    router = APIRouter(
+        tags=["workloads"], responses=workload_errors(401, 403, 404), route_class=StrictJsonRoute
+    )
     ActorDep = Depends(actor_dependency)
 
     @router.get("", response_model=WorkloadList, summary="List the user's workloads")
@@ -54,7 +58,10 @@ def build_workloads_router(
         status_code=201,
         response_model=WorkloadOut,
         summary="Create a workload (gated: may answer 202 pending_approval)",
-        responses={202: {"model": PendingApproval, "description": "Waiting for a human"}},
+        responses={
+            202: {"model": PendingApproval, "description": "Waiting for a human"},
+            **workload_errors(400, 402, 409, 422, *GATE_ERRORS),
+        },
     )
     async def create_workload(
         body: WorkloadCreate, request: Request, domain: DomainDep, actor: Actor = ActorDep
@@ -83,7 +90,12 @@ def build_workloads_router(
         await workloads.delete_workload(domain, actor, workload_id)
         return Deleted(id=workload_id)
 
-    @router.post("/{workload_id}/start", response_model=WorkloadOut, summary="Start or wake")
+    @router.post(
+        "/{workload_id}/start",
+        response_model=WorkloadOut,
+        summary="Start or wake",
+        responses=workload_errors(402, 409),
+    )
     async def start_workload(
         workload_id: str, domain: DomainDep, actor: Actor = ActorDep
     ) -> WorkloadOut:
@@ -96,7 +108,10 @@ def build_workloads_router(
         return workload_out(await workloads.stop_workload(domain, actor, workload_id))
 
     @router.post(
-        "/{workload_id}/scale", response_model=WorkloadOut, summary="Set the replica count"
+        "/{workload_id}/scale",
+        response_model=WorkloadOut,
+        summary="Set the replica count",
+        responses=workload_errors(400, 402, 409, 422),
     )
     async def scale_workload(
         workload_id: str, body: ScaleRequest, domain: DomainDep, actor: Actor = ActorDep
@@ -104,7 +119,13 @@ def build_workloads_router(
         view = await workloads.scale_workload(domain, actor, workload_id, count=body.count)
         return workload_out(view)
 
-    @router.post("/{workload_id}/run", status_code=201, response_model=RunOut, summary="Run now")
+    @router.post(
+        "/{workload_id}/run",
+        status_code=201,
+        response_model=RunOut,
+        summary="Run now",
+        responses=workload_errors(402, 409),
+    )
     async def trigger_run(
         workload_id: str,
         domain: DomainDep,
@@ -112,7 +133,12 @@ def build_workloads_router(
     ) -> RunOut:
         return run_out(await workloads.trigger_run(domain, actor, workload_id))
 
-    @router.get("/{workload_id}/runs", response_model=RunList, summary="List runs, newest first")
+    @router.get(
+        "/{workload_id}/runs",
+        response_model=RunList,
+        summary="List runs, newest first",
+        responses=workload_errors(422),
+    )
     async def list_runs(
         workload_id: str,
         domain: DomainDep,
@@ -126,7 +152,7 @@ def build_workloads_router(
         "/{workload_id}/runs/{run_id}/logs",
         response_model=LogsOut,
         summary="A run's output",
-        responses={200: {"content": {"text/plain": {}}}},
+        responses={200: {"content": {"text/plain": {}}}, **workload_errors(422)},
     )
     async def run_logs(
         workload_id: str,
@@ -142,7 +168,7 @@ def build_workloads_router(
         "/{workload_id}/logs",
         response_model=LogsOut,
         summary="Output of the live service task, or of the latest run",
-        responses={200: {"content": {"text/plain": {}}}},
+        responses={200: {"content": {"text/plain": {}}}, **workload_errors(422)},
     )
     async def latest_logs(
         workload_id: str, domain: DomainDep, actor: Actor = ActorDep, follow: FollowQuery = False
@@ -161,6 +187,7 @@ def build_workloads_router(
         "/{workload_id}/secrets",
         response_model=SecretKeyOut,
         summary="Set an encrypted env var (redeploys a running service)",
+        responses=workload_errors(400, 422),
     )
     async def set_secret(
         workload_id: str, body: SecretSet, domain: DomainDep, actor: Actor = ActorDep

@@ -43,13 +43,13 @@ class ApprovalList(BaseModel):
 
 
 class ApprovalDecision(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     note: str | None = Field(default=None, max_length=2000)
 
 
 class ApprovalPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     gated_actions: list[ApprovalAction] = Field(
         max_length=10, description="Actions that an API-key caller must have approved by a human."

@@ -18,7 +18,7 @@ KeyId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
 class ContainerCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=PRINTABLE)] = Field(
         description="Display name: 1-63 characters, no control characters."
@@ -69,7 +69,7 @@ class StatusOk(BaseModel):
 
 
 class SshKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=PRINTABLE)]
     public_key: Annotated[str, StringConstraints(min_length=1, max_length=16384)]
@@ -88,13 +88,13 @@ class SshKeyList(BaseModel):
 
 
 class SshAccess(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     ssh_enabled: bool
 
 
 class IngressRuleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     port: int = Field(ge=-(2**31), le=2**31, description="External port: 80, 443 or 8000-8999.")
     target_port: int | None = Field(
@@ -114,7 +114,7 @@ class IngressRuleList(BaseModel):
 
 
 class MountPaths(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     mount_paths: list[MountPath] = Field(max_length=20)
 

@@ -30,7 +30,10 @@ Name = Annotated[
 
 
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """A request body: unknown fields are refused, and values must have the JSON type the
+    document states (`false` is not a count, `"3"` is not a number, `0` is not a boolean)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class WorkloadCreate(StrictModel):

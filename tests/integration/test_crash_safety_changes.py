@@ -6,10 +6,10 @@ acknowledged secret (or on the one write still in flight at the kill, which may 
 have committed; never on an older one); every acknowledged run runs and keeps its result and
 output; the engine holds only owned tasks; a shell cut by the kill is closed on the client
 and recorded as ended; a token issued before the kill either opens a shell or is refused
-(403), never a 500. At the end, with every task stopped, each run's usage is consistent (its
-credits are its vCPU- and GB-seconds at the operator's prices; its vCPU-seconds are no more
-than its allocation times the time its task ran, and not zero if it ran) and the user's
-balance went down by exactly the sum of the runs' credits.
+with a 4xx (401 once expired), never a 500. At the end, with every task stopped, each run's
+usage is consistent (its credits are its vCPU- and GB-seconds at the operator's prices;
+its vCPU-seconds are no more than its allocation times the time its task ran, and not zero
+if it ran) and the user's balance went down by exactly the sum of the runs' credits.
 """
 
 from __future__ import annotations
@@ -271,7 +271,7 @@ def assert_spare_token_works_or_is_refused(spare: dict[str, str]) -> None:
             ws.send("echo spare-works; exit\n")
             read_until(ws, "spare-works")
     except InvalidStatus as refused:
-        assert refused.response.status_code == 403, refused.response
+        assert 400 <= refused.response.status_code < 500, refused.response
 
 
 def assert_only_owned_tasks(server: BerthServer, api: httpx.Client) -> None:

@@ -67,6 +67,8 @@ HOP_BY_HOP = frozenset(
 )
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 DROPPED_FROM_REQUESTS = HOP_BY_HOP | FORWARDED
+KEEP_ALIVE = b"Connection: keep-alive"
+CLOSE = b"Connection: close"
 REASONS = {
     400: "Bad Request",
     431: "Request Header Fields Too Large",
@@ -162,9 +164,35 @@ class _Head:
             self.has_length = True
         self.lines += (name, b": ", value, b"\r\n")
 
+    @classmethod
+    def from_response_block(cls, block: bytes) -> _Head:
+        """The same from a response's whole block of header lines (each ending in CRLF), as
+        one pass over its lines: cheaper than a parser callback per header."""
+        head = cls(HOP_BY_HOP)
+        kept = []
+        for line in block.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            lowered = name.lower()
+            if lowered in HOP_BY_HOP:
+                value = value.strip()
+                if lowered == b"connection":
+                    head.connection = head.connection + b"," + value if head.connection else value
+                elif lowered == b"upgrade":
+                    head.upgrade = value
+                continue
+            if lowered == b"content-length":
+                head.has_length = True
+            elif lowered == b"transfer-encoding":
+                head.chunked = b"chunked" in value.lower()
+            kept.append(line)
+        head.lines = [b"\r\n".join(kept)]  # the block's last CRLF made an empty last line
+        return head
+
     def keep_alive(self, version: str) -> bool:
         """HTTP/1.1 keeps the connection unless `Connection: close`; 1.0 only with
         keep-alive. (httptools answers this only once a whole message was parsed.)"""
+        if not self.connection:
+            return version != "1.0"
         tokens = {token.strip().lower() for token in self.connection.split(b",")}
         if version == "1.0":
             return b"keep-alive" in tokens
@@ -271,6 +299,11 @@ class HttpGateway:
         self.upstreams: set[_UpstreamConnection] = set()
         self._turns: dict[str, itertools.count[int]] = {}
         self._sweeper: asyncio.Task[None] | None = None
+        self._sweep_interval = self.timeouts.sweep_interval()
+        self.now = 0.0
+        """Loop time as of the last sweep. Deadlines are set from it (a request costs no clock
+        read) with one sweep interval added, so one fires between its timeout and its
+        timeout plus two intervals."""
         self.ports: list[int] = []
 
     async def start(self) -> None:
@@ -285,6 +318,7 @@ class HttpGateway:
         except BaseException:
             await self.stop()
             raise
+        self.now = asyncio.get_running_loop().time()
         self._sweeper = asyncio.create_task(self._sweep(), name="gateway-deadlines")
 
     async def _listen(self, port: int) -> asyncio.Server:
@@ -332,13 +366,17 @@ class HttpGateway:
         self.ports.clear()
         self.pool.close()
 
+    def deadline(self, seconds: float) -> float:
+        """A deadline `seconds` from now, on the sweep's clock (see `now`)."""
+        return self.now + seconds + self._sweep_interval
+
     async def _sweep(self) -> None:
         """Enforce the deadlines of every open connection and expire idle pooled ones."""
         loop = asyncio.get_running_loop()
-        interval = self.timeouts.sweep_interval()
+        interval = self._sweep_interval
         while True:
             await asyncio.sleep(interval)
-            now = loop.time()
+            self.now = now = loop.time()
             for client in [c for c in self.clients if c.deadline is not None]:
                 if client.deadline is not None and client.deadline <= now:
                     client.deadline_passed()
@@ -404,7 +442,7 @@ class _Pausable:
         self._pause_reasons.add(reason)
 
     def resume(self, reason: str) -> None:
-        if reason not in self._pause_reasons:
+        if not self._pause_reasons or reason not in self._pause_reasons:
             return
         self._pause_reasons.discard(reason)
         if not self._pause_reasons and self.transport is not None:
@@ -455,7 +493,7 @@ class _ClientConnection(asyncio.Protocol, _Pausable):
         self.client_ip = str(peer[0]).encode() if peer else b""
         self.listen_port = int(self.transport.get_extra_info("sockname")[1])
         self.tls = self.transport.get_extra_info("sslcontext") is not None
-        self.deadline = self.loop.time() + self.gateway.timeouts.client_idle
+        self.deadline = self.gateway.deadline(self.gateway.timeouts.client_idle)
         self.gateway.clients.add(self)
 
     def data_received(self, data: bytes) -> None:
@@ -579,7 +617,7 @@ class _ClientConnection(asyncio.Protocol, _Pausable):
             self.exchanges[0].start()
         else:
             self.resume("pipelined")
-            self.deadline = self.loop.time() + self.gateway.timeouts.client_idle
+            self.deadline = self.gateway.deadline(self.gateway.timeouts.client_idle)
 
     def refuse(self, status: int, code: str, message: str) -> None:
         """Answer a request that cannot be parsed (unless one is in progress) and close."""
@@ -641,8 +679,9 @@ class _UpstreamConnection(asyncio.Protocol, _Pausable):
         self.idle_since = 0.0
         self.keep_alive = True
         self.tls = False
-        self._reason = b""
-        self._head = _Head(HOP_BY_HOP)
+        self.head_bytes: bytes | None = None
+        """What arrived since the current response began, until its head is complete: the
+        head is read from these bytes whole, rather than header by header."""
         self._fresh_parser = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -659,6 +698,12 @@ class _UpstreamConnection(asyncio.Protocol, _Pausable):
             self.close()  # Nothing was asked: an idle connection must stay silent.
             return
         exchange.touch()
+        if self.head_bytes is not None:
+            self.head_bytes += data
+            if len(self.head_bytes) > MAX_HEAD_BYTES and b"\r\n\r\n" not in self.head_bytes:
+                exchange.upstream_failed("bad_upstream_response", "response head too large")
+                exchange.client.flush()
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -710,24 +755,23 @@ class _UpstreamConnection(asyncio.Protocol, _Pausable):
 
     # -- parser callbacks --------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._reason = b""
-        self._head = _Head(HOP_BY_HOP)
-
-    def on_status(self, status: bytes) -> None:
-        self._reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._head.add(name, value)
-
     def on_headers_complete(self) -> None:
-        if self.exchange is not None:
-            self.keep_alive = self._head.keep_alive(self.parser.get_http_version())
-            status = self.parser.get_status_code()
-            if self.exchange.response_head(status, self._reason, self._head):
-                # A response to HEAD announces a length but has no body; the parser cannot
-                # know, so the next response gets a parser of its own.
-                self._fresh_parser = True
+        received = self.head_bytes or b""
+        end = received.find(b"\r\n\r\n")
+        if self.exchange is None or end < 0:
+            return
+        status_end = received.find(b"\r\n")
+        status_line = received[: status_end + 2]
+        head = _Head.from_response_block(received[status_end + 2 : end + 2])
+        status = self.parser.get_status_code()
+        # An interim (1xx) response is followed by the real one, maybe in the same bytes.
+        interim = 100 <= status < 200 and status != 101
+        self.head_bytes = received[end + 4 :] if interim else None
+        self.keep_alive = head.keep_alive("1.0" if status_line.startswith(b"HTTP/1.0") else "1.1")
+        if self.exchange.response_head(status, status_line, head):
+            # A response to HEAD announces a length but has no body; the parser cannot
+            # know, so the next response gets a parser of its own.
+            self._fresh_parser = True
 
     def on_body(self, body: bytes) -> None:
         if self.exchange is not None:
@@ -774,6 +818,32 @@ class _Exchange:
     held (the client is no longer read past BUFFER_HIGH_WATER). The client connection is
     told once (`finished`) when the answer is complete.
     """
+
+    __slots__ = (
+        "answered",
+        "chunked_request",
+        "client",
+        "conn",
+        "head",
+        "head_bytes",
+        "held",
+        "held_size",
+        "host",
+        "interim",
+        "keep_alive",
+        "method",
+        "request_done",
+        "request_has_body",
+        "response_kind",
+        "response_started",
+        "retried",
+        "reused",
+        "route",
+        "switching",
+        "target",
+        "task",
+        "upgrade",
+    )
 
     def __init__(
         self,
@@ -868,7 +938,7 @@ class _Exchange:
                     route.workload_id,
                 )
             elif self.answered or self.client.closed:
-                conn.release(True, self.client.loop.time())
+                conn.release(True, self.client.gateway.now)
             else:
                 self.attach(conn)
         except Exception:
@@ -883,6 +953,7 @@ class _Exchange:
         self.conn = conn
         self.reused = conn.served > 0
         conn.exchange = self
+        conn.head_bytes = b""
         self.touch()
         if self.held:
             conn.write(self.head_bytes + b"".join(self.held))
@@ -936,22 +1007,23 @@ class _Exchange:
 
     def touch(self) -> None:
         """Something moved: the upstream timeout starts again."""
-        self.client.deadline = self.client.loop.time() + self.client.gateway.timeouts.upstream
+        gateway = self.client.gateway
+        self.client.deadline = gateway.deadline(gateway.timeouts.upstream)
 
-    def response_head(self, status: int, reason: bytes, head: _Head) -> bool:
+    def response_head(self, status: int, status_line: bytes, head: _Head) -> bool:
         """Relay a response head; return True when a body the head announces will not come
         (a response to HEAD)."""
         out = self.client.out
         if 100 <= status < 200 and status != 101:
             self.interim = True
-            out.append(_response_head(status, reason, head, None))
+            out.append(_response_head(status_line, head, None))
             return False
         self.interim = False
         self.response_started = True
         if status == 101 and self.upgrade:
             self.switching = True
             connection = b"Connection: " + head.connection + b"\r\nUpgrade: " + head.upgrade
-            out.append(_response_head(status, reason, head, connection))
+            out.append(_response_head(status_line, head, connection))
             return False
         if self.method == b"HEAD" or status in (204, 304):
             kind: BodyKind = "none"
@@ -961,8 +1033,7 @@ class _Exchange:
             kind = "length" if head.has_length else "until_close"
         self.response_kind = kind
         keep = self.keep_alive and kind != "until_close" and self.request_done_or_bodyless()
-        connection = b"Connection: keep-alive" if keep else b"Connection: close"
-        out.append(_response_head(status, reason, head, connection))
+        out.append(_response_head(status_line, head, KEEP_ALIVE if keep else CLOSE))
         if self.method == b"HEAD":
             self.response_complete()
             return True
@@ -990,7 +1061,7 @@ class _Exchange:
             self.client.out.append(b"0\r\n\r\n")
         conn, self.conn = self.conn, None
         if conn is not None:
-            conn.release(self.request_done, self.client.loop.time())
+            conn.release(self.request_done, self.client.gateway.now)
         keep = self.keep_alive and self.response_kind != "until_close"
         self.client.finished(self, keep)
 
@@ -1086,11 +1157,11 @@ class _Exchange:
         self.client.finished(self, keep)
 
 
-def _response_head(status: int, reason: bytes, head: _Head, connection: bytes | None) -> bytes:
-    """A response head for the client: the upstream's end-to-end headers, then the
-    `connection` line(s) the gateway decides on, if any."""
-    parts = [b"HTTP/1.1 %d %b\r\n" % (status, reason), *head.lines]
-    if connection is not None:
-        parts += (connection, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+def _response_head(status_line: bytes, head: _Head, connection: bytes | None) -> bytes:
+    """A response head for the client: the upstream's status line (as HTTP/1.1) and
+    end-to-end headers, then the `connection` line(s) the gateway decides on, if any."""
+    if not status_line.startswith(b"HTTP/1.1 "):
+        status_line = b"HTTP/1.1 " + status_line.split(b" ", 1)[-1]
+    if connection is None:
+        return b"".join((status_line, *head.lines, b"\r\n"))
+    return b"".join((status_line, *head.lines, connection, b"\r\n\r\n"))

@@ -43,10 +43,17 @@ def _command(value: Any) -> str | list[str]:
                 {"limit": MAX_COMMAND_CHARS},
             )
         return value
-    if not isinstance(value, list) or not all(isinstance(arg, str) for arg in value):
+    if not isinstance(value, list):
         raise PydanticCustomError(
             "command_type", "must be a string or a list of strings (the argv)"
         )
+    for index, arg in enumerate(value):
+        if not isinstance(arg, str):
+            raise PydanticCustomError(
+                "command_type",
+                "argument {index} is not a string: an argv is a list of strings",
+                {"index": index},
+            )
     if len(value) > MAX_COMMAND_ARGS:
         raise PydanticCustomError(
             "command_too_many_args",

@@ -3,14 +3,19 @@
 Two figures, each next to the container engine in the same run (ratios of medians):
 
 - **wake from zero**: a service that scales to zero, put to sleep with `POST /stop` (status
-  `stopped`, no task running, its standby task created), gets one
-  `GET /` through berth's HTTP gateway (`Host: <id>.localhost`); the gateway holds it while the
-  service wakes. Timed until its `200`. Baseline: `docker start` of a stopped container of the
-  same image and command, then `GET` on its published port every poll until the first `200`.
+  `stopped`, no task running, its standby task created), gets one `GET /` through berth's
+  HTTP gateway (`Host: <id>.localhost`); the gateway holds it while the service wakes. Timed
+  until its `200`. Baseline: `docker start` of a stopped container of the same image and
+  command, then `GET` on its published port every poll until the first `200`.
 - **create → first served request**: `POST /v1/compute` (a new service each round), then
   `GET` through the gateway every poll until `200`. Baseline: `docker run -d -p ...`, then `GET`
   on the published port every poll until `200`.
 
+Both baselines run *the same container* as berth's task: besides image and command, the
+HostConfig fields in `SAME_AS_TASK` (the user's network, init, memory and CPU limits, pids
+limit, no-new-privileges, dropped capabilities, cgroup namespace, log cap) are copied from
+the service's task, so a ratio is what berth adds, not what its confinement costs the engine
+(on a plain container on the default bridge, `docker start` is about 15-20% faster).
 The `docker` CLI is the baseline (what the issue's targets name); the raw Engine API (the
 same `start`, or `create`+`start`, without the CLI process) is shown as a stricter reference.
 Output: a table on stdout and `bench/results/wake.json`. See bench/README.md.
@@ -47,15 +52,31 @@ WORKLOAD_LABEL = "dev.berth.workload"
 TARGET = 1.3
 """berth's p50 over the docker CLI baseline's p50, at most (issue 5, "Performance")."""
 
+SAME_AS_TASK = (
+    "NetworkMode",
+    "Init",
+    "Memory",
+    "MemorySwap",
+    "NanoCpus",
+    "CpuQuota",
+    "CpuPeriod",
+    "PidsLimit",
+    "SecurityOpt",
+    "CapDrop",
+    "CgroupnsMode",
+    "LogConfig",
+)
+"""The task settings the baseline containers copy from berth's task (HostConfig fields)."""
+
 BERTH = "berth"
 WAKE_LABELS = {
     BERTH: "berth: held GET through the gateway → 200",
-    CLI: "docker start → GET 200 (baseline)",
+    CLI: "docker start, same container → GET 200",
     ENGINE: "engine API start → GET 200 (reference)",
 }
 CREATE_LABELS = {
     BERTH: "berth: POST /v1/compute → gateway GET 200",
-    CLI: "docker run -d -p → GET 200 (baseline)",
+    CLI: "docker run -d -p, same container → GET 200",
     ENGINE: "engine API create+start → GET 200 (ref.)",
 }
 FIGURES = {
@@ -148,6 +169,7 @@ class WakeBench:
             limits=httpx.Limits(max_keepalive_connections=0), trust_env=False, timeout=5.0
         )
         self.service_id = ""
+        self.same_as: Json = {}
         self.baseline_id = ""
         self.baseline_port = 0
 
@@ -209,7 +231,9 @@ class WakeBench:
         return out.decode().strip()
 
     def _baseline_body(self, host_port: int) -> Json:
-        """What `docker create -p 127.0.0.1:PORT:8080 IMAGE /bin/sh -c COMMAND` sends."""
+        """What `docker create` sends for the same container as berth's task (`same_as`):
+        its image and command, and the task's network and confinement (see `SAME_AS_TASK`),
+        with its port published on 127.0.0.1:`host_port`."""
         key = f"{SERVICE_PORT}/tcp"
         return {
             "Image": self.image,
@@ -217,9 +241,43 @@ class WakeBench:
             "Labels": {BENCH_LABEL: "1"},
             "ExposedPorts": {key: {}},
             "HostConfig": {
-                "PortBindings": {key: [{"HostIp": "127.0.0.1", "HostPort": str(host_port)}]}
+                **self.same_as,
+                "PortBindings": {key: [{"HostIp": "127.0.0.1", "HostPort": str(host_port)}]},
             },
         }
+
+    def _cli_flags(self) -> list[str]:
+        """The `docker run` flags for the same settings as `_baseline_body`."""
+        config = self.same_as
+        flags: list[str] = []
+        if config.get("NetworkMode"):
+            flags += ["--network", config["NetworkMode"]]
+        if config.get("Init"):
+            flags.append("--init")
+        if config.get("Memory"):
+            flags += ["--memory", str(config["Memory"])]
+        if config.get("MemorySwap"):
+            flags += ["--memory-swap", str(config["MemorySwap"])]
+        if config.get("NanoCpus"):
+            flags += ["--cpus", f"{config['NanoCpus'] / 1e9:g}"]
+        if config.get("CpuQuota"):
+            flags += ["--cpu-quota", str(config["CpuQuota"])]
+        if config.get("CpuPeriod"):
+            flags += ["--cpu-period", str(config["CpuPeriod"])]
+        if config.get("PidsLimit"):
+            flags += ["--pids-limit", str(config["PidsLimit"])]
+        for option in config.get("SecurityOpt") or []:
+            flags += ["--security-opt", option]
+        for cap in config.get("CapDrop") or []:
+            flags += ["--cap-drop", cap]
+        if config.get("CgroupnsMode"):
+            flags += ["--cgroupns", config["CgroupnsMode"]]
+        log = config.get("LogConfig") or {}
+        if log.get("Type"):
+            flags += ["--log-driver", log["Type"]]
+            for name, value in (log.get("Config") or {}).items():
+                flags += ["--log-opt", f"{name}={value}"]
+        return flags
 
     async def _berth_get(self, workload_id: str) -> Json:
         response = await self.api.get(f"/v1/compute/{workload_id}")
@@ -292,6 +350,11 @@ class WakeBench:
             f"bench-wake-{uuid.uuid4().hex[:8]}", scale_to_zero=True
         )
         await self._first_200(self.gateway, time.perf_counter(), f"{self.service_id}.localhost")
+        # "The same container" (issue 5): the baselines run what berth's task runs, on the
+        # same network with the same limits and confinement, so the ratio is berth's own cost.
+        task = (await self.engine.containers(f"{WORKLOAD_LABEL}={self.service_id}"))[0]
+        host_config = (await self.engine.inspect(task["Id"]))["HostConfig"]
+        self.same_as = {k: host_config[k] for k in SAME_AS_TASK if host_config.get(k)}
         # One container, created once, started and stopped every round; its host port is
         # pinned so it stays the same across restarts, as the service's URL does.
         self.baseline_port = free_port()
@@ -373,6 +436,7 @@ class WakeBench:
             await self._docker(
                 "run",
                 "-d",
+                *self._cli_flags(),
                 "--name",
                 name,
                 "--label",

@@ -62,7 +62,9 @@ def create_app(settings: Settings) -> FastAPI:
             runtime=runtime,
         )
         await ssh.start()
-        public = PublicGateway(settings, domain, runtime)
+        public = PublicGateway(
+            settings, domain, runtime, start_now=controllers.reconciler.start_now
+        )
         await public.start()
         controllers.start()
         try:

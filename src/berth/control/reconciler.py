@@ -25,6 +25,7 @@ from sqlalchemy import select
 from berth.control.tasks import build_task_spec, result_of
 from berth.domain import labels, lifecycle
 from berth.domain.context import Domain
+from berth.domain.events import Event
 from berth.domain.secrets import decrypted_environment
 from berth.runtime.base import (
     ImageNotFound,
@@ -33,6 +34,7 @@ from berth.runtime.base import (
     RuntimeDriverError,
     RuntimeUnavailable,
     TaskId,
+    TaskNotFound,
     TaskSpec,
     TaskState,
     TaskStatus,
@@ -80,6 +82,19 @@ class Reconciler:
         """Ask for a pass as soon as possible."""
         self._wake.set()
 
+    def start_now(self, run_id: str) -> None:
+        """Start a promoted standby run's created task at once (a request waits on it),
+        without waiting for a pass; a pass that finds it under way leaves it alone."""
+        self._start(run_id, self._start_promoted(run_id))
+
+    async def _start_promoted(self, run_id: str) -> None:
+        async with self._domain.store.reading() as session:
+            run = await session.get(Run, run_id)
+        if run is None or run.status != "pending" or run.standby or run.stop_requested:
+            return
+        if run.task_id:
+            await self._start_created(run, TaskId(run.task_id))
+
     async def run_forever(self) -> None:
         while True:
             self._wake.clear()
@@ -124,6 +139,18 @@ class Reconciler:
                     await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES)))
                 )
                 workloads = {w.id: w for w in await session.scalars(select(Workload))}
+            for run in active:
+                # A promoted standby's task is known to exist, created: start it now, before
+                # the engine is listed (a wake waits on this).
+                if (
+                    run.status == "pending"
+                    and run.task_id
+                    and not run.standby
+                    and not run.stop_requested
+                    and run.id not in busy
+                    and run.workload_id in workloads
+                ):
+                    self._start(run.id, self._start_created(run, TaskId(run.task_id)))
             self._backoff_due = min(
                 (
                     w.backoff_until
@@ -173,7 +200,7 @@ class Reconciler:
             # and start. Starting it is all that is left; a run no longer wanted just
             # loses its container.
             if workload is not None and not run.stop_requested:
-                self._start(run.id, self._start_created(run, task))
+                self._start(run.id, self._start_created(run, task.task_id))
             else:
                 self._start(run.id, self._discard(run, task))
             return
@@ -237,16 +264,26 @@ class Reconciler:
         ends failed (a crash for back-off purposes, so a broken image is not retried in a
         loop) and the planner makes another later."""
         try:
-            await self._runtime.create(await self._spec(run, workload))
+            task = await self._runtime.create(await self._spec(run, workload))
         except (ImageNotFound, InvalidTaskSpec) as exc:
             await self._record(run, lifecycle.RunResult(None, _now(), error=str(exc)))
+            return
+        await lifecycle.mark_standby_prepared(self._domain, run.id, task_id=task.task_id)
 
-    async def _start_created(self, run: Run, task: TaskState) -> None:
+    async def _start_created(self, run: Run, task_id: TaskId) -> None:
         try:
-            started = await self._runtime.start(task.task_id)
+            started = await self._runtime.start(task_id)
         except InvalidTaskSpec as exc:
             await self._record(run, lifecycle.RunResult(None, _now(), error=str(exc)))
             return
+        except TaskNotFound:
+            error = "the task's container disappeared from the engine before it started"
+            await self._record(run, lifecycle.RunResult(None, _now(), error=error))
+            return
+        # Routable now (the gateway may be holding a request for it), before it is recorded.
+        self._domain.bus.publish(
+            Event("task.started", user_id=run.user_id, workload_id=run.workload_id)
+        )
         await self._adopt(run, started)
 
     async def _adopt(self, run: Run, task: TaskState) -> None:

@@ -101,6 +101,15 @@ def _timed_out(run: Run, timeout_seconds: int, now: datetime) -> bool:
     )
 
 
+async def mark_standby_prepared(domain: Domain, run_id: str, *, task_id: str) -> None:
+    """Record the created (not started) task of a standby run, so a wake can start it
+    without looking for it first."""
+    async with domain.store.transaction() as session:
+        run = await session.get(Run, run_id)
+        if run is not None and run.status == "pending":
+            run.task_id = task_id
+
+
 async def mark_run_started(
     domain: Domain, run_id: str, *, task_id: str, started_at: datetime
 ) -> bool:

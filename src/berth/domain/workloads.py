@@ -6,6 +6,7 @@ returns; the reconciler does the engine work. Every query is scoped to the actin
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, select
@@ -297,17 +298,26 @@ def publish_changed(domain: Domain, workload: Workload) -> None:
     domain.bus.publish(Event("workload.changed", user_id=workload.user_id, workload_id=workload.id))
 
 
-async def wake_service(domain: Domain, workload_id: str) -> bool:
+@dataclass(frozen=True)
+class Wake:
+    """What `wake_service` did: whether the service was asleep, and the standby run that
+    now takes its first slot (its task only needs starting), if it had one."""
+
+    woken: bool
+    standby_run_id: str | None = None
+
+
+async def wake_service(domain: Domain, workload_id: str) -> Wake:
     """Start a scaled-to-zero service for a request that arrived for it (the gateway's
-    call: no caller to authorize, the request names the workload). True if it was asleep
-    and now starts; False if it already runs or starts. Raises `NotFound` for anything but
-    a live service and `PaymentRequired` when its user has no credits."""
+    call: no caller to authorize, the request names the workload). `woken` is false if it
+    already runs or starts. Raises `NotFound` for anything but a live service and
+    `PaymentRequired` when its user has no credits."""
     async with domain.store.transaction() as session:
         workload = await session.get(Workload, workload_id)
         if workload is None or workload.type != "service" or workload.deleted_at is not None:
             raise NotFound(f"workload {workload_id} not found")
         if workload.desired_state == "running" and workload.replicas > 0:
-            return False
+            return Wake(woken=False)
         user = await session.get(User, workload.user_id)
         if user is not None:
             require_credits(user)
@@ -315,8 +325,28 @@ async def wake_service(domain: Domain, workload_id: str) -> bool:
         workload.replicas = max(workload.replicas, 1)
         workload.backoff_until, workload.consecutive_failures = None, 0
         workload.updated_at = datetime.now(UTC)
+        standby_run_id = await _promote_standby(session, workload)
     publish_changed(domain, workload)
-    return True
+    return Wake(woken=True, standby_run_id=standby_run_id)
+
+
+async def _promote_standby(session: AsyncSession, workload: Workload) -> str | None:
+    """Let a waking service's standby run take slot 0 now, in the wake's own transaction
+    (the planner would promote it on its next pass; this saves that pass a write)."""
+    standby = await session.scalar(
+        select(Run).where(
+            Run.workload_id == workload.id,
+            Run.standby.is_(True),
+            Run.stop_requested.is_(False),
+            Run.status == "pending",
+            Run.generation == workload.generation,
+            Run.slot == 0,
+        )
+    )
+    if standby is None:
+        return None
+    standby.standby, standby.created_at = False, datetime.now(UTC)
+    return standby.id
 
 
 async def scale_idle_service_to_zero(

@@ -9,6 +9,7 @@ ingress rules need (8000-8999) in step with the store.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 
 from berth.config import Settings
 from berth.domain.context import Domain
@@ -29,7 +30,14 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
 
 
 class PublicGateway:
-    def __init__(self, settings: Settings, domain: Domain, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        domain: Domain,
+        runtime: Runtime,
+        *,
+        start_now: Callable[[str], None] | None = None,
+    ) -> None:
         self.routes = RouteTable(settings.public_domain)
         context = tls_context(settings)
         self.https_port = settings.gateway_tls_port if context is not None else None
@@ -40,6 +48,7 @@ class PublicGateway:
             runtime,
             http_port=settings.gateway_port,
             timeout=settings.gateway_wake_timeout_seconds,
+            start_now=start_now,
         )
         self.http = HttpGateway(
             host=settings.gateway_host,

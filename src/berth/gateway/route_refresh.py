@@ -23,6 +23,7 @@ log = logging.getLogger("berth.gateway")
 ROUTING_EVENTS = frozenset(
     {
         "run.started",
+        "task.started",
         "run.finished",
         "workload.changed",
         "workload.status",
@@ -84,7 +85,8 @@ class RouteRefresher:
                     event = await asyncio.wait_for(events.get(), self._interval)
                     if event.kind not in ROUTING_EVENTS:
                         continue
-                    await asyncio.sleep(COALESCE_SECONDS)
+                    if event.kind not in ("run.started", "task.started"):  # no waiting
+                        await asyncio.sleep(COALESCE_SECONDS)
                     while not events.queue.empty():
                         events.queue.get_nowait()
                 except TimeoutError:

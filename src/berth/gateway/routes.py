@@ -14,6 +14,8 @@ answers 503 saying so); no route at all means there is no such service (also 503
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -22,7 +24,7 @@ from sqlalchemy import select
 from berth.domain import labels
 from berth.domain.context import Domain
 from berth.runtime.base import TaskId, TaskStatus
-from berth.store.models import IngressRule, Run, Workload
+from berth.store.models import ACTIVE_RUN_STATUSES, IngressRule, Run, Workload
 
 
 @dataclass(frozen=True)
@@ -81,10 +83,18 @@ class RouteTable:
         self.public_domain = public_domain.lower().strip(".")
         self._suffix = "." + self.public_domain
         self._routes: Mapping[RouteKey, Route] = dict(routes or {})
+        self._changed = asyncio.Event()
 
     def set_routes(self, mapping: Mapping[RouteKey, Route]) -> None:
         """Atomically replace the whole table with a copy of `mapping`."""
         self._routes = dict(mapping)
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_changed(self, at_most: float) -> None:
+        """Return at the next `set_routes`, or after `at_most` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._changed.wait(), at_most)
 
     def routes(self) -> Mapping[RouteKey, Route]:
         """The current table (treat as read-only)."""
@@ -142,8 +152,8 @@ async def load_routes(
     """Build the routing table from the store and the engine's running tasks.
 
     - Each service with a `port` (not deleted) gets a route on `http_port` (and `https_port`
-      when given) to the published loopback address of that port for every task of a
-      `running` run; a service with none gets an empty route.
+      when given) to the published loopback address of that port for every running task
+      of an active (pending or running) run; a service with none gets an empty route.
     - Each container's ingress rule gets a route on the gateway port the rule's external
       port maps to (`gateway_port_for`), to `TaskPort(task, target_port)` for its running
       task (empty when the container is not running).
@@ -168,7 +178,9 @@ async def load_routes(
         ids = [w.id for w in workloads]
         running_runs = list(
             await session.scalars(
-                select(Run).where(Run.workload_id.in_(ids), Run.status == "running")
+                # Pending too: a task the reconciler has just started is routable before its
+                # run is recorded as running (only tasks the engine reports running count).
+                select(Run).where(Run.workload_id.in_(ids), Run.status.in_(ACTIVE_RUN_STATUSES))
             )
         )
         rules = list(

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from berth.domain import workloads
@@ -41,7 +42,11 @@ class ServiceWaker:
         *,
         http_port: int,
         timeout: float,
+        start_now: Callable[[str], None] | None = None,
     ) -> None:
+        """`start_now(run_id)` asks the controllers to start a promoted standby run at
+        once, rather than on their next pass."""
+        self._start_now = start_now
         self._domain = domain
         self._table = table
         self._http_port = http_port
@@ -59,8 +64,11 @@ class ServiceWaker:
 
     async def _wake(self, workload_id: str) -> WakeOutcome:
         try:
-            if await workloads.wake_service(self._domain, workload_id):
+            wake = await workloads.wake_service(self._domain, workload_id)
+            if wake.woken:
                 log.info("waking %s for a request", workload_id)
+            if wake.standby_run_id is not None and self._start_now is not None:
+                self._start_now(wake.standby_run_id)
         except NotFound:
             return WakeOutcome(None, 503, "no_route", f"no service {workload_id}")
         except PaymentRequired as exc:
@@ -72,7 +80,7 @@ class ServiceWaker:
             patient = time.monotonic() - started > INSIDE_ONLY_SECONDS
             if route is not None and route.upstreams and await self._accepts(route, patient):
                 return WakeOutcome(route)
-            await asyncio.sleep(PROBE_INTERVAL)
+            await self._table.wait_changed(PROBE_INTERVAL)
         return WakeOutcome(
             None,
             504,

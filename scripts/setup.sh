@@ -15,6 +15,8 @@ command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ "${1:-}" = "--test" ]; then
   command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
+  command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)  # the private engine's bridge
+  command -v ps >/dev/null 2>&1 || need_apt+=(procps)    # process listings searched for secrets
 fi
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -11,7 +11,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import case, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.billing import accrue_run_usage, settle_run_usage
@@ -204,30 +204,42 @@ async def refresh_statuses(domain: Domain, now: datetime) -> None:
     """Recompute every workload's status from its runs; publish the ones that changed."""
     async with domain.store.reading() as session:
         workloads = list(await session.scalars(select(Workload)))
-        stale = [w.id for w in workloads if await _refresh_status(session, w, now)]
+        stale = [w.id for w in await _refresh_statuses_of(session, workloads, now)]
     if not stale:
         return
-    changed: list[Workload] = []
     async with domain.store.transaction() as session:
-        for workload in list(await session.scalars(select(Workload).where(Workload.id.in_(stale)))):
-            if await _refresh_status(session, workload, now):
-                changed.append(workload)
+        workloads = list(await session.scalars(select(Workload).where(Workload.id.in_(stale))))
+        changed = await _refresh_statuses_of(session, workloads, now)
     _publish_statuses(domain, changed)
 
 
 async def _refresh_status(session: AsyncSession, workload: Workload, now: datetime) -> bool:
     """Derive one workload's status from its runs; True if it changed."""
-    active = list(
-        await session.scalars(
-            select(Run).where(Run.workload_id == workload.id, Run.status.in_(ACTIVE_RUN_STATUSES))
-        )
-    )
-    latest = await _latest_run(session, workload.id)
-    status = workload_status(workload, active, latest, now)
-    if (status.status, status.reason) == (workload.status, workload.status_reason):
-        return False
-    workload.status, workload.status_reason = status.status, status.reason
-    return True
+    return bool(await _refresh_statuses_of(session, [workload], now))
+
+
+async def _refresh_statuses_of(
+    session: AsyncSession, workloads: list[Workload], now: datetime
+) -> list[Workload]:
+    """Derive the statuses of `workloads` from their runs, with two queries whatever their
+    number (a pass refreshes every workload); return those whose status changed."""
+    if not workloads:
+        return []
+    ids = [w.id for w in workloads]
+    active: dict[str, list[Run]] = {}
+    for run in await session.scalars(
+        select(Run).where(Run.workload_id.in_(ids), Run.status.in_(ACTIVE_RUN_STATUSES))
+    ):
+        active.setdefault(run.workload_id, []).append(run)
+    latest = await _latest_runs(session, ids)
+    changed = []
+    for workload in workloads:
+        runs = active.get(workload.id, [])
+        status = workload_status(workload, runs, latest.get(workload.id), now)
+        if (status.status, status.reason) != (workload.status, workload.status_reason):
+            workload.status, workload.status_reason = status.status, status.reason
+            changed.append(workload)
+    return changed
 
 
 def _publish_statuses(domain: Domain, workloads: list[Workload]) -> None:
@@ -242,14 +254,27 @@ def _publish_statuses(domain: Domain, workloads: list[Workload]) -> None:
         )
 
 
-async def _latest_run(session: AsyncSession, workload_id: str) -> Run | None:
-    visible = (Run.workload_id == workload_id) & Run.standby.is_(False)
-    return await session.scalar(
-        select(Run)
-        .where(visible, Run.status.not_in(ACTIVE_RUN_STATUSES))
-        .order_by(Run.finished_at.desc(), Run.created_at.desc())
-        .limit(1)
-    ) or await session.scalar(select(Run).where(visible).order_by(Run.created_at.desc()).limit(1))
+async def _latest_runs(session: AsyncSession, workload_ids: list[str]) -> dict[str, Run]:
+    """Each workload's run that its status speaks of: the last to finish, or, while none
+    has, the last created (standby runs are nobody's business). One query for all."""
+    finished_first = case((Run.status.in_(ACTIVE_RUN_STATUSES), 1), else_=0)
+    rank = (
+        func.row_number()
+        .over(
+            partition_by=Run.workload_id,
+            order_by=(finished_first, Run.finished_at.desc(), Run.created_at.desc()),
+        )
+        .label("rank")
+    )
+    ranked = (
+        select(Run.id.label("run_id"), rank)
+        .where(Run.workload_id.in_(workload_ids), Run.standby.is_(False))
+        .subquery()
+    )
+    rows = await session.scalars(
+        select(Run).join(ranked, Run.id == ranked.c.run_id).where(ranked.c.rank == 1)
+    )
+    return {run.workload_id: run for run in rows}
 
 
 @dataclass(frozen=True)

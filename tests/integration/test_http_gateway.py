@@ -451,3 +451,87 @@ async def test_route_updates_under_load_drop_no_request() -> None:
         assert len(statuses) > 200
         assert set(statuses) == {200}
         assert a.requests > 0 and b.requests > 0
+
+
+# --- pipelining, deadlines and closing (each of these once failed) ---------------------------
+
+
+async def _read_answers(reader: asyncio.StreamReader, count: int) -> list[bytes]:
+    """`count` whole responses (each with a Content-Length) from a raw connection."""
+    answers = []
+    for _ in range(count):
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        answers.append(head + await reader.readexactly(length))
+    return answers
+
+
+async def test_many_pipelined_requests_behind_a_slow_one_are_all_answered_in_order() -> None:
+    """Requests answered at once (no route) behind a slow one: all answered, in order,
+    and the gateway's timeouts still work afterwards."""
+    timeouts = GatewayTimeouts(upstream=1.0)
+    async with Upstream("a") as a, gateway(timeouts=timeouts) as (gw, table, _url):
+        table.set_routes({key(gw, "app"): Route("app", (a.address,))})
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.ports[0])
+        unknown = b"GET / HTTP/1.1\r\nHost: nothing.localhost\r\n\r\n" * 600
+        writer.write(b"GET /slow HTTP/1.1\r\nHost: app.localhost\r\n\r\n" + unknown)
+        answers = await _read_answers(reader, 601)
+        assert answers[0].startswith(b"HTTP/1.1 200") and answers[0].endswith(b"a")
+        assert all(answer.startswith(b"HTTP/1.1 503") for answer in answers[1:])
+        # The deadline sweep survived: a request the upstream never answers gets its 504.
+        writer.write(b"GET /hang HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+        (timed_out,) = await _read_answers(reader, 1)
+        assert timed_out.startswith(b"HTTP/1.1 504")
+        writer.close()
+
+
+async def test_a_pipelined_request_keeps_its_deadline_and_its_body() -> None:
+    timeouts = GatewayTimeouts(upstream=1.0)
+    async with Upstream("a") as a, gateway(timeouts=timeouts) as (gw, table, _url):
+        table.set_routes({key(gw, "app"): Route("app", (a.address,))})
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.ports[0])
+        # A request in flight keeps its deadline when another is pipelined behind it.
+        writer.write(b"GET /hang HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+        await asyncio.sleep(0.2)
+        writer.write(b"GET /who HTTP/1.1\r\nHost: app.localhost\r\n\r\n")
+        hang, who = await _read_answers(reader, 2)
+        assert hang.startswith(b"HTTP/1.1 504") and who.endswith(b"a")
+        # A pipelined request's body that arrives later still reaches its upstream.
+        body = b"pipelined body"
+        writer.write(
+            b"GET /slow HTTP/1.1\r\nHost: app.localhost\r\n\r\n"
+            b"POST /sha HTTP/1.1\r\nHost: app.localhost\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        await asyncio.sleep(0.1)
+        writer.write(body)
+        slow, sha = await _read_answers(reader, 2)
+        assert slow.startswith(b"HTTP/1.1 200")
+        assert sha.endswith(hashlib.sha256(body).hexdigest().encode())
+        writer.close()
+
+
+async def test_a_websocket_closed_half_by_half_leaves_nothing_open() -> None:
+    async def echo(ws: ServerConnection) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async with ws_serve(echo, "127.0.0.1", 0) as ws_server:
+        port = ws_server.sockets[0].getsockname()[1]
+        async with gateway() as (gw, table, _url):
+            table.set_routes(
+                {key(gw, "sock"): Route("sock", (LoopbackAddress("127.0.0.1", port),))}
+            )
+            for _ in range(5):
+                async with ws_connect(
+                    f"ws://sock.localhost:{gw.ports[0]}/",
+                    host="127.0.0.1",
+                    port=gw.ports[0],
+                    proxy=None,
+                ) as ws:
+                    await ws.send("hi")
+                    assert await ws.recv() == "hi"
+            for _ in range(200):  # up to 10 s: the sockets close as both sides' FINs arrive
+                if not gw.clients and not gw.upstreams:
+                    break
+                await asyncio.sleep(0.05)
+            assert not gw.clients and not gw.upstreams

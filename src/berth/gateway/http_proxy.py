@@ -379,7 +379,11 @@ class HttpGateway:
             self.now = now = loop.time()
             for client in [c for c in self.clients if c.deadline is not None]:
                 if client.deadline is not None and client.deadline <= now:
-                    client.deadline_passed()
+                    try:
+                        client.deadline_passed()
+                    except Exception:
+                        log.exception("gateway: acting on a deadline failed")
+                        client.abort()
             self.pool.expire(now - self.timeouts.pool_idle)
 
     def next_upstreams(self, route: Route) -> tuple[Upstream, ...]:
@@ -482,6 +486,8 @@ class _ClientConnection(asyncio.Protocol, _Pausable):
         self.out: list[bytes] = []
         self.eof = False
         self.closed = False
+        self.writing_paused = False
+        self._starting = False
         self._url = b""
         self._head = _Head(DROPPED_FROM_REQUESTS)
 
@@ -522,7 +528,11 @@ class _ClientConnection(asyncio.Protocol, _Pausable):
 
     def eof_received(self) -> bool | None:
         if self.spliced is not None:
+            self.eof = True
             self.spliced.write_eof()
+            if self.spliced.eof or self.tls:  # both directions ended
+                self.spliced.close()
+                self.close()
             return not self.tls
         self.eof = True
         # Keep the connection open for writing while a request is still being answered.
@@ -539,12 +549,14 @@ class _ClientConnection(asyncio.Protocol, _Pausable):
             exchange.client_gone()
 
     def pause_writing(self) -> None:
+        self.writing_paused = True
         if self.spliced is not None:
             self.spliced.pause("peer_full")
         elif self.exchanges and self.exchanges[0].conn is not None:
             self.exchanges[0].conn.pause("client_full")
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         if self.spliced is not None:
             self.spliced.resume("peer_full")
         elif self.exchanges and self.exchanges[0].conn is not None:
@@ -578,8 +590,8 @@ class _ClientConnection(asyncio.Protocol, _Pausable):
         )
         self.parsing = exchange
         self.exchanges.append(exchange)
-        self.deadline = None
         if len(self.exchanges) == 1:
+            self.deadline = None
             exchange.start()
         else:
             self.pause("pipelined")
@@ -613,10 +625,19 @@ class _ClientConnection(asyncio.Protocol, _Pausable):
             keep = False
         if not keep or self.eof:
             self.close()
-        elif self.exchanges:
-            self.exchanges[0].start()
-        else:
-            self.resume("pipelined")
+            return
+        # The next request may be read on (its body, if pipelined, must reach its upstream).
+        self.resume("pipelined")
+        if self._starting:
+            return  # the loop below, further up the stack, starts the next one
+        # A loop, not a recursion: a request answered at once (no route) finishes here again.
+        self._starting = True
+        try:
+            while self.exchanges and not self.exchanges[0].started and not self.closed:
+                self.exchanges[0].start()
+        finally:
+            self._starting = False
+        if not self.exchanges and not self.closed:
             self.deadline = self.gateway.deadline(self.gateway.timeouts.client_idle)
 
     def refuse(self, status: int, code: str, message: str) -> None:
@@ -675,6 +696,8 @@ class _UpstreamConnection(asyncio.Protocol, _Pausable):
         self.exchange: _Exchange | None = None
         self.spliced: _ClientConnection | None = None
         self.closed = False
+        self.eof = False
+        self.writing_paused = False
         self.served = 0
         self.idle_since = 0.0
         self.keep_alive = True
@@ -727,7 +750,11 @@ class _UpstreamConnection(asyncio.Protocol, _Pausable):
 
     def eof_received(self) -> bool | None:
         if self.spliced is not None:
+            self.eof = True
             self.spliced.write_eof()
+            if self.spliced.eof:  # both directions ended
+                self.spliced.close()
+                self.close()
             return True
         return False
 
@@ -742,12 +769,14 @@ class _UpstreamConnection(asyncio.Protocol, _Pausable):
             exchange.upstream_lost(self)
 
     def pause_writing(self) -> None:
+        self.writing_paused = True
         if self.spliced is not None:
             self.spliced.pause("peer_full")
         elif self.exchange is not None:
             self.exchange.client.pause("upstream_full")
 
     def resume_writing(self) -> None:
+        self.writing_paused = False
         if self.spliced is not None:
             self.spliced.resume("peer_full")
         elif self.exchange is not None:
@@ -831,6 +860,7 @@ class _Exchange:
         "host",
         "interim",
         "keep_alive",
+        "keep_client",
         "method",
         "request_done",
         "request_has_body",
@@ -839,6 +869,7 @@ class _Exchange:
         "retried",
         "reused",
         "route",
+        "started",
         "switching",
         "target",
         "task",
@@ -878,12 +909,15 @@ class _Exchange:
         self.interim = False
         self.switching = False
         self.answered = False
+        self.started = False
+        self.keep_client = False
 
     # -- request side ------------------------------------------------------------------
 
     def start(self) -> None:
         """Route the request: forward it at once on a pooled connection, or connect (or
         wake the service) in a task."""
+        self.started = True
         client = self.client
         gateway = client.gateway
         route = gateway.route_table.resolve(self.host, client.listen_port)
@@ -954,6 +988,11 @@ class _Exchange:
         self.reused = conn.served > 0
         conn.exchange = self
         conn.head_bytes = b""
+        # Backpressure carries over: a side that cannot take more stops the other's reads.
+        if self.client.writing_paused:
+            conn.pause("client_full")
+        if conn.writing_paused:
+            self.client.pause("upstream_full")
         self.touch()
         if self.held:
             conn.write(self.head_bytes + b"".join(self.held))
@@ -1032,17 +1071,15 @@ class _Exchange:
         else:
             kind = "length" if head.has_length else "until_close"
         self.response_kind = kind
-        keep = self.keep_alive and kind != "until_close" and self.request_done_or_bodyless()
+        # Answered before its request was read whole, the connection ends with the answer
+        # (the rest of the request cannot be told from a next one): the head says so.
+        keep = self.keep_alive and kind != "until_close" and self.request_done
+        self.keep_client = keep
         out.append(_response_head(status_line, head, KEEP_ALIVE if keep else CLOSE))
         if self.method == b"HEAD":
             self.response_complete()
             return True
         return False
-
-    def request_done_or_bodyless(self) -> bool:
-        """Whether the client connection can outlive this exchange: its request was read
-        whole (or will be: it has a body the parser is still reading)."""
-        return self.request_done or self.client.parsing is self
 
     def response_body(self, body: bytes) -> None:
         out = self.client.out
@@ -1062,8 +1099,7 @@ class _Exchange:
         conn, self.conn = self.conn, None
         if conn is not None:
             conn.release(self.request_done, self.client.gateway.now)
-        keep = self.keep_alive and self.response_kind != "until_close"
-        self.client.finished(self, keep)
+        self.client.finished(self, self.keep_client)
 
     def upgraded(self, conn: _UpstreamConnection, rest: bytes) -> None:
         """The upstream switched protocols: splice the two connections from now on."""

@@ -56,6 +56,9 @@ class LoopbackAddress:
 
 Upstream = LoopbackAddress | TaskPort
 
+HOST_CACHE_SIZE = 4096
+"""Host headers whose workload id `RouteTable.workload_of` remembers (then starts over)."""
+
 RouteKey = tuple[str, int]
 """(workload id, gateway listening port)."""
 
@@ -84,6 +87,7 @@ class RouteTable:
         self._suffix = "." + self.public_domain
         self._routes: Mapping[RouteKey, Route] = dict(routes or {})
         self._changed = asyncio.Event()
+        self._hosts: dict[str, str | None] = {}
 
     def set_routes(self, mapping: Mapping[RouteKey, Route]) -> None:
         """Atomically replace the whole table with a copy of `mapping`."""
@@ -108,8 +112,18 @@ class RouteTable:
         """The workload id a Host header names, or None if it is not under the public domain.
 
         Case-insensitive; a `:port` suffix and a trailing dot are ignored; only a single DNS
-        label directly under the public domain names a workload.
+        label directly under the public domain names a workload. Answers are remembered (a
+        bounded cache: the gateway asks this for every request).
         """
+        known = self._hosts.get(host_header, self)
+        if known is not self:
+            return known  # type: ignore[return-value]
+        if len(self._hosts) >= HOST_CACHE_SIZE:
+            self._hosts.clear()
+        workload_id = self._hosts[host_header] = self._workload_of(host_header)
+        return workload_id
+
+    def _workload_of(self, host_header: str) -> str | None:
         host = host_header.strip().lower()
         if host.startswith("["):  # an IPv6 literal never names a workload
             return None

@@ -34,28 +34,53 @@ def public_url(domain: Domain, workload: Workload) -> str | None:
 
 
 async def load_view(domain: Domain, session: AsyncSession, workload: Workload) -> WorkloadView:
-    runs = list(
-        await session.scalars(
-            select(Run)
-            .where(Run.workload_id == workload.id, Run.standby.is_(False))
-            .order_by(Run.created_at.desc())
-            .limit(RECENT_RUNS)
+    (view,) = await load_views(domain, session, [workload])
+    return view
+
+
+async def load_views(
+    domain: Domain, session: AsyncSession, workloads: list[Workload]
+) -> list[WorkloadView]:
+    """The views of `workloads`, in their order, from three queries whatever their number
+    (a list of workloads must not cost queries per workload)."""
+    if not workloads:
+        return []
+    ids = [w.id for w in workloads]
+    rank = (
+        func.row_number()
+        .over(partition_by=Run.workload_id, order_by=Run.created_at.desc())
+        .label("rank")
+    )
+    ranked = (
+        select(Run.id.label("run_id"), rank)
+        .where(Run.workload_id.in_(ids), Run.standby.is_(False))
+        .subquery()
+    )
+    runs: dict[str, list[Run]] = {}
+    for run in await session.scalars(
+        select(Run)
+        .join(ranked, Run.id == ranked.c.run_id)
+        .where(ranked.c.rank <= RECENT_RUNS)
+        .order_by(Run.created_at.desc())
+    ):
+        runs.setdefault(run.workload_id, []).append(run)
+    keys: dict[str, list[str]] = {}
+    secrets = select(Secret.workload_id, Secret.key).where(Secret.workload_id.in_(ids))
+    for workload_id, key in await session.execute(secrets.order_by(Secret.key)):
+        keys.setdefault(workload_id, []).append(key)
+    counts = await session.execute(
+        select(Run.workload_id, func.count())
+        .where(Run.workload_id.in_(ids), Run.status == "running")
+        .group_by(Run.workload_id)
+    )
+    running: dict[str, int] = {workload_id: count for workload_id, count in counts}
+    return [
+        WorkloadView(
+            workload=workload,
+            recent_runs=runs.get(workload.id, []),
+            secret_keys=keys.get(workload.id, []),
+            running_tasks=running.get(workload.id, 0),
+            url=public_url(domain, workload),
         )
-    )
-    keys = list(
-        await session.scalars(
-            select(Secret.key).where(Secret.workload_id == workload.id).order_by(Secret.key)
-        )
-    )
-    running = await session.scalar(
-        select(func.count())
-        .select_from(Run)
-        .where(Run.workload_id == workload.id, Run.status == "running")
-    )
-    return WorkloadView(
-        workload=workload,
-        recent_runs=runs,
-        secret_keys=keys,
-        running_tasks=running or 0,
-        url=public_url(domain, workload),
-    )
+        for workload in workloads
+    ]

@@ -20,7 +20,7 @@ from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
 from berth.domain.ids import new_run_id, new_workload_id
 from berth.domain.schedules import Schedule, parse_schedule
-from berth.domain.views import WorkloadView, load_view
+from berth.domain.views import WorkloadView, load_view, load_views
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import ACTIVE_RUN_STATUSES, AccountKit, Run, User, Workload
 
@@ -79,7 +79,7 @@ async def list_workloads(domain: Domain, actor: Actor) -> list[WorkloadView]:
             )
             .order_by(Workload.created_at)
         )
-        return [await load_view(domain, session, workload) for workload in rows]
+        return await load_views(domain, session, list(rows))
 
 
 async def get_workload(domain: Domain, actor: Actor, workload_id: str) -> WorkloadView:
@@ -156,6 +156,10 @@ async def scale_workload(
         )
         if count > 0 and (count > workload.replicas or workload.desired_state != "running"):
             require_credits(user)
+        if count > 0 and workload.desired_state != "running":
+            # Started by a scale, as by POST .../start: a back-off from before (a standby
+            # task that could not be created, say) does not hold the new start back.
+            workload.backoff_until, workload.consecutive_failures = None, 0
         workload.replicas = count
         if count > 0:
             workload.desired_state = "running"

@@ -87,7 +87,9 @@ class Ledger:
     job_runs: list[str] = field(default_factory=list)
     ssh_keys: dict[int, str] = field(default_factory=dict)
     """Live key id -> public key."""
-    deleted_keys: set[int] = field(default_factory=set)
+    deleted_keys: dict[int, str] = field(default_factory=dict)
+    """Deleted SSH keys: id -> public key. An id alone proves nothing: the store may give a
+    deleted key's id to a key added later (by any client of the tenant)."""
     ingress: dict[tuple[str, int], int | None] = field(default_factory=dict)
     """(container, port) -> target port, None once removed."""
     mounts: dict[str, list[str]] = field(default_factory=dict)
@@ -376,8 +378,7 @@ class LoadClient(RecordingClient):
         key_id = self.rng.choice(list(self.ledger.ssh_keys))
         path = f"/compute/ssh-keys/{key_id}"
         if await self.call("containers delete ssh key", "DELETE", path) is not None:
-            del self.ledger.ssh_keys[key_id]
-            self.ledger.deleted_keys.add(key_id)
+            self.ledger.deleted_keys[key_id] = self.ledger.ssh_keys.pop(key_id)
 
     async def set_ingress(self) -> None:
         container, port = self._ingress_target

@@ -378,28 +378,36 @@ async def test_large_bodies_stream_both_ways_without_buffering() -> None:
         assert sent_at_first_byte is not None and sent_at_first_byte < size // 4
 
 
-async def test_websocket_echo_through_the_gateway() -> None:
-    async def echo(ws: ServerConnection) -> None:
-        async for message in ws:
-            await ws.send(message)
+async def _echo(ws: ServerConnection) -> None:
+    async for message in ws:
+        await ws.send(message)
 
-    async with ws_serve(echo, "127.0.0.1", 0) as ws_server:
+
+@contextlib.asynccontextmanager
+async def echo_behind_gateway() -> AsyncIterator[HttpGateway]:
+    """A gateway routing `sock.localhost` to a WebSocket echo server."""
+    async with ws_serve(_echo, "127.0.0.1", 0) as ws_server:
         port = ws_server.sockets[0].getsockname()[1]
         async with gateway() as (gw, table, _url):
             table.set_routes(
                 {key(gw, "sock"): Route("sock", (LoopbackAddress("127.0.0.1", port),))}
             )
-            async with ws_connect(
-                f"ws://sock.localhost:{gw.ports[0]}/chat",
-                host="127.0.0.1",
-                port=gw.ports[0],
-                proxy=None,
-            ) as ws:
-                for text in ("hello", "x" * 200_000):
-                    await ws.send(text)
-                    assert await ws.recv() == text
-                await ws.send(b"\x00\x01binary")
-                assert await ws.recv() == b"\x00\x01binary"
+            yield gw
+
+
+def connect_through(gw: HttpGateway, path: str = "/") -> Any:
+    return ws_connect(
+        f"ws://sock.localhost:{gw.ports[0]}{path}", host="127.0.0.1", port=gw.ports[0], proxy=None
+    )
+
+
+async def test_websocket_echo_through_the_gateway() -> None:
+    async with echo_behind_gateway() as gw, connect_through(gw, "/chat") as ws:
+        for text in ("hello", "x" * 200_000):
+            await ws.send(text)
+            assert await ws.recv() == text
+        await ws.send(b"\x00\x01binary")
+        assert await ws.recv() == b"\x00\x01binary"
 
 
 async def test_replicas_share_requests_round_robin() -> None:
@@ -511,27 +519,13 @@ async def test_a_pipelined_request_keeps_its_deadline_and_its_body() -> None:
 
 
 async def test_a_websocket_closed_half_by_half_leaves_nothing_open() -> None:
-    async def echo(ws: ServerConnection) -> None:
-        async for message in ws:
-            await ws.send(message)
-
-    async with ws_serve(echo, "127.0.0.1", 0) as ws_server:
-        port = ws_server.sockets[0].getsockname()[1]
-        async with gateway() as (gw, table, _url):
-            table.set_routes(
-                {key(gw, "sock"): Route("sock", (LoopbackAddress("127.0.0.1", port),))}
-            )
-            for _ in range(5):
-                async with ws_connect(
-                    f"ws://sock.localhost:{gw.ports[0]}/",
-                    host="127.0.0.1",
-                    port=gw.ports[0],
-                    proxy=None,
-                ) as ws:
-                    await ws.send("hi")
-                    assert await ws.recv() == "hi"
-            for _ in range(200):  # up to 10 s: the sockets close as both sides' FINs arrive
-                if not gw.clients and not gw.upstreams:
-                    break
-                await asyncio.sleep(0.05)
-            assert not gw.clients and not gw.upstreams
+    async with echo_behind_gateway() as gw:
+        for _ in range(5):
+            async with connect_through(gw) as ws:
+                await ws.send("hi")
+                assert await ws.recv() == "hi"
+        for _ in range(200):  # up to 10 s: the sockets close as both sides' FINs arrive
+            if not gw.clients and not gw.upstreams:
+                break
+            await asyncio.sleep(0.05)
+        assert not gw.clients and not gw.upstreams

@@ -701,7 +701,6 @@ class _UpstreamConnection(asyncio.Protocol, _Pausable):
         self.served = 0
         self.idle_since = 0.0
         self.keep_alive = True
-        self.tls = False
         self.head_bytes: bytes | None = None
         """What arrived since the current response began, until its head is complete: the
         head is read from these bytes whole, rather than header by header."""

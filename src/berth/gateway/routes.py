@@ -115,9 +115,8 @@ class RouteTable:
         label directly under the public domain names a workload. Answers are remembered (a
         bounded cache: the gateway asks this for every request).
         """
-        known = self._hosts.get(host_header, self)
-        if known is not self:
-            return known  # type: ignore[return-value]
+        if host_header in self._hosts:
+            return self._hosts[host_header]
         if len(self._hosts) >= HOST_CACHE_SIZE:
             self._hosts.clear()
         workload_id = self._hosts[host_header] = self._workload_of(host_header)
@@ -142,12 +141,6 @@ class RouteTable:
         if workload_id is None:
             return None
         return self._routes.get((workload_id, listen_port))
-
-    def lookup(self, host_header: str, listen_port: int) -> list[Upstream] | None:
-        """The upstreams for this Host header on this port; None when there is no route
-        (an empty list when the workload has no running task)."""
-        route = self.resolve(host_header, listen_port)
-        return None if route is None else list(route.upstreams)
 
 
 def gateway_port_for(external_port: int, *, http_port: int, https_port: int | None) -> int | None:

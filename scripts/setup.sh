@@ -44,9 +44,12 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 stamp=.venv/.berth-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  log "installing berth and its dependencies into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
+  # Exact versions and hashes from the lock file (scripts/lock.sh makes it), then berth itself
+  # without resolving anything again: a fresh machine gets the set CI tested.
+  log "installing berth and its locked dependencies into .venv"
+  .venv/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
+  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
   touch "$stamp"
 fi
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tests.integration.conftest import create
 from tests.integration.server import BERTH, TEST_IMAGE, BerthServer, Tenant
@@ -39,6 +41,12 @@ def idle_service(name: str) -> dict[str, Any]:
 def unique_email(label: str) -> str:
     """The session's server is shared by every test: e-mail addresses must not collide."""
     return f"{label}-{time.monotonic_ns()}@example.com"
+
+
+def ed25519_key() -> str:
+    """A new public key in OpenSSH's one-line form."""
+    public = Ed25519PrivateKey.generate().public_key()
+    return public.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
 
 
 def admin_process(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -148,6 +156,48 @@ def test_an_expired_session_token_is_refused_saying_so(
     assert response.status_code == 401
     assert "expired" in response.json()["error"]
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+def test_update_user_sets_and_show_user_shows_the_containers_apis_limits(
+    server: BerthServer,
+) -> None:
+    t = server.new_tenant()
+    kit = server.admin(
+        "update-user", "--user", t.user_id, "--max-containers", "1", "--max-ssh-keys", "2"
+    )["account_kit"]
+    assert (kit["max_containers"], kit["max_ssh_keys"]) == (1, 2)
+    shown = server.admin("show-user", "--user", t.user_id)["account_kit"]
+    assert (shown["max_containers"], shown["max_ssh_keys"]) == (1, 2)
+    keys = [
+        t.client.post("/compute/ssh-keys", json={"name": f"k{i}", "public_key": ed25519_key()})
+        for i in range(3)
+    ]
+    assert [k.status_code for k in keys] == [201, 201, 400], keys[-1].text
+    assert "limit reached (2)" in keys[-1].json()["error"]
+    t.client.close()
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "field"),
+    [
+        pytest.param("--max-containers", "-1", "max_containers", id="max-containers"),
+        pytest.param("--max-ssh-keys", "-3", "max_ssh_keys", id="max-ssh-keys"),
+        pytest.param("--max-cpu", "0", "max_cpu", id="max-cpu"),
+        pytest.param("--credits", "-5", "credits", id="credits"),
+        pytest.param("--add-credits", "-1000000", "credits", id="add-credits-below-zero"),
+    ],
+)
+def test_update_user_refuses_a_limit_below_its_floor_and_changes_nothing(
+    server: BerthServer, flag: str, value: str, field: str
+) -> None:
+    t = server.new_tenant()
+    before = server.admin("show-user", "--user", t.user_id)
+    result = admin_process(server.data_dir, "update-user", "--user", t.user_id, flag, value)
+    assert result.returncode != 0 and result.stdout == ""
+    assert result.stderr.startswith(f"error: {field}: must") or "below 0" in result.stderr
+    assert field in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert server.admin("show-user", "--user", t.user_id) == before
+    t.client.close()
 
 
 @pytest.mark.parametrize(

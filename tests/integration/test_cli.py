@@ -184,6 +184,51 @@ def test_scaling_a_service_and_the_refusal_to_scale_a_job(
     assert refused.stderr == f"error: {message['error']}\n"
 
 
+def test_create_sets_scale_to_zero_and_the_idle_timeout(cli_env: dict[str, str]) -> None:
+    created = run_berth(
+        "compute",
+        "create",
+        "--name",
+        "sleepy",
+        "--type",
+        "service",
+        "--image",
+        TEST_IMAGE,
+        "--command",
+        "exec httpd -f -p 8080",
+        "--port",
+        "8080",
+        "--scale-to-zero",
+        "--idle-timeout",
+        "120",
+        "--json",
+        env=cli_env,
+    )
+    workload = json.loads(ok(created))
+    assert (workload["scale_to_zero"], workload["idle_timeout_seconds"]) == (True, 120)
+    shown = ok(run_berth("compute", "get", workload["id"], env=cli_env))
+    assert "scale_to_zero" in shown or "scale to zero" in shown, shown
+    plain = json.loads(
+        ok(
+            run_berth(
+                "compute",
+                "create",
+                "--name",
+                "awake",
+                "--type",
+                "service",
+                "--image",
+                TEST_IMAGE,
+                "--command",
+                "exec sleep 3600",
+                "--json",
+                env=cli_env,
+            )
+        )
+    )
+    assert plain["scale_to_zero"] is False
+
+
 def test_usage_errors_exit_2_and_server_refusals_name_the_field(cli_env: dict[str, str]) -> None:
     missing = run_berth("compute", "create", "--type", "job", "--image", TEST_IMAGE, env=cli_env)
     assert missing.returncode == 2 and "--name" in missing.stderr

@@ -58,6 +58,8 @@ def _user_json(user: User, kit: AccountKit) -> dict[str, Any]:
             "max_memory_mb": kit.max_memory_mb,
             "max_replicas": kit.max_replicas,
             "max_workloads": kit.max_workloads,
+            "max_containers": kit.max_containers,
+            "max_ssh_keys": kit.max_ssh_keys,
         },
     }
 
@@ -99,6 +101,8 @@ async def _update_user(domain: Domain, args: argparse.Namespace) -> dict[str, An
         max_memory_mb=args.max_memory_mb,
         max_replicas=args.max_replicas,
         max_workloads=args.max_workloads,
+        max_containers=args.max_containers,
+        max_ssh_keys=args.max_ssh_keys,
     )
     return _user_json(user, kit)
 

@@ -47,6 +47,8 @@ def add_admin_parser(
     update.add_argument("--max-memory-mb", type=int)
     update.add_argument("--max-replicas", type=int)
     update.add_argument("--max-workloads", type=int)
+    update.add_argument("--max-containers", type=int, help="dev boxes (Containers API)")
+    update.add_argument("--max-ssh-keys", type=int, help="SSH keys (Containers API)")
     data_dir_args(update)
     update.set_defaults(admin_handler="update_user")
 

@@ -59,6 +59,15 @@ def add_compute_parser(subparsers: Any, common: Sequence[argparse.ArgumentParser
     create.add_argument("--replicas", type=int)
     create.add_argument("--schedule", help="cron, cron(...) or rate(...) expression")
     create.add_argument("--timeout", type=int, help="seconds a job or scheduled run may take")
+    create.add_argument(
+        "--scale-to-zero",
+        action="store_true",
+        default=None,
+        help="services: sleep after --idle-timeout without requests; a request wakes it",
+    )
+    create.add_argument(
+        "--idle-timeout", type=int, metavar="SECONDS", help="services: idle time before sleeping"
+    )
     _gate_args(create, "also wait until the workload runs (services) or finishes (jobs)")
     create.add_argument("--wait-timeout", type=float, default=600, metavar="SECONDS")
 
@@ -161,6 +170,8 @@ def _create_fields(args: argparse.Namespace) -> dict[str, Any]:
         "replicas": args.replicas,
         "schedule_expr": args.schedule,
         "timeout_seconds": args.timeout,
+        "scale_to_zero": args.scale_to_zero,
+        "idle_timeout_seconds": args.idle_timeout,
     }
     fields.update({key: value for key, value in optional.items() if value is not None})
     return fields

@@ -95,8 +95,24 @@ async def update_user(
     max_memory_mb: int | None = None,
     max_replicas: int | None = None,
     max_workloads: int | None = None,
+    max_containers: int | None = None,
+    max_ssh_keys: int | None = None,
 ) -> tuple[User, AccountKit]:
-    """Change a user's AccountKit or balance (operator use)."""
+    """Change a user's AccountKit or balance (operator use).
+
+    Limits are checked before anything is written: a balance may not go below zero, vCPUs
+    and memory must be positive, counts may be zero (nothing of that kind allowed).
+    """
+    _check_not_below("credits", credits, 0)
+    _check_not_below("max_cpu", max_cpu, 0.01)
+    _check_not_below("max_memory_mb", max_memory_mb, 16)
+    for field, count in (
+        ("max_replicas", max_replicas),
+        ("max_workloads", max_workloads),
+        ("max_containers", max_containers),
+        ("max_ssh_keys", max_ssh_keys),
+    ):
+        _check_not_below(field, count, 0)
     async with domain.store.transaction() as session:
         user = await session.get(User, user_id)
         kit = await session.get(AccountKit, user_id)
@@ -116,7 +132,18 @@ async def update_user(
             kit.max_replicas = max_replicas
         if max_workloads is not None:
             kit.max_workloads = max_workloads
+        if max_containers is not None:
+            kit.max_containers = max_containers
+        if max_ssh_keys is not None:
+            kit.max_ssh_keys = max_ssh_keys
+        if user.credits < 0:
+            raise Invalid("credits: the balance may not go below 0", field="credits")
     return user, kit
+
+
+def _check_not_below(field: str, value: float | None, least: float) -> None:
+    if value is not None and value < least:
+        raise Invalid(f"{field}: must be at least {least:g}", field=field)
 
 
 async def create_api_key(

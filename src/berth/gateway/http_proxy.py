@@ -332,6 +332,14 @@ class HttpGateway:
             ssl=self._ssl,
         )
 
+    async def listen_on(self, port: int) -> None:
+        """Listen on `port` too, from now on (nothing to do if it already does); raises
+        `OSError` when the port cannot be opened. `listen_also` closes it again once its
+        wanted ports no longer include it."""
+        if port in self._wanted_ports or port in self._extra:
+            return
+        self._extra[port] = await self._listen(port)
+
     async def listen_also(self, ports: Iterable[int]) -> None:
         """Listen on exactly these extra ports (besides those given at construction),
         opening new ones and closing those no longer wanted; a port already taken by

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     gateway_wake_timeout_seconds: float = 60.0
     """How long a request to a scaled-to-zero service is held while it wakes (then 504)."""
+    gateway_connections_per_second: float = Field(default=100.0, ge=0)
+    """New connections per second each client address may open to the HTTP(S) gateway,
+    sustained; past it a connection's request is answered 429. 0 turns the limit off."""
+    gateway_connection_burst: int = Field(default=500, ge=0)
+    """How many connections a client address may open at once before the sustained rate
+    applies; 0 turns the limit off."""
     container_image: str = "berth/busybox:latest"
     """The default dev-box image of the Containers API (a create may name another)."""
     instance_types: dict[str, InstanceType] = Field(

@@ -4,7 +4,8 @@
 configured: one certificate for `*.<public domain>`, routing by the Host header and SNI
 name alike), loads the routes, and keeps them and the extra listeners that containers'
 ingress rules need (8000-8999) in step with the store. Its ports must be decided first
-(`berth.gateway.ports.resolve_gateway_ports`).
+(`berth.gateway.ports.resolve_gateway_ports`). Both listeners share one limit of new
+connections per client address (`BERTH_GATEWAY_CONNECTIONS_PER_SECOND`, `..._BURST`).
 
 `open_rule_port` is what adding an ingress rule asks first (`domain.ingress.RuleListeners`):
 it opens the rule's listener at once, or raises `OSError` when the gateway cannot, so a rule
@@ -25,6 +26,7 @@ from berth.gateway.route_refresh import RouteRefresher
 from berth.gateway.routes import RouteTable, gateway_port_for
 from berth.gateway.scale_to_zero import IdleScaler, ServiceWaker
 from berth.runtime.base import Runtime
+from berth.token_buckets import TokenBuckets
 
 CLAIM_SECONDS = 10.0
 """How long a listener `open_rule_port` opened stays open without a rule needing it: the
@@ -38,6 +40,12 @@ def tls_context(settings: Settings) -> ssl.SSLContext | None:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
     return context
+
+
+def connection_limit(settings: Settings) -> TokenBuckets | None:
+    """The buckets of new connections per client address; None when the limit is off."""
+    rate, burst = settings.gateway_connections_per_second, settings.gateway_connection_burst
+    return TokenBuckets(rate=rate, burst=burst) if rate > 0 and burst > 0 else None
 
 
 class PublicGateway:
@@ -57,6 +65,7 @@ class PublicGateway:
         context = tls_context(settings)
         self.http_port = settings.gateway_port
         self.https_port = settings.gateway_tls_port if context is not None else None
+        limit = connection_limit(settings)
         self.idle = IdleScaler(domain, interval=min(settings.reconcile_interval_seconds, 5.0))
         waker = ServiceWaker(
             domain,
@@ -73,6 +82,7 @@ class PublicGateway:
             runtime=runtime,
             waker=waker,
             on_request=self.idle.saw_request,
+            connection_limit=limit,
         )
         self.https = (
             HttpGateway(
@@ -84,6 +94,7 @@ class PublicGateway:
                 on_request=self.idle.saw_request,
                 ssl_context=context,
                 scheme="https",
+                connection_limit=limit,
             )
             if context is not None and self.https_port is not None
             else None

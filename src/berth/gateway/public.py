@@ -15,6 +15,7 @@ the gateway could not serve is refused rather than stored.
 from __future__ import annotations
 
 import errno
+import logging
 import ssl
 import time
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from berth.gateway.routes import RouteTable, gateway_port_for
 from berth.gateway.scale_to_zero import IdleScaler, ServiceWaker
 from berth.runtime.base import Runtime
 from berth.token_buckets import TokenBuckets
+
+log = logging.getLogger("berth.gateway")
 
 CLAIM_SECONDS = 10.0
 """How long a listener `open_rule_port` opened stays open without a rule needing it: the
@@ -139,6 +142,8 @@ class PublicGateway:
         await self.http.start()
         if self.https is not None:
             await self.https.start()
+        https = f", HTTPS on port {self.https_port}" if self.https is not None else ""
+        log.info("HTTP gateway on %s port %d%s", self.http.host, self.http_port, https)
         await self.refresher.start()
         self.idle.start()
 

@@ -11,7 +11,9 @@ The upstream is also measured directly, so "added" latency is proxy minus direct
 are taken in the same run. Needs `wrk` and `nginx` on PATH (Debian: `apt-get install wrk
 nginx-light`). Everything runs on 127.0.0.1 and is stopped at the end (a temp directory
 holds nginx's config and logs). The gateway runs in its own process (uvloop when
-installed), as it does inside `berth serve`.
+installed) with berth's limit of new connections per client address (the defaults of
+`BERTH_GATEWAY_CONNECTIONS_PER_SECOND` and `BERTH_GATEWAY_CONNECTION_BURST`, which the
+keep-alive connections of a run stay far below), as it does inside `berth serve`.
 
 Output: a table on stdout and `bench/results/gateway.json`.
 """
@@ -34,7 +36,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from berth.config import Settings
 from berth.gateway.http_proxy import HttpGateway
+from berth.gateway.public import connection_limit
 from berth.gateway.routes import LoopbackAddress, Route, RouteTable
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gateway.json"
@@ -152,7 +156,13 @@ def serve_gateway(port: int, upstream: int) -> None:
     async def main() -> None:
         table = RouteTable("localhost")
         table.set_routes({("app", port): Route("app", (LoopbackAddress("127.0.0.1", upstream),))})
-        gateway = HttpGateway(host="127.0.0.1", port=port, route_table=table, runtime=None)
+        gateway = HttpGateway(
+            host="127.0.0.1",
+            port=port,
+            route_table=table,
+            runtime=None,
+            connection_limit=connection_limit(Settings()),  # as `berth serve` limits clients
+        )
         await gateway.start()
         stop = asyncio.Event()
         asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)

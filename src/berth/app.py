@@ -23,6 +23,7 @@ from berth.bootstrap import instance_id, open_domain
 from berth.config import Settings
 from berth.control.supervisor import Controllers
 from berth.domain.shells import end_orphaned_sessions
+from berth.gateway.ports import resolve_gateway_ports
 from berth.gateway.public import PublicGateway
 from berth.gateway.ssh import SshGateway
 from berth.gateway.ssh_authorizer import DomainSshAuthorizer
@@ -37,8 +38,10 @@ def _operation_id(route: APIRoute) -> str:
 def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Public URLs name the gateway's port, so it is decided before the domain is built.
+        resolved = resolve_gateway_ports(settings)
         runtime = create_runtime(settings.docker_host)
-        domain = await open_domain(settings, runtime=runtime)
+        domain = await open_domain(resolved, runtime=runtime)
         controllers = Controllers(
             domain,
             runtime,
@@ -50,7 +53,7 @@ def create_app(settings: Settings) -> FastAPI:
             log_max_bytes=settings.log_max_bytes,
         )
         app.state.domain = domain
-        app.state.settings = settings
+        app.state.settings = resolved
         app.state.replay_secret = secrets.token_urlsafe(32)
         app.state.controllers = controllers
         await end_orphaned_sessions(domain)
@@ -63,9 +66,10 @@ def create_app(settings: Settings) -> FastAPI:
         )
         await ssh.start()
         public = PublicGateway(
-            settings, domain, runtime, start_now=controllers.reconciler.start_now
+            resolved, domain, runtime, start_now=controllers.reconciler.start_now
         )
         await public.start()
+        app.state.rule_listeners = public
         controllers.start()
         try:
             yield

@@ -13,6 +13,7 @@ from berth.domain.context import ContainerDefaults, Domain, KitDefaults, Pricing
 from berth.domain.crypto import SecretCipher
 from berth.domain.events import EventBus
 from berth.domain.tokens import TokenSigner
+from berth.gateway.ports import HTTP_PORTS
 from berth.runtime.base import Runtime
 from berth.store.db import Store
 from berth.store.keyfiles import load_or_create_key
@@ -60,7 +61,8 @@ async def open_domain(settings: Settings, *, runtime: Runtime | None = None) -> 
             },
             public_domain=settings.public_domain,
             ssh_port=settings.ssh_port,
-            gateway_port=settings.gateway_port,
+            # Unset only where no gateway runs (admin commands, which print no URLs).
+            gateway_port=HTTP_PORTS[0] if settings.gateway_port is None else settings.gateway_port,
         ),
         runtime=runtime,
         instance_id=instance_id(settings),

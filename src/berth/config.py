@@ -52,15 +52,24 @@ class Settings(BaseSettings):
     ssh_port: int = 2222
     """The SSH gateway's port; `ssh_command` of containers names it."""
     gateway_host: str = "0.0.0.0"
-    gateway_port: int = 8080
-    gateway_tls_port: int = 8443
+    """The HTTP gateway: public URLs of services and containers' ingress rules."""
+    gateway_port: int | None = Field(default=None, ge=1, le=65535)
+    """The gateway's HTTP port, which also serves ingress rules on 80. Unset: 80 when berth
+    can bind it, else 9080 (`berth.gateway.ports`): never inside the rule range 8000-8999."""
+    gateway_tls_port: int | None = Field(default=None, ge=1, le=65535)
     """HTTPS, active when `tls_cert_file` and `tls_key_file` are set (a certificate for
-    `*.<public domain>`)."""
+    `*.<public domain>`); serves ingress rules on 443. Unset: 443 when berth can bind it,
+    else 9443."""
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     gateway_wake_timeout_seconds: float = 60.0
     """How long a request to a scaled-to-zero service is held while it wakes (then 504)."""
-    """The HTTP gateway: public URLs of services and containers' ingress rules."""
+    gateway_connections_per_second: float = Field(default=100.0, ge=0)
+    """New connections per second each client address may open to the HTTP(S) gateway,
+    sustained; past it a connection's request is answered 429. 0 turns the limit off."""
+    gateway_connection_burst: int = Field(default=500, ge=0)
+    """How many connections a client address may open at once before the sustained rate
+    applies; 0 turns the limit off."""
     container_image: str = "berth/busybox:latest"
     """The default dev-box image of the Containers API (a create may name another)."""
     instance_types: dict[str, InstanceType] = Field(
@@ -103,6 +112,10 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(default=100, ge=0)
     """How many requests such a caller may make at once before the sustained rate applies;
     0 turns rate limiting off."""
+
+    def tls_configured(self) -> bool:
+        """Whether a certificate is configured, and so the gateway's HTTPS listener."""
+        return self.tls_cert_file is not None and self.tls_key_file is not None
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -105,3 +105,26 @@ def test_status_comes_from_runs_not_from_guesses() -> None:
     status = workload_status(backing_off, [], crashed, NOW)
     assert status.status == "crash_loop" and status.reason is not None
     assert "exited with code 1" in status.reason and "retrying in 4s" in status.reason
+
+
+def test_a_stopped_dev_box_says_who_stopped_it_and_how_to_start_it() -> None:
+    box = service(id="box1", type="container", replicas=1, desired_state="stopped")
+    last = run("a", status="stopped")
+    last.stop_reason = "stopped"
+    status = workload_status(box, [], last, NOW)
+    assert status.status == "stopped" and status.reason is not None
+    assert "stopped by its user (POST /compute/containers/box1/stop)" in status.reason
+    assert "POST /compute/containers/box1/start starts it" in status.reason
+    assert "requests through its ingress rules do not" in status.reason
+    assert "scaled to zero" not in status.reason and "wakes" not in status.reason
+    # Never started at all, or last exited on its own: still its user's stop.
+    assert workload_status(box, [], None, NOW).reason == status.reason
+    # A stop berth made for a reason of its own says so.
+    last.stop_reason = "no_credits"
+    by_berth = workload_status(box, [], last, NOW).reason
+    assert by_berth is not None and by_berth.startswith("stopped by berth (no_credits); ")
+
+
+def test_a_stopped_service_keeps_its_scale_to_zero_wording() -> None:
+    stopped = workload_status(service(desired_state="stopped"), [], None, NOW)
+    assert stopped.reason == "scaled to zero: a request or POST .../start wakes it"

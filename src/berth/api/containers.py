@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 
 from berth.api.deps import DomainDep, company_actor
 from berth.api.responses import container_errors
@@ -13,6 +13,7 @@ from berth.api.strict_json import StrictJsonRoute
 from berth.domain import containers, ingress, ssh_keys
 from berth.domain.auth import Actor
 from berth.domain.containers import ContainerView
+from berth.domain.ingress import RuleListeners
 from berth.schemas.containers import (
     ContainerCreate,
     ContainerList,
@@ -37,6 +38,15 @@ router = APIRouter(
     route_class=StrictJsonRoute,
 )
 ActorDep = Annotated[Actor, Depends(company_actor)]
+
+
+def rule_listeners(request: Request) -> RuleListeners | None:
+    """The server's HTTP gateway, which must listen for a rule's port before it is added."""
+    listeners: RuleListeners | None = getattr(request.app.state, "rule_listeners", None)
+    return listeners
+
+
+RuleListenersDep = Annotated[RuleListeners | None, Depends(rule_listeners)]
 
 
 @router.get("/containers", response_model=ContainerList, summary="List containers")
@@ -147,13 +157,22 @@ async def list_ingress(container_id: str, domain: DomainDep, actor: ActorDep) ->
     status_code=201,
     response_model=IngressRuleOut,
     summary="Add (or update) an ingress rule",
-    responses=container_errors(400),
+    responses=container_errors(400, 409),
 )
 async def add_ingress(
-    container_id: str, body: IngressRuleCreate, domain: DomainDep, actor: ActorDep
+    container_id: str,
+    body: IngressRuleCreate,
+    domain: DomainDep,
+    actor: ActorDep,
+    listeners: RuleListenersDep,
 ) -> IngressRuleOut:
     rule = await ingress.add_rule(
-        domain, actor, container_id, port=body.port, target_port=body.target_port
+        domain,
+        actor,
+        container_id,
+        port=body.port,
+        target_port=body.target_port,
+        listeners=listeners,
     )
     return rule_out(rule)
 

@@ -34,12 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--ssh-port", type=int, help="SSH gateway port (default: $BERTH_SSH_PORT or 2222)"
     )
     serve.add_argument(
-        "--gateway-port", type=int, help="HTTP gateway port (default: $BERTH_GATEWAY_PORT or 8080)"
+        "--gateway-port",
+        type=int,
+        help="HTTP gateway port (default: $BERTH_GATEWAY_PORT, else 80 if free, else 9080)",
     )
     serve.add_argument(
         "--gateway-tls-port",
         type=int,
-        help="HTTPS gateway port, active with BERTH_TLS_CERT_FILE/KEY_FILE (default 8443)",
+        help="HTTPS gateway port, active with BERTH_TLS_CERT_FILE/KEY_FILE (default: 443 if "
+        "free, else 9443)",
     )
     serve.add_argument(
         "--public-domain", help="domain of public URLs (default: $BERTH_PUBLIC_DOMAIN or localhost)"

@@ -325,3 +325,34 @@ def _status_changed(domain: Domain, workload: Workload) -> None:
             data={"status": workload.status, "reason": workload.status_reason},
         )
     )
+
+
+@dataclass(frozen=True)
+class Unserved:
+    """Why a dev box's ingress rules reach nothing now: a code to match on, words to read."""
+
+    code: str
+    message: str
+
+
+async def why_unserved(domain: Domain, workload_id: str) -> Unserved | None:
+    """For the HTTP gateway, when a request through an ingress rule finds no running task:
+    why (a stopped dev box says who stopped it and how to start it; requests never start
+    it). None when `workload_id` is no live dev box."""
+    async with domain.store.reading() as session:
+        workload = await session.get(Workload, workload_id)
+    if workload is None or workload.type != "container" or workload.deleted_at is not None:
+        return None
+    status = container_status(workload)
+    if workload.desired_state != "running":
+        how = (
+            workload.status_reason
+            if status == "stopped" and workload.status_reason
+            else f"POST /compute/containers/{workload.id}/start starts it"
+        )
+        return Unserved("dev_box_stopped", f"dev box {workload.id} is {status}: {how}")
+    why = f" ({workload.status_reason})" if workload.status_reason else ""
+    return Unserved(
+        "dev_box_not_running",
+        f"dev box {workload.id} is {status}{why}; its ingress rules answer once it runs",
+    )

@@ -46,7 +46,8 @@ class ContainerDefaults:
     """name -> (architecture, vCPUs)."""
     public_domain: str
     ssh_port: int
-    gateway_port: int = 8080
+    gateway_port: int = 80
+    """The HTTP gateway's port, as public URLs name it (80 is left out of them)."""
 
 
 @dataclass(frozen=True)

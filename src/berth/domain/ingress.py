@@ -1,10 +1,16 @@
 """Ingress rules of containers: which external port of the gateway reaches which port of the
 container. Rules are stored and announced (`ingress.changed`) for the gateway; a rule on 443
-turns `https_enabled` on."""
+turns `https_enabled` on.
+
+A rule is stored only once the gateway listens for its port (`RuleListeners`): a port taken
+by another program on the gateway's host, or one of the gateway's own ports, is refused
+(409) with nothing created, rather than kept as a rule that nothing serves.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Protocol
 
 from sqlalchemy import select
 
@@ -12,9 +18,17 @@ from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.containers import owned_container
 from berth.domain.context import Domain
-from berth.domain.errors import Invalid, NotFound
+from berth.domain.errors import Conflict, Invalid, NotFound
 from berth.domain.events import Event
 from berth.store.models import IngressRule
+
+
+class RuleListeners(Protocol):
+    """The gateway, as adding a rule sees it."""
+
+    async def open_rule_port(self, port: int) -> None:
+        """Make sure the gateway serves rules on external `port` from now on; raise
+        `OSError` (its `strerror` says why) when it cannot."""
 
 
 def external_port_allowed(port: int) -> bool:
@@ -22,9 +36,16 @@ def external_port_allowed(port: int) -> bool:
 
 
 async def add_rule(
-    domain: Domain, actor: Actor, container_id: str, *, port: int, target_port: int | None
+    domain: Domain,
+    actor: Actor,
+    container_id: str,
+    *,
+    port: int,
+    target_port: int | None,
+    listeners: RuleListeners | None = None,
 ) -> IngressRule:
-    """Add a rule; adding a port that already has one updates its target."""
+    """Add a rule; adding a port that already has one updates its target. With `listeners`
+    (the server's gateway), a port the gateway cannot listen on is a `Conflict`."""
     if not external_port_allowed(port):
         raise Invalid("external port not allowed", field="port")
     target = port if target_port is None else target_port
@@ -33,6 +54,14 @@ async def add_rule(
     async with domain.store.transaction() as session:
         await load_compute_user(session, actor.user_id)
         workload = await owned_container(session, actor, container_id)
+        if listeners is not None:
+            try:
+                await listeners.open_rule_port(port)
+            except OSError as exc:
+                raise Conflict(
+                    f"port {port}: the gateway cannot listen on it ({exc.strerror or exc})",
+                    field="port",
+                ) from exc
         rule = await session.scalar(
             select(IngressRule).where(
                 IngressRule.workload_id == workload.id, IngressRule.port == port

@@ -122,6 +122,8 @@ def _service_status(
     if workload.desired_state != "running" or workload.replicas == 0:
         if running:
             return Status("stopping", None)
+        if workload.type == "container":
+            return Status("stopped", stopped_dev_box_reason(workload, latest))
         return Status("stopped", "scaled to zero: a request or POST .../start wakes it")
     current = [run for run in running if run.generation == workload.generation]
     if workload.backoff_until is not None and now < workload.backoff_until and latest:
@@ -132,3 +134,22 @@ def _service_status(
     if len(current) >= workload.replicas:
         return Status("running", None)
     return Status("deploying", f"{len(current)}/{workload.replicas} tasks running")
+
+
+UNTOLD_STOP_REASONS = frozenset({"stopped", "replaced", "scaled down"})
+"""Stop reasons of a dev box's last run that do not say who stopped the dev box: then its
+desired state does, and only the Containers API's stop (its user, or an agent with the
+user's key) sets that."""
+
+
+def stopped_dev_box_reason(workload: Workload, latest: Run | None) -> str:
+    """Who stopped a dev box and how to start it. Unlike a service, a dev box is not woken
+    by requests to its ingress rules: its user stopped it on purpose."""
+    start = (
+        f"POST /compute/containers/{workload.id}/start starts it; requests through its "
+        "ingress rules do not"
+    )
+    reason = latest.stop_reason if latest is not None else None
+    if reason is None or reason in UNTOLD_STOP_REASONS:
+        return f"stopped by its user (POST /compute/containers/{workload.id}/stop); {start}"
+    return f"stopped by berth ({reason}); {start}"

@@ -23,6 +23,10 @@ Contract:
   answers to the host or the workload has no running task, 502 when the upstream refuses or
   breaks the connection (naming the workload), 504 when it does not answer within the
   upstream timeout.
+- With a `connection_limit`, each client address has a token bucket of new connections: a
+  connection opened past it has its first request answered 429 (`Retry-After`, code
+  `rate_limited`) and is closed. Only opening a connection costs a bucket lookup; requests on
+  a kept-alive connection cost nothing extra.
 
 Route changes are `RouteTable.set_routes` swaps: requests already forwarded keep their
 upstream connection, so updates never drop in-flight requests. The gateway knows nothing
@@ -53,6 +57,7 @@ import httptools
 
 from berth.gateway.routes import LoopbackAddress, Route, RouteTable, Upstream
 from berth.runtime.base import Runtime, RuntimeDriverError
+from berth.token_buckets import TokenBuckets
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +66,9 @@ MAX_HEAD_BYTES = 64 * 1024
 BUFFER_HIGH_WATER = 256 * 1024
 """Request bytes held for an upstream connection still being opened before the client is
 no longer read."""
+RATE_LIMITED_HEAD_SECONDS = 5.0
+"""How long a connection over its client's limit may take to send the request head that is
+answered 429 before it is closed unanswered."""
 
 HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"}
@@ -71,6 +79,7 @@ KEEP_ALIVE = b"Connection: keep-alive"
 CLOSE = b"Connection: close"
 REASONS = {
     400: "Bad Request",
+    429: "Too Many Requests",
     431: "Request Header Fields Too Large",
     502: "Bad Gateway",
     503: "Service Unavailable",
@@ -203,14 +212,24 @@ def _chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
-def _error_bytes(status: int, code: str, message: str, workload: str | None, keep: bool) -> bytes:
+def _error_bytes(
+    status: int,
+    code: str,
+    message: str,
+    workload: str | None,
+    keep: bool,
+    *,
+    retry_after: int | None = None,
+) -> bytes:
     # The same shape as the API's errors: a message to read, a code to match on.
     body = json.dumps({"error": message, "code": code, "workload": workload}).encode()
+    retry = "" if retry_after is None else f"Retry-After: {retry_after}\r\n"
     head = (
         f"HTTP/1.1 {status} {REASONS[status]}\r\n"
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
         "Cache-Control: no-store\r\n"
+        f"{retry}"
         f"Connection: {'keep-alive' if keep else 'close'}\r\n\r\n"
     ).encode()
     return head + body
@@ -266,6 +285,8 @@ class HttpGateway:
     the listeners, cuts open client connections and empties the upstream pool. `scheme` is
     what `X-Forwarded-Proto` says (a TLS front end passes "https"). `runtime` is needed
     only for `TaskPort` upstreams. Port 0 binds a free port; `ports` lists those bound.
+    `connection_limit` (shared by the gateways of one server) limits new connections per
+    client address (see the module docstring); None leaves them unlimited.
     """
 
     def __init__(
@@ -282,8 +303,10 @@ class HttpGateway:
         waker: Waker | None = None,
         on_request: Callable[[str], None] | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        connection_limit: TokenBuckets | None = None,
     ) -> None:
         self.host = host
+        self.connection_limit = connection_limit
         self._ssl = ssl_context
         self._runtime = runtime
         self.waker = waker
@@ -331,6 +354,14 @@ class HttpGateway:
             backlog=1024,
             ssl=self._ssl,
         )
+
+    async def listen_on(self, port: int) -> None:
+        """Listen on `port` too, from now on (nothing to do if it already does); raises
+        `OSError` when the port cannot be opened. `listen_also` closes it again once its
+        wanted ports no longer include it."""
+        if port in self._wanted_ports or port in self._extra:
+            return
+        self._extra[port] = await self._listen(port)
 
     async def listen_also(self, ports: Iterable[int]) -> None:
         """Listen on exactly these extra ports (besides those given at construction),
@@ -496,11 +527,21 @@ class _ClientConnection(asyncio.Protocol, _Pausable):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's are not subclasses
         peer = self.transport.get_extra_info("peername")
-        self.client_ip = str(peer[0]).encode() if peer else b""
+        address = str(peer[0]) if peer else ""
+        self.client_ip = address.encode()
         self.listen_port = int(self.transport.get_extra_info("sockname")[1])
         self.tls = self.transport.get_extra_info("sslcontext") is not None
         self.deadline = self.gateway.deadline(self.gateway.timeouts.client_idle)
         self.gateway.clients.add(self)
+        limit = self.gateway.connection_limit
+        if limit is not None:
+            decision = limit.take(address)
+            if not decision.allowed:
+                # The parser now answers the first request 429 and nothing is forwarded.
+                self.parser = httptools.HttpRequestParser(
+                    _RateLimited(self, limit, decision.retry_after)
+                )
+                self.deadline = self.gateway.deadline(RATE_LIMITED_HEAD_SECONDS)
 
     def data_received(self, data: bytes) -> None:
         if self.spliced is not None:
@@ -681,6 +722,27 @@ class _ClientConnection(asyncio.Protocol, _Pausable):
             self.flush()
         else:
             self.close()
+
+
+class _RateLimited:
+    """Parser callbacks of a connection its client opened past its connection limit: the
+    first request is answered 429 as soon as its head is read, and the connection closed."""
+
+    def __init__(self, client: _ClientConnection, limit: TokenBuckets, retry_after: int) -> None:
+        self.client = client
+        self.limit = limit
+        self.retry_after = retry_after
+
+    def on_headers_complete(self) -> None:
+        message = (
+            f"too many new connections from {self.client.client_ip.decode()}: "
+            f"{self.limit.rate:g} per second, bursts of {self.limit.burst}; retry after "
+            f"{self.retry_after} s"
+        )
+        self.client.out.append(
+            _error_bytes(429, "rate_limited", message, None, False, retry_after=self.retry_after)
+        )
+        self.client.close()
 
 
 class _UpstreamConnection(asyncio.Protocol, _Pausable):

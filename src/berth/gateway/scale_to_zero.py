@@ -6,7 +6,9 @@
 it starts the service (one wake shared by every request that arrives meanwhile, as Knative's
 activator does), waits until a task accepts TCP connections, and hands back the route, so the
 request is held and forwarded rather than answered with an error. A wake that takes longer
-than the wake timeout answers 504.
+than the wake timeout answers 504. A dev box (a container of the Containers API) is not
+woken: a request through its ingress rules is answered 503 saying why nothing serves it
+(stopped, and how to start it; or not running yet).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from berth.domain import workloads
+from berth.domain import containers, workloads
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound, PaymentRequired
 from berth.gateway.http_proxy import WakeOutcome
@@ -70,6 +72,10 @@ class ServiceWaker:
             if wake.standby_run_id is not None and self._start_now is not None:
                 self._start_now(wake.standby_run_id)
         except NotFound:
+            # Dev boxes are never woken by requests: their users stop them on purpose.
+            unserved = await containers.why_unserved(self._domain, workload_id)
+            if unserved is not None:
+                return WakeOutcome(None, 503, unserved.code, unserved.message)
             return WakeOutcome(None, 503, "no_route", f"no service {workload_id}")
         except PaymentRequired as exc:
             return WakeOutcome(None, 503, "no_credits", f"{workload_id}: {exc.message}")

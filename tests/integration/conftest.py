@@ -37,6 +37,9 @@ def crashable(tmp_path: Path) -> Iterator[BerthServer]:
 def tenant(server: BerthServer) -> Iterator[Tenant]:
     t = server.new_tenant()
     yield t
+    # Dev boxes too: a rule port left open would be refused to the next server that wants it.
+    for box in t.client.get("/compute/containers").json().get("containers", []):
+        t.client.delete(f"/compute/containers/{box['id']}")
     for workload in t.client.get("/v1/compute").json().get("workloads", []):
         t.client.delete(f"/v1/compute/{workload['id']}")
     t.client.close()

@@ -19,8 +19,8 @@ from berth.domain.errors import PaymentRequired
 from berth.store.models import Run, User
 
 MINIMUM_BILLED_SECONDS = 1.0
-"""Billing is per second with a one-second minimum per run whose task started: a task that
-exits at once (`true`) still held its allocation while the engine started it."""
+"""A run whose task started is billed its exact running time, but at least this long: a task
+that exits at once (`true`) still held its allocation while the engine started it."""
 
 
 def accrue_run_usage(run: Run, user: User, *, until: datetime, pricing: Pricing) -> float:

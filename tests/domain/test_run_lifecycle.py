@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
 
 from berth.domain import lifecycle, workloads
@@ -74,3 +75,28 @@ async def test_an_out_of_memory_kill_is_named_as_the_reason(domain: Domain, acto
     done = await only_run(domain, job.id)
     assert done.status == "failed"
     assert done.status_reason == "out of memory: the task exceeded its 64 MB limit"
+
+
+async def test_the_engines_start_stamp_is_recorded_and_a_short_run_billed_a_second(
+    domain: Domain, actor: Actor
+) -> None:
+    body = WorkloadCreate(name="j", type="job", image="img", cpu=0.5, memory_mb=512)
+    job = (await workloads.create_workload(domain, actor, body)).workload
+    run = await only_run(domain, job.id)
+    seen_running = datetime.now(UTC)
+    await lifecycle.mark_run_started(domain, run.id, task_id="t", started_at=seen_running)
+    # The exit's inspect has the engine's final stamps: a start a little earlier.
+    engine_start = seen_running - timedelta(microseconds=400)
+    result = lifecycle.RunResult(exit_code=0, started_at=engine_start, finished_at=seen_running)
+    await lifecycle.record_run_result(domain, run.id, result, backoff_max=60)
+
+    done = await only_run(domain, job.id)
+    assert (done.started_at, done.finished_at) == (engine_start, seen_running)
+    assert (done.vcpu_seconds, done.gb_seconds) == (0.5, 0.5)
+    async with domain.store.reading() as session:
+        user = await session.get(User, actor.user_id)
+    assert user is not None
+    assert domain.kit_defaults.credits - user.credits == pytest.approx(done.credits)
+    assert done.credits == pytest.approx(
+        0.5 * domain.pricing.per_vcpu_second + 0.5 * domain.pricing.per_gb_second
+    )

@@ -11,9 +11,12 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from tests.integration.conftest import wait_workload
-from tests.integration.server import BerthServer, Tenant
+from tests.integration.server import FAST_CONTROLLERS, BerthServer, Tenant
+from tests.integration.test_exec_and_shell import read_until
 
 pytestmark = pytest.mark.engine
 
@@ -254,30 +257,73 @@ def test_an_approved_exec_runs_as_the_agent_and_keeps_its_output(
     assert again.json() == approved["result"]["body"]
 
 
+def shell_service(person: httpx.Client, name: str) -> str:
+    svc = person.post(
+        "/v1/compute",
+        json={
+            "name": name,
+            "type": "service",
+            "image": "berth-test/busybox:latest",
+            "command": "exec sleep 600",
+        },
+    ).json()
+    wait_workload(person, svc["id"], lambda s: s["running_tasks"] == 1)
+    workload_id: str = svc["id"]
+    return workload_id
+
+
 def test_a_shell_is_gated_and_its_approved_session_is_returned(
     gated_server: BerthServer, agent: Tenant
 ) -> None:
     with human(gated_server, agent.user_id) as person:
-        svc = person.post(
-            "/v1/compute",
-            json={
-                "name": "shellbox",
-                "type": "service",
-                "image": "berth-test/busybox:latest",
-                "command": "exec sleep 600",
-            },
-        ).json()
-        wait_workload(person, svc["id"], lambda s: s["running_tasks"] == 1)
-        pending = agent.client.post(f"/v1/compute/{svc['id']}/shell")
+        workload_id = shell_service(person, "shellbox")
+        pending = agent.client.post(f"/v1/compute/{workload_id}/shell")
         assert pending.status_code == 202
         approval_id = pending.json()["approval_id"]
         approved = person.post(f"/v1/approvals/{approval_id}/approve").json()
-    session = approved["result"]["body"]["session"]
-    assert set(session) == {"sessionId", "streamUrl", "tokenValue"}
+        # The session is opened when the agent collects it, not on approval.
+        assert approved["status"] == "approved" and approved["result"] is None
+        mine = agent.client.get(f"/v1/approvals/{approval_id}").json()["result"]["body"]
+        seen = person.get(f"/v1/approvals/{approval_id}").json()["result"]["body"]
     # The token is the agent's: the human sees it hidden, the agent gets it.
+    session = seen["session"]
+    assert set(session) == {"sessionId", "streamUrl", "tokenValue"}
     assert session["tokenValue"] == "(hidden)"
-    mine = agent.client.get(f"/v1/approvals/{approval_id}").json()["result"]["body"]["session"]
+    mine = mine["session"]
     assert mine["tokenValue"].startswith("sh_") and mine["sessionId"] == session["sessionId"]
     db = (gated_server.data_dir / "berth.db").read_bytes()
     assert mine["tokenValue"].encode() not in db
     assert session["streamUrl"].startswith(gated_server.url.replace("http", "ws"))
+
+
+def test_an_approved_shell_is_opened_when_its_agent_collects_it_and_only_once(
+    gated_server: BerthServer, agent: Tenant
+) -> None:
+    """The connect window starts when the agent collects the session, however long after
+    the approval that is; a second collection gets the same session, not another."""
+    connect_window = float(FAST_CONTROLLERS["BERTH_SHELL_CONNECT_SECONDS"])
+    with human(gated_server, agent.user_id) as person:
+        workload_id = shell_service(person, "latebox")
+        pending = agent.client.post(f"/v1/compute/{workload_id}/shell")
+        approval_id = pending.json()["approval_id"]
+        approved = person.post(f"/v1/approvals/{approval_id}/approve")
+        assert approved.status_code == 200, approved.text
+    # The agent comes back later than a token issued on approval would have lasted.
+    time.sleep(connect_window + 0.5)  # that window is what is under test
+    repeated = agent.client.post(f"/v1/compute/{workload_id}/shell", headers={HEADER: approval_id})
+    assert repeated.status_code == 200, repeated.text
+    session = repeated.json()["session"]
+    with connect(f"{session['streamUrl']}?token={session['tokenValue']}") as ws:
+        ws.send(b"echo collected-$((40+2))\n")
+        read_until(ws, "collected-42")
+        ws.send(b"exit\n")
+
+    again = agent.client.get(f"/v1/approvals/{approval_id}").json()
+    assert again["result"]["body"]["session"] == session
+    sessions = agent.client.get(f"/v1/compute/{workload_id}/shell/sessions").json()["sessions"]
+    assert [s["id"] for s in sessions] == [session["sessionId"]]
+    with pytest.raises(InvalidStatus) as reused:
+        connect(f"{session['streamUrl']}?token={session['tokenValue']}").close()
+    assert reused.value.response.status_code == 401
+    events = agent.client.get(f"/v1/approvals/{approval_id}/events").json()["events"]
+    assert [e["action"] for e in events].count("approval.executed") == 1

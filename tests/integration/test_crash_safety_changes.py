@@ -25,6 +25,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
+from berth.domain.billing import MINIMUM_BILLED_SECONDS
 from tests.conftest import wait_for
 from tests.integration.conftest import create, wait_workload
 from tests.integration.server import BerthServer, Tenant
@@ -312,12 +313,12 @@ def assert_billing_exact(server: BerthServer, tenant: Tenant, balance_before: fl
             assert run["vcpu_seconds"] == 0, run
             continue
         ran = (parse(run["finished_at"]) - parse(run["started_at"])).total_seconds()
+        billed = max(ran, MINIMUM_BILLED_SECONDS)
         cpu = allocated[run["workload_id"]]
-        # Nothing counted twice or past the task's end, nothing lost.
-        assert run["vcpu_seconds"] <= cpu * (ran + USAGE_TOLERANCE_SECONDS), run
-        assert run["vcpu_seconds"] >= cpu * (ran - USAGE_TOLERANCE_SECONDS), run
-        if ran > USAGE_TOLERANCE_SECONDS:
-            assert run["vcpu_seconds"] > 0, f"a run that ran was billed nothing: {run}"
+        # Nothing counted twice or past the task's end (or its minimum), nothing lost.
+        assert run["vcpu_seconds"] <= cpu * (billed + USAGE_TOLERANCE_SECONDS), run
+        assert run["vcpu_seconds"] >= cpu * (billed - USAGE_TOLERANCE_SECONDS), run
+        assert run["vcpu_seconds"] > 0, f"a run that ran was billed nothing: {run}"
     charged = sum(run["credits"] for run in runs)
     balance_after = server.admin("show-user", "--user", tenant.user_id)["credits"]
     # Each figure is rounded to 8 decimals in transit; a lost or doubled meter tick of the

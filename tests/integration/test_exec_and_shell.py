@@ -202,3 +202,48 @@ def test_the_session_ends_when_the_task_stops(tenant: Tenant) -> None:
         with pytest.raises(ConnectionClosed):
             while True:
                 ws.recv(timeout=30)
+
+
+def set_secret(tenant: Tenant, workload_id: str, value: str) -> None:
+    response = tenant.client.post(
+        f"/v1/compute/{workload_id}/secrets", json={"key": "TOKEN", "value": value}
+    )
+    assert response.status_code == 200, response.text
+
+
+def test_exec_and_shell_right_after_a_secret_set_reach_the_new_generation(tenant: Tenant) -> None:
+    """A secret set rolls the service onto a new task; a command sent at once must run in
+    that task (seeing the new value), not in the old one, which is stopped (exit 137)."""
+    svc = create(tenant.client, name="rolling", type="service", command="exec sleep 3600")
+    wait_workload(tenant.client, svc["id"], lambda s: s["running_tasks"] == 1)
+    used: list[str] = []
+    for value in ("first", "second", "third"):
+        set_secret(tenant, svc["id"], value)
+        response = exec_(tenant, svc["id"], command='echo "token=$TOKEN"')
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert (result["exit_code"], result["stdout"]) == (0, f"token={value}\n"), result
+        assert result["run_id"] not in used  # each set put the service on a new task
+        used.append(result["run_id"])
+
+    set_secret(tenant, svc["id"], "shell")
+    session = open_shell(tenant, svc["id"])["session"]
+    with connect(f"{session['streamUrl']}?token={session['tokenValue']}") as ws:
+        ws.send(b'echo "token=$TOKEN."\n')
+        read_until(ws, "token=shell.")
+        ws.send(b"exit 0\n")
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=15)
+    assert closed.value.rcvd is not None and closed.value.rcvd.reason == "exit 0"
+
+
+def test_a_named_task_being_replaced_is_refused(tenant: Tenant) -> None:
+    svc = create(tenant.client, name="replaced", type="service", command="exec sleep 3600")
+    state = wait_workload(tenant.client, svc["id"], lambda s: s["running_tasks"] == 1)
+    old = next(r["id"] for r in state["recent_runs"] if r["status"] == "running")
+    set_secret(tenant, svc["id"], "new")
+    response = exec_(tenant, svc["id"], command="echo hi", task=old)
+    assert response.status_code == 409, response.text
+    error = response.json()["error"]
+    assert old in error and ("replaced" in error or "stopped" in error or "not running" in error)

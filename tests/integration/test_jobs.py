@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from tests.conftest import wait_for
@@ -62,6 +64,42 @@ def test_run_now_starts_another_run_and_runs_lists_newest_first(tenant: Tenant) 
     runs = tenant.client.get(f"/v1/compute/{job['id']}/runs").json()["runs"]
     assert next(r["id"] for r in runs) == second["id"]
     assert [r["exit_code"] for r in runs] == [0, 0]
+
+
+def test_short_runs_keep_the_engines_times_and_are_billed_the_one_second_minimum(
+    server: BerthServer, tenant: Tenant
+) -> None:
+    """`true` exits while the engine is still starting it; each of five runs must still
+    show a start before its finish and be billed one second (not nothing)."""
+    cpu, memory_mb = 0.5, 256
+    job = create(
+        tenant.client, name="instant", type="job", command="true", cpu=cpu, memory_mb=memory_mb
+    )
+    wait_workload(tenant.client, job["id"], finished)
+    for _ in range(4):
+        started = tenant.client.post(f"/v1/compute/{job['id']}/run")
+        assert started.status_code == 201, started.text
+        run_id = started.json()["id"]
+        wait_workload(
+            tenant.client,
+            job["id"],
+            lambda s, run_id=run_id: s["recent_runs"][0]["id"] == run_id and finished(s),
+        )
+    runs = tenant.client.get(f"/v1/compute/{job['id']}/runs").json()["runs"]
+    assert len(runs) == 5
+
+    settings = server.settings()
+    gib = memory_mb / 1024
+    minimum = cpu * settings.price_per_vcpu_second + gib * settings.price_per_gb_second
+    for run in runs:
+        assert (run["status"], run["exit_code"]) == ("succeeded", 0), run
+        started_at = datetime.fromisoformat(run["started_at"])
+        finished_at = datetime.fromisoformat(run["finished_at"])
+        assert datetime.fromisoformat(run["created_at"]) <= started_at < finished_at, run
+        assert 0 < run["duration_seconds"] < 1, run  # it really ran briefly...
+        assert run["vcpu_seconds"] == pytest.approx(cpu), run  # ...and is billed 1 s
+        assert run["gb_seconds"] == pytest.approx(gib), run
+        assert run["credits"] == pytest.approx(minimum, abs=1e-8), run
 
 
 def test_a_run_past_its_timeout_is_stopped_and_marked_timed_out(tenant: Tenant) -> None:

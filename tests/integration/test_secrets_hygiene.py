@@ -71,13 +71,15 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
     srv.remove_containers()
 
 
-def approve(human: httpx.Client, pending: httpx.Response) -> dict[str, Any]:
+def approve(human: httpx.Client, pending: httpx.Response, *, events: int = 3) -> dict[str, Any]:
+    """Approve a gated call; `events` is how many audit events it has then (a shell runs,
+    and is audited as executed, only when its agent collects it)."""
     assert pending.status_code == 202, pending.text
     approval_id = pending.json()["approval_id"]
     approved = human.post(f"/v1/approvals/{approval_id}/approve", json={"note": "ok"})
     assert approved.status_code == 200, approved.text
-    events = human.get(f"/v1/approvals/{approval_id}/events")
-    assert events.status_code == 200 and len(events.json()["events"]) >= 3, events.text
+    audit = human.get(f"/v1/approvals/{approval_id}/events")
+    assert audit.status_code == 200 and len(audit.json()["events"]) >= events, audit.text
     result: dict[str, Any] = approved.json()
     return result
 
@@ -195,14 +197,15 @@ def test_no_plaintext_secret_or_credential_is_kept_logged_or_echoed(gated: Berth
         expected = hashlib.md5((human_secret + agent_secret).encode()).hexdigest()
         assert executed["result"]["body"]["stdout"].split()[0] == expected
 
-        # A gated shell: the human approves, the agent reads its token and connects with it.
-        shell = approve(human, agent_http.post(f"{base}/shell"))
-        assert shell["result"]["body"]["session"]["tokenValue"] == "(hidden)"
+        # A gated shell: the human approves, the agent collects its token and connects.
+        shell = approve(human, agent_http.post(f"{base}/shell"), events=2)
         own = agent_http.get(f"/v1/approvals/{shell['id']}").json()
         session = own["result"]["body"]["session"]
         shell_token = session["tokenValue"]
         assert shell_token.startswith("sh_")
         recorder.bodies.pop()  # that answer is the one meant to carry the token, to its agent
+        seen = human.get(f"/v1/approvals/{shell['id']}").json()
+        assert seen["result"]["body"]["session"]["tokenValue"] == "(hidden)"
         with connect(f"{session['streamUrl']}?token={shell_token}") as ws:
             ws.send(b"echo shell-$((20+1))\n")
             read_until(ws, "shell-21")

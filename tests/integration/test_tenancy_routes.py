@@ -98,6 +98,14 @@ def read_until(ws: ClientConnection, marker: str, timeout: float = 30) -> str:
     return seen.decode(errors="replace")
 
 
+def rolled_out(state: dict[str, Any], *, replaced: str) -> bool:
+    """Whether a roll is over: one task runs, none starts, and the replaced run has ended
+    (so no shell or exec below can land in a task being stopped)."""
+    runs = {r["id"]: r["status"] for r in state["recent_runs"]}
+    active = [status for status in runs.values() if status in ("pending", "running")]
+    return active == ["running"] and runs.get(replaced, "running") not in ("pending", "running")
+
+
 @pytest.fixture(scope="module")
 def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
     """A server of its own with `exec` gated (so an approval exists), the owner's running
@@ -110,6 +118,10 @@ def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
     try:
         owner, intruder = srv.new_tenant(), srv.new_tenant()
         svc = create(owner.client, name="owners-svc", type="service", command="exec sleep 600")
+        first = wait_workload(
+            owner.client, svc["id"], lambda s: s["running_tasks"] == 1, timeout=60
+        )
+        first_run = next(r["id"] for r in first["recent_runs"] if r["status"] == "running")
         secret = owner.client.post(
             f"/v1/compute/{svc['id']}/secrets", json={"key": "TOKEN", "value": SECRET_VALUE}
         )
@@ -117,9 +129,9 @@ def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
         state = wait_workload(
             owner.client,
             svc["id"],
-            lambda s: s["running_tasks"] == 1 and s["generation"] == 2,
+            lambda s: s["generation"] == 2 and rolled_out(s, replaced=first_run),
             timeout=60,
-            what="the owner's service on its secret",
+            what="the owner's service rolled onto its secret, its first task gone",
         )
         run_id = next(r["id"] for r in state["recent_runs"] if r["status"] == "running")
 

@@ -76,3 +76,37 @@ def test_ticks_past_the_task_finish_are_refunded_when_it_is_settled() -> None:
     assert (
         settle_run_usage(run, user, finished_at=START + timedelta(seconds=10), pricing=PRICES) == 0
     )
+
+
+def test_a_run_that_started_is_billed_at_least_one_second() -> None:
+    run, user = fresh()
+    settle_run_usage(run, user, finished_at=START + timedelta(milliseconds=1), pricing=PRICES)
+    assert (run.vcpu_seconds, run.gb_seconds) == (2.0, 0.5)
+    assert run.credits == pytest.approx(2.0 * 0.001 + 0.5 * 0.0005)
+    assert user.credits == pytest.approx(10.0 - run.credits)
+    # A finish stamped at the start itself is billed the same minimum, once.
+    again, payer = fresh()
+    settle_run_usage(again, payer, finished_at=START, pricing=PRICES)
+    settle_run_usage(again, payer, finished_at=START, pricing=PRICES)
+    assert again.credits == pytest.approx(run.credits) and payer.credits == user.credits
+
+
+def test_the_minimum_also_holds_when_ticks_charged_more_or_less() -> None:
+    over, over_user = fresh()
+    accrue_run_usage(over, over_user, until=START + timedelta(seconds=3), pricing=PRICES)
+    settle_run_usage(over, over_user, finished_at=START + timedelta(seconds=0.2), pricing=PRICES)
+    under, under_user = fresh()
+    accrue_run_usage(under, under_user, until=START + timedelta(seconds=0.5), pricing=PRICES)
+    settle_run_usage(under, under_user, finished_at=START + timedelta(seconds=0.7), pricing=PRICES)
+    for run, user in ((over, over_user), (under, under_user)):
+        assert run.vcpu_seconds == pytest.approx(2.0)
+        assert run.credits == pytest.approx(2.0 * 0.001 + 0.5 * 0.0005)
+        assert user.credits == pytest.approx(10.0 - run.credits)
+        assert run.metered_until == START + timedelta(seconds=1)
+
+
+def test_a_run_that_never_started_is_billed_nothing_when_settled() -> None:
+    run, user = fresh()
+    run.started_at = None
+    assert settle_run_usage(run, user, finished_at=START, pricing=PRICES) == 0.0
+    assert (run.credits, user.credits) == (0.0, 10.0)

@@ -80,12 +80,18 @@ async def set_policy(
     "/{approval_id}",
     response_model=ApprovalOut,
     summary="Get an approval",
-    responses=workload_errors(404),
+    responses=workload_errors(404, 410),
 )
-async def get_approval(approval_id: str, domain: DomainDep, principal: PrincipalDep) -> ApprovalOut:
-    return approval_out(
-        domain, await approvals.get_approval(domain, principal, approval_id), principal
-    )
+async def get_approval(
+    approval_id: str, request: Request, domain: DomainDep, principal: PrincipalDep
+) -> ApprovalOut:
+    """The asking agent's own read collects the result: an approved shell is opened now."""
+    approval = await approvals.get_approval(domain, principal, approval_id)
+    if approvals.collected_by(approval, principal):
+        approval = await approvals.collect(
+            domain, approval, lambda approved: replay(request, approved)
+        )
+    return approval_out(domain, approval, principal)
 
 
 @router.get(
@@ -109,7 +115,7 @@ async def approval_events(
 @router.post(
     "/{approval_id}/approve",
     response_model=ApprovalOut,
-    summary="Approve: the call runs now, as its caller; its result is kept",
+    summary="Approve: the call runs now (a shell: when its agent collects it), as its caller",
     responses=DECISION_ERRORS,
 )
 async def approve(
@@ -122,6 +128,8 @@ async def approve(
     decided = await approvals.decide(
         domain, principal, approval_id, approve=True, note=body.note if body else None
     )
+    if decided.action in approvals.RUNS_ON_COLLECTION:
+        return approval_out(domain, decided, principal)  # runs when its agent collects it
     response = await replay(request, decided)
     recorded = await approvals.record_result(domain, approval_id, response)
     return approval_out(domain, recorded, principal)

@@ -60,7 +60,9 @@ async def require_approval(
     gated = GatedRequest(
         action=action, method=request.method, path=request_path(request), body=await request.body()
     )
-    stored = await approvals.check_gate(domain, actor, gated, approval_id)
+    stored = await approvals.check_gate(
+        domain, actor, gated, approval_id, replay=lambda approval: replay(request, approval)
+    )
     if stored is not None:
         raise ApprovedResponse(stored)
     if approval_id is not None:
@@ -70,8 +72,9 @@ async def require_approval(
 async def replay(request: Request, approval: Approval) -> StoredResponse:
     """Run the approved request through the application once; its status and body.
 
-    It is addressed to the server as the approving request reached it, so URLs in the
-    result (a shell session's `streamUrl`) point where clients reach berth.
+    It is addressed to the server as the approving (or, for a call that runs on collection,
+    the collecting) request reached it, so URLs in the result (a shell session's
+    `streamUrl`) point where clients reach berth.
     """
     app: FastAPI = request.app
     secret: str = app.state.replay_secret

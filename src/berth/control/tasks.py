@@ -77,6 +77,7 @@ def result_of(task: TaskState, *, logs_archived: bool) -> RunResult:
         error = f"the task could not run: {task.error}"
     return RunResult(
         exit_code=task.exit_code,
+        started_at=task.started_at,
         finished_at=task.finished_at or datetime.now(UTC),
         oom_killed=task.oom_killed,
         error=error,

@@ -7,6 +7,12 @@ approval the request is replayed once, as the original caller, and its response 
 the agent reads it with GET, or repeats the same request naming the approval and gets that
 same response. An approval is bound to its user, method, path and body, expires, and its
 request runs at most once: only the approving transaction's winner replays it.
+
+A shell (`RUNS_ON_COLLECTION`) is the exception: its session token must be used within a
+short connect window of its issue, so the approved call runs when the agent first collects
+the result (its own GET of the approval, or the repeated request), not when the human
+approves. The first collection claims the run (`executed_at`), so it still runs once; later
+collections get the same session.
 """
 
 from __future__ import annotations
@@ -14,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.auth import Actor, Principal
@@ -35,6 +42,8 @@ from berth.domain.ids import new_approval_id
 from berth.store.models import ApiKey, Approval, AuditEvent, Company
 
 GATEABLE_ACTIONS = ("create", "exec", "shell")
+RUNS_ON_COLLECTION = ("shell",)
+"""Approved actions whose call runs when the agent collects the result, not on approval."""
 RESULT_WAIT_SECONDS = 660.0
 """How long a repeated request waits for a replay still running (longer than any exec)."""
 
@@ -53,6 +62,10 @@ class StoredResponse:
     body: bytes
 
 
+Replay = Callable[[Approval], Awaitable[StoredResponse]]
+"""Runs an approved request through the application, as its caller (the API layer's)."""
+
+
 def body_digest(body: bytes) -> str:
     """Digest of a JSON body, insensitive to key order and whitespace."""
     try:
@@ -63,19 +76,25 @@ def body_digest(body: bytes) -> str:
 
 
 async def check_gate(
-    domain: Domain, actor: Actor, request: GatedRequest, approval_id: str | None
+    domain: Domain,
+    actor: Actor,
+    request: GatedRequest,
+    approval_id: str | None,
+    *,
+    replay: Replay,
 ) -> StoredResponse | None:
     """Let a sensitive call through (None), answer it with an approved result, or gate it.
 
-    Humans (session tokens) and approved replays are never gated. Raises `ApprovalRequired`
-    when the call must wait, `Conflict` when the named approval is for another request,
-    `Forbidden` when it was rejected and `Gone` when it expired.
+    Humans (session tokens) and approved replays are never gated. A repeat naming an
+    approved call that runs on collection runs it with `replay` (once). Raises
+    `ApprovalRequired` when the call must wait, `Conflict` when the named approval is for
+    another request, `Forbidden` when it was rejected and `Gone` when it expired.
     """
     principal = actor.principal
     if principal.kind != "api_key" or principal.replay_of is not None:
         return None
     if approval_id is not None:
-        return await _answer_repeat(domain, actor, request, approval_id)
+        return await _answer_repeat(domain, actor, request, approval_id, replay)
     async with domain.store.reading() as session:
         company = await session.get(Company, principal.company_id)
     if company is None or request.action not in (company.gated_actions or []):
@@ -109,7 +128,7 @@ async def _create(
 
 
 async def _answer_repeat(
-    domain: Domain, actor: Actor, request: GatedRequest, approval_id: str
+    domain: Domain, actor: Actor, request: GatedRequest, approval_id: str, replay: Replay
 ) -> StoredResponse:
     deadline = asyncio.get_running_loop().time() + RESULT_WAIT_SECONDS
     while True:
@@ -133,11 +152,68 @@ async def _answer_repeat(
             raise Gone(
                 f"approval {approval.id} expired at {approval.expires_at:%Y-%m-%dT%H:%M:%SZ}"
             )
+        approval = await collect(domain, approval, replay)
         if approval.result_status is not None and approval.result_body is not None:
             return StoredResponse(approval.result_status, result_body(domain, approval) or b"")
         if asyncio.get_running_loop().time() > deadline:
             raise Conflict(f"approval {approval.id} is approved but its call is still running")
         await asyncio.sleep(0.2)
+
+
+def collected_by(approval: Approval, principal: Principal) -> bool:
+    """Whether `principal` reading `approval` collects its result: the asking key does."""
+    return principal.kind == "api_key" and principal.key_id == approval.key_id
+
+
+async def collect(domain: Domain, approval: Approval, replay: Replay) -> Approval:
+    """The approval with its result for the agent collecting it: an approved call that runs
+    on collection runs now if no collection ran it yet (the first claims it: once), and is
+    `Gone` once the approval's expiry passed uncollected. Others are returned as they are
+    (a call another collection is running has no result yet)."""
+    if (
+        approval.status != "approved"
+        or approval.action not in RUNS_ON_COLLECTION
+        or approval.executed_at is not None
+    ):
+        return approval
+    if approval.expires_at <= datetime.now(UTC):
+        raise Gone(
+            f"approval {approval.id} was approved but its {approval.action} was not collected "
+            f"before the approval expired at {approval.expires_at:%Y-%m-%dT%H:%M:%SZ}; "
+            "ask again"
+        )
+    if not await _claim_run(domain, approval.id):
+        return await _reload(domain, approval.id)
+    # Shielded: once claimed, the call runs and its result is kept even if the collecting
+    # client goes away, since no other collection will run it.
+    return await asyncio.shield(_run_and_record(domain, approval, replay))
+
+
+async def _claim_run(domain: Domain, approval_id: str) -> bool:
+    """Mark an approved, not yet run call as running; True for exactly one caller."""
+    async with domain.store.transaction() as session:
+        claimed = await session.execute(
+            update(Approval)
+            .where(
+                Approval.id == approval_id,
+                Approval.status == "approved",
+                Approval.executed_at.is_(None),
+            )
+            .values(executed_at=datetime.now(UTC))
+        )
+    return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def _run_and_record(domain: Domain, approval: Approval, replay: Replay) -> Approval:
+    return await record_result(domain, approval.id, await replay(approval))
+
+
+async def _reload(domain: Domain, approval_id: str) -> Approval:
+    async with domain.store.reading() as session:
+        approval = await session.get(Approval, approval_id)
+    if approval is None:
+        raise NotFound(f"approval {approval_id} not found")
+    return approval
 
 
 def result_body(domain: Domain, approval: Approval) -> bytes | None:

@@ -4,18 +4,23 @@ vCPU-seconds = allocated vCPUs x running seconds; GB-seconds = allocated memory 
 (`memory_mb / 1024`) x running seconds; credits = the two times the operator's prices. Usage is
 written in small increments (each meter tick, and once more when a task ends), so a crash of
 berth loses at most one tick, and `metered_until` makes every increment idempotent. When a
-task's end is recorded, its usage is settled at the engine's finish time: ticks that ran past
-it (the task ended unseen, e.g. while berth was down, and a tick after the restart charged the
-run up to then) are refunded, so a run is charged exactly for the time its task ran.
+task's end is recorded, its usage is settled to exactly its billed time, from the engine's
+start to the engine's finish and at least `MINIMUM_BILLED_SECONDS`: what ticks missed is
+charged, and ticks that ran past it (the task ended unseen, e.g. while berth was down, and a
+tick after the restart charged the run up to then) are refunded.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from berth.domain.context import Pricing
 from berth.domain.errors import PaymentRequired
 from berth.store.models import Run, User
+
+MINIMUM_BILLED_SECONDS = 1.0
+"""A run whose task started is billed its exact running time, but at least this long: a task
+that exits at once (`true`) still held its allocation while the engine started it."""
 
 
 def accrue_run_usage(run: Run, user: User, *, until: datetime, pricing: Pricing) -> float:
@@ -39,25 +44,33 @@ def accrue_run_usage(run: Run, user: User, *, until: datetime, pricing: Pricing)
     return charged
 
 
-def settle_run_usage(run: Run, user: User, *, finished_at: datetime, pricing: Pricing) -> float:
-    """Bring `run`'s usage to exactly its start-to-`finished_at` time; adjust `user`.
+def billed_seconds(started_at: datetime, finished_at: datetime) -> float:
+    """A finished run's billed time: its running time, at least the minimum."""
+    return max((finished_at - started_at).total_seconds(), MINIMUM_BILLED_SECONDS)
 
-    Accrues what is missing up to `finished_at`, or refunds what ticks charged past it.
-    Returns the net credits charged (negative for a refund).
+
+def settle_run_usage(run: Run, user: User, *, finished_at: datetime, pricing: Pricing) -> float:
+    """Bring `run`'s usage to exactly `billed_seconds` from its start to `finished_at`;
+    adjust `user` by the difference.
+
+    Charges what ticks missed, or refunds what they charged past it; settling again changes
+    nothing. Returns the net credits charged (negative for a refund). A run that never
+    started is billed nothing.
     """
-    if run.metered_until is None or run.started_at is None or run.metered_until <= finished_at:
-        return accrue_run_usage(run, user, until=finished_at, pricing=pricing)
-    settle_at = max(finished_at, run.started_at)
-    seconds = (run.metered_until - settle_at).total_seconds()
-    vcpu_seconds = min(run.cpu * seconds, run.vcpu_seconds)
-    gb_seconds = min(run.memory_mb / 1024 * seconds, run.gb_seconds)
-    refund = vcpu_seconds * pricing.per_vcpu_second + gb_seconds * pricing.per_gb_second
-    run.vcpu_seconds -= vcpu_seconds
-    run.gb_seconds -= gb_seconds
-    run.credits -= refund
-    run.metered_until = settle_at
-    user.credits += refund
-    return -refund
+    if run.started_at is None:
+        return 0.0
+    seconds = billed_seconds(run.started_at, finished_at)
+    vcpu_seconds = run.cpu * seconds
+    gb_seconds = run.memory_mb / 1024 * seconds
+    charged = (vcpu_seconds - run.vcpu_seconds) * pricing.per_vcpu_second + (
+        gb_seconds - run.gb_seconds
+    ) * pricing.per_gb_second
+    run.vcpu_seconds = vcpu_seconds
+    run.gb_seconds = gb_seconds
+    run.credits += charged
+    run.metered_until = run.started_at + timedelta(seconds=seconds)
+    user.credits -= charged
+    return charged
 
 
 def require_credits(user: User) -> None:

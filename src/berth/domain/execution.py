@@ -1,11 +1,20 @@
 """One-off commands and terminals in a workload's running task.
 
-Both pick a running task of the workload (a named run, or the lowest replica), check it
-belongs to the caller, and talk to the runtime; no transaction is held while they run.
+Both pick a task of the workload that will keep running (a named run, or the lowest replica
+of the current generation), check it belongs to the caller, and talk to the runtime; no
+transaction is held while they run.
+
+A task being retired is never picked: one asked to stop, or a service's or container's task
+of an older generation (a secret set bumps the generation, and the reconciler stops the old
+task as soon as its replacement runs), since a command there would be cut (`exit 137`). While
+the workload's current task is still starting, the pick waits for it for up to
+`ROLLOUT_WAIT_SECONDS`, then answers `RollingOut` (409: retry shortly).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -23,10 +32,22 @@ from berth.runtime.base import (
     TaskId,
     TaskNotFound,
 )
-from berth.store.models import Run, Workload
+from berth.store.models import ACTIVE_RUN_STATUSES, Run, Workload
 
 MAX_EXEC_OUTPUT_BYTES = 1024 * 1024
 """Per stream; beyond it output is dropped and the result says it was truncated."""
+ROLLOUT_WAIT_SECONDS = 30.0
+"""How long an exec or shell waits for the workload's starting task (a roll onto a new
+generation, a service just created or woken) before answering `RollingOut`; the same budget
+the engine gives a command to start."""
+ROLLOUT_POLL_SECONDS = 0.2
+ROLLED_TYPES = ("service", "container")
+"""Workload types whose tasks are replaced when the generation changes (jobs and schedules
+keep their running task and pick the change up on their next run)."""
+
+
+class RollingOut(Conflict):
+    """No task of the workload can take a command yet, but one is starting: retry shortly."""
 
 
 @dataclass(frozen=True)
@@ -35,35 +56,102 @@ class Target:
     run: Run
 
 
+def retiring(workload: Workload, run: Run) -> bool:
+    """Whether `run`'s task is on its way out: asked to stop, or of a generation its
+    workload rolls away from."""
+    return run.stop_requested or (
+        workload.type in ROLLED_TYPES and run.generation != workload.generation
+    )
+
+
 async def running_target(
+    domain: Domain,
+    actor: Actor,
+    workload_id: str,
+    run_id: str | None,
+    *,
+    wait_seconds: float = ROLLOUT_WAIT_SECONDS,
+) -> Target:
+    """The task to run in; `Conflict` with what to do when none runs (`RollingOut` once
+    `wait_seconds` passed while one is starting)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_seconds
+    while True:
+        try:
+            return await _pick_target(domain, actor, workload_id, run_id)
+        except RollingOut:
+            if loop.time() >= deadline:
+                raise
+        await asyncio.sleep(ROLLOUT_POLL_SECONDS)
+
+
+async def _pick_target(
     domain: Domain, actor: Actor, workload_id: str, run_id: str | None
 ) -> Target:
-    """The task to run in; `Conflict` with what to do when none runs."""
     async with domain.store.reading() as session:
         await load_compute_user(session, actor.user_id)
         workload = await owned_workload(session, actor, workload_id)
         if run_id is not None:
             run = await session.get(Run, run_id)
-            if run is None or run.workload_id != workload.id:
+            if run is None or run.workload_id != workload.id or run.standby:
                 raise NotFound(f"task {run_id} not found")
-            if run.status != "running" or run.task_id is None:
-                raise Conflict(f"task {run_id} is not running (it is {run.status})")
-            return Target(workload=workload, run=run)
-        run = await session.scalar(
-            select(Run)
-            .where(Run.workload_id == workload.id, Run.status == "running")
-            .order_by(Run.slot, Run.created_at.desc())
-            .limit(1)
+            return Target(workload=workload, run=_named_run(workload, run))
+        active = list(
+            await session.scalars(
+                select(Run)
+                .where(
+                    Run.workload_id == workload.id,
+                    Run.status.in_(ACTIVE_RUN_STATUSES),
+                    Run.standby.is_(False),
+                )
+                .order_by(Run.slot, Run.created_at.desc())
+            )
         )
-    if run is None or run.task_id is None:
-        hint = "start it first" if workload.type == "service" else "trigger a run first"
-        raise Conflict(f"no task of workload {workload_id} is running; {hint}")
-    return Target(workload=workload, run=run)
+    usable = [run for run in active if not retiring(workload, run)]
+    for run in usable:
+        if run.status == "running" and run.task_id is not None:
+            return Target(workload=workload, run=run)
+    # An older generation's task not yet asked to stop waits for its replacement, which
+    # the reconciler creates (if it has not yet) and starts.
+    replaced = [run for run in active if not run.stop_requested and retiring(workload, run)]
+    if replaced:
+        raise RollingOut(
+            f"workload {workload_id} is rolling out generation {workload.generation} and "
+            "its new task is not running yet; retry in a few seconds"
+        )
+    if any(run.status == "pending" for run in usable):
+        raise RollingOut(
+            f"the task of workload {workload_id} is starting and not running yet; "
+            "retry in a few seconds"
+        )
+    hint = "start it first" if workload.type == "service" else "trigger a run first"
+    raise Conflict(f"no task of workload {workload_id} is running; {hint}")
+
+
+def _named_run(workload: Workload, run: Run) -> Run:
+    """A run the caller named, if a command may run in it now."""
+    if run.status != "running" or run.task_id is None:
+        raise Conflict(f"task {run.id} is not running (it is {run.status})")
+    if run.stop_requested:
+        why = f" ({run.stop_reason})" if run.stop_reason else ""
+        raise Conflict(
+            f"task {run.id} is being stopped{why}; omit `task` to use a running task of "
+            f"workload {workload.id}"
+        )
+    if retiring(workload, run):
+        raise Conflict(
+            f"task {run.id} runs generation {run.generation} of workload {workload.id} and is "
+            f"being replaced by generation {workload.generation}; omit `task` to use the "
+            "current task"
+        )
+    return run
 
 
 async def check_target(domain: Domain, actor: Actor, workload_id: str, run_id: str | None) -> None:
-    """Refuse now what `running_target` would refuse (used before gating a call)."""
-    await running_target(domain, actor, workload_id, run_id)
+    """Refuse now what `running_target` would refuse (used before gating a call); a task
+    still starting is not a reason to refuse."""
+    with contextlib.suppress(RollingOut):
+        await _pick_target(domain, actor, workload_id, run_id)
 
 
 def command_argv(command: str | list[str]) -> list[str]:

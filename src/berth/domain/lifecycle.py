@@ -40,6 +40,9 @@ class RunResult:
     oom_killed: bool = False
     error: str | None = None
     logs_archived: bool = False
+    started_at: datetime | None = None
+    """The engine's stamp of the task's start, when it started (it overrides the one
+    recorded when the run was seen running, which may predate the engine's final word)."""
 
 
 async def converge_desired_runs(domain: Domain, now: datetime) -> None:
@@ -133,7 +136,9 @@ async def mark_run_started(
 async def record_run_result(
     domain: Domain, run_id: str, result: RunResult, *, backoff_max: float
 ) -> bool:
-    """Write a run's final status, exit code and usage; False if it was already finished.
+    """Write a run's final status, times (the engine's), exit code and usage (settled, at
+    least `billing.MINIMUM_BILLED_SECONDS` for a task that started); False if it was
+    already finished.
 
     A service task that ended without being asked to is a crash: the workload backs off
     before its replacement starts (1 s, 2 s, 4 s... up to `backoff_max`).
@@ -144,6 +149,8 @@ async def record_run_result(
             return False
         user = await session.get(User, run.user_id)
         workload = await session.get(Workload, run.workload_id)
+        if result.started_at is not None:
+            run.started_at = result.started_at
         if user is not None:
             settle_run_usage(run, user, finished_at=result.finished_at, pricing=domain.pricing)
         run.exit_code = result.exit_code

@@ -18,10 +18,10 @@ from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound, Unauthenticated
-from berth.domain.execution import running_target
+from berth.domain.execution import retiring, running_target
 from berth.domain.ids import new_shell_session_id
 from berth.domain.workloads import owned_workload
-from berth.store.models import Run, ShellSession
+from berth.store.models import Run, ShellSession, Workload
 
 LOGIN_SHELL = """\
 user=$(id -un 2>/dev/null) || user=root
@@ -88,7 +88,7 @@ class ClaimedSession:
 
 async def claim_session(domain: Domain, session_id: str, token: str | None) -> ClaimedSession:
     """Use a session's token once; refuse wrong, reused, expired or foreign tokens, and
-    sessions whose task no longer runs."""
+    sessions whose task no longer runs or is being retired (see `execution.retiring`)."""
     if not token:
         raise Unauthenticated("missing session token: pass ?token= or a Bearer header")
     now = datetime.now(UTC)
@@ -108,9 +108,17 @@ async def claim_session(domain: Domain, session_id: str, token: str | None) -> C
         row = await session.get(ShellSession, session_id)
         assert row is not None
         run = await session.get(Run, row.run_id)
-        if run is None or run.status != "running" or run.task_id is None:
+        workload = await session.get(Workload, row.workload_id)
+        if run is None or run.status != "running" or run.task_id is None or workload is None:
             row.status, row.ended_at = "ended", now
             raise Unauthenticated("the session's task is no longer running")
+        if retiring(workload, run):
+            # Its task stops as soon as its replacement runs: the shell would be cut.
+            row.status, row.ended_at = "ended", now
+            raise Unauthenticated(
+                "the session's task is being replaced (the workload rolls onto a new "
+                "generation); open a new shell session"
+            )
         return ClaimedSession(session=row, task_id=run.task_id)
 
 

@@ -16,7 +16,8 @@ Rules every driver keeps:
 - `stop` and `remove` are idempotent: a task that is already stopped or gone is not an error.
 - `remove` never loses what berth still needs: callers read a finished task's result and logs
   before removing it.
-- Times are timezone-aware UTC.
+- Times are timezone-aware UTC. A task's `started_at` and `finished_at` are the engine's own
+  stamps (not the time berth looked), and `finished_at` is never before `started_at`.
 """
 
 from __future__ import annotations

@@ -79,8 +79,11 @@ def state_from_inspect(data: Json) -> TaskState:
     started_at = parse_engine_time(state.get("StartedAt"))
     finished_at = parse_engine_time(state.get("FinishedAt"))
     if started_at is not None and finished_at is not None and finished_at < started_at:
-        # Docker stamps a very short task's exit (from containerd) a hair before its start.
-        finished_at = started_at
+        # Docker stamps StartedAt once its start call returns, but FinishedAt with the exit
+        # time its container runtime saw: a task that exits during the start call (`true`)
+        # "finishes" a fraction of a millisecond before it "starts". Both are the engine's
+        # stamps of that one short life; they are reported in order.
+        started_at, finished_at = finished_at, started_at
     return TaskState(
         task_id=TaskId(str(data["Id"])),
         name=str(data.get("Name", "")).lstrip("/"),

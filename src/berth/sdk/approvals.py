@@ -3,7 +3,9 @@
 Approvals are company-scoped. A human (session token) may approve or reject; an API-key
 caller may read its own approvals (to wait for a decision) but never decide one. Once an
 approval is `approved`, its `result` holds the replayed request's status code and body, and
-repeating the gated call with `approval_id=` returns that same result.
+repeating the gated call with `approval_id=` returns that same result. An approved shell is
+opened when its agent first collects it (its own `get`, or the repeated call), so its
+token's connect window starts then; later collections get the same session.
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ class ApprovalsAPI:
         return self._t.call(self._routes.get(approval_id))
 
     def approve(self, approval_id: str, note: str | None = None) -> ApprovalOut:
-        """Approve: the stored request runs now as its original caller (humans only)."""
+        """Approve: the stored request runs now as its original caller (humans only); a
+        shell runs when its agent collects it, so its `result` is None here."""
         return self._t.call(self._routes.decide(approval_id, "approve", note))
 
     def reject(self, approval_id: str, note: str | None = None) -> ApprovalOut:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from berth.api.token_buckets import TokenBuckets
+from berth.token_buckets import TokenBuckets
 
 
 class Clock:

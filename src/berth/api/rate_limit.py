@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from berth.api.deps import INTERNAL_REPLAY_HEADER, presented_credential
 from berth.api.errors import error_body
-from berth.api.token_buckets import Decision, TokenBuckets
+from berth.token_buckets import Decision, TokenBuckets
 
 EXEMPT_PATHS = frozenset({"/healthz"})
 RATE_LIMITED_CODE = "rate_limited"

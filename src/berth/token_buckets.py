@@ -1,6 +1,7 @@
 """Token buckets per caller, in memory: O(1) per request and bounded in size.
 
-Each caller (a key string chosen by the rate-limit middleware) has a bucket holding up to
+Shared by the API's rate-limit middleware and the gateways, so it sits outside the layers.
+Each caller (a key string chosen by the user of the buckets) has a bucket holding up to
 `burst` tokens that refills at `rate` tokens per second; a request takes one token or is
 refused with the whole seconds until one is back. Buckets live in an insertion-ordered dict
 kept in least-recently-used order. Each call drops up to two of the oldest buckets once they

@@ -8,8 +8,10 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from berth.gateway.ssh import LOGIN_SHELL, SshGatewayError, load_or_create_host_key, session_argv
+from berth.domain.shells import LOGIN_SHELL
 from berth.gateway.ssh_access import SshLogin, parse_ssh_username
+from berth.gateway.ssh_host_key import SshGatewayError, load_or_create_host_key
+from berth.gateway.ssh_session import session_argv
 
 
 @pytest.mark.parametrize(

@@ -2,13 +2,17 @@
 
 One listening port serves every container. SSH carries no host name, so the container is
 named in the SSH user name (`ssh <container-id>@<host> -p <port>`, or
-`<user>.<container-id>@...` to be someone else than root inside; see `ssh_access`).
+`<user>.<container-id>@...` to be someone else than root inside; see `ssh_access`), or, for
+`ssh root@<any host>`, by the offered key when exactly one container accepts it.
 
 - Authentication is by public key only (no passwords, no keyboard-interactive): the
   injected `SshAuthorizer` decides from the user name and the offered key, and must grant
   only a key selected for that container while SSH is enabled and the container runs.
 - Every channel (session or port forward) re-asks the authorizer before it opens, so access
-  revoked since the login (SSH disabled, container stopped) is refused on old connections.
+  revoked since the login (SSH disabled, container stopped) is refused on old connections;
+  and with an event bus, every event naming a container re-asks it for the logins into that
+  container, and those that lost access are disconnected (`ssh_revocation`).
+- Each client address is limited in connection attempts and failed logins (`ssh_limits`).
 - Sessions are bridged to commands in the container through the `Runtime` contract, so no
   sshd is needed in the image: with a PTY, `open_terminal` (window changes become resizes);
   without one, `open_process` with stdin streamed and stdout/stderr kept apart, so pipes,
@@ -22,9 +26,10 @@ named in the SSH user name (`ssh <container-id>@<host> -p <port>`, or
 - One log line per login, session and forward (user name, peer, container, key
   fingerprint); never key material, never the commands people run.
 
-The pieces: `ssh_connection` (authentication and opening channels), `ssh_session` (shells
-and commands), `ssh_forward` (`-L`), `ssh_host_key`; `ssh_access` is the contract with
-whatever decides access (`ssh_authorizer`, the domain's).
+The pieces: `ssh_connection` (admission, authentication, opening channels), `ssh_session`
+(shells and commands), `ssh_forward` (`-L`), `ssh_host_key`, `ssh_limits`,
+`ssh_revocation`; `ssh_access` is the contract with whatever decides access
+(`ssh_authorizer`, the domain's).
 """
 
 from __future__ import annotations
@@ -32,15 +37,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from pathlib import Path
 from typing import Any
 
 import asyncssh
 
+from berth.domain.events import EventBus
 from berth.gateway.ssh_access import SshAuthorizer
 from berth.gateway.ssh_connection import ServerConnection
 from berth.gateway.ssh_host_key import SshGatewayError, load_or_create_host_key
+from berth.gateway.ssh_limits import AddressLimits, SshLimits
+from berth.gateway.ssh_revocation import cut_revoked_logins
 from berth.runtime.base import Runtime
 
 logger = logging.getLogger(__name__)
@@ -53,7 +61,8 @@ STOP_TIMEOUT = 5.0
 class SshGateway:
     """The SSH server. `start` binds and serves; `stop` closes every connection.
 
-    `port` 0 picks a free port (read it back from `port` after `start`).
+    `port` 0 picks a free port (read it back from `port` after `start`). `events`, when
+    given, is the bus whose events cut revoked logins (subscribed from `start` on).
     """
 
     def __init__(
@@ -64,14 +73,20 @@ class SshGateway:
         host_key_path: Path,
         authorizer: SshAuthorizer,
         runtime: Runtime,
+        limits: SshLimits | None = None,
+        events: EventBus | None = None,
     ) -> None:
         self.host = host
         self._port = port
         self.host_key_path = host_key_path
         self.authorizer = authorizer
         self.runtime = runtime
+        self.limits = AddressLimits(limits or SshLimits())
+        self._events = events
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
+        self._logins: dict[str, set[ServerConnection]] = {}
+        """Logged-in connections by container id, for `recheck_logins`."""
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
@@ -79,11 +94,21 @@ class SshGateway:
         """The port listened on (the one picked by the system once started with port 0)."""
         return self._acceptor.get_port() if self._acceptor is not None else self._port
 
+    @property
+    def connection_count(self) -> int:
+        """Connections open now, logged in or not (a closed one is gone once asyncssh has
+        reported it lost, which is when its failed login, if any, has been counted)."""
+        return len(self._connections)
+
     async def start(self) -> None:
         """Load (or create) the host key and listen; raises `SshGatewayError` if it cannot."""
         if self._acceptor is not None:
             raise SshGatewayError("the SSH gateway is already started")
         key = await asyncio.to_thread(load_or_create_host_key, self.host_key_path)
+        if self._events is not None:  # Subscribed before any login, so none is missed.
+            self.spawn(
+                cut_revoked_logins(self._events.subscribe(), self.recheck_logins), "revocation"
+            )
         try:
             self._acceptor = await asyncssh.create_server(
                 lambda: ServerConnection(self),
@@ -105,6 +130,7 @@ class SshGateway:
                 keepalive_interval=KEEPALIVE_SECONDS,
             )
         except OSError as exc:
+            await self._end_tasks()
             raise SshGatewayError(
                 f"the SSH gateway cannot listen on {self.host}:{self._port}: {exc.strerror or exc}"
             ) from exc
@@ -124,10 +150,7 @@ class SshGateway:
         connections = list(self._connections)
         for connection in connections:
             connection.close()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=STOP_TIMEOUT)
+        await self._end_tasks()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(STOP_TIMEOUT):
                 for connection in connections:
@@ -153,3 +176,33 @@ class SshGateway:
             self._connections.add(connection)
         else:
             self._connections.discard(connection)
+
+    def logged_in(self, login: ServerConnection) -> None:
+        """Note a login (with its target set) so that events about its container reach it."""
+        if login.target is not None:
+            self._logins.setdefault(login.target.container_id, set()).add(login)
+
+    def logged_out(self, login: ServerConnection) -> None:
+        if login.target is None:
+            return
+        logins = self._logins.get(login.target.container_id)
+        if logins is not None:
+            logins.discard(login)
+            if not logins:
+                del self._logins[login.target.container_id]
+
+    async def recheck_logins(self, container_ids: Collection[str] | None) -> None:
+        """Re-ask the authorizer about every login into these containers (all if None) and
+        disconnect those whose access was revoked."""
+        if container_ids is None:
+            logins = [login for group in self._logins.values() for login in group]
+        else:
+            logins = [login for cid in container_ids for login in self._logins.get(cid, ())]
+        if logins:
+            await asyncio.gather(*(login.recheck_access() for login in logins))
+
+    async def _end_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=STOP_TIMEOUT)

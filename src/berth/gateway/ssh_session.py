@@ -68,6 +68,37 @@ def session_argv(login_user: str, command: str | None) -> list[str]:
     return ["/bin/sh", "-c", _AS_USER, "berth-ssh", login_user, *extra]
 
 
+class NoticeSession(asyncssh.SSHServerSession[bytes]):
+    """A session that only shows `message` (on stderr) and exits 255, whatever it asked for:
+    a login that may not run anything but should be told why."""
+
+    def __init__(self, message: str) -> None:
+        self._message = message
+        self._channel: asyncssh.SSHServerChannel[bytes] | None = None
+
+    def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
+        self._channel = chan
+
+    def pty_requested(
+        self, term_type: str, term_size: tuple[int, int, int, int], term_modes: Any
+    ) -> bool:
+        return True
+
+    def shell_requested(self) -> bool:
+        return True
+
+    def exec_requested(self, command: str) -> bool:
+        return True
+
+    def session_started(self) -> None:
+        channel = self._channel
+        assert channel is not None
+        newline = "\r\n" if channel.get_terminal_type() is not None else "\n"
+        with contextlib.suppress(OSError):
+            channel.write_stderr(self._message.replace("\n", newline).encode())
+            channel.exit(GATEWAY_FAILURE)
+
+
 class _Inbox:
     """Bytes from the client waiting for the command, with flow control on the channel:
     reading from the client pauses above a high-water mark and resumes once drained."""
@@ -189,28 +220,31 @@ class SshSession(asyncssh.SSHServerSession[bytes]):
             self._label,
         )
         status: int | None = GATEWAY_FAILURE
-        newline = "\r\n" if pty else "\n"
         try:
             status = await (self._run_terminal(argv) if pty else self._run_process(argv))
         except TaskNotFound:
-            self._say(f"berth: container {self._target.container_id} is not running{newline}")
+            self.say(f"berth: container {self._target.container_id} is not running")
         except CommandNotFound:
-            self._say(f"berth: the container's image has no /bin/sh, which SSH needs{newline}")
+            self.say("berth: the container's image has no /bin/sh, which SSH needs")
         except RuntimeDriverError as exc:
-            self._say(f"berth: {exc}{newline}")
+            self.say(f"berth: {exc}")
         except Exception:
             logger.exception("SSH session failed: %s", self._label)
-            self._say(f"berth: internal error (see the berth server log){newline}")
+            self.say("berth: internal error (see the berth server log)")
         with contextlib.suppress(OSError):
             if status is None:
                 channel.close()
             else:
                 channel.exit(status)
 
-    def _say(self, message: str) -> None:
-        if self._channel is not None and not self._closed:
-            with contextlib.suppress(OSError):
-                self._channel.write_stderr(message.encode())
+    def say(self, line: str) -> None:
+        """Write `line` to the client's stderr, ended as its terminal (if any) expects."""
+        channel = self._channel
+        if channel is None or self._closed:
+            return
+        newline = "\r\n" if channel.get_terminal_type() is not None else "\n"
+        with contextlib.suppress(OSError):
+            channel.write_stderr(f"{line}{newline}".encode())
 
     async def _send(self, data: bytes, *, stderr: bool = False) -> bool:
         """Write to the client, waiting while its window is full; False once it is gone."""

@@ -29,6 +29,7 @@ import pytest
 from berth.domain.events import Event, EventBus
 from berth.gateway.ssh import SshGateway
 from berth.gateway.ssh_access import SeveralTargets, SshTarget, parse_ssh_username
+from berth.gateway.ssh_connection import CHOICE_SECONDS
 from berth.gateway.ssh_limits import SshLimits
 from berth.runtime.base import ExecSpec, TaskId, TaskSpec, TaskStatus
 from berth.runtime.docker import DockerRuntime
@@ -410,6 +411,16 @@ async def test_root_with_a_key_that_opens_several_containers_is_shown_the_choice
     )
     _, err_bytes = await asyncio.wait_for(shell.communicate(), SSH_TIMEOUT)
     assert shell.returncode == 255 and b"  ssh -p 2222 bbb@box\r\n" in err_bytes
+
+    # No session (`ssh -N`): disconnected after a few seconds, with the choices on one line.
+    argv = box.ssh_args("-N", "", user="root")[:-1]
+    started = time.monotonic()
+    idle = await asyncio.create_subprocess_exec(
+        *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _, err_bytes = await asyncio.wait_for(idle.communicate(), CHOICE_SECONDS + SSH_TIMEOUT)
+    assert idle.returncode == 255 and time.monotonic() - started >= CHOICE_SECONDS
+    assert b"want: ssh -p 2222 aaa@box | ssh -p 2222 bbb@box" in err_bytes
 
 
 # -- revoked access cuts open sessions --------------------------------------------------------

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 MAX_AUTH_TRIES = 6
 """Keys refused on one connection before it is dropped (sshd's `MaxAuthTries` default)."""
-CHOICE_SECONDS = 10.0
+CHOICE_SECONDS = 5.0
 """How long a login whose key opens several containers stays open without a session
 (e.g. `ssh -N`) before it is disconnected with the choices in one line."""
 
@@ -49,13 +49,18 @@ def openssh_public_key(key: asyncssh.SSHKey) -> str:
     return " ".join(key.export_public_key("openssh").decode("ascii").split()[:2])
 
 
+_SEVERAL = "berth: this key opens several dev boxes; name the one you want:"
+
+
 def several_targets_message(choices: SeveralTargets) -> str:
-    """What a login whose key opens several containers is shown (lines end in `\\n`)."""
-    lines = [
-        "berth: this key opens several dev boxes; name the one you want:",
-        *(f"  {command}" for command in choices.ssh_commands),
-    ]
-    return "".join(f"{line}\n" for line in lines)
+    """What a session of a login whose key opens several containers shows: one command a
+    line."""
+    return "".join(f"{line}\n" for line in (_SEVERAL, *(f"  {c}" for c in choices.ssh_commands)))
+
+
+def several_targets_line(choices: SeveralTargets) -> str:
+    """The same on one line, for a disconnect reason or a refused channel."""
+    return f"{_SEVERAL} {' | '.join(choices.ssh_commands)}"
 
 
 class ServerConnection(asyncssh.SSHServer):
@@ -225,7 +230,7 @@ class ServerConnection(asyncssh.SSHServer):
 
     def _disconnect_with_choices(self) -> None:
         if self._connection is not None and self._choices is not None and not self._closed:
-            one_line = " | ".join(several_targets_message(self._choices).splitlines())
+            one_line = several_targets_line(self._choices)
             self._connection.disconnect(asyncssh.DISC_BY_APPLICATION, one_line)
 
     async def recheck_access(self) -> None:
@@ -266,7 +271,7 @@ class ServerConnection(asyncssh.SSHServer):
     async def _recheck(self, what: str) -> SshTarget:
         """The login's target if it may still be used; refuses the channel otherwise."""
         if self._choices is not None:
-            message = " | ".join(several_targets_message(self._choices).splitlines())
+            message = several_targets_line(self._choices)
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, message)
         target = self._target
         if target is None:

@@ -1,7 +1,8 @@
 """One SSH client connection: admission, authentication by public key, then its channels.
 
-- Admission: the client address's limits (`ssh_limits`) are charged before the key exchange;
-  a client over them is disconnected with the reason and the wait.
+- Admission: the client address's limits (`ssh_limits`) are charged as it connects; a
+  client over them is disconnected with the reason and the wait as soon as it asks to
+  authenticate (no key is looked at).
 - Authentication: `<container-id>` and `<user>.<container-id>` name the container; `root`
   (what `ssh root@<hostname>` sends) lets the offered key name it, when exactly one
   container accepts that key. A key that opens several is accepted, but the login only
@@ -71,7 +72,7 @@ class ServerConnection(asyncssh.SSHServer):
         self._connection: asyncssh.SSHServerConnection | None = None
         self._address = "unknown"
         self._peer = "unknown"
-        self._admitted = False
+        self._turned_away: str | None = None
         self._closed = False
         self._target: SshTarget | None = None
         self._choices: SeveralTargets | None = None
@@ -100,16 +101,9 @@ class ServerConnection(asyncssh.SSHServer):
             self._address = str(peer[0])
             self._peer = f"{peer[0]}:{peer[1]}"
         self._gateway.track(conn, open_=True)
-        refusal = self._gateway.limits.admit(self._address)
-        if refusal is not None:
-            logger.info("SSH connection from %s turned away: %s", self._peer, refusal)
-            # After asyncssh has sent its version line (it does right after this callback),
-            # so that the client reads the reason instead of a malformed version.
-            asyncio.get_running_loop().call_soon(
-                conn.disconnect, asyncssh.DISC_TOO_MANY_CONNECTIONS, refusal
-            )
-            return
-        self._admitted = True
+        self._turned_away = self._gateway.limits.admit(self._address)
+        if self._turned_away is not None:
+            logger.info("SSH connection from %s turned away: %s", self._peer, self._turned_away)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
@@ -124,13 +118,18 @@ class ServerConnection(asyncssh.SSHServer):
             self._gateway.limits.failed_login(self._address)
 
     def begin_auth(self, username: str) -> bool:
+        if self._turned_away is not None and self._connection is not None:
+            # Told here, not on arrival: the client now waits for an answer, so it reads the
+            # reason; a disconnect sent during the key exchange can meet its next packet and
+            # turn into a connection reset that hides the reason.
+            self._connection.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, self._turned_away)
         return True  # Every user name needs a key; unknown names fail like wrong keys.
 
     def public_key_auth_supported(self) -> bool:
         return True
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
-        if not self._admitted:
+        if self._turned_away is not None:
             return False
         self._keys_offered += 1
         fingerprint = key.get_fingerprint("sha256")

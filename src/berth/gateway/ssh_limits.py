@@ -2,10 +2,13 @@
 
 Each client address has two token buckets (`berth.token_buckets`): one charged for every
 connection, one for every failed login (a connection that offered at least one key and ended
-without logging in). A connection is turned away, before any key exchange, while either
-bucket is empty; the client sees why (`Received disconnect ...: berth: too many ...`) and
-for how long. Addresses are counted apart, so one noisy client never locks out another;
-clients behind one NAT share a budget. A rate or burst of 0 turns that limit off.
+without logging in). A connection is turned away while either bucket is empty: disconnected
+as soon as it asks to authenticate, before any key is looked up, with why and for how long
+(`Received disconnect ...: berth: too many ...`). Addresses are counted apart, so one noisy
+client never locks out another; clients behind one NAT share a budget. A rate or burst of 0
+turns that limit off. The key exchange of a turned-away connection is still done (that is
+what lets the client read the reason): the limits bound lookups and login attempts, not the
+cost of a flood of handshakes.
 """
 
 from __future__ import annotations

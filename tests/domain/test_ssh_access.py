@@ -8,6 +8,8 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from berth.bootstrap import open_domain
+from berth.config import Settings
 from berth.domain import accounts, containers, lifecycle, ssh_keys
 from berth.domain.auth import Actor, Principal
 from berth.domain.context import Domain
@@ -107,3 +109,15 @@ async def test_deleting_a_key_names_the_boxes_that_had_selected_it(
     assert event.kind == ssh_keys.SSH_KEY_DELETED
     assert sorted(event.data["container_ids"]) == sorted([first, second])
     assert not await still_allowed(domain, grant)
+
+
+async def test_ssh_command_names_the_port_unless_it_is_22(tmp_path: Path) -> None:
+    for port, expected in ((22, "ssh c1@example.com"), (2222, "ssh -p 2222 c1@example.com")):
+        settings = Settings(
+            data_dir=tmp_path / str(port), ssh_port=port, public_domain="example.com"
+        )
+        domain = await open_domain(settings)
+        try:
+            assert containers.ssh_command_of(domain, "c1") == expected
+        finally:
+            await domain.store.close()

@@ -27,6 +27,7 @@ from berth.gateway.ports import resolve_gateway_ports
 from berth.gateway.public import PublicGateway
 from berth.gateway.ssh import SshGateway
 from berth.gateway.ssh_authorizer import DomainSshAuthorizer
+from berth.gateway.ssh_limits import SshLimits
 from berth.runtime.factory import create_runtime
 
 
@@ -63,6 +64,13 @@ def create_app(settings: Settings) -> FastAPI:
             host_key_path=settings.data_dir / "ssh_host_ed25519_key",
             authorizer=DomainSshAuthorizer(domain),
             runtime=runtime,
+            limits=SshLimits(
+                connections_per_second=settings.ssh_connections_per_second,
+                connection_burst=settings.ssh_connection_burst,
+                failed_logins_per_second=settings.ssh_failed_logins_per_second,
+                failed_login_burst=settings.ssh_failed_login_burst,
+            ),
+            events=domain.bus,
         )
         await ssh.start()
         public = PublicGateway(

@@ -51,6 +51,16 @@ class Settings(BaseSettings):
     ssh_host: str = "0.0.0.0"
     ssh_port: int = 2222
     """The SSH gateway's port; `ssh_command` of containers names it."""
+    ssh_connections_per_second: float = Field(default=5.0, ge=0)
+    """SSH connections each client address may open per second, sustained; 0 turns the
+    connection limit off."""
+    ssh_connection_burst: int = Field(default=30, ge=0)
+    """SSH connections a client address may open at once; 0 turns the limit off."""
+    ssh_failed_logins_per_second: float = Field(default=0.1, ge=0)
+    """Failed SSH logins (a key offered, no login) each client address may have per second,
+    sustained; past the burst its connections are turned away. 0 turns the limit off."""
+    ssh_failed_login_burst: int = Field(default=10, ge=0)
+    """Failed SSH logins a client address may have at once; 0 turns the limit off."""
     gateway_host: str = "0.0.0.0"
     """The HTTP gateway: public URLs of services and containers' ingress rules."""
     gateway_port: int | None = Field(default=None, ge=1, le=65535)

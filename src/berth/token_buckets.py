@@ -1,14 +1,14 @@
 """Token buckets per caller, in memory: O(1) per request and bounded in size.
 
-Shared by the API's rate limit (a key per credential or client address) and the HTTP
-gateway's connection limit (a key per client address). Each caller (a key string) has a
-bucket holding up to `burst` tokens that refills at `rate` tokens per second; a request (or
-new connection) takes one token or is refused with the whole seconds until one is back.
-Buckets live in an insertion-ordered dict kept in least-recently-used order. Each call drops
-up to two of the oldest buckets once they have been idle long enough to be full again (a full
-bucket is the same as no bucket, so forgetting it changes nothing), and the dict never holds
-more than `max_buckets`: past that the least recently used bucket is dropped even if not yet
-full, which can only forgive a caller, never refuse one.
+Shared by the API's rate limit (a key per credential or client address) and the gateways'
+connection limits (a key per client address), so it sits outside the layers. Each caller (a
+key string) has a bucket holding up to `burst` tokens that refills at `rate` tokens per
+second; a request (or new connection) takes one token or is refused with the whole seconds
+until one is back. Buckets live in an insertion-ordered dict kept in least-recently-used
+order. Each call drops up to two of the oldest buckets once they have been idle long enough to
+be full again (a full bucket is the same as no bucket, so forgetting it changes nothing), and
+the dict never holds more than `max_buckets`: past that the least recently used bucket is
+dropped even if not yet full, which can only forgive a caller, never refuse one.
 """
 
 from __future__ import annotations

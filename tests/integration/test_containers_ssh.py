@@ -1,10 +1,14 @@
-"""SSH into containers through berth's gateway with the real OpenSSH client, and what a
-berth restart keeps: the gateway's host key and the files under mount paths."""
+"""SSH into containers through berth's gateway with the real OpenSSH client: routing by user
+name or by key, revoked access cutting open sessions, and what a berth restart keeps: the
+gateway's host key and the files under mount paths."""
 
 from __future__ import annotations
 
+import os
+import select
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,35 @@ def keygen(path: Path) -> str:
     return path.with_suffix(".pub").read_text().strip()
 
 
+def ssh_argv(
+    server: BerthServer,
+    key: Path,
+    user: str,
+    *command: str,
+    known_hosts: Path,
+    strict: bool = False,
+    options: Sequence[str] = (),
+) -> list[str]:
+    return [
+        "ssh",
+        "-p",
+        str(server.ssh_port),
+        "-i",
+        str(key),
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        f"StrictHostKeyChecking={'yes' if strict else 'accept-new'}",
+        *options,
+        f"{user}@127.0.0.1",
+        *command,
+    ]
+
+
 def ssh(
     server: BerthServer,
     key: Path,
@@ -40,23 +73,7 @@ def ssh(
     strict: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [
-            "ssh",
-            "-p",
-            str(server.ssh_port),
-            "-i",
-            str(key),
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            f"UserKnownHostsFile={known_hosts}",
-            "-o",
-            f"StrictHostKeyChecking={'yes' if strict else 'accept-new'}",
-            f"{user}@127.0.0.1",
-            *command,
-        ],
+        ssh_argv(server, key, user, *command, known_hosts=known_hosts, strict=strict),
         capture_output=True,
         text=True,
         timeout=60,
@@ -216,4 +233,164 @@ def test_a_berth_restart_keeps_the_host_key_and_the_files_under_mount_paths(
         strict=True,
     )
     assert (read.returncode, read.stdout) == (0, "persisted\nhome\n"), read.stderr
+    tenant.client.delete(f"/compute/containers/{box['id']}")
+
+
+def test_root_at_any_host_name_reaches_the_one_dev_box_the_key_opens(
+    restartable: BerthServer, tmp_path: Path
+) -> None:
+    tenant = restartable.new_tenant()
+    key = tenant.client.post(
+        "/compute/ssh-keys", json={"name": "k", "public_key": keygen(tmp_path / "k")}
+    ).json()
+    first = running_box(tenant, key["id"], ssh_enabled=True)
+    second = running_box(tenant, key["id"], ssh_enabled=False)  # Not open to SSH: not counted.
+    known = tmp_path / "known_hosts"
+    named = ssh(restartable, tmp_path / "k", first["id"], "hostname", known_hosts=known)
+    assert named.returncode == 0, named.stderr
+
+    by_key = ssh(restartable, tmp_path / "k", "root", "hostname", known_hosts=known)
+    assert (by_key.returncode, by_key.stdout) == (0, named.stdout), by_key.stderr
+
+    tenant.client.put(f"/compute/containers/{second['id']}/ssh", json={"ssh_enabled": True})
+    several = ssh(restartable, tmp_path / "k", "root", "hostname", known_hosts=known)
+    assert (several.returncode, several.stdout) == (255, "")
+    assert "this key opens several dev boxes" in several.stderr, several.stderr
+    for box in (first, second):
+        assert f"  {box['ssh_command']}\n" in several.stderr, several.stderr
+    for box in (first, second):  # Naming the box still works.
+        assert (
+            ssh(restartable, tmp_path / "k", box["id"], "true", known_hosts=known).returncode == 0
+        )
+
+    keygen(tmp_path / "unused")
+    refused = ssh(restartable, tmp_path / "unused", "root", "hostname", known_hosts=known)
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr
+    for box in (first, second):
+        tenant.client.delete(f"/compute/containers/{box['id']}")
+
+
+# -- revoked access cuts open sessions --------------------------------------------------------
+
+REVOKE_DEADLINE = 1.0
+REVOKE_SLACK = 0.25
+"""Each open session must end within the deadline of the revoking call (plus the slack of
+polling the ssh processes and of a loaded test machine)."""
+
+
+def read_until(process: subprocess.Popen[bytes], marker: bytes, timeout: float = 20) -> bytes:
+    """Read the process's stdout until `marker` shows (select, with a deadline)."""
+    assert process.stdout is not None
+    fd = process.stdout.fileno()
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while marker not in seen:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
+            raise AssertionError(f"{marker!r} not seen; output: {seen!r}")
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            raise AssertionError(f"{marker!r} not seen before the end; output: {seen!r}")
+        seen += chunk
+    return seen
+
+
+def open_sessions(
+    server: BerthServer, key: Path, box_id: str, known: Path
+) -> list[subprocess.Popen[bytes]]:
+    """A command, a login shell on a terminal and a `-L` forward into the box, each shown to
+    work."""
+    serve = "mkdir -p /tmp/www && echo page > /tmp/www/index.html && httpd -p 127.0.0.1:8080"
+    assert ssh(server, key, box_id, serve + " -h /tmp/www", known_hosts=known).returncode == 0
+    local = free_port()
+    pipes: dict[str, Any] = {
+        "stdin": subprocess.PIPE,
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.PIPE,
+    }
+    argv = ssh_argv(server, key, box_id, "echo up-$((6*7)); exec sleep 30", known_hosts=known)
+    command = subprocess.Popen(argv, **pipes)
+    shell = subprocess.Popen(
+        ssh_argv(server, key, box_id, known_hosts=known, options=["-tt"]), **pipes
+    )
+    forward = subprocess.Popen(
+        ssh_argv(
+            server,
+            key,
+            box_id,
+            known_hosts=known,
+            options=["-N", "-o", "ExitOnForwardFailure=yes", "-L", f"{local}:localhost:8080"],
+        ),
+        **pipes,
+    )
+    sessions = [command, shell, forward]
+    try:
+        read_until(command, b"up-42")
+        assert shell.stdin is not None
+        shell.stdin.write(b"echo up-$((6*7))\n")
+        shell.stdin.flush()
+        read_until(shell, b"up-42")
+
+        def fetch() -> str | None:
+            try:
+                return httpx.get(f"http://127.0.0.1:{local}/", timeout=3).text
+            except httpx.HTTPError:
+                return None
+
+        assert wait_for(fetch, timeout=20) == "page\n"
+    except BaseException:
+        end_sessions(sessions)
+        raise
+    return sessions
+
+
+def end_sessions(sessions: list[subprocess.Popen[bytes]]) -> list[str]:
+    """Kill what still runs; the sessions' stderr."""
+    errors = []
+    for session in sessions:
+        if session.poll() is None:
+            session.kill()
+        errors.append(session.communicate(timeout=10)[1].decode(errors="replace"))
+    return errors
+
+
+Revoke = Callable[[Tenant, dict[str, Any], dict[str, Any]], httpx.Response]
+
+REVOKES: dict[str, Revoke] = {
+    "key deleted": lambda t, box, key: t.client.delete(f"/compute/ssh-keys/{key['id']}"),
+    "ssh disabled": lambda t, box, key: t.client.put(
+        f"/compute/containers/{box['id']}/ssh", json={"ssh_enabled": False}
+    ),
+    "box stopped": lambda t, box, key: t.client.post(f"/compute/containers/{box['id']}/stop"),
+    "box deleted": lambda t, box, key: t.client.delete(f"/compute/containers/{box['id']}"),
+}
+
+
+@pytest.mark.parametrize("revoke", list(REVOKES))
+def test_revoking_access_cuts_open_sessions_within_a_second(
+    restartable: BerthServer, tmp_path: Path, revoke: str
+) -> None:
+    tenant = restartable.new_tenant()
+    key = tenant.client.post(
+        "/compute/ssh-keys", json={"name": "k", "public_key": keygen(tmp_path / "k")}
+    ).json()
+    box = running_box(tenant, key["id"], ssh_enabled=True)
+    sessions = open_sessions(restartable, tmp_path / "k", box["id"], tmp_path / "known_hosts")
+    try:
+        started = time.monotonic()
+        response = REVOKES[revoke](tenant, box, key)
+        assert response.status_code == 200, response.text
+        wait_for(
+            lambda: all(session.poll() is not None for session in sessions),
+            timeout=REVOKE_DEADLINE + REVOKE_SLACK,
+            interval=0.02,
+            what=f"every session to end after '{revoke}'",
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        errors = end_sessions(sessions)
+    assert elapsed <= REVOKE_DEADLINE + REVOKE_SLACK, elapsed
+    assert [session.returncode for session in sessions] == [255, 255, 255], errors
+    for err in errors:
+        assert f"SSH access to container {box['id']} was revoked" in err, err
     tenant.client.delete(f"/compute/containers/{box['id']}")

@@ -26,11 +26,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from berth.domain.events import Event, EventBus
 from berth.gateway.ssh import SshGateway
-from berth.gateway.ssh_access import SshTarget, parse_ssh_username
+from berth.gateway.ssh_access import SeveralTargets, SshTarget, parse_ssh_username
+from berth.gateway.ssh_connection import CHOICE_SECONDS
+from berth.gateway.ssh_limits import SshLimits
 from berth.runtime.base import ExecSpec, TaskId, TaskSpec, TaskStatus
 from berth.runtime.docker import DockerRuntime
-from tests.integration.test_docker_runtime import IMAGE, RUN_LABEL, SOCKET
+from tests.integration.test_docker_runtime import IMAGE, RUN_LABEL, SOCKET, poll
 
 pytestmark = pytest.mark.engine
 
@@ -49,13 +52,15 @@ def make_key(directory: Path, name: str) -> tuple[Path, str]:
 
 
 class KeyAuthorizer:
-    """Grants `key` for user names that name `container` (as root or `<user>.`)."""
+    """Grants `key` for user names that name `container` (as root or `<user>.`), and for
+    `root` (or answers `several` for it, when set)."""
 
     def __init__(self, container: str, task_id: TaskId, key: str) -> None:
         self.container = container
         self.task_id = task_id
         self.key = key
         self.enabled = True
+        self.several: SeveralTargets | None = None
         self.rechecks = 0
 
     async def authorize(self, username: str, public_key_openssh: str) -> SshTarget | None:
@@ -63,6 +68,11 @@ class KeyAuthorizer:
         if login is None or login.container_id != self.container or public_key_openssh != self.key:
             return None
         return SshTarget(self.container, self.task_id, login.login_user)
+
+    async def authorize_key(self, public_key_openssh: str) -> SshTarget | SeveralTargets | None:
+        if public_key_openssh != self.key:
+            return None
+        return self.several or SshTarget(self.container, self.task_id, "root")
 
     async def recheck(self, target: SshTarget) -> bool:
         self.rechecks += 1
@@ -78,17 +88,26 @@ class Box:
     task_id: TaskId
     authorizer: KeyAuthorizer
     gateway: SshGateway
+    bus: EventBus
     key: Path
     known_hosts: Path
     tmp: Path
 
-    def ssh_args(self, *args: str, user: str | None = None, key: Path | None = None) -> list[str]:
+    def ssh_args(
+        self,
+        *args: str,
+        user: str | None = None,
+        key: Path | None = None,
+        source: str = "127.0.0.1",
+    ) -> list[str]:
         return [
             "ssh",
             "-F",
             "/dev/null",
             "-p",
             str(self.gateway.port),
+            "-b",
+            source,
             "-i",
             str(key or self.key),
             "-o",
@@ -109,11 +128,18 @@ class Box:
         ]
 
     async def ssh(
-        self, *args: str, stdin: bytes = b"", user: str | None = None, key: Path | None = None
+        self,
+        *args: str,
+        stdin: bytes = b"",
+        user: str | None = None,
+        key: Path | None = None,
+        source: str = "127.0.0.1",
     ) -> tuple[int, str, str]:
-        """Run `ssh [options] user@host COMMAND` (the command last): (status, stdout, stderr)."""
+        """Run `ssh [options] user@host COMMAND` (the command last): (status, stdout, stderr).
+
+        `source` is the client address (any of 127.0.0.0/8 reaches the gateway)."""
         process = await asyncio.create_subprocess_exec(
-            *self.ssh_args(*args, user=user, key=key),
+            *self.ssh_args(*args, user=user, key=key, source=source),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -150,16 +176,26 @@ async def box(tmp_path: Path) -> AsyncIterator[Box]:
         assert state.status is TaskStatus.RUNNING
         key, public = make_key(tmp_path, "client")
         authorizer = KeyAuthorizer(name, state.task_id, public)
+        bus = EventBus()
         gateway = SshGateway(
             host="127.0.0.1",
             port=0,
             host_key_path=tmp_path / "gateway" / "host_key",
             authorizer=authorizer,
             runtime=runtime,
+            events=bus,
         )
         await gateway.start()
         yield Box(
-            runtime, name, state.task_id, authorizer, gateway, key, tmp_path / "known", tmp_path
+            runtime,
+            name,
+            state.task_id,
+            authorizer,
+            gateway,
+            bus,
+            key,
+            tmp_path / "known",
+            tmp_path,
         )
     finally:
         if gateway is not None:
@@ -349,3 +385,162 @@ async def test_local_port_forward_reaches_the_containers_loopback(box: Box) -> N
     messages = err.decode(errors="replace")
     assert "nothing accepts connections on port 9" in messages, messages
     assert "forwards only to ports of the container itself" in messages, messages
+
+
+# -- root@ any host: the key names the container ----------------------------------------------
+
+
+async def test_root_logs_in_to_the_one_container_the_key_opens(box: Box) -> None:
+    status, out, err = await box.ssh("hostname", user="root")
+    assert (status, out) == (0, await box.run("hostname")), err
+
+    other, _ = make_key(box.tmp, "other")
+    status, out, err = await box.ssh("hostname", user="root", key=other)
+    assert status == 255 and out == "" and "Permission denied" in err
+
+
+async def test_root_with_a_key_that_opens_several_containers_is_shown_the_choices(box: Box) -> None:
+    box.authorizer.several = SeveralTargets(("ssh -p 2222 aaa@box", "ssh -p 2222 bbb@box"))
+    status, out, err = await box.ssh("echo never", user="root")
+    assert (status, out) == (255, "")
+    assert "several dev boxes" in err and "\n  ssh -p 2222 aaa@box\n  ssh -p 2222 bbb@box\n" in err
+
+    argv = box.ssh_args("-tt", "", user="root")[:-1]  # A login shell on a terminal: the same.
+    shell = await asyncio.create_subprocess_exec(
+        *argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _, err_bytes = await asyncio.wait_for(shell.communicate(), SSH_TIMEOUT)
+    assert shell.returncode == 255 and b"  ssh -p 2222 bbb@box\r\n" in err_bytes
+
+    # No session (`ssh -N`): disconnected after a few seconds, with the choices on one line.
+    argv = box.ssh_args("-N", "", user="root")[:-1]
+    started = time.monotonic()
+    idle = await asyncio.create_subprocess_exec(
+        *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    _, err_bytes = await asyncio.wait_for(idle.communicate(), CHOICE_SECONDS + SSH_TIMEOUT)
+    assert idle.returncode == 255 and time.monotonic() - started >= CHOICE_SECONDS
+    assert b"want: ssh -p 2222 aaa@box | ssh -p 2222 bbb@box" in err_bytes
+
+
+# -- revoked access cuts open sessions --------------------------------------------------------
+
+REVOKE_DEADLINE = 1.0
+REVOKE_SLACK = 0.25
+
+
+async def open_sessions(box: Box) -> list[asyncio.subprocess.Process]:
+    """A command, a login shell on a terminal and a `-L` forward, each shown to work."""
+    await box.run(
+        "mkdir -p /tmp/www && echo berth-page > /tmp/www/index.html && "
+        "httpd -p 127.0.0.1:8080 -h /tmp/www"
+    )
+    spawn = asyncio.create_subprocess_exec
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    command = await spawn(*box.ssh_args("echo up-$((6*7)); exec sleep 30"), **pipes)
+    shell = await spawn(*box.ssh_args("-tt", "")[:-1], **pipes)
+    local = free_port()
+    forward = await spawn(
+        *box.ssh_args("-N", "-L", f"127.0.0.1:{local}:localhost:8080", "")[:-1], **pipes
+    )
+    assert command.stdout is not None and shell.stdout is not None and shell.stdin is not None
+    await asyncio.wait_for(command.stdout.readuntil(b"up-42"), SSH_TIMEOUT)
+    shell.stdin.write(b"echo up-$((6*7))\n")
+    await asyncio.wait_for(shell.stdout.readuntil(b"up-42"), SSH_TIMEOUT)
+
+    async def page() -> str | None:
+        try:
+            async with httpx.AsyncClient() as client:
+                return (await client.get(f"http://127.0.0.1:{local}/", timeout=5)).text
+        except httpx.TransportError:
+            return None
+
+    assert await poll(page, SSH_TIMEOUT) == "berth-page\n"
+    return [command, shell, forward]
+
+
+async def test_an_event_about_the_container_cuts_its_logins_that_lost_access(box: Box) -> None:
+    sessions = await open_sessions(box)
+    try:
+        # An event while access holds: each login is rechecked, none is cut.
+        before = box.authorizer.rechecks
+        box.bus.publish(Event("workload.status", workload_id=box.name))
+        await poll(lambda: _true(box.authorizer.rechecks == before + 3), 5)
+        assert all(session.returncode is None for session in sessions)
+
+        box.authorizer.enabled = False
+        before = box.authorizer.rechecks
+        box.bus.publish(Event("workload.changed", workload_id="another-container"))
+        started = time.monotonic()
+        box.bus.publish(Event("container.ssh", workload_id=box.name))
+        await asyncio.wait_for(
+            asyncio.gather(*(session.wait() for session in sessions)),
+            REVOKE_DEADLINE + REVOKE_SLACK,
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        for session in sessions:
+            if session.returncode is None:
+                session.kill()
+        errors = [(await session.communicate())[1].decode() for session in sessions]
+    assert elapsed < REVOKE_DEADLINE, elapsed
+    assert [session.returncode for session in sessions] == [255, 255, 255]
+    assert all(f"access to container {box.name} was revoked" in err for err in errors), errors
+    assert box.authorizer.rechecks == before + 3  # Only this container's logins, once each.
+
+
+async def _true(condition: bool) -> bool | None:
+    return True if condition else None
+
+
+# -- limits per client address ----------------------------------------------------------------
+
+
+async def restart_with(box: Box, limits: SshLimits) -> None:
+    await box.gateway.stop()
+    box.gateway = SshGateway(
+        host="127.0.0.1",
+        port=0,
+        host_key_path=box.gateway.host_key_path,
+        authorizer=box.authorizer,
+        runtime=box.runtime,
+        limits=limits,
+    )
+    await box.gateway.start()
+
+
+async def all_closed(box: Box) -> None:
+    """Until the gateway has seen every connection go (and counted their failures)."""
+    await poll(lambda: _true(box.gateway.connection_count == 0), 5)
+
+
+async def test_connection_attempts_beyond_the_limit_are_refused_per_client_address(
+    box: Box,
+) -> None:
+    await restart_with(box, SshLimits(connections_per_second=0.01, connection_burst=3))
+    for _ in range(3):
+        assert (await box.ssh("true"))[0] == 0
+    status, out, err = await box.ssh("echo hi")
+    assert (status, out) == (255, "")
+    assert "too many SSH connections from 127.0.0.1; try again in" in err, err
+    assert (await box.ssh("echo hi", source="127.0.0.2"))[:2] == (0, "hi\n")
+
+
+async def test_failed_logins_beyond_the_limit_turn_the_address_away(box: Box) -> None:
+    await restart_with(box, SshLimits(failed_logins_per_second=0.01, failed_login_burst=2))
+    other, _ = make_key(box.tmp, "other")
+    for _ in range(2):
+        status, _, err = await box.ssh("true", key=other)
+        assert status == 255 and "Permission denied" in err
+        await all_closed(box)
+    status, out, err = await box.ssh("echo hi")  # The right key, from the address that failed.
+    assert (status, out) == (255, "")
+    assert "too many failed SSH logins from 127.0.0.1; try again in" in err, err
+    assert (await box.ssh("echo hi", source="127.0.0.2"))[:2] == (0, "hi\n")
+
+
+async def test_a_connection_is_dropped_after_six_refused_keys(box: Box) -> None:
+    keys = [make_key(box.tmp, f"wrong{i}")[0] for i in range(7)]
+    options = [option for key in keys[1:] for option in ("-i", str(key))]
+    status, _, err = await box.ssh(*options, "true", key=keys[0])
+    assert status == 255 and "too many authentication failures (6 keys refused)" in err, err

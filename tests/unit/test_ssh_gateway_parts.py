@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
+from collections.abc import Collection
 from pathlib import Path
 
 import asyncssh
 import pytest
 
-from berth.gateway.ssh import LOGIN_SHELL, SshGatewayError, load_or_create_host_key, session_argv
+from berth.domain.events import Event, EventBus
+from berth.domain.shells import LOGIN_SHELL
 from berth.gateway.ssh_access import SshLogin, parse_ssh_username
+from berth.gateway.ssh_host_key import SshGatewayError, load_or_create_host_key
+from berth.gateway.ssh_revocation import containers_named, cut_revoked_logins
+from berth.gateway.ssh_session import session_argv
 
 
 @pytest.mark.parametrize(
@@ -86,3 +92,42 @@ def test_an_unreadable_host_key_is_an_error_not_a_new_key(tmp_path: Path) -> Non
         load_or_create_host_key(path)
     assert path.read_text() == "not a key\n"
     assert isinstance(asyncssh.generate_private_key("ssh-ed25519"), asyncssh.SSHKey)
+
+
+# -- revocation: which logins an event sends back to the authorizer ---------------------------
+
+
+def test_an_event_names_its_workload_and_the_containers_it_lists() -> None:
+    assert containers_named(Event("container.ssh", workload_id="c1")) == {"c1"}
+    deleted = Event("ssh_key.deleted", user_id="u", data={"container_ids": ["c1", "c2"]})
+    assert containers_named(deleted) == {"c1", "c2"}
+    assert containers_named(Event("run.finished", data={"container_ids": "c1"})) == set()
+
+
+async def test_events_are_batched_and_an_overflow_rechecks_every_login() -> None:
+    bus = EventBus()
+    rechecked: list[set[str] | None] = []
+    done = asyncio.Event()
+
+    async def recheck(container_ids: Collection[str] | None) -> None:
+        rechecked.append(None if container_ids is None else set(container_ids))
+        done.set()
+
+    subscription = bus.subscribe(maxsize=2)
+    bus.publish(Event("workload.status", workload_id="c1"))
+    bus.publish(Event("ssh_key.deleted", data={"container_ids": ["c2"]}))
+    watcher = asyncio.create_task(cut_revoked_logins(subscription, recheck))
+    await asyncio.wait_for(done.wait(), 5)
+    assert rechecked == [{"c1", "c2"}]  # Both events in one recheck.
+
+    done.clear()
+    for name in ("c3", "c4", "c5"):  # One more than the queue holds: one is lost.
+        bus.publish(Event("workload.status", workload_id=name))
+    await asyncio.wait_for(done.wait(), 5)
+    assert rechecked[1] is None  # Every login, since some event was lost.
+
+    watcher.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await watcher
+    bus.publish(Event("workload.status", workload_id="c1"))
+    assert subscription.queue.empty()  # Unsubscribed when the watcher ends.

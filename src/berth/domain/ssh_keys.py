@@ -14,7 +14,12 @@ from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
+from berth.domain.events import Event
 from berth.store.models import ContainerSshKey, SshKey
+
+SSH_KEY_DELETED = "ssh_key.deleted"
+"""Published after a key is deleted; `data["container_ids"]` lists the containers that had
+selected it (the SSH gateway cuts their sessions opened with that key)."""
 
 SUPPORTED_TYPES = (
     "ssh-rsa",
@@ -81,14 +86,24 @@ async def list_keys(domain: Domain, actor: Actor) -> list[SshKey]:
 
 
 async def delete_key(domain: Domain, actor: Actor, key_id: int) -> None:
-    """Delete a key; containers that selected it stop accepting it at once."""
+    """Delete a key; containers that selected it stop accepting it at once, and SSH sessions
+    opened with it are cut (`SSH_KEY_DELETED`)."""
     async with domain.store.transaction() as session:
         await load_compute_user(session, actor.user_id)
         key = await session.get(SshKey, key_id)
         if key is None or key.user_id != actor.user_id:
             raise NotFound("ssh key not found")
+        container_ids: list[str] = []
         for link in await session.scalars(
             select(ContainerSshKey).where(ContainerSshKey.key_id == key_id)
         ):
+            container_ids.append(link.workload_id)
             await session.delete(link)
         await session.delete(key)
+    domain.bus.publish(
+        Event(
+            SSH_KEY_DELETED,
+            user_id=actor.user_id,
+            data={"key_id": key_id, "container_ids": container_ids},
+        )
+    )

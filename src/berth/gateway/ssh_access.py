@@ -3,10 +3,12 @@ whatever knows containers, keys and their state (the domain).
 
 SSH carries no host name, so one shared gateway cannot route `root@<id>.<domain>` by host:
 the container is named in the SSH *user name* instead, `<container-id>` (log in as root,
-that is the image's default user) or `<user>.<container-id>` (log in as `<user>`). The
-gateway asks an `SshAuthorizer` at every login and again at every channel it opens, so
-access that was revoked in the meantime (SSH disabled, container stopped, key removed) is
-never granted later on an old connection.
+that is the image's default user) or `<user>.<container-id>` (log in as `<user>`). The user
+name `root` (what `ssh root@<hostname>` sends, whatever the host name) names no container:
+the offered key does, when exactly one container accepts it. The gateway asks an
+`SshAuthorizer` at every login, again at every channel it opens, and again whenever access
+may have been revoked (SSH disabled, container stopped or deleted, key removed), so revoked
+access is never granted later on an old connection and open sessions are cut.
 """
 
 from __future__ import annotations
@@ -51,6 +53,14 @@ def parse_ssh_username(username: str) -> SshLogin | None:
 
 
 @dataclass(frozen=True)
+class SeveralTargets:
+    """A key that opens several containers, offered as `root@...`: the login is refused
+    with one command per container, each of which names it."""
+
+    ssh_commands: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class SshTarget:
     """Where an authorized SSH login goes: the container, its running task, the user."""
 
@@ -76,6 +86,13 @@ class SshAuthorizer(Protocol):
         `public_key_openssh` is the offered key as `<type> <base64>` without a comment:
         compare keys by those two fields. Grant only when the key is one selected for that
         container, the container has SSH enabled, and its task is running.
+        """
+
+    async def authorize_key(self, public_key_openssh: str) -> SshTarget | SeveralTargets | None:
+        """For the user name `root`: where the offered key may log in as root.
+
+        The target when exactly one container accepts the key under the rules of
+        `authorize`; `SeveralTargets` when more do; None when none does.
         """
 
     async def recheck(self, target: SshTarget) -> bool:

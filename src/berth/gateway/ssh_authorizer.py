@@ -4,15 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from berth.domain.containers import ssh_command_of
 from berth.domain.context import Domain
-from berth.domain.ssh_access import SshGrant, authorize_ssh, still_allowed
-from berth.gateway.ssh_access import SshTarget, parse_ssh_username
+from berth.domain.ssh_access import (
+    SshGrant,
+    authorize_ssh,
+    grants_for_key,
+    still_allowed,
+)
+from berth.gateway.ssh_access import ROOT_USER, SeveralTargets, SshTarget, parse_ssh_username
 from berth.runtime.base import TaskId
 
 
 @dataclass(frozen=True)
 class GrantedTarget(SshTarget):
     grant: SshGrant | None = None
+
+
+def _target(grant: SshGrant) -> GrantedTarget:
+    return GrantedTarget(
+        container_id=grant.container_id,
+        task_id=TaskId(grant.task_id),
+        login_user=grant.login_user,
+        grant=grant,
+    )
 
 
 class DomainSshAuthorizer:
@@ -29,13 +44,18 @@ class DomainSshAuthorizer:
             login_user=login.login_user,
             public_key=public_key_openssh,
         )
-        if grant is None:
+        return None if grant is None else _target(grant)
+
+    async def authorize_key(self, public_key_openssh: str) -> SshTarget | SeveralTargets | None:
+        grants = await grants_for_key(
+            self._domain, public_key=public_key_openssh, login_user=ROOT_USER
+        )
+        if not grants:
             return None
-        return GrantedTarget(
-            container_id=grant.container_id,
-            task_id=TaskId(grant.task_id),
-            login_user=grant.login_user,
-            grant=grant,
+        if len(grants) == 1:
+            return _target(grants[0])
+        return SeveralTargets(
+            tuple(ssh_command_of(self._domain, grant.container_id) for grant in grants)
         )
 
     async def recheck(self, target: SshTarget) -> bool:

@@ -20,6 +20,7 @@ from berth.schemas.limits import (
     Command,
     EnvTotal,
 )
+from berth.schemas.request_body import StrictModel
 
 WorkloadType = Literal["service", "job", "schedule"]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
@@ -27,13 +28,6 @@ Name = Annotated[
     str,
     StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"),
 ]
-
-
-class StrictModel(BaseModel):
-    """A request body: unknown fields are refused, and values must have the JSON type the
-    document states (`false` is not a count, `"3"` is not a number, `0` is not a boolean)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class WorkloadCreate(StrictModel):

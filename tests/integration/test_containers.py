@@ -116,6 +116,44 @@ def test_a_container_goes_pending_initializing_running_stopped_over_the_websocke
     assert tenant.client.get(f"/compute/containers/{box['id']}").status_code == 404
 
 
+STOP_ORDER = ["running", "stopping", "stopped"]
+START_ORDER = ["stopped", "pending", "initializing", "running"]
+
+
+def assert_not_older(tenant: Tenant, box_id: str, said: str, order: list[str]) -> None:
+    """A read of the container, alone and in the list, says `said` or what comes after."""
+    read = box_state(tenant, box_id)["status"]
+    listed = [b["status"] for b in tenant.client.get("/compute/containers").json()["containers"]]
+    for status in (read, *listed):
+        assert order.index(status) >= order.index(said), (status, said)
+
+
+def test_stop_and_start_answers_and_reads_are_never_older_than_the_websocket(
+    server: BerthServer, tenant: Tenant, key_id: int, cleanup: None
+) -> None:
+    url = f"{server.url.replace('http', 'ws')}/compute/ws?token={tenant.key}"
+    with connect(url) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "containers"
+        box = create_box(tenant, key_id)
+        while json.loads(ws.recv(timeout=30))["data"]["status"] != "running":
+            pass
+
+        stopped = tenant.client.post(f"/compute/containers/{box['id']}/stop").json()
+        assert stopped["status"] == "stopping"
+        assert_not_older(tenant, box["id"], "stopping", STOP_ORDER)
+        said = ""
+        while said != "stopped":
+            said = json.loads(ws.recv(timeout=30))["data"]["status"]
+            assert_not_older(tenant, box["id"], said, STOP_ORDER)
+
+        started = tenant.client.post(f"/compute/containers/{box['id']}/start").json()
+        assert started["status"] == "pending"
+        assert_not_older(tenant, box["id"], "pending", START_ORDER)
+        while said != "running":
+            said = json.loads(ws.recv(timeout=30))["data"]["status"]
+            assert_not_older(tenant, box["id"], said, START_ORDER)
+
+
 def test_files_under_mount_paths_survive_stop_and_start(
     server: BerthServer, tenant: Tenant, key_id: int, cleanup: None
 ) -> None:

@@ -1,7 +1,10 @@
 """Workload use-cases: create, read, delete, start, stop, scale and run now.
 
 Each call validates, writes desired state in one transaction, publishes `workload.changed` and
-returns; the reconciler does the engine work. Every query is scoped to the acting user.
+returns; the reconciler does the engine work. Every query is scoped to the acting user. A
+call that changes desired state derives the status it leads to in the same transaction (a
+stopped service with tasks left is `stopping`), so its answer is never older than the
+status events that follow it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
 from berth.domain.ids import new_run_id, new_workload_id
 from berth.domain.schedules import Schedule, parse_schedule
+from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.views import WorkloadView, load_view, load_views
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import ACTIVE_RUN_STATUSES, AccountKit, Run, User, Workload
@@ -122,7 +126,9 @@ async def start_workload(domain: Domain, actor: Actor, workload_id: str) -> Work
             )
         workload.desired_state = "running"
         workload.updated_at = datetime.now(UTC)
+        changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
+    publish_statuses(domain, changed)
     return await get_workload(domain, actor, workload_id)
 
 
@@ -135,7 +141,9 @@ async def stop_workload(domain: Domain, actor: Actor, workload_id: str) -> Workl
             workload.desired_state = "stopped"
         workload.updated_at = datetime.now(UTC)
         await _request_stop_all(session, workload.id, reason="stopped")
+        changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
+    publish_statuses(domain, changed)
     return await get_workload(domain, actor, workload_id)
 
 
@@ -164,7 +172,9 @@ async def scale_workload(
         if count > 0:
             workload.desired_state = "running"
         workload.updated_at = datetime.now(UTC)
+        changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
+    publish_statuses(domain, changed)
     return await get_workload(domain, actor, workload_id)
 
 

@@ -69,10 +69,10 @@ def wait_status(tenant: Tenant, box_id: str, status: str, timeout: float = 30) -
     )
 
 
-def terminal(server: BerthServer, tenant: Tenant, box_id: str) -> ClientConnection:
+def terminal(server: BerthServer, tenant: Tenant, box_id: str, query: str = "") -> ClientConnection:
     return connect(
         f"{server.url.replace('http', 'ws')}/compute/containers/{box_id}/terminal"
-        f"?token={tenant.key}"
+        f"?token={tenant.key}{query}"
     )
 
 
@@ -398,3 +398,27 @@ def test_the_terminal_reports_the_exit_code_with_the_subprotocol(
             while True:
                 frames.append(ws.recv(timeout=15))
     assert {"type": "exit", "code": 6} in [json.loads(f) for f in frames if isinstance(f, str)]
+
+
+def test_a_raw_terminal_takes_its_size_from_the_url(
+    server: BerthServer, tenant: Tenant, key_id: int, cleanup: None
+) -> None:
+    box = create_box(tenant, key_id)
+    wait_status(tenant, box["id"], "running")
+    with terminal(server, tenant, box["id"], "&cols=132&rows=40") as ws:
+        assert ws.subprotocol is None
+        assert "\r\n40 132\r\n" in run_in_terminal(ws, "stty size", "sized")
+    with terminal(server, tenant, box["id"], "&rows=50") as ws:
+        assert "\r\n50 80\r\n" in run_in_terminal(ws, "stty size", "rows")
+    for query, field in [
+        ("&cols=0", "cols"),
+        ("&cols=abc", "cols"),
+        ("&cols=1001", "cols"),
+        ("&cols=132&rows=4", "rows"),
+        ("&rows=-3", "rows"),
+    ]:
+        with pytest.raises(InvalidStatus) as refused:
+            terminal(server, tenant, box["id"], query).close()
+        assert refused.value.response.status_code == 400, query
+        body = json.loads(refused.value.response.body or b"{}")
+        assert body["field"] == field and "from" in body["error"], body

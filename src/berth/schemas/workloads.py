@@ -17,6 +17,10 @@ from berth.schemas.limits import (
     MAX_ENV_VALUE_CHARS,
     MAX_EXEC_STDIN_CHARS,
     MAX_RUN_ID_CHARS,
+    MAX_TERMINAL_COLS,
+    MAX_TERMINAL_ROWS,
+    MIN_TERMINAL_COLS,
+    MIN_TERMINAL_ROWS,
     Command,
     EnvTotal,
 )
@@ -221,8 +225,8 @@ class ShellRequest(StrictModel):
     task: str | None = Field(
         default=None, max_length=MAX_RUN_ID_CHARS, description="Run id of the task; default: any."
     )
-    cols: int = Field(default=80, ge=10, le=1000)
-    rows: int = Field(default=24, ge=5, le=1000)
+    cols: int = Field(default=80, ge=MIN_TERMINAL_COLS, le=MAX_TERMINAL_COLS)
+    rows: int = Field(default=24, ge=MIN_TERMINAL_ROWS, le=MAX_TERMINAL_ROWS)
 
 
 class ShellSessionInfo(BaseModel):

@@ -20,6 +20,7 @@ from berth.domain import labels
 from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.billing import require_credits
+from berth.domain.capacity import engine_capacity, refuse_beyond_engine
 from berth.domain.context import Domain
 from berth.domain.errors import Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
@@ -90,6 +91,7 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
         raise Invalid("at least one SSH key is required", field="ssh_key_ids")
     mount_paths = validate_mount_paths(body.mount_paths)
     _arch, cpu = catalogue[body.instance_type]
+    capacity = await engine_capacity(domain)
     now = datetime.now(UTC)
     async with domain.store.transaction() as session:
         user, kit = await load_compute_user(session, actor.user_id)
@@ -112,6 +114,9 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
             )
         if body.memory_mb > kit.max_memory_mb:
             raise QuotaExceeded(f"memory_mb: at most {kit.max_memory_mb} MB", field="memory_mb")
+        refuse_beyond_engine(
+            capacity, cpu=cpu, memory_mb=body.memory_mb, instance_type=body.instance_type
+        )
         await _owned_keys(session, actor.user_id, body.ssh_key_ids)
         require_credits(user)
         workload = Workload(

@@ -62,7 +62,9 @@ class WorkloadCreate(StrictModel):
     port: int | None = Field(
         default=None, ge=1, le=65535, description="Services: the port the task listens on."
     )
-    cpu: float = Field(default=0.25, gt=0, le=64, description="vCPUs allocated to each task.")
+    cpu: float = Field(
+        default=0.25, ge=0.01, le=64, description="vCPUs allocated to each task (at least 0.01)."
+    )
     memory_mb: int = Field(default=256, ge=16, le=262144, description="Memory per task (MB).")
     replicas: int = Field(default=1, ge=0, le=1000, description="Services: number of tasks.")
     schedule_expr: str | None = Field(

@@ -4,6 +4,7 @@ WebSocket, a terminal, persistent mount paths, ingress rules, quotas and clear e
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -422,3 +423,39 @@ def test_a_raw_terminal_takes_its_size_from_the_url(
         assert refused.value.response.status_code == 400, query
         body = json.loads(refused.value.response.body or b"{}")
         assert body["field"] == field and "from" in body["error"], body
+
+
+WHOLE_SECONDS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def test_fields_are_written_as_the_document_writes_them(
+    server: BerthServer, tenant: Tenant, key_id: int, cleanup: None
+) -> None:
+    """`created_at` in whole seconds (`2026-01-15T10:30:00Z`), usage measured while running
+    and `null` once stopped, and `external_ip` always `null` in status updates (a dev box
+    has no address of its own: it is reached through berth's gateways)."""
+    url = f"{server.url.replace('http', 'ws')}/compute/ws?token={tenant.key}"
+    with connect(url) as ws:
+        json.loads(ws.recv(timeout=10))
+        box = create_box(tenant, key_id)
+        updates = []
+        while not updates or updates[-1]["status"] != "running":
+            updates.append(json.loads(ws.recv(timeout=30))["data"])
+        running = box_state(tenant, box["id"])
+        assert running["memory_used_mb"] is not None and running["storage_used_gb"] is not None
+        tenant.client.post(f"/compute/containers/{box['id']}/stop")
+        while updates[-1]["status"] != "stopped":
+            updates.append(json.loads(ws.recv(timeout=30))["data"])
+    assert all("external_ip" in u and u["external_ip"] is None for u in updates), updates
+    stopped = box_state(tenant, box["id"])
+    assert (stopped["memory_used_mb"], stopped["storage_used_gb"]) == (None, None)
+    listed = tenant.client.get("/compute/containers").json()["containers"]
+    keys = tenant.client.get("/compute/ssh-keys").json()["ssh_keys"]
+    times = [
+        box["created_at"],
+        stopped["created_at"],
+        listed[0]["created_at"],
+        keys[0]["created_at"],
+    ]
+    assert all(WHOLE_SECONDS.match(t) for t in times), times
+    assert len(set(times[:3])) == 1

@@ -303,11 +303,11 @@ async def _view(domain: Domain, workload: Workload, *, live: bool) -> ContainerV
         )
     memory_mb: int | None = None
     storage_gb: float | None = None
-    if live and domain.runtime is not None:
+    # Usage is measured while the container runs (null otherwise, as the docs say).
+    if live and domain.runtime is not None and run is not None and run.task_id is not None:
         try:
-            if run is not None and run.task_id is not None:
-                used = await domain.runtime.memory_usage(TaskId(run.task_id))
-                memory_mb = None if used is None else round(used / 2**20)
+            used = await domain.runtime.memory_usage(TaskId(run.task_id))
+            memory_mb = None if used is None else round(used / 2**20)
             sizes = await domain.runtime.volume_usage(
                 labels.workload_selector(domain.instance_id, workload.id)
             )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from berth.schemas.limits import PRINTABLE
 from berth.schemas.request_body import StrictModel
@@ -15,6 +15,8 @@ MAX_SSH_KEY_IDS = 100
 MAX_INSTANCE_TYPE_CHARS = 64
 
 MountPath = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+WholeSeconds = Annotated[datetime, AfterValidator(lambda value: value.replace(microsecond=0))]
+"""A time as the Containers API document writes it: `2026-01-15T10:30:00Z`."""
 KeyId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
@@ -50,11 +52,11 @@ class ContainerOut(BaseModel):
     hostname: str
     ssh_command: str
     memory_mb: int
-    memory_used_mb: int | None
+    memory_used_mb: int | None = Field(description="Measured while running; null otherwise.")
     storage_gb: int
-    storage_used_gb: float | None
+    storage_used_gb: float | None = Field(description="Measured while running; null otherwise.")
     instance_type: str
-    created_at: datetime
+    created_at: WholeSeconds
     ssh_enabled: bool
     https_enabled: bool
 
@@ -77,7 +79,7 @@ class SshKeyOut(BaseModel):
     name: str
     public_key: str
     fingerprint: str
-    created_at: datetime
+    created_at: WholeSeconds
 
 
 class SshKeyList(BaseModel):

@@ -15,6 +15,7 @@ import jwt
 import pytest
 
 from tests.integration.conftest import create
+from tests.integration.engine import engine_machine
 from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
@@ -473,7 +474,6 @@ ACCEPTED_AT_THE_EDGES = [
     pytest.param(schedule(name="0"), id="name-1-char"),
     pytest.param(service(name="p1", port=1), id="port-1"),
     pytest.param(service(name="p65535", port=65535), id="port-65535"),
-    pytest.param(schedule(name="c4", cpu=4), id="cpu-at-the-users-limit"),
     pytest.param(schedule(name="c-small", cpu=0.01), id="cpu-small-fraction"),
     pytest.param(schedule(name="m16", memory_mb=16), id="memory-16"),
     pytest.param(schedule(name="m8192", memory_mb=8192), id="memory-at-the-users-limit"),
@@ -502,6 +502,18 @@ def test_values_at_the_edges_of_each_range_are_accepted(
     for field, value in body.items():
         assert made[field] == value, field
     assert client.delete(f"/v1/compute/{made['id']}").status_code == 200
+
+
+def test_cpu_at_the_users_limit_is_accepted_if_the_engine_has_the_cpus(
+    client: httpx.Client,
+) -> None:
+    """The default `max_cpu` (4), or the engine machine's CPUs if it has fewer: a create may
+    not ask for more CPUs than the engine has (see test_engine_capacity.py)."""
+    cpu = min(4.0, engine_machine()[0])
+    response = client.post("/v1/compute", json=schedule(name="c4", cpu=cpu))
+    assert response.status_code == 201, response.text
+    assert response.json()["cpu"] == cpu
+    assert client.delete(f"/v1/compute/{response.json()['id']}").status_code == 200
 
 
 SCALE_BODIES = [

@@ -4,13 +4,12 @@ machine's limit (instead of being accepted and failing forever)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.integration.engine import engine_machine
 from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
 from tests.integration.test_containers import new_public_key
 
@@ -18,17 +17,6 @@ pytestmark = pytest.mark.engine
 
 MEDIUM_CPUS = 4
 """The largest instance type of the default catalogue."""
-
-
-def engine_machine() -> tuple[float, int]:
-    """The engine's CPUs and memory (MB), as `docker info` reports them."""
-    out = subprocess.run(
-        ["docker", "info", "--format", "{{json .NCPU}} {{json .MemTotal}}"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    return float(json.loads(out[0])), int(json.loads(out[1])) // 2**20
 
 
 @pytest.fixture

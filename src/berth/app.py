@@ -18,6 +18,7 @@ from berth.api.gate import install_gate_handlers
 from berth.api.json_body import AssumeJsonBody
 from berth.api.limits import install_request_limits
 from berth.api.openapi import install_openapi
+from berth.api.unknown_fields import UnknownFieldWarnings
 from berth.api.workloads import build_workloads_router
 from berth.bootstrap import instance_id, open_domain
 from berth.config import Settings
@@ -102,6 +103,7 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     install_gate_handlers(app)
     app.add_middleware(AssumeJsonBody)
+    app.add_middleware(UnknownFieldWarnings)
     app.include_router(system.router)
     app.include_router(approvals.router)
     app.include_router(shell_stream.router)

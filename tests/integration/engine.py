@@ -50,3 +50,10 @@ def task_gateway(task: dict[str, Any]) -> str:
     (network,) = task["NetworkSettings"]["Networks"].values()
     gateway: str = network["Gateway"]
     return gateway
+
+
+def engine_machine() -> tuple[float, int]:
+    """The engine machine's CPUs and memory (MB), as the engine's `/info` reports them."""
+    with engine_client() as engine:
+        info = engine.get("/info").json()
+    return float(info["NCPU"]), int(info["MemTotal"]) // 2**20

@@ -193,6 +193,30 @@ def test_invalid_calls_are_refused_at_once_not_queued(
     assert agent.client.get("/v1/approvals").json()["approvals"] == []
 
 
+def test_a_body_with_unknown_fields_is_gated_and_replayed_the_same_way(
+    gated_server: BerthServer, agent: Tenant
+) -> None:
+    """The warning comes with the pending answer; the replay of the exact body drops the
+    field again; a strict caller is refused at once, not queued."""
+    body = {**schedule_body("lenient"), "labels": {"team": "a"}}
+    strict = agent.client.post("/v1/compute", json=body, params={"strict": "true"})
+    assert strict.status_code == 422 and strict.json()["field"] == "labels", strict.text
+    assert agent.client.get("/v1/approvals").json()["approvals"] == []
+
+    pending = agent.client.post("/v1/compute", json=body)
+    assert pending.status_code == 202, pending.text
+    assert pending.headers.get_list("warning") == ['299 - "unknown field \\"labels\\""']
+    approval_id = pending.json()["approval_id"]
+    with human(gated_server, agent.user_id) as person:
+        decided = person.post(f"/v1/approvals/{approval_id}/approve").json()
+    assert decided["body"]["labels"] == {"team": "a"}  # the request as the agent sent it
+    assert decided["result"]["status_code"] == 201, decided["result"]
+    created = decided["result"]["body"]
+    again = agent.client.post("/v1/compute", json=body, headers={HEADER: approval_id})
+    assert again.status_code == 201 and again.json()["id"] == created["id"]
+    assert [w["name"] for w in agent.client.get("/v1/compute").json()["workloads"]] == ["lenient"]
+
+
 def test_only_humans_change_the_policy(gated_server: BerthServer, agent: Tenant) -> None:
     policy = agent.client.get("/v1/approvals/policy").json()
     assert sorted(policy["gated_actions"]) == ["create", "exec", "shell"]

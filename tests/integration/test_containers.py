@@ -4,6 +4,7 @@ WebSocket, a terminal, persistent mount paths, ingress rules, quotas and clear e
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -69,10 +70,10 @@ def wait_status(tenant: Tenant, box_id: str, status: str, timeout: float = 30) -
     )
 
 
-def terminal(server: BerthServer, tenant: Tenant, box_id: str) -> ClientConnection:
+def terminal(server: BerthServer, tenant: Tenant, box_id: str, query: str = "") -> ClientConnection:
     return connect(
         f"{server.url.replace('http', 'ws')}/compute/containers/{box_id}/terminal"
-        f"?token={tenant.key}"
+        f"?token={tenant.key}{query}"
     )
 
 
@@ -114,6 +115,44 @@ def test_a_container_goes_pending_initializing_running_stopped_over_the_websocke
         while seen[-1] != "deleted":
             seen.append(json.loads(ws.recv(timeout=30))["data"]["status"])
     assert tenant.client.get(f"/compute/containers/{box['id']}").status_code == 404
+
+
+STOP_ORDER = ["running", "stopping", "stopped"]
+START_ORDER = ["stopped", "pending", "initializing", "running"]
+
+
+def assert_not_older(tenant: Tenant, box_id: str, said: str, order: list[str]) -> None:
+    """A read of the container, alone and in the list, says `said` or what comes after."""
+    read = box_state(tenant, box_id)["status"]
+    listed = [b["status"] for b in tenant.client.get("/compute/containers").json()["containers"]]
+    for status in (read, *listed):
+        assert order.index(status) >= order.index(said), (status, said)
+
+
+def test_stop_and_start_answers_and_reads_are_never_older_than_the_websocket(
+    server: BerthServer, tenant: Tenant, key_id: int, cleanup: None
+) -> None:
+    url = f"{server.url.replace('http', 'ws')}/compute/ws?token={tenant.key}"
+    with connect(url) as ws:
+        assert json.loads(ws.recv(timeout=10))["type"] == "containers"
+        box = create_box(tenant, key_id)
+        while json.loads(ws.recv(timeout=30))["data"]["status"] != "running":
+            pass
+
+        stopped = tenant.client.post(f"/compute/containers/{box['id']}/stop").json()
+        assert stopped["status"] == "stopping"
+        assert_not_older(tenant, box["id"], "stopping", STOP_ORDER)
+        said = ""
+        while said != "stopped":
+            said = json.loads(ws.recv(timeout=30))["data"]["status"]
+            assert_not_older(tenant, box["id"], said, STOP_ORDER)
+
+        started = tenant.client.post(f"/compute/containers/{box['id']}/start").json()
+        assert started["status"] == "pending"
+        assert_not_older(tenant, box["id"], "pending", START_ORDER)
+        while said != "running":
+            said = json.loads(ws.recv(timeout=30))["data"]["status"]
+            assert_not_older(tenant, box["id"], said, START_ORDER)
 
 
 def test_files_under_mount_paths_survive_stop_and_start(
@@ -360,3 +399,63 @@ def test_the_terminal_reports_the_exit_code_with_the_subprotocol(
             while True:
                 frames.append(ws.recv(timeout=15))
     assert {"type": "exit", "code": 6} in [json.loads(f) for f in frames if isinstance(f, str)]
+
+
+def test_a_raw_terminal_takes_its_size_from_the_url(
+    server: BerthServer, tenant: Tenant, key_id: int, cleanup: None
+) -> None:
+    box = create_box(tenant, key_id)
+    wait_status(tenant, box["id"], "running")
+    with terminal(server, tenant, box["id"], "&cols=132&rows=40") as ws:
+        assert ws.subprotocol is None
+        assert "\r\n40 132\r\n" in run_in_terminal(ws, "stty size", "sized")
+    with terminal(server, tenant, box["id"], "&rows=50") as ws:
+        assert "\r\n50 80\r\n" in run_in_terminal(ws, "stty size", "rows")
+    for query, field in [
+        ("&cols=0", "cols"),
+        ("&cols=abc", "cols"),
+        ("&cols=1001", "cols"),
+        ("&cols=132&rows=4", "rows"),
+        ("&rows=-3", "rows"),
+    ]:
+        with pytest.raises(InvalidStatus) as refused:
+            terminal(server, tenant, box["id"], query).close()
+        assert refused.value.response.status_code == 400, query
+        body = json.loads(refused.value.response.body or b"{}")
+        assert body["field"] == field and "from" in body["error"], body
+
+
+WHOLE_SECONDS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
+
+
+def test_fields_are_written_as_the_document_writes_them(
+    server: BerthServer, tenant: Tenant, key_id: int, cleanup: None
+) -> None:
+    """`created_at` in whole seconds (`2026-01-15T10:30:00Z`), usage measured while running
+    and `null` once stopped, and `external_ip` always `null` in status updates (a dev box
+    has no address of its own: it is reached through berth's gateways)."""
+    url = f"{server.url.replace('http', 'ws')}/compute/ws?token={tenant.key}"
+    with connect(url) as ws:
+        json.loads(ws.recv(timeout=10))
+        box = create_box(tenant, key_id)
+        updates = []
+        while not updates or updates[-1]["status"] != "running":
+            updates.append(json.loads(ws.recv(timeout=30))["data"])
+        running = box_state(tenant, box["id"])
+        assert running["memory_used_mb"] is not None and running["storage_used_gb"] is not None
+        tenant.client.post(f"/compute/containers/{box['id']}/stop")
+        while updates[-1]["status"] != "stopped":
+            updates.append(json.loads(ws.recv(timeout=30))["data"])
+    assert all("external_ip" in u and u["external_ip"] is None for u in updates), updates
+    stopped = box_state(tenant, box["id"])
+    assert (stopped["memory_used_mb"], stopped["storage_used_gb"]) == (None, None)
+    listed = tenant.client.get("/compute/containers").json()["containers"]
+    keys = tenant.client.get("/compute/ssh-keys").json()["ssh_keys"]
+    times = [
+        box["created_at"],
+        stopped["created_at"],
+        listed[0]["created_at"],
+        keys[0]["created_at"],
+    ]
+    assert all(WHOLE_SECONDS.match(t) for t in times), times
+    assert len(set(times[:3])) == 1

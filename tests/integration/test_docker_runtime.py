@@ -227,6 +227,18 @@ async def test_a_missing_command_exits_127_with_the_init_saying_why(env: Env) ->
     assert any("no-such-binary" in line for line in output)
 
 
+async def test_capacity_is_the_engines_machine_and_a_larger_task_cannot_start(env: Env) -> None:
+    """What `capacity` reports is the limit the engine enforces: one CPU more is refused."""
+    capacity = await env.runtime.capacity()
+    transport = httpx.AsyncHTTPTransport(uds=SOCKET)
+    async with httpx.AsyncClient(transport=transport, base_url="http://docker/v1.41") as client:
+        info = (await client.get("/info")).json()
+    assert (capacity.cpus, capacity.memory_bytes) == (info["NCPU"], info["MemTotal"])
+    assert await env.runtime.capacity() is capacity  # cached
+    with pytest.raises(InvalidTaskSpec):
+        await env.runtime.launch(env.spec("too-big", ["true"], cpu=capacity.cpus + 1))
+
+
 async def test_unreachable_engine_raises_runtime_unavailable(tmp_path: Any) -> None:
     path = str(tmp_path / "no-engine.sock")
     runtime = DockerRuntime(path)
@@ -239,6 +251,8 @@ async def test_unreachable_engine_raises_runtime_unavailable(tmp_path: Any) -> N
         assert "start" in str(caught.value)
         with pytest.raises(RuntimeUnavailable):
             await runtime.ping()
+        with pytest.raises(RuntimeUnavailable):
+            await runtime.capacity()
         with pytest.raises(RuntimeUnavailable):
             await runtime.list_tasks({})
         with pytest.raises(RuntimeUnavailable):

@@ -165,6 +165,26 @@ def test_the_subprotocol_resizes_and_reports_the_exit_code(
     assert json.loads(next(f for f in frames if isinstance(f, str))) == {"type": "exit", "code": 7}
 
 
+def test_a_raw_shell_takes_its_size_from_the_stream_url(
+    box: tuple[Tenant, dict[str, Any]],
+) -> None:
+    tenant, svc = box
+    session = open_shell(tenant, svc["id"])["session"]
+    url = f"{session['streamUrl']}?token={session['tokenValue']}"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(f"{url}&cols=132&rows=2").close()
+    assert refused.value.response.status_code == 422
+    body = json.loads(refused.value.response.body)
+    assert (
+        body["field"] == "rows" and body["error"] == "rows: must be a whole number from 5 to 1000"
+    )
+    # The refusal came before the token was looked at: it still opens the session.
+    with connect(f"{url}&cols=132&rows=40") as ws:
+        assert ws.subprotocol is None
+        ws.send(b"stty size\n")
+        read_until(ws, "40 132")
+
+
 @pytest.mark.parametrize("misuse", ["wrong", "reused", "expired", "foreign", "missing"])
 def test_token_misuse_is_refused_before_any_shell_starts(
     box: tuple[Tenant, dict[str, Any]], misuse: str

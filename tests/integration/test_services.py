@@ -104,6 +104,33 @@ def test_stop_scales_a_service_to_zero_and_start_brings_it_back(tenant: Tenant) 
     assert sum(r["credits"] for r in state["recent_runs"][1:]) == usage
 
 
+def test_stop_start_and_scale_answer_the_status_they_lead_to(tenant: Tenant) -> None:
+    """Not the status from before the call: the reconciler would publish it moments later,
+    and a client must never see the answer of an accepted change older than that."""
+    svc = create(tenant.client, name="sleeper", type="service", command="exec sleep 600")
+    wait_workload(tenant.client, svc["id"], running(1))
+    path = f"/v1/compute/{svc['id']}"
+
+    scaled = tenant.client.post(f"{path}/scale", json={"count": 2}).json()
+    assert (scaled["status"], scaled["status_reason"]) == ("deploying", "1/2 tasks running")
+    wait_workload(tenant.client, svc["id"], running(2))
+    scaled = tenant.client.post(f"{path}/scale", json={"count": 1}).json()
+    assert scaled["status"] == "running"  # the task left of the two is running
+    wait_workload(tenant.client, svc["id"], running(1))
+
+    stopped = tenant.client.post(f"{path}/stop").json()
+    assert stopped["status"] == "stopping"
+    assert tenant.client.get(path).json()["status"] in ("stopping", "stopped")
+    wait_workload(tenant.client, svc["id"], lambda s: s["status"] == "stopped")
+
+    started = tenant.client.post(f"{path}/start").json()
+    assert (started["status"], started["status_reason"]) == ("deploying", "0/1 tasks running")
+    assert tenant.client.get(path).json()["status"] in ("deploying", "running")
+    wait_workload(tenant.client, svc["id"], running(1))
+    zero = tenant.client.post(f"{path}/scale", json={"count": 0}).json()
+    assert zero["status"] == "stopping"
+
+
 def test_a_crashing_task_is_replaced_with_back_off_and_the_crash_is_visible(
     tenant: Tenant,
 ) -> None:

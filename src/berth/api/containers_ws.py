@@ -6,10 +6,12 @@
   the connection alive.
 - `GET /compute/containers/{id}/terminal`: a shell in the running container, with the same
   protocols as shell sessions (raw bytes by default; `berth.shell.v1` adds resize and the
-  exit code), and the same rights as SSH: the caller's own, running container.
+  exit code), and the same rights as SSH: the caller's own, running container. `?cols=` and
+  `?rows=` set its initial size (default 80x24), so a raw client can size it too.
 
 A refused handshake is answered with the HTTP status and JSON error body a plain request
-would get (401, 404 `container not found`, 409 `container not running`).
+would get (401, 400 for a size out of range, 404 `container not found`, 409 `container not
+running`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from starlette.websockets import WebSocketDisconnect
 from berth.api.containers import container_out
 from berth.api.deps import bearer_credential_ws
 from berth.api.errors import CONTAINERS_STATUS_BY_ERROR
-from berth.api.shell_stream import serve_terminal
+from berth.api.shell_stream import requested_size, serve_terminal
 from berth.api.ws_handshake import refuse_handshake
 from berth.domain import containers
 from berth.domain.accounts import load_compute_user
@@ -35,6 +37,8 @@ from berth.domain.events import Event
 from berth.store.models import Run, Workload
 
 router = APIRouter(tags=["containers"])
+DEFAULT_COLS, DEFAULT_ROWS = 80, 24
+"""A terminal's size until the client sets one."""
 
 
 async def _deny(websocket: WebSocket, exc: DomainError) -> None:
@@ -131,6 +135,7 @@ async def container_terminal(websocket: WebSocket, container_id: str) -> None:
     domain: Domain = websocket.app.state.domain
     try:
         actor = await _actor(websocket, domain)
+        size = requested_size(websocket)
         async with domain.store.reading() as session:
             await load_compute_user(session, actor.user_id)
             workload = await containers.owned_container(session, actor, container_id)
@@ -147,8 +152,8 @@ async def container_terminal(websocket: WebSocket, container_id: str) -> None:
         domain,
         task_id=run.task_id,
         run_id=run.id,
-        cols=80,
-        rows=24,
+        cols=size.cols or DEFAULT_COLS,
+        rows=size.rows or DEFAULT_ROWS,
         transcript_for=None,
         title=container_id,
     )

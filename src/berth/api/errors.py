@@ -81,7 +81,7 @@ def describe_validation_error(error: dict[str, Any]) -> tuple[str, str | None, b
     loc = [
         str(part)
         for part in error.get("loc", ())
-        if part not in ("body", "query", "path") and not _PYDANTIC_TAG.match(str(part))
+        if part not in ("body", "query", "path", "header") and not _PYDANTIC_TAG.match(str(part))
     ]
     field = ".".join(loc) or None
     kind = error.get("type", "")

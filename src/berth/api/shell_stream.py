@@ -10,6 +10,11 @@ Protocols:
   frames `{"type": "resize", "cols": C, "rows": R}` (or `{"type": "stdin", "data": "..."}`);
   before closing, berth sends the text frame `{"type": "exit", "code": N}`.
 
+The query parameters `cols` and `rows` set the terminal's initial size (default: the size the
+session was opened with), so a raw client can size it without the subprotocol; a value out of
+range is refused at the handshake (`422` naming it) before the token is looked at, so the
+token stays usable.
+
 The token (from `?token=` or `Authorization: Bearer`) is checked and used up before the
 WebSocket is accepted, so a wrong, reused, expired or foreign token gets the handshake
 refused (HTTP 401 with the JSON error body) and no shell ever starts. The session ends when
@@ -24,6 +29,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 from fastapi import APIRouter, WebSocket
 from starlette.websockets import WebSocketDisconnect
@@ -33,9 +39,15 @@ from berth.api.errors import STATUS_BY_ERROR
 from berth.api.ws_handshake import refuse_handshake
 from berth.domain import shells
 from berth.domain.context import Domain
-from berth.domain.errors import DomainError
+from berth.domain.errors import DomainError, Invalid
 from berth.domain.events import Subscription
 from berth.runtime.base import CommandNotFound, InteractiveSession, RuntimeDriverError, TaskId
+from berth.schemas.limits import (
+    MAX_TERMINAL_COLS,
+    MAX_TERMINAL_ROWS,
+    MIN_TERMINAL_COLS,
+    MIN_TERMINAL_ROWS,
+)
 from berth.store.transcripts import TranscriptWriter
 
 SUBPROTOCOL = "berth.shell.v1"
@@ -48,6 +60,7 @@ router = APIRouter(tags=["exec and shell"])
 async def shell_stream(websocket: WebSocket, session_id: str) -> None:
     domain: Domain = websocket.app.state.domain
     try:
+        size = requested_size(websocket)
         claimed = await shells.claim_session(domain, session_id, bearer_credential_ws(websocket))
     except DomainError as exc:
         log.info("shell session %s refused: %s", session_id, exc.message)
@@ -61,14 +74,40 @@ async def shell_stream(websocket: WebSocket, session_id: str) -> None:
             domain,
             task_id=claimed.task_id,
             run_id=row.run_id,
-            cols=row.cols,
-            rows=row.rows,
+            cols=size.cols or row.cols,
+            rows=size.rows or row.rows,
             transcript_for=row.id,
             title=f"{row.workload_id} {row.run_id}",
             on_exit=lambda code: shells.end_session(domain, row.id, exit_code=code),
         )
     finally:
         await shells.end_session(domain, row.id, exit_code=exit_code)  # no-op once ended
+
+
+@dataclass(frozen=True)
+class TerminalSize:
+    """The size a terminal WebSocket's URL asks for; None where it names none."""
+
+    cols: int | None
+    rows: int | None
+
+
+def requested_size(websocket: WebSocket) -> TerminalSize:
+    """`?cols=` and `?rows=` of the WebSocket's URL, checked against the shell's limits;
+    `Invalid` naming the parameter and its range otherwise."""
+    return TerminalSize(
+        cols=_dimension(websocket, "cols", MIN_TERMINAL_COLS, MAX_TERMINAL_COLS),
+        rows=_dimension(websocket, "rows", MIN_TERMINAL_ROWS, MAX_TERMINAL_ROWS),
+    )
+
+
+def _dimension(websocket: WebSocket, name: str, low: int, high: int) -> int | None:
+    value = websocket.query_params.get(name)
+    if value is None:
+        return None
+    if not (value.isascii() and value.isdigit() and len(value) <= 4 and low <= int(value) <= high):
+        raise Invalid(f"{name}: must be a whole number from {low} to {high}", field=name)
+    return int(value)
 
 
 async def serve_terminal(

@@ -20,11 +20,13 @@ from berth.domain import labels
 from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.billing import require_credits
+from berth.domain.capacity import engine_capacity, refuse_beyond_engine
 from berth.domain.context import Domain
 from berth.domain.errors import Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
 from berth.domain.ids import new_workload_id
 from berth.domain.mounts import validate_mount_paths
+from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.workloads import publish_changed
 from berth.runtime.base import RuntimeDriverError, TaskId
 from berth.schemas.containers import ContainerCreate
@@ -89,6 +91,7 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
         raise Invalid("at least one SSH key is required", field="ssh_key_ids")
     mount_paths = validate_mount_paths(body.mount_paths)
     _arch, cpu = catalogue[body.instance_type]
+    capacity = await engine_capacity(domain)
     now = datetime.now(UTC)
     async with domain.store.transaction() as session:
         user, kit = await load_compute_user(session, actor.user_id)
@@ -111,6 +114,9 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
             )
         if body.memory_mb > kit.max_memory_mb:
             raise QuotaExceeded(f"memory_mb: at most {kit.max_memory_mb} MB", field="memory_mb")
+        refuse_beyond_engine(
+            capacity, cpu=cpu, memory_mb=body.memory_mb, instance_type=body.instance_type
+        )
         await _owned_keys(session, actor.user_id, body.ssh_key_ids)
         require_credits(user)
         workload = Workload(
@@ -137,7 +143,7 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
         await session.flush()
         for key_id in dict.fromkeys(body.ssh_key_ids):
             session.add(ContainerSshKey(workload_id=workload.id, key_id=key_id))
-    _status_changed(domain, workload)
+    publish_statuses(domain, [workload])
     publish_changed(domain, workload)
     return await _view(domain, workload, live=False)
 
@@ -201,7 +207,7 @@ async def delete_container(domain: Domain, actor: Actor, container_id: str) -> N
             select(Run).where(Run.workload_id == workload.id, Run.status.in_(ACTIVE_RUN_STATUSES))
         ):
             run.stop_requested, run.stop_reason = True, "deleted"
-    _status_changed(domain, workload)
+    publish_statuses(domain, [workload])
     publish_changed(domain, workload)
 
 
@@ -215,19 +221,22 @@ async def start_container(domain: Domain, actor: Actor, container_id: str) -> Co
         workload.desired_state = "running"
         workload.backoff_until, workload.consecutive_failures = None, 0
         workload.updated_at = datetime.now(UTC)
-    _status_changed(domain, workload)
+    publish_statuses(domain, [workload])
     publish_changed(domain, workload)
     return await _view(domain, workload, live=False)
 
 
 async def stop_container(domain: Domain, actor: Actor, container_id: str) -> ContainerView:
-    """The task is removed; the volumes stay for the next start."""
+    """The task is removed; the volumes stay for the next start. The answer says
+    `stopping` while the task is still there (`stopped` if there is none)."""
     async with domain.store.transaction() as session:
         await load_compute_user(session, actor.user_id)
         workload = await owned_container(session, actor, container_id)
         workload.desired_state = "stopped"
         workload.updated_at = datetime.now(UTC)
+        changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
+    publish_statuses(domain, changed)
     return await _view(domain, workload, live=False)
 
 
@@ -277,7 +286,7 @@ async def set_mount_paths(
             workload.status, workload.status_reason = "pending", "restarting onto new mounts"
         workload.updated_at = datetime.now(UTC)
     if restart:
-        _status_changed(domain, workload)
+        publish_statuses(domain, [workload])
         publish_changed(domain, workload)
     return normalised, restart
 
@@ -294,11 +303,11 @@ async def _view(domain: Domain, workload: Workload, *, live: bool) -> ContainerV
         )
     memory_mb: int | None = None
     storage_gb: float | None = None
-    if live and domain.runtime is not None:
+    # Usage is measured while the container runs (null otherwise, as the docs say).
+    if live and domain.runtime is not None and run is not None and run.task_id is not None:
         try:
-            if run is not None and run.task_id is not None:
-                used = await domain.runtime.memory_usage(TaskId(run.task_id))
-                memory_mb = None if used is None else round(used / 2**20)
+            used = await domain.runtime.memory_usage(TaskId(run.task_id))
+            memory_mb = None if used is None else round(used / 2**20)
             sizes = await domain.runtime.volume_usage(
                 labels.workload_selector(domain.instance_id, workload.id)
             )
@@ -313,17 +322,6 @@ async def _view(domain: Domain, workload: Workload, *, live: bool) -> ContainerV
         https_enabled=https is not None,
         hostname=hostname_of(domain, workload.id),
         ssh_command=ssh_command_of(domain, workload.id),
-    )
-
-
-def _status_changed(domain: Domain, workload: Workload) -> None:
-    domain.bus.publish(
-        Event(
-            "workload.status",
-            user_id=workload.user_id,
-            workload_id=workload.id,
-            data={"status": workload.status, "reason": workload.status_reason},
-        )
     )
 
 

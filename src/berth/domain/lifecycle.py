@@ -11,13 +11,14 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import case, delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.billing import accrue_run_usage, settle_run_usage
 from berth.domain.context import Domain
 from berth.domain.events import Event
-from berth.domain.planning import crash_backoff, plan_service, ran_long_enough, workload_status
+from berth.domain.planning import crash_backoff, plan_service, ran_long_enough
+from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.workloads import new_replica_run
 from berth.store.models import (
     ACTIVE_RUN_STATUSES,
@@ -129,7 +130,7 @@ async def mark_run_started(
         changed = workload is not None and await _refresh_status(session, workload, started_at)
     _publish_run(domain, run, "run.started")
     if changed and workload is not None:
-        _publish_statuses(domain, [workload])
+        publish_statuses(domain, [workload])
     return True
 
 
@@ -165,7 +166,7 @@ async def record_run_result(
             changed = await _refresh_status(session, workload, datetime.now(UTC))
     _publish_run(domain, run, "run.finished")
     if changed and workload is not None:
-        _publish_statuses(domain, [workload])
+        publish_statuses(domain, [workload])
     return True
 
 
@@ -211,77 +212,18 @@ async def refresh_statuses(domain: Domain, now: datetime) -> None:
     """Recompute every workload's status from its runs; publish the ones that changed."""
     async with domain.store.reading() as session:
         workloads = list(await session.scalars(select(Workload)))
-        stale = [w.id for w in await _refresh_statuses_of(session, workloads, now)]
+        stale = [w.id for w in await derive_statuses(session, workloads, now)]
     if not stale:
         return
     async with domain.store.transaction() as session:
         workloads = list(await session.scalars(select(Workload).where(Workload.id.in_(stale))))
-        changed = await _refresh_statuses_of(session, workloads, now)
-    _publish_statuses(domain, changed)
+        changed = await derive_statuses(session, workloads, now)
+    publish_statuses(domain, changed)
 
 
 async def _refresh_status(session: AsyncSession, workload: Workload, now: datetime) -> bool:
     """Derive one workload's status from its runs; True if it changed."""
-    return bool(await _refresh_statuses_of(session, [workload], now))
-
-
-async def _refresh_statuses_of(
-    session: AsyncSession, workloads: list[Workload], now: datetime
-) -> list[Workload]:
-    """Derive the statuses of `workloads` from their runs, with two queries whatever their
-    number (a pass refreshes every workload); return those whose status changed."""
-    if not workloads:
-        return []
-    ids = [w.id for w in workloads]
-    active: dict[str, list[Run]] = {}
-    for run in await session.scalars(
-        select(Run).where(Run.workload_id.in_(ids), Run.status.in_(ACTIVE_RUN_STATUSES))
-    ):
-        active.setdefault(run.workload_id, []).append(run)
-    latest = await _latest_runs(session, ids)
-    changed = []
-    for workload in workloads:
-        runs = active.get(workload.id, [])
-        status = workload_status(workload, runs, latest.get(workload.id), now)
-        if (status.status, status.reason) != (workload.status, workload.status_reason):
-            workload.status, workload.status_reason = status.status, status.reason
-            changed.append(workload)
-    return changed
-
-
-def _publish_statuses(domain: Domain, workloads: list[Workload]) -> None:
-    for workload in workloads:
-        domain.bus.publish(
-            Event(
-                "workload.status",
-                user_id=workload.user_id,
-                workload_id=workload.id,
-                data={"status": workload.status, "reason": workload.status_reason},
-            )
-        )
-
-
-async def _latest_runs(session: AsyncSession, workload_ids: list[str]) -> dict[str, Run]:
-    """Each workload's run that its status speaks of: the last to finish, or, while none
-    has, the last created (standby runs are nobody's business). One query for all."""
-    finished_first = case((Run.status.in_(ACTIVE_RUN_STATUSES), 1), else_=0)
-    rank = (
-        func.row_number()
-        .over(
-            partition_by=Run.workload_id,
-            order_by=(finished_first, Run.finished_at.desc(), Run.created_at.desc()),
-        )
-        .label("rank")
-    )
-    ranked = (
-        select(Run.id.label("run_id"), rank)
-        .where(Run.workload_id.in_(workload_ids), Run.standby.is_(False))
-        .subquery()
-    )
-    rows = await session.scalars(
-        select(Run).join(ranked, Run.id == ranked.c.run_id).where(ranked.c.rank == 1)
-    )
-    return {run.workload_id: run for run in rows}
+    return bool(await derive_statuses(session, [workload], now))
 
 
 @dataclass(frozen=True)

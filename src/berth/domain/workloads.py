@@ -1,7 +1,10 @@
 """Workload use-cases: create, read, delete, start, stop, scale and run now.
 
 Each call validates, writes desired state in one transaction, publishes `workload.changed` and
-returns; the reconciler does the engine work. Every query is scoped to the acting user.
+returns; the reconciler does the engine work. Every query is scoped to the acting user. A
+call that changes desired state derives the status it leads to in the same transaction (a
+stopped service with tasks left is `stopping`), so its answer is never older than the
+status events that follow it.
 """
 
 from __future__ import annotations
@@ -15,12 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.billing import require_credits
+from berth.domain.capacity import engine_capacity, refuse_beyond_engine
 from berth.domain.context import Domain
 from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
 from berth.domain.ids import new_run_id, new_workload_id
 from berth.domain.schedules import Schedule, parse_schedule
+from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.views import WorkloadView, load_view, load_views
+from berth.runtime.base import Capacity
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import ACTIVE_RUN_STATUSES, AccountKit, Run, User, Workload
 
@@ -28,14 +34,16 @@ from berth.store.models import ACTIVE_RUN_STATUSES, AccountKit, Run, User, Workl
 async def validate_create(domain: Domain, actor: Actor, body: WorkloadCreate) -> None:
     """Every check of `create_workload`, without creating: a call that would be refused is
     refused before it is queued for approval."""
+    capacity = await engine_capacity(domain)
     async with domain.store.reading() as session:
-        await _check_create(session, actor, body)
+        await _check_create(session, actor, body, capacity)
 
 
 async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) -> WorkloadView:
+    capacity = await engine_capacity(domain)
     now = datetime.now(UTC)
     async with domain.store.transaction() as session:
-        user, schedule = await _check_create(session, actor, body)
+        user, schedule = await _check_create(session, actor, body, capacity)
         workload = Workload(
             id=new_workload_id(),
             user_id=user.id,
@@ -122,7 +130,9 @@ async def start_workload(domain: Domain, actor: Actor, workload_id: str) -> Work
             )
         workload.desired_state = "running"
         workload.updated_at = datetime.now(UTC)
+        changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
+    publish_statuses(domain, changed)
     return await get_workload(domain, actor, workload_id)
 
 
@@ -135,7 +145,9 @@ async def stop_workload(domain: Domain, actor: Actor, workload_id: str) -> Workl
             workload.desired_state = "stopped"
         workload.updated_at = datetime.now(UTC)
         await _request_stop_all(session, workload.id, reason="stopped")
+        changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
+    publish_statuses(domain, changed)
     return await get_workload(domain, actor, workload_id)
 
 
@@ -164,7 +176,9 @@ async def scale_workload(
         if count > 0:
             workload.desired_state = "running"
         workload.updated_at = datetime.now(UTC)
+        changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
+    publish_statuses(domain, changed)
     return await get_workload(domain, actor, workload_id)
 
 
@@ -183,12 +197,13 @@ async def trigger_run(domain: Domain, actor: Actor, workload_id: str) -> Run:
 
 
 async def _check_create(
-    session: AsyncSession, actor: Actor, body: WorkloadCreate
+    session: AsyncSession, actor: Actor, body: WorkloadCreate, capacity: Capacity | None
 ) -> tuple[User, Schedule | None]:
     _check_fields_fit_type(body)
     schedule = parse_schedule(body.schedule_expr) if body.schedule_expr is not None else None
     user, kit = await load_compute_user(session, actor.user_id)
     _check_limits(kit, cpu=body.cpu, memory_mb=body.memory_mb, replicas=body.replicas)
+    refuse_beyond_engine(capacity, cpu=body.cpu, memory_mb=body.memory_mb)
     count = await session.scalar(
         select(func.count())
         .select_from(Workload)

@@ -105,6 +105,14 @@ class TaskState:
 
 
 @dataclass(frozen=True)
+class Capacity:
+    """The most one task can ever be given on the engine: its machine's CPUs and memory."""
+
+    cpus: float
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
 class LogLine:
     timestamp: datetime
     stream: Literal["stdout", "stderr"]
@@ -266,6 +274,11 @@ class Runtime(Protocol):
         Raises `TaskNotFound` if the task does not run, `CommandNotFound` if `argv[0]` is
         missing from the image.
         """
+
+    async def capacity(self) -> Capacity:
+        """The engine machine's CPUs and memory, which no task's limits can exceed. The
+        driver caches it (the machine seldom changes); `RuntimeUnavailable` if the engine
+        cannot be reached and nothing is cached yet."""
 
     async def memory_usage(self, task_id: TaskId) -> int | None:
         """Bytes of memory the running task uses now, or None if it does not run."""

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from berth.runtime.base import (
+    Capacity,
     ExecResult,
     ExecSpec,
     ImageNotFound,
@@ -58,6 +59,8 @@ _PULL_TIMEOUT = httpx.Timeout(300.0, connect=5.0)
 _STREAM_TIMEOUT = httpx.Timeout(None, connect=5.0)
 VOLUME_USAGE_TTL = 15.0
 """Seconds a volume-size measurement is reused (the engine walks every volume to measure)."""
+CAPACITY_TTL = 60.0
+"""Seconds the engine's CPUs and memory are reused before it is asked again."""
 
 
 def _seg(value: str) -> str:
@@ -81,6 +84,7 @@ class DockerRuntime:
         self._known_images: set[str] = set()
         self._known_networks: set[str] = set()
         self._volume_sizes: tuple[float, list[Json]] | None = None
+        self._capacity: tuple[float, Capacity] | None = None
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -420,6 +424,27 @@ class DockerRuntime:
         return await open_port_in_task(pid, str(data.get("Id") or task_id), port)
 
     # -- usage and volumes -----------------------------------------------------------------
+
+    async def capacity(self) -> Capacity:
+        """From the engine's `/info` (`NCPU`, `MemTotal`), asked at most every
+        `CAPACITY_TTL` seconds; the last answer is kept while the engine is away."""
+        now = asyncio.get_running_loop().time()
+        if self._capacity is not None and now - self._capacity[0] <= CAPACITY_TTL:
+            return self._capacity[1]
+        try:
+            response = await self._request("GET", "/info", limits=httpx.Timeout(5.0))
+        except RuntimeUnavailable:
+            if self._capacity is not None:
+                return self._capacity[1]
+            raise
+        if response.status_code != 200:
+            raise self._unexpected("reading the engine's capacity", response)
+        info: Json = response.json()
+        capacity = Capacity(
+            cpus=float(info.get("NCPU") or 0), memory_bytes=int(info.get("MemTotal") or 0)
+        )
+        self._capacity = (now, capacity)
+        return capacity
 
     async def memory_usage(self, task_id: TaskId) -> int | None:
         response = await self._request(

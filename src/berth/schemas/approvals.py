@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from berth.schemas.request_body import StrictModel
 
 ApprovalAction = Literal["create", "exec", "shell"]
 
@@ -42,15 +44,11 @@ class ApprovalList(BaseModel):
     approvals: list[ApprovalOut]
 
 
-class ApprovalDecision(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class ApprovalDecision(StrictModel):
     note: str | None = Field(default=None, max_length=2000)
 
 
-class ApprovalPolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class ApprovalPolicy(StrictModel):
     gated_actions: list[ApprovalAction] = Field(
         max_length=10, description="Actions that an API-key caller must have approved by a human."
     )

@@ -6,20 +6,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from berth.schemas.limits import PRINTABLE
+from berth.schemas.request_body import StrictModel
 
 MAX_SSH_KEY_IDS = 100
 MAX_INSTANCE_TYPE_CHARS = 64
 
 MountPath = Annotated[str, StringConstraints(min_length=1, max_length=255)]
+WholeSeconds = Annotated[datetime, AfterValidator(lambda value: value.replace(microsecond=0))]
+"""A time as the Containers API document writes it: `2026-01-15T10:30:00Z`."""
 KeyId = Annotated[int, Field(ge=1, le=2**63 - 1)]
 
 
-class ContainerCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class ContainerCreate(StrictModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=PRINTABLE)] = Field(
         description="Display name: 1-63 characters, no control characters."
     )
@@ -51,11 +52,11 @@ class ContainerOut(BaseModel):
     hostname: str
     ssh_command: str
     memory_mb: int
-    memory_used_mb: int | None
+    memory_used_mb: int | None = Field(description="Measured while running; null otherwise.")
     storage_gb: int
-    storage_used_gb: float | None
+    storage_used_gb: float | None = Field(description="Measured while running; null otherwise.")
     instance_type: str
-    created_at: datetime
+    created_at: WholeSeconds
     ssh_enabled: bool
     https_enabled: bool
 
@@ -68,9 +69,7 @@ class StatusOk(BaseModel):
     status: str = "ok"
 
 
-class SshKeyCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class SshKeyCreate(StrictModel):
     name: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=PRINTABLE)]
     public_key: Annotated[str, StringConstraints(min_length=1, max_length=16384)]
 
@@ -80,22 +79,18 @@ class SshKeyOut(BaseModel):
     name: str
     public_key: str
     fingerprint: str
-    created_at: datetime
+    created_at: WholeSeconds
 
 
 class SshKeyList(BaseModel):
     ssh_keys: list[SshKeyOut]
 
 
-class SshAccess(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class SshAccess(StrictModel):
     ssh_enabled: bool
 
 
-class IngressRuleCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class IngressRuleCreate(StrictModel):
     port: int = Field(ge=-(2**31), le=2**31, description="External port: 80, 443 or 8000-8999.")
     target_port: int | None = Field(
         default=None, ge=-(2**31), le=2**31, description="Container port; default `port`."
@@ -113,9 +108,7 @@ class IngressRuleList(BaseModel):
     rules: list[IngressRuleOut]
 
 
-class MountPaths(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class MountPaths(StrictModel):
     mount_paths: list[MountPath] = Field(max_length=20)
 
 

@@ -30,6 +30,9 @@ MAX_EXEC_STDIN_CHARS = 512 * 1024
 """Exec's `stdin`; half the default request body limit, so a request at the limit fits."""
 MAX_RUN_ID_CHARS = 64
 """A run id named in a request (`task`); real ones are about 20 characters."""
+MIN_TERMINAL_COLS, MAX_TERMINAL_COLS = 10, 1000
+MIN_TERMINAL_ROWS, MAX_TERMINAL_ROWS = 5, 1000
+"""A terminal's initial size (a shell's `cols` and `rows`, in its body or its URL)."""
 PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
 """Display names: any characters but control characters (no newlines or escapes)."""
 

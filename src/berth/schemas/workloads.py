@@ -17,9 +17,14 @@ from berth.schemas.limits import (
     MAX_ENV_VALUE_CHARS,
     MAX_EXEC_STDIN_CHARS,
     MAX_RUN_ID_CHARS,
+    MAX_TERMINAL_COLS,
+    MAX_TERMINAL_ROWS,
+    MIN_TERMINAL_COLS,
+    MIN_TERMINAL_ROWS,
     Command,
     EnvTotal,
 )
+from berth.schemas.request_body import StrictModel
 
 WorkloadType = Literal["service", "job", "schedule"]
 EnvName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
@@ -27,13 +32,6 @@ Name = Annotated[
     str,
     StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"),
 ]
-
-
-class StrictModel(BaseModel):
-    """A request body: unknown fields are refused, and values must have the JSON type the
-    document states (`false` is not a count, `"3"` is not a number, `0` is not a boolean)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class WorkloadCreate(StrictModel):
@@ -64,7 +62,9 @@ class WorkloadCreate(StrictModel):
     port: int | None = Field(
         default=None, ge=1, le=65535, description="Services: the port the task listens on."
     )
-    cpu: float = Field(default=0.25, gt=0, le=64, description="vCPUs allocated to each task.")
+    cpu: float = Field(
+        default=0.25, ge=0.01, le=64, description="vCPUs allocated to each task (at least 0.01)."
+    )
     memory_mb: int = Field(default=256, ge=16, le=262144, description="Memory per task (MB).")
     replicas: int = Field(default=1, ge=0, le=1000, description="Services: number of tasks.")
     schedule_expr: str | None = Field(
@@ -227,8 +227,8 @@ class ShellRequest(StrictModel):
     task: str | None = Field(
         default=None, max_length=MAX_RUN_ID_CHARS, description="Run id of the task; default: any."
     )
-    cols: int = Field(default=80, ge=10, le=1000)
-    rows: int = Field(default=24, ge=5, le=1000)
+    cols: int = Field(default=80, ge=MIN_TERMINAL_COLS, le=MAX_TERMINAL_COLS)
+    rows: int = Field(default=24, ge=MIN_TERMINAL_ROWS, le=MAX_TERMINAL_ROWS)
 
 
 class ShellSessionInfo(BaseModel):

@@ -160,7 +160,8 @@ def test_no_plaintext_secret_or_credential_is_kept_logged_or_echoed(gated: Berth
         # Invalid requests that carry a secret: refused, and never echoed.
         invalid = [
             ("POST", f"{base}/secrets", {"key": "bad key", "value": human_secret}),
-            ("POST", f"{base}/secrets", {"key": "OK", "value": "v", "extra": agent_secret}),
+            ("POST", f"{base}/secrets?strict=true",
+             {"key": "OK", "value": "v", "extra": agent_secret}),
             ("POST", f"{base}/secrets", {"key": "OK", "value": human_secret * 4000}),
             ("POST", f"{base}/secrets", {"key": "OK", "value": [human_secret]}),
             ("POST", "/v1/compute/nonexistent/secrets", {"key": "OK", "value": human_secret}),
@@ -170,6 +171,14 @@ def test_no_plaintext_secret_or_credential_is_kept_logged_or_echoed(gated: Berth
         for method, path, body in invalid:
             refused = agent_http.request(method, path, json=body)
             assert 400 <= refused.status_code < 500, refused.text
+        # Without strictness the unknown field is dropped: the warning names it, never its value.
+        lenient = agent_http.post(
+            "/v1/compute/nonexistent/secrets",
+            json={"key": "OK", "value": "v", "extra": agent_secret},
+        )
+        assert lenient.status_code == 404, lenient.text
+        assert lenient.headers.get_list("Warning") == ['299 - "unknown field \\"extra\\""']
+        assert agent_secret not in str(lenient.headers)
         malformed = agent_http.post(
             f"{base}/secrets",
             content=f'{{"key": "OK", "value": "{human_secret}"',

@@ -73,13 +73,17 @@ async def running_target(
     wait_seconds: float = ROLLOUT_WAIT_SECONDS,
 ) -> Target:
     """The task to run in; `Conflict` with what to do when none runs (`RollingOut` once
-    `wait_seconds` passed while one is starting)."""
+    `wait_seconds` passed while one is starting). While it waits, the engine is asked
+    whether it answers: a task cannot start while it is away, so `RuntimeUnavailable` is
+    raised at once rather than after the wait."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
     while True:
         try:
             return await _pick_target(domain, actor, workload_id, run_id)
         except RollingOut:
+            if domain.runtime is not None:
+                await domain.runtime.ping()
             if loop.time() >= deadline:
                 raise
         await asyncio.sleep(ROLLOUT_POLL_SECONDS)

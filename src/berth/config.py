@@ -131,9 +131,3 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'berth.db').resolve()}"
-
-    def docker_socket_path(self) -> str:
-        host = self.docker_host
-        if host.startswith("unix://"):
-            return host[len("unix://") :]
-        raise ValueError(f"BERTH_DOCKER_HOST must be a unix:// socket address, got {host!r}")

@@ -243,9 +243,15 @@ class _Head:
         return b"close" not in tokens
 
 
+_USUAL_CONNECTION_VALUES = frozenset(
+    {b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade"}
+)
+"""What nearly every `Connection` header says: nothing to parse (the fast path)."""
+
+
 def _nominated(connection: bytes) -> frozenset[bytes]:
     """The header names a `Connection` value lists that are not dropped anyway."""
-    if not connection:
+    if not connection or connection in _USUAL_CONNECTION_VALUES:
         return frozenset()
     tokens = {token.strip().lower() for token in connection.split(b",")}
     return frozenset(tokens - HOP_BY_HOP - NEVER_NOMINATED - {b"close", b""})

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 import berth
-from berth.api import approvals, containers, containers_ws, shell_stream, system
+from berth.api import approvals, containers, containers_ws, shell_stream, sign_in, system
 from berth.api.deps import company_actor, path_user_actor
 from berth.api.errors import install_error_handlers
 from berth.api.execution import build_execution_router
@@ -24,6 +24,7 @@ from berth.bootstrap import instance_id, open_domain
 from berth.config import Settings
 from berth.control.supervisor import Controllers
 from berth.domain.shells import end_orphaned_sessions
+from berth.domain.sign_in import SignInFailures
 from berth.gateway.ports import resolve_gateway_ports
 from berth.gateway.public import PublicGateway
 from berth.gateway.ssh import SshGateway
@@ -102,9 +103,13 @@ def create_app(settings: Settings) -> FastAPI:
     install_openapi(app)
     install_error_handlers(app)
     install_gate_handlers(app)
+    app.state.sign_in_failures = SignInFailures(
+        per_second=settings.sign_in_failures_per_second, burst=settings.sign_in_failure_burst
+    )
     app.add_middleware(AssumeJsonBody)
     app.add_middleware(UnknownFieldWarnings)
     app.include_router(system.router)
+    app.include_router(sign_in.router)
     app.include_router(approvals.router)
     app.include_router(shell_stream.router)
     app.include_router(containers.router)

@@ -123,6 +123,13 @@ class Settings(BaseSettings):
     """How many requests such a caller may make at once before the sustained rate applies;
     0 turns rate limiting off."""
 
+    sign_in_failures_per_second: float = Field(default=0.05, ge=0)
+    """Failed password sign-ins each e-mail address may have per second, sustained (three a
+    minute), once its burst is spent; 0 turns the limit off."""
+    sign_in_failure_burst: int = Field(default=10, ge=0)
+    """Failed password sign-ins an e-mail address may have at once; past them its sign-ins
+    are answered 429 until the rate lets one more through. 0 turns the limit off."""
+
     def tls_configured(self) -> bool:
         """Whether a certificate is configured, and so the gateway's HTTPS listener."""
         return self.tls_cert_file is not None and self.tls_key_file is not None
@@ -131,9 +138,3 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'berth.db').resolve()}"
-
-    def docker_socket_path(self) -> str:
-        host = self.docker_host
-        if host.startswith("unix://"):
-            return host[len("unix://") :]
-        raise ValueError(f"BERTH_DOCKER_HOST must be a unix:// socket address, got {host!r}")

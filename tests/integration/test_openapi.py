@@ -251,5 +251,9 @@ def test_authenticated_operations_declare_bearer_security_and_401(
             if (method, path) in public:
                 assert "security" not in operation
                 continue
+            if (method, path) == ("post", "/v1/auth/sign-in"):
+                assert operation["security"] == []  # It is how a human gets a credential.
+                assert "Retry-After" in operation["responses"]["429"]["headers"]
+                continue
             assert operation.get("security") == [{"bearer": []}], (method, path)
             assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]

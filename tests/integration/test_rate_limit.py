@@ -140,6 +140,31 @@ def test_a_job_keeps_at_most_the_log_cap_of_output(limited: BerthServer) -> None
     assert logs["live"] is False
 
 
+def test_sign_in_attempts_are_limited_per_client_address(limited: BerthServer) -> None:
+    """Sign-in takes no credential, so its attempts are charged to the client address,
+    whichever e-mail addresses they try. (From 127.0.0.2: an address of its own, leaving
+    127.0.0.1's bucket to the test below.)"""
+    elsewhere = httpx.Client(
+        base_url=limited.url,
+        timeout=30,
+        transport=httpx.HTTPTransport(local_address="127.0.0.2"),
+    )
+    for attempt in range(BURST + 20):
+        response = elsewhere.post(
+            "/v1/auth/sign-in",
+            json={"email": f"guess-{attempt}@example.com", "password": "guess"},
+        )
+        if response.status_code == 429:
+            break
+        assert response.status_code == 401, response.text
+    else:
+        raise AssertionError("sign-in attempts were never limited")
+    assert attempt >= BURST
+    assert response.json()["code"] == "rate_limited"
+    assert response.json()["limit"]["per"] == "client_address"
+    elsewhere.close()
+
+
 def test_unauthenticated_and_made_up_credentials_are_limited_per_address(
     limited: BerthServer,
 ) -> None:

@@ -1,8 +1,9 @@
 """No plaintext secret outside the task that uses it.
 
 One server of its own, logging at debug level, with create, exec and shell gated. Distinctive
-secret values, an API key, a human's session token and a shell token go through every path
-where they could leak: a gated create, secrets set by a human and by an agent, invalid
+secret values, an API key, a human's session token, a human's password (set through the admin
+command's stdin, signed in with, and a wrong one tried) and a shell token go through every
+path where they could leak: a gated create, secrets set by a human and by an agent, invalid
 requests that carry a secret, a gated exec and a gated shell approved by a human, the
 approvals' audit trails, the containers' status WebSocket and the shell stream (credentials
 in their URLs), and run logs. Then the database files (the WAL too), the whole data
@@ -29,7 +30,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.integration.conftest import wait_workload
-from tests.integration.server import TEST_IMAGE, BerthServer
+from tests.integration.server import BERTH, TEST_IMAGE, BerthServer
 from tests.integration.test_tenancy_routes import read_until
 
 pytestmark = pytest.mark.engine
@@ -115,6 +116,30 @@ def process_command_lines() -> str:
     return "\n".join(lines)
 
 
+def set_password_through_stdin(server: BerthServer, user_id: str, password: str) -> str:
+    """`berth admin set-password`, as a script runs it; the process list while it waits for
+    the password."""
+    setter = subprocess.Popen(
+        [*BERTH, "admin", "set-password", "--user", user_id, "--data-dir", str(server.data_dir)],
+        env=server.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    listing = process_command_lines()
+    out, err = setter.communicate(password + "\n", timeout=60)
+    assert setter.returncode == 0, err
+    assert '"password_set": true' in out
+    return listing
+
+
+def sign_in(server: BerthServer, email: str, password: str) -> httpx.Response:
+    return httpx.post(
+        f"{server.url}/v1/auth/sign-in", json={"email": email, "password": password}, timeout=30
+    )
+
+
 def test_no_plaintext_secret_or_credential_is_kept_logged_or_echoed(gated: BerthServer) -> None:
     marker = secrets.token_hex(8)
     human_secret = f"human-set-{marker}"
@@ -124,6 +149,18 @@ def test_no_plaintext_secret_or_credential_is_kept_logged_or_echoed(gated: Berth
     token = gated.session_token(agent.user_id)
     second_key: str = gated.admin("create-key", "--user", agent.user_id, "--name", "ci")["key"]
     recorder = Recorder()
+
+    # A human with a password: set through stdin, signed in with, and a wrong one tried.
+    password, wrong_password = f"pass-{marker}-word", f"wrong-{marker}-word"
+    human_email = f"human-{marker}@example.com"
+    human_id: str = gated.admin("create-user", "--email", human_email)["id"]
+    listing_while_setting = set_password_through_stdin(gated, human_id, password)
+    refused = sign_in(gated, human_email, wrong_password)
+    assert refused.status_code == 401
+    recorder.bodies.append(refused.text)
+    signed_in = sign_in(gated, human_email, password)
+    assert signed_in.status_code == 200, signed_in.text
+    signed_in_token = signed_in.json()["token"]  # That answer is the one meant to carry it.
     with (
         recorder.client(gated, agent.key) as agent_http,
         recorder.client(gated, second_key) as ci_http,
@@ -241,6 +278,9 @@ def test_no_plaintext_secret_or_credential_is_kept_logged_or_echoed(gated: Berth
         "an API key without its prefix": agent.key.removeprefix("nv_sk_"),
         "a second API key": second_key,
         "a session token": token,
+        "a password": password,
+        "a wrong password": wrong_password,
+        "a signed-in session token": signed_in_token,
         "a shell token": shell_token,
         "a shell token without its prefix": shell_token.removeprefix("sh_"),
     }
@@ -251,6 +291,7 @@ def test_no_plaintext_secret_or_credential_is_kept_logged_or_echoed(gated: Berth
     places["the server's log"] = gated.log_path.read_bytes()
     places["the API's responses"] = "\n".join(recorder.bodies).encode()
     places["process command lines"] = process_command_lines().encode()
+    places["process command lines while a password was set"] = listing_while_setting.encode()
     for pid in berth_pids(gated):
         places[f"berth's environment (pid {pid})"] = Path(f"/proc/{pid}/environ").read_bytes()
     assert len(places["the server's log"]) > 1000  # debug logging did log

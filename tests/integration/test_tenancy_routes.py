@@ -211,6 +211,8 @@ PUBLIC = "public"
 """No credentials needed, no user's data."""
 EVENTS = "events"
 """The containers' status WebSocket: only the caller's containers (its own test)."""
+SIGN_IN = "sign-in"
+"""Takes an e-mail address and password instead of credentials (test_sign_in.py)."""
 
 Body = Callable[[Estate], dict[str, Any]] | None
 
@@ -261,6 +263,7 @@ WORKLOAD_WRITES: dict[tuple[str, str], Body] = {
 CASES: dict[tuple[str, str], Case] = {
     ("GET", "/healthz"): Case(PUBLIC),
     ("GET", "/v1/system"): Case(PUBLIC),
+    ("POST", "/v1/auth/sign-in"): Case(SIGN_IN),
     ("GET", "/v1/approvals"): Case(LISTING),
     ("GET", "/v1/approvals/policy"): Case(COMPANY),
     ("PUT", "/v1/approvals/policy"): Case(

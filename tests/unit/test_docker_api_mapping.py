@@ -14,6 +14,7 @@ from berth.runtime.docker_api import (
     engine_message,
     label_filters,
     parse_event,
+    path_segment,
     split_image,
     state_from_inspect,
     state_from_list_entry,
@@ -214,3 +215,11 @@ def test_a_list_entry_gives_labels_state_and_loopback_ports_without_exit_details
     assert state.labels == {"dev.berth.run": "run_1"}
     assert state.ports == {8080: ("127.0.0.1", 32768)}
     assert state.exit_code is None and state.started_at is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("abc123", "abc123"), ("../../images", "..%2F..%2Fimages"), ("a b?c#d", "a%20b%3Fc%23d")],
+)
+def test_an_id_is_one_path_segment_that_cannot_reroute_a_request(value: str, expected: str) -> None:
+    assert path_segment(value) == expected

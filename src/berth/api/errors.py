@@ -32,6 +32,7 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.Unauthenticated: 401,
     errors.Forbidden: 403,
     errors.Gone: 410,
+    errors.TooManyAttempts: 429,
 }
 
 
@@ -63,8 +64,14 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, errors.DomainError)
     status = _status_of(request, exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    extra = {}
+    if isinstance(exc, errors.TooManyAttempts):
+        headers = {"Retry-After": str(exc.retry_after)}
+        extra = {"retry_after": exc.retry_after}
     return JSONResponse(
-        error_body(exc.message, code=exc.code, field=exc.field), status_code=status, headers=headers
+        error_body(exc.message, code=exc.code, field=exc.field, **extra),
+        status_code=status,
+        headers=headers,
     )
 
 

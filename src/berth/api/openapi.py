@@ -3,7 +3,8 @@
 FastAPI adds a 422 with its own `HTTPValidationError` body to every route with parameters;
 berth answers input errors with its own body (`ErrorOut`), and the Containers API with 400,
 so routes declare their errors themselves (`api/responses.py`) and the default is dropped.
-Routes that declare 401 take credentials: the document says how (`Authorization: Bearer`).
+Routes that declare 401 take credentials: the document says how (`Authorization: Bearer`),
+unless the route says it takes none (`security: []`, as sign-in does).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             responses: dict[str, Any] = operation.get("responses", {})
             if _is_fastapi_default(responses.get("422")):
                 del responses["422"]
-            if "401" in responses:
+            if "401" in responses and "security" not in operation:
                 operation["security"] = [{"bearer": []}]
                 secured = True
     components = document.setdefault("components", {})

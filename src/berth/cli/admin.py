@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -14,9 +15,9 @@ from typing import Any
 
 from berth.bootstrap import open_domain
 from berth.config import Settings
-from berth.domain import accounts, approvals
+from berth.domain import accounts, approvals, sign_in
 from berth.domain.context import Domain
-from berth.domain.errors import DomainError
+from berth.domain.errors import DomainError, Invalid
 from berth.store.models import AccountKit, User
 
 
@@ -66,9 +67,28 @@ def _user_json(user: User, kit: AccountKit) -> dict[str, Any]:
 
 async def _create_user(domain: Domain, args: argparse.Namespace) -> dict[str, Any]:
     user, kit = await accounts.create_user(
-        domain, email=args.email, name=args.name, password=args.password, credits=args.credits
+        domain, email=args.email, name=args.name, credits=args.credits
     )
     return _user_json(user, kit)
+
+
+def read_password() -> str:
+    """The new password: asked twice on a terminal, else stdin's first line.
+
+    Never a command-line argument: those are visible to every user of the machine in the
+    process list.
+    """
+    if sys.stdin.isatty():
+        password = getpass.getpass("New password: ")
+        if getpass.getpass("Repeat it: ") != password:
+            raise Invalid("password: the two entries differ", field="password")
+        return password
+    return sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+
+
+async def _set_password(domain: Domain, args: argparse.Namespace) -> dict[str, Any]:
+    await sign_in.set_password(domain, args.user, read_password())
+    return {"user_id": args.user, "password_set": True}
 
 
 async def _create_key(domain: Domain, args: argparse.Namespace) -> dict[str, Any]:
@@ -127,6 +147,7 @@ async def _set_policy(domain: Domain, args: argparse.Namespace) -> dict[str, Any
 HANDLERS: dict[str, Callable[[Domain, argparse.Namespace], Awaitable[dict[str, Any]]]] = {
     "create_user": _create_user,
     "create_key": _create_key,
+    "set_password": _set_password,
     "token": _token,
     "update_user": _update_user,
     "set_policy": _set_policy,

@@ -20,10 +20,18 @@ def add_admin_parser(
     user = commands.add_parser("create-user", help="create a user (the first founds the company)")
     user.add_argument("--email", required=True)
     user.add_argument("--name", default="")
-    user.add_argument("--password")
     user.add_argument("--credits", type=float, help="starting balance (default from settings)")
     data_dir_args(user)
     user.set_defaults(admin_handler="create_user")
+
+    password = commands.add_parser(
+        "set-password",
+        help="set a user's password for signing in; read from the terminal, or from stdin "
+        "when it is not a terminal (never from the command line)",
+    )
+    password.add_argument("--user", required=True)
+    data_dir_args(password)
+    password.set_defaults(admin_handler="set_password")
 
     key = commands.add_parser("create-key", help="create an API key; printed once")
     key.add_argument("--user", help="the key's user id")

@@ -1,5 +1,8 @@
 """The client commands of `berth`: `login`, `compute ...` and `approvals ...`, on the SDK.
 
+`login` stores the server URL with an API key, or (`--email`) signs a human in with a
+password and stores the session token instead.
+
 Every command takes `--url` and `--key` (else `BERTH_URL` / `BERTH_API_KEY`, else the config
 file written by `berth login`) and `--json` (the API's JSON instead of tables); `compute`
 commands take `--user USER_ID` for the per-user routes. Errors print `error: <message>` on
@@ -32,6 +35,7 @@ from berth.sdk import (
     ConfigError,
     config_path,
     resolve_credentials,
+    sign_in,
     write_config,
 )
 from berth.sdk.config import KEY_ENV, URL_ENV
@@ -62,9 +66,19 @@ def _connection_options(*, per_user: bool) -> argparse.ArgumentParser:
 
 def add_client_parsers(subparsers: Any) -> None:
     """Register `login`, `compute` and `approvals` on the `berth` command's subparsers."""
-    login = subparsers.add_parser("login", help="store the server URL and API key")
+    login = subparsers.add_parser(
+        "login", help="store the server URL and an API key, or sign in as a human"
+    )
     login.add_argument("--url", help=f"server URL (default: ${URL_ENV})")
-    login.add_argument("--key", help=f"API key or session token (default: ${KEY_ENV}, or asked)")
+    credential = login.add_mutually_exclusive_group()
+    credential.add_argument(
+        "--key", help=f"API key or session token (default: ${KEY_ENV}, or asked)"
+    )
+    credential.add_argument(
+        "--email",
+        help="sign in with this e-mail address and a password (asked on the terminal, else "
+        "read from stdin) and store the session token",
+    )
     add_compute_parser(subparsers, [_connection_options(per_user=True)])
     add_approvals_parser(subparsers, [_connection_options(per_user=False)])
 
@@ -116,6 +130,8 @@ def _login(args: argparse.Namespace) -> int:
     url = args.url or os.environ.get(URL_ENV)
     if not url:
         raise CliError(f"login needs --url (or ${URL_ENV})", EXIT_USAGE)
+    if args.email:
+        return _sign_in(url.rstrip("/"), args.email)
     key = args.key or os.environ.get(KEY_ENV)
     if not key and sys.stdin.isatty():
         key = getpass.getpass("API key: ").strip()
@@ -127,4 +143,26 @@ def _login(args: argparse.Namespace) -> int:
     path = config_path()
     write_config(path, url=url, api_key=key)
     print(f"logged in to {url} ({len(workloads)} workloads); credentials saved to {path}")
+    return 0
+
+
+def _sign_in(url: str, email: str) -> int:
+    """`login --email`: a session token for the e-mail address and password, stored like a key.
+
+    The password is never an argument (argv is visible in the process list): it is asked on
+    a terminal, else read as stdin's first line.
+    """
+    if sys.stdin.isatty():
+        password = getpass.getpass(f"Password for {email}: ")
+    else:
+        password = sys.stdin.readline().removesuffix("\n").removesuffix("\r")
+    if not password:
+        raise CliError("login --email needs a password (on the terminal or stdin)", EXIT_USAGE)
+    signed_in = sign_in(url, email=email, password=password)
+    path = config_path()
+    write_config(path, url=url, api_key=signed_in.token)
+    print(
+        f"signed in to {url} as {signed_in.user_id} until "
+        f"{signed_in.expires_at:%Y-%m-%d %H:%M:%S} UTC; session token saved to {path}"
+    )
     return 0

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.context import Domain
-from berth.domain.crypto import hash_api_key, hash_password, new_api_key
+from berth.domain.crypto import hash_api_key, new_api_key
 from berth.domain.errors import Conflict, Invalid, NotFound, PrimitiveDisabled
 from berth.domain.ids import new_api_key_id, new_company_id, new_user_id
 from berth.store.models import AccountKit, ApiKey, Company, User
@@ -30,9 +30,9 @@ async def create_user(
     *,
     email: str,
     name: str = "",
-    password: str | None = None,
     credits: float | None = None,
 ) -> tuple[User, AccountKit]:
+    """A new user without a password (`berth.domain.sign_in.set_password` gives one)."""
     if "@" not in email or len(email) > 320:
         raise Invalid("email: must be an e-mail address", field="email")
     defaults = domain.kit_defaults
@@ -54,7 +54,6 @@ async def create_user(
             company_id=company.id,
             email=email,
             name=name,
-            password_hash=hash_password(password) if password else None,
             credits=defaults.credits if credits is None else credits,
         )
         session.add(user)

@@ -3,14 +3,13 @@
 Secret values are encrypted with Fernet (AES-128-CBC + HMAC-SHA256) under a key derived from
 the data directory's `secret.key` (or `BERTH_SECRET_KEY`); the database holds only ciphertext.
 API keys are stored as SHA-256 digests (they are long random strings, so a fast hash is
-enough); passwords use scrypt.
+enough); passwords are hashed in `berth.domain.passwords`.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import secrets
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -40,18 +39,3 @@ def hash_api_key(raw: str) -> str:
 
 def new_api_key() -> str:
     return "nv_sk_" + secrets.token_urlsafe(32)
-
-
-def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt${salt.hex()}${digest.hex()}"
-
-
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        _scheme, salt_hex, digest_hex = stored.split("$")
-    except ValueError:
-        return False
-    digest = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt_hex), n=2**14, r=8, p=1)
-    return hmac.compare_digest(digest.hex(), digest_hex)

@@ -78,3 +78,14 @@ class Gone(DomainError):
     """The resource existed but can no longer be used (an expired approval)."""
 
     code = "gone"
+
+
+class TooManyAttempts(DomainError):
+    """Too many failed attempts at a credential (sign-in by password): wait, then retry."""
+
+    code = "too_many_attempts"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        """Whole seconds (at least 1) until another attempt is accepted."""

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
 
 from berth.domain.errors import Unauthenticated
+
+
+@dataclass(frozen=True)
+class SessionToken:
+    token: str
+    expires_at: datetime
+    """When the token stops being accepted (whole seconds, as the token itself says)."""
 
 
 class TokenSigner:
@@ -15,10 +23,15 @@ class TokenSigner:
         self._ttl = ttl_seconds
 
     def issue(self, user_id: str, *, ttl_seconds: int | None = None) -> str:
-        now = datetime.now(UTC)
+        return self.issue_session(user_id, ttl_seconds=ttl_seconds).token
+
+    def issue_session(self, user_id: str, *, ttl_seconds: int | None = None) -> SessionToken:
+        """A session token for `user_id`, valid for `ttl_seconds` (default: the signer's)."""
+        now = datetime.now(UTC).replace(microsecond=0)
         ttl = self._ttl if ttl_seconds is None else ttl_seconds
-        claims = {"sub": user_id, "typ": "session", "iat": now, "exp": now + timedelta(seconds=ttl)}
-        return jwt.encode(claims, self._key, algorithm="HS256")
+        expires_at = now + timedelta(seconds=ttl)
+        claims = {"sub": user_id, "typ": "session", "iat": now, "exp": expires_at}
+        return SessionToken(jwt.encode(claims, self._key, algorithm="HS256"), expires_at)
 
     def verify(self, token: str) -> str:
         """Return the token's user id; raise `Unauthenticated` if it is invalid or expired."""

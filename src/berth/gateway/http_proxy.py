@@ -16,9 +16,18 @@ Contract:
   response is read while the request body is still being sent, so an upstream that answers
   early (or echoes) never deadlocks.
 - `X-Forwarded-For` (client address appended), `X-Forwarded-Proto` and `X-Forwarded-Host`
-  are set; hop-by-hop headers are dropped.
-- `Upgrade` requests (WebSocket) are forwarded; after a `101` both sockets are spliced
-  until either side closes.
+  are set. Hop-by-hop headers are dropped in both directions (RFC 9110 section 7.6.1): the
+  standard ones (`HOP_BY_HOP`, which includes `Proxy-Authorization`: credentials meant for a
+  proxy never reach a service) and every header a message's `Connection` header names,
+  except those routing and framing need (`NEVER_NOMINATED`: `Host`, `Content-Length`,
+  `Transfer-Encoding`; the body is re-framed as it arrives). A request's `Proxy` header is
+  dropped too (CGI programs would take it for `HTTP_PROXY`).
+- WebSocket upgrade requests are forwarded; after a `101` both sockets are spliced until
+  either side closes. Other upgrades (`h2c`...) are forwarded as plain requests without
+  their `Upgrade` header, and their connection closes after the answer.
+- Upstream status lines are relayed as they are (any code, any reason, as HTTP/1.1); the
+  gateway's own answers take their reason phrase from `http.HTTPStatus` (none for a code it
+  does not list).
 - Errors are JSON in the API's shape (`{"error", "code", "workload"}`): 503 when no service
   answers to the host or the workload has no running task, 502 when the upstream refuses or
   breaks the connection (naming the workload), 504 when it does not answer within the
@@ -51,6 +60,7 @@ import ssl
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Literal, Protocol, cast
 
 import httptools
@@ -71,20 +81,26 @@ RATE_LIMITED_HEAD_SECONDS = 5.0
 answered 429 before it is closed unanswered."""
 
 HOP_BY_HOP = frozenset(
-    {b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"}
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"upgrade",
+    }
 )
+"""Headers about one connection, never passed on (`Transfer-Encoding` is one too, but it is
+kept and the body re-framed to match it as it streams)."""
+NEVER_NOMINATED = frozenset({b"host", b"content-length", b"transfer-encoding"})
+"""Headers a `Connection` option cannot remove: the route and the body's framing depend on
+them (a `Content-Length` dropped from a body still forwarded would smuggle a request)."""
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
-DROPPED_FROM_REQUESTS = HOP_BY_HOP | FORWARDED
+DROPPED_FROM_REQUESTS = HOP_BY_HOP | FORWARDED | {b"proxy"}
 KEEP_ALIVE = b"Connection: keep-alive"
 CLOSE = b"Connection: close"
-REASONS = {
-    400: "Bad Request",
-    429: "Too Many Requests",
-    431: "Request Header Fields Too Large",
-    502: "Bad Gateway",
-    503: "Service Unavailable",
-    504: "Gateway Timeout",
-}
 
 BodyKind = Literal["none", "length", "chunked", "until_close"]
 
@@ -194,8 +210,27 @@ class _Head:
             elif lowered == b"transfer-encoding":
                 head.chunked = b"chunked" in value.lower()
             kept.append(line)
+        names = _nominated(head.connection)
+        if names:
+            kept = [line for line in kept if line.partition(b":")[0].lower() not in names]
         head.lines = [b"\r\n".join(kept)]  # the block's last CRLF made an empty last line
         return head
+
+    def drop_nominated(self) -> None:
+        """Remove the headers the `Connection` header names (it may come after them, so
+        this runs once the head is complete). Nothing to do in the usual case, a
+        `Connection` header naming only `close`, `keep-alive` or `upgrade`."""
+        names = _nominated(self.connection)
+        if not names:
+            return
+        lines = self.lines
+        kept: list[bytes] = []
+        for index in range(0, len(lines), 4):  # (name, ": ", value, CRLF) per header
+            if lines[index].lower() not in names:
+                kept += lines[index : index + 4]
+        self.lines = kept
+        if b"x-forwarded-for" in names:
+            self.forwarded_for = b""
 
     def keep_alive(self, version: str) -> bool:
         """HTTP/1.1 keeps the connection unless `Connection: close`; 1.0 only with
@@ -206,6 +241,33 @@ class _Head:
         if version == "1.0":
             return b"keep-alive" in tokens
         return b"close" not in tokens
+
+
+_USUAL_CONNECTION_VALUES = frozenset(
+    {b"keep-alive", b"Keep-Alive", b"close", b"Close", b"upgrade", b"Upgrade"}
+)
+"""What nearly every `Connection` header says: nothing to parse (the fast path)."""
+
+
+def _nominated(connection: bytes) -> frozenset[bytes]:
+    """The header names a `Connection` value lists that are not dropped anyway."""
+    if not connection or connection in _USUAL_CONNECTION_VALUES:
+        return frozenset()
+    tokens = {token.strip().lower() for token in connection.split(b",")}
+    return frozenset(tokens - HOP_BY_HOP - NEVER_NOMINATED - {b"close", b""})
+
+
+def _is_websocket(upgrade: bytes) -> bool:
+    """Whether an `Upgrade` value asks for WebSocket (the one upgrade the gateway relays)."""
+    return any(token.strip().lower() == b"websocket" for token in upgrade.split(b","))
+
+
+def _reason(status: int) -> str:
+    """The standard reason phrase, or none for a code `http.HTTPStatus` does not list."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 def _chunk(data: bytes) -> bytes:
@@ -225,7 +287,7 @@ def _error_bytes(
     body = json.dumps({"error": message, "code": code, "workload": workload}).encode()
     retry = "" if retry_after is None else f"Retry-After: {retry_after}\r\n"
     head = (
-        f"HTTP/1.1 {status} {REASONS[status]}\r\n"
+        f"HTTP/1.1 {status} {_reason(status)}\r\n"
         "Content-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n"
         "Cache-Control: no-store\r\n"
@@ -621,13 +683,18 @@ class _ClientConnection(asyncio.Protocol, _Pausable):
     def on_headers_complete(self) -> None:
         parser = self.parser
         head = self._head
+        head.drop_nominated()
+        upgrade = parser.should_upgrade()
+        websocket = upgrade and _is_websocket(head.upgrade)
         exchange = _Exchange(
             self,
             method=parser.get_method(),
             target=self._url,
             head=head,
-            keep_alive=head.keep_alive(parser.get_http_version()),
-            upgrade=parser.should_upgrade(),
+            # The parser reads nothing after an upgrade request: one not relayed as such is
+            # answered, and then the connection ends.
+            keep_alive=head.keep_alive(parser.get_http_version()) and not upgrade,
+            upgrade=websocket,
         )
         self.parsing = exchange
         self.exchanges.append(exchange)
@@ -1122,7 +1189,7 @@ class _Exchange:
         self.response_started = True
         if status == 101 and self.upgrade:
             self.switching = True
-            connection = b"Connection: " + head.connection + b"\r\nUpgrade: " + head.upgrade
+            connection = b"Connection: Upgrade\r\nUpgrade: " + head.upgrade
             out.append(_response_head(status_line, head, connection))
             return False
         if self.method == b"HEAD" or status in (204, 304):
@@ -1164,6 +1231,10 @@ class _Exchange:
 
     def upgraded(self, conn: _UpstreamConnection, rest: bytes) -> None:
         """The upstream switched protocols: splice the two connections from now on."""
+        if not self.switching:
+            # A 101 nobody asked for (the upgrade was not relayed): not spliced.
+            self.upstream_failed("bad_upstream_response", "switched protocols unasked")
+            return
         self.answered = True
         self.conn = None
         conn.exchange = None
@@ -1257,8 +1328,10 @@ class _Exchange:
 def _response_head(status_line: bytes, head: _Head, connection: bytes | None) -> bytes:
     """A response head for the client: the upstream's status line (as HTTP/1.1) and
     end-to-end headers, then the `connection` line(s) the gateway decides on, if any."""
-    if not status_line.startswith(b"HTTP/1.1 "):
-        status_line = b"HTTP/1.1 " + status_line.split(b" ", 1)[-1]
+    if not status_line.startswith(b"HTTP/1.1 ") or status_line[12:13] != b" ":
+        # Another version, or no space before the (optional) reason: rewritten whole.
+        code, _, reason = status_line.split(b" ", 1)[-1].rstrip(b"\r\n").partition(b" ")
+        status_line = b"HTTP/1.1 " + code + b" " + reason + b"\r\n"
     if connection is None:
         return b"".join((status_line, *head.lines, b"\r\n"))
     return b"".join((status_line, *head.lines, connection, b"\r\n\r\n"))

@@ -7,13 +7,12 @@ to make another.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import secrets
 from pathlib import Path
 
 import asyncssh
+
+from berth.private_files import create_private_file
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +24,7 @@ class SshGatewayError(Exception):
 def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
     """The gateway's host key: read from `path`, or generated there (ed25519) if missing.
 
-    Creation is atomic and never replaces a key (a hard link of a complete temporary file),
+    Creation is atomic and never replaces a key (`berth.private_files.create_private_file`),
     so two gateways starting at once agree on one key. An unreadable key is an error, not
     a reason to make a new one: clients would then see a changed host key. Blocking.
     """
@@ -41,20 +40,10 @@ def load_or_create_host_key(path: Path) -> asyncssh.SSHKey:
     else:
         _restrict(path)
         return key
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = asyncssh.generate_private_key("ssh-ed25519", comment="berth ssh gateway")
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(key.export_private_key("openssh"))
-            file.flush()
-            os.fsync(file.fileno())
-        with contextlib.suppress(FileExistsError):  # Another starter won: use its key.
-            os.link(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    logger.info("generated the SSH gateway host key at %s", path)
+    if create_private_file(path, key.export_private_key("openssh")):
+        logger.info("generated the SSH gateway host key at %s", path)
+    # Read back either way: when another starter won, its key is the one to use.
     return asyncssh.read_private_key(str(path))
 
 

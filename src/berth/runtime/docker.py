@@ -45,6 +45,7 @@ from berth.runtime.docker_api import (
     engine_message,
     label_filters,
     parse_event,
+    path_segment,
     split_image,
     state_from_inspect,
     state_from_list_entry,
@@ -61,11 +62,6 @@ VOLUME_USAGE_TTL = 15.0
 """Seconds a volume-size measurement is reused (the engine walks every volume to measure)."""
 CAPACITY_TTL = 60.0
 """Seconds the engine's CPUs and memory are reused before it is asked again."""
-
-
-def _seg(value: str) -> str:
-    """One URL path segment: an id or name can never reroute the request."""
-    return quote(value, safe="")
 
 
 class DockerRuntime:
@@ -178,7 +174,7 @@ class DockerRuntime:
         if name in self._known_networks:
             return
         async with self._network_lock:
-            response = await self._request("GET", f"/networks/{_seg(name)}")
+            response = await self._request("GET", f"/networks/{path_segment(name)}")
             if response.status_code == 200:
                 self._known_networks.add(name)
                 return
@@ -272,7 +268,7 @@ class DockerRuntime:
                 raise TaskNotFound(f"task '{name}' was removed while being launched")
             if state.status is not TaskStatus.CREATED:
                 return state
-        response = await self._request("POST", f"/containers/{_seg(task_id)}/start")
+        response = await self._request("POST", f"/containers/{path_segment(task_id)}/start")
         if response.status_code == 404:
             raise TaskNotFound(f"task '{name}' was removed while being launched")
         if response.status_code not in (204, 304):
@@ -288,7 +284,7 @@ class DockerRuntime:
         grace = max(0, math.ceil(grace_seconds))
         response = await self._request(
             "POST",
-            f"/containers/{_seg(task_id)}/stop",
+            f"/containers/{path_segment(task_id)}/stop",
             params={"t": grace},
             limits=httpx.Timeout(grace + 30.0, connect=5.0),
         )
@@ -297,7 +293,7 @@ class DockerRuntime:
 
     async def remove(self, task_id: TaskId) -> None:
         response = await self._request(
-            "DELETE", f"/containers/{_seg(task_id)}", params={"force": 1, "v": 1}
+            "DELETE", f"/containers/{path_segment(task_id)}", params={"force": 1, "v": 1}
         )
         if response.status_code in (200, 204, 404):
             return
@@ -306,7 +302,7 @@ class DockerRuntime:
         raise self._unexpected(f"removing task {task_id}", response)
 
     async def _inspect_raw(self, task_id: str) -> Json | None:
-        response = await self._request("GET", f"/containers/{_seg(task_id)}/json")
+        response = await self._request("GET", f"/containers/{path_segment(task_id)}/json")
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -361,7 +357,7 @@ class DockerRuntime:
         try:
             async with self._client.stream(
                 "GET",
-                f"/containers/{_seg(task_id)}/logs",
+                f"/containers/{path_segment(task_id)}/logs",
                 params=params,
                 timeout=_STREAM_TIMEOUT if follow else _TIMEOUT,
             ) as response:
@@ -448,7 +444,7 @@ class DockerRuntime:
 
     async def memory_usage(self, task_id: TaskId) -> int | None:
         response = await self._request(
-            "GET", f"/containers/{_seg(task_id)}/stats", params={"stream": 0, "one-shot": 1}
+            "GET", f"/containers/{path_segment(task_id)}/stats", params={"stream": 0, "one-shot": 1}
         )
         if response.status_code in (404, 409):
             return None
@@ -491,7 +487,7 @@ class DockerRuntime:
             labels: Mapping[str, str] = volume.get("Labels") or {}
             if any(labels.get(k) != v for k, v in selector.items()):
                 continue
-            deleted = await self._request("DELETE", f"/volumes/{_seg(str(volume['Name']))}")
+            deleted = await self._request("DELETE", f"/volumes/{path_segment(str(volume['Name']))}")
             if deleted.status_code not in (204, 404, 409):  # 409: still in use, kept for now
                 raise self._unexpected(f"removing volume {volume.get('Name')}", deleted)
 
@@ -507,7 +503,7 @@ class DockerRuntime:
             if any(labels.get(k) != v for k, v in selector.items()):
                 continue
             self._known_networks.discard(str(network.get("Name", "")))
-            deleted = await self._request("DELETE", f"/networks/{_seg(network['Id'])}")
+            deleted = await self._request("DELETE", f"/networks/{path_segment(network['Id'])}")
             if deleted.status_code in (200, 204, 404, 403, 409):
                 continue  # 403/409: still has active endpoints, kept for now.
             if "active endpoints" in engine_message(deleted):

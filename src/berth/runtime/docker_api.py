@@ -9,11 +9,18 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
 from berth.runtime.base import TaskEvent, TaskId, TaskSpec, TaskState, TaskStatus
 from berth.runtime.docker_logs import parse_engine_time
+
+
+def path_segment(value: str) -> str:
+    """`value` quoted as one URL path segment: an id or name can never reroute a request."""
+    return quote(value, safe="")
+
 
 STATUS = {
     "created": TaskStatus.CREATED,

@@ -31,7 +31,6 @@ import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import httpx
 
@@ -44,7 +43,7 @@ from berth.runtime.base import (
     TaskId,
     TaskNotFound,
 )
-from berth.runtime.docker_api import Json, engine_message
+from berth.runtime.docker_api import Json, engine_message, path_segment
 from berth.runtime.docker_logs import FrameDemuxer, Stream
 
 READ_SIZE = 64 * 1024
@@ -86,11 +85,6 @@ class EngineRequest(Protocol):
         params: Mapping[str, str | int] | None = None,
         body: Json | None = None,
     ) -> httpx.Response: ...
-
-
-def _seg(value: str) -> str:
-    """One URL path segment: an id can never reroute the request."""
-    return quote(value, safe="")
 
 
 @dataclass(frozen=True)
@@ -337,7 +331,9 @@ class DockerExec:
             "Cmd": list(argv),
             "Env": [f"{key}={value}" for key, value in env.items()],
         }
-        response = await self._request("POST", f"/containers/{_seg(task_id)}/exec", body=body)
+        response = await self._request(
+            "POST", f"/containers/{path_segment(task_id)}/exec", body=body
+        )
         if response.status_code in (200, 201):
             return str(response.json()["Id"])
         message = engine_message(response)
@@ -355,7 +351,7 @@ class DockerExec:
         """Start the exec on a connection of our own and return it once hijacked."""
         body = json.dumps({"Detach": False, "Tty": tty}).encode()
         head = (
-            f"POST /{self.api_version}/exec/{_seg(exec_id)}/start HTTP/1.1\r\n"
+            f"POST /{self.api_version}/exec/{path_segment(exec_id)}/start HTTP/1.1\r\n"
             "Host: docker\r\n"
             "Content-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n"
@@ -400,7 +396,7 @@ class DockerExec:
 
     async def inspect(self, exec_id: str) -> ExecInfo | None:
         """The exec's state; None once it is gone (its task was removed)."""
-        response = await self._request("GET", f"/exec/{_seg(exec_id)}/json")
+        response = await self._request("GET", f"/exec/{path_segment(exec_id)}/json")
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -426,7 +422,7 @@ class DockerExec:
 
     async def resize(self, exec_id: str, *, cols: int, rows: int) -> None:
         response = await self._request(
-            "POST", f"/exec/{_seg(exec_id)}/resize", params={"h": rows, "w": cols}
+            "POST", f"/exec/{path_segment(exec_id)}/resize", params={"h": rows, "w": cols}
         )
         if response.status_code in (200, 201, 204):
             return
@@ -456,7 +452,7 @@ class DockerExec:
             delay = min(delay * 1.5, 0.25)
 
     async def _task_running(self, task_id: TaskId) -> bool:
-        response = await self._request("GET", f"/containers/{_seg(task_id)}/json")
+        response = await self._request("GET", f"/containers/{path_segment(task_id)}/json")
         if response.status_code == 404:
             return False
         if response.status_code != 200:

@@ -1,5 +1,7 @@
 """berth's Python SDK: sync and async clients of the Workloads and approvals APIs.
 
+A human without a token gets one with `sign_in(url, email=..., password=...)`.
+
 It imports `berth.schemas` (the wire models) and never the server. Methods return those
 pydantic models and raise the typed errors below, each carrying the server's `message`,
 `code`, `field` and HTTP `status`.
@@ -11,6 +13,7 @@ approve`); the caller waits with `client.approvals.wait(id)` and repeats the sam
 `approval_id=id` (sent as the `Berth-Approval-Id` header) to get the approved result.
 """
 
+from berth.sdk.auth import sign_in
 from berth.sdk.client import AsyncClient, Client
 from berth.sdk.config import Credentials, config_path, resolve_credentials, write_config
 from berth.sdk.errors import (
@@ -58,5 +61,6 @@ __all__ = [
     "config_path",
     "resolve_credentials",
     "shell_stream_url",
+    "sign_in",
     "write_config",
 ]

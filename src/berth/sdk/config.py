@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from berth.private_files import replace_private_file
 from berth.sdk.errors import ConfigError
 
 URL_ENV = "BERTH_URL"
@@ -69,20 +70,8 @@ def read_config(path: Path) -> dict[str, str]:
 
 def write_config(path: Path, *, url: str, api_key: str) -> None:
     """Write the config file atomically with mode 0600 (creating its directory 0700)."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump({"url": url, "api_key": api_key}, handle, indent=2)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o600)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    text = json.dumps({"url": url, "api_key": api_key}, indent=2) + "\n"
+    replace_private_file(path, text.encode("utf-8"))
 
 
 def resolve_credentials(

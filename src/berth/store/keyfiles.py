@@ -1,26 +1,30 @@
-"""Key material kept in the data directory, created once with mode 0600."""
+"""Key material kept in the data directory: created once (mode 0600), then only read.
+
+The writing is `berth.private_files`' create-if-absent, so servers and admin commands that
+start at the same time end up with one key that all of them use.
+"""
 
 from __future__ import annotations
 
-import os
 import secrets
 from pathlib import Path
 
+from berth.private_files import read_or_create_private_file
+
+
+class KeyFileError(Exception):
+    """A key file exists but holds nothing usable; berth will not silently replace it."""
+
 
 def load_or_create_key(path: Path, *, nbytes: int = 32) -> bytes:
-    """Return the key stored at `path`, creating it (0600, atomically) on first use."""
-    if path.exists():
-        return path.read_bytes().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(nbytes).encode()
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(value)
-    try:
-        os.link(tmp, path)  # fails if another process created it meanwhile
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path.read_bytes().strip()
+    """The key stored at `path`, a new random one (`nbytes` of entropy) on first use.
+
+    An existing empty file is an error, not a reason to make a new key: the key encrypts
+    stored secrets or signs live tokens, and a new one would make them unreadable.
+    """
+    value = read_or_create_private_file(
+        path, lambda: secrets.token_urlsafe(nbytes).encode()
+    ).strip()
+    if not value:
+        raise KeyFileError(f"the key file {path} is empty; restore it from a backup")
+    return value

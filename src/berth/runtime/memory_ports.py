@@ -20,8 +20,9 @@ PortHandler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[N
 _MAX_HEAD = 64 * 1024
 
 
-def http_responder(body: bytes) -> PortHandler:
-    """A tiny HTTP/1.1 server: every request is answered 200 with `body` (keep-alive)."""
+def http_responder(lookup: Callable[[str], bytes | None]) -> PortHandler:
+    """A tiny HTTP server: GET or HEAD of a path `lookup` finds is answered 200 with it, any
+    other 404. HTTP/1.1 connections are kept alive; HTTP/1.0 ones closed after the answer."""
 
     async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -29,19 +30,31 @@ def http_responder(body: bytes) -> PortHandler:
                 head = await reader.readuntil(b"\r\n\r\n")
                 if len(head) > _MAX_HEAD:
                     break
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value.strip() or 0)
+                request, *fields = head.decode("latin-1").split("\r\n")
+                method, path, version = [*request.split(" "), "", "", ""][:3]
+                headers = {
+                    name.strip().lower(): value.strip()
+                    for name, _, value in (line.partition(":") for line in fields if line)
+                }
+                length = int(headers.get("content-length") or 0)
                 if length:
                     await reader.readexactly(length)
+                body = lookup(path.split("?", 1)[0]) if method in ("GET", "HEAD") else None
+                status = b"200 OK" if body is not None else b"404 Not Found"
+                content = body if body is not None else b"404 Not Found\n"
+                keep = version == "HTTP/1.1" and headers.get("connection") != "close"
                 writer.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
-                    + b"Content-Length: %d\r\n\r\n" % len(body)
-                    + body
+                    b"HTTP/1.1 "
+                    + status
+                    + b"\r\nContent-Type: text/html\r\n"
+                    + b"Content-Length: %d\r\n" % len(content)
+                    + (b"" if keep else b"Connection: close\r\n")
+                    + b"\r\n"
+                    + (content if method != "HEAD" else b"")
                 )
                 await writer.drain()
+                if not keep:
+                    break
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
         except ValueError:

@@ -155,7 +155,7 @@ class MemoryProcess(CommandSession):
         self,
         program: Program,
         *,
-        on_listen: Callable[[int], None],
+        on_listen: Callable[[int, str], None],
         on_end: OnEnd,
     ) -> None:
         super().__init__(on_end)
@@ -180,7 +180,7 @@ class MemoryProcess(CommandSession):
                     self._output.append((effect.stream, effect.data))
                     self._notify()
             elif isinstance(effect, Listen):
-                self._on_listen(effect.port)
+                self._on_listen(effect.port, effect.root)
             elif isinstance(effect, ReadInput):
                 if not self._stdin_closed:
                     self._wants_input = True

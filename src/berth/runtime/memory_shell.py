@@ -8,8 +8,9 @@ commands):
 
 `sh -c SCRIPT` (and `sh` reading its script from standard input), `echo [-n] [-e]`, `printf`,
 `cat [FILE...]`, `true`, `false`, `:`, `sleep N|infinity`, `env`, `hostname`,
-`touch`, `mkdir`, `rm`, `stty size` (on a terminal), and `httpd [-f] [-p [ADDR:]PORT]`, a
-server answering every HTTP request with 200 and the task's name.
+`touch`, `mkdir`, `rm`, `stty size` (on a terminal), `exec COMMAND`, and
+`httpd [-f] [-p [ADDR:]PORT] [-h DIR]`, serving the files under DIR (`index.html` for a
+directory) and 404 for any other path.
 
 Scripts are commands joined by `;`, `&&`, `||` or newlines (`exit [N]` ends one), with
 `$NAME`, `${NAME}` and `$?` expanded and the redirections `>`, `>>`, `2>`, `>&2`, `1>&2` and
@@ -24,6 +25,7 @@ timeout.
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 import re
 import shlex
@@ -48,9 +50,10 @@ class Sleep:
 
 @dataclass(frozen=True)
 class Listen:
-    """The program now accepts connections on `port` (inside its task)."""
+    """The program now serves HTTP on `port` (inside its task), files from `root`."""
 
     port: int
+    root: str
 
 
 @dataclass(frozen=True)
@@ -228,6 +231,8 @@ def _run_command(command: _Command, ctx: Context) -> Program:
         return 0
     if words[0] == "exit":
         return (yield from _exit(words[1:], ctx))
+    if words[0] == "exec" and len(words) > 1:
+        words = words[1:]
     if find_program(words[0], ctx) is None:
         yield Write("stderr", f"sh: {words[0]}: not found\n".encode())
         return 127
@@ -386,11 +391,14 @@ def _stty(args: list[str], ctx: Context) -> Program:
     return 0
 
 
-def _httpd(args: list[str], _ctx: Context) -> Program:
-    port = 80
-    if "-p" in args and args.index("-p") + 1 < len(args):
-        port = int(args[args.index("-p") + 1].rsplit(":", 1)[-1])
-    yield Listen(port)
+def _httpd(args: list[str], ctx: Context) -> Program:
+    options = dict(itertools.pairwise(args))
+    try:
+        port = int(options.get("-p", "80").rsplit(":", 1)[-1])
+    except ValueError:
+        yield Write("stderr", b"httpd: bad port\n")
+        return 1
+    yield Listen(port, posixpath.join(ctx.files.cwd, options.get("-h", ".")))
     yield Sleep(None)
     return 0
 

@@ -9,6 +9,7 @@ that sleeps between two lines stamps them that far apart, on whatever clock driv
 from __future__ import annotations
 
 import asyncio
+import posixpath
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -109,9 +110,15 @@ class MemoryTask:
             hostname=self.task_id[:12],
         )
 
-    def listen(self, port: int) -> None:
-        """The toy `httpd`'s server: every request answered with the task's name."""
-        self.listening[port] = http_responder(f"{self.spec.name}\n".encode())
+    def listen(self, port: int, root: str) -> None:
+        """The toy `httpd` now serves the task's files under `root` on `port`."""
+
+        def lookup(path: str) -> bytes | None:
+            full = posixpath.normpath(posixpath.join(root, path.lstrip("/")))
+            found = self.files.read(full)
+            return found if found is not None else self.files.read(full + "/index.html")
+
+        self.listening[port] = http_responder(lookup)
 
     def notify(self) -> None:
         changed, self.changed = self.changed, asyncio.Event()
@@ -153,7 +160,7 @@ class MemoryTask:
             if isinstance(effect, Write):
                 self.write(effect.stream, effect.data, moment)
             elif isinstance(effect, Listen):
-                self.listen(effect.port)
+                self.listen(effect.port, effect.root)
             elif isinstance(effect, ReadInput):
                 reply = b""  # a task's standard input is empty
             elif isinstance(effect, Sleep):

@@ -274,7 +274,13 @@ class MemoryRuntime:
         return task.state()
 
     async def start(self, task_id: TaskId) -> TaskState:
-        self._enter("start")
+        try:
+            self._enter("start")
+        except InvalidTaskSpec:
+            refused = self._find(task_id)  # a start the engine refuses removes the task
+            if refused is not None and refused.status is TaskStatus.CREATED:
+                self._forget(refused)
+            raise
         task = self._find(task_id)
         if task is None:
             raise TaskNotFound(f"task '{task_id}' was removed while being launched")

@@ -24,9 +24,9 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-async def platform(tmp_path: Path, clock: ManualClock) -> AsyncIterator[Platform]:
+async def platform(data_dir: Path, clock: ManualClock) -> AsyncIterator[Platform]:
     runtime = MemoryRuntime(clock=clock)
-    domain = await open_domain(Settings(data_dir=tmp_path / "data"), runtime=runtime, clock=clock)
+    domain = await open_domain(Settings(data_dir=data_dir), runtime=runtime, clock=clock)
     berth = Platform(domain, runtime, clock)
     try:
         yield berth

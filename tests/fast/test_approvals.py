@@ -19,9 +19,9 @@ SERVICE = {"name": "web", "type": "service", "image": "berth/busybox:latest"}
 
 
 @pytest.fixture
-async def berth(tmp_path: Path) -> AsyncIterator[InProcessBerth]:
+async def berth(data_dir: Path) -> AsyncIterator[InProcessBerth]:
     async with berth_in_process(
-        tmp_path / "data", default_gated_actions=["create"], approval_ttl_seconds=TTL
+        data_dir, default_gated_actions=["create"], approval_ttl_seconds=TTL
     ) as app:
         yield app
 

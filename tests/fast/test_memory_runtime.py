@@ -37,7 +37,7 @@ def spec(name: str, command: list[str] | None, **overrides: object) -> TaskSpec:
         "memory_mb": 64,
     }
     fields.update(overrides)
-    return TaskSpec(**fields)  # type: ignore[arg-type]
+    return TaskSpec(**fields)
 
 
 @pytest.fixture
@@ -183,4 +183,4 @@ async def test_the_factory_and_the_settings_select_the_in_memory_driver(
     assert isinstance(runtime, MemoryRuntime) and runtime.clock is clock
     assert Settings(runtime="memory").runtime == "memory"
     with pytest.raises(ValidationError):
-        Settings(runtime="kubernetes")  # type: ignore[arg-type]
+        Settings(runtime="kubernetes")

@@ -8,6 +8,7 @@ import pytest
 from berth.domain import workloads
 from berth.domain.auth import Actor
 from berth.domain.billing import MINIMUM_BILLED_SECONDS
+from berth.domain.lifecycle import meter_running_runs
 from berth.schemas.workloads import WorkloadCreate
 from tests.fast.platform import Platform
 
@@ -68,6 +69,30 @@ async def test_a_job_is_billed_its_running_time_on_the_engines_clock(
     assert (done.finished_at - done.started_at).total_seconds() == 30
     assert (done.vcpu_seconds, done.gb_seconds) == (30.0, 30.0)
     assert [line.message for line in platform.domain.logs.read(run.id)] == ["done"]
+
+
+async def test_the_meter_charges_a_running_task_up_to_now_and_the_end_settles_it(
+    platform: Platform, actor: Actor
+) -> None:
+    before = await platform.credits(actor.user_id)
+    pricing = platform.domain.pricing
+    per_second = pricing.per_vcpu_second + pricing.per_gb_second  # 1 vCPU, 1 GiB
+    job = await create_job(platform, actor, command="sleep 30", cpu=1, memory_mb=1024)
+    await platform.reconcile()
+    (run,) = await platform.runs(job)
+
+    platform.clock.advance(10)
+    await meter_running_runs(platform.domain, platform.clock.now())
+    metered = await platform.run(run.id)
+    assert (metered.vcpu_seconds, metered.metered_until) == (10.0, platform.clock.now())
+    assert await platform.credits(actor.user_id) == pytest.approx(before - 10 * per_second)
+
+    platform.clock.advance(25)  # it ended at 30 s; the meter ticks once more before the pass
+    await meter_running_runs(platform.domain, platform.clock.now())
+    await platform.reconcile()
+    done = await platform.run(run.id)
+    assert (done.status, done.vcpu_seconds) == ("succeeded", 30.0)  # the 5 s past it refunded
+    assert await platform.credits(actor.user_id) == pytest.approx(before - 30 * per_second)
 
 
 async def test_a_job_past_its_timeout_is_stopped_and_recorded_timed_out(

@@ -39,19 +39,7 @@ if ! engine_up; then
   engine_up || { log "the Docker engine did not come up; see /var/log/berth-dockerd.log"; exit 1; }
 fi
 
-if [ ! -x .venv/bin/python ]; then
-  log "creating the Python environment in .venv"
-  python3 -m venv .venv
-fi
-stamp=.venv/.berth-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ requirements.lock -nt "$stamp" ]; then
-  # Exact versions and hashes from the lock file (scripts/lock.sh makes it), then berth itself
-  # without resolving anything again: a fresh machine gets the set CI tested.
-  log "installing berth and its locked dependencies into .venv"
-  .venv/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements.lock
-  .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
-  touch "$stamp"
-fi
+bash scripts/venv.sh  # the Python environment, from the lock file
 
 engine_api() { curl -sf --unix-socket /var/run/docker.sock "http://engine/v1.41$1" "${@:2}"; }
 if ! engine_api /images/berth/busybox:latest/json >/dev/null; then

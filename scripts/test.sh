@@ -1,11 +1,33 @@
 #!/usr/bin/env bash
-# Runs berth's whole test suite: lint, format check, types, layer contracts, then the unit and
-# integration tests against the real Docker engine and real berth servers on loopback ports.
+# Runs berth's tests.
+#
+#   scripts/test.sh          the whole suite, what CI runs: lint, format check, types, layer
+#                            contracts, then every test, the integration tests against the real
+#                            Docker engine and real berth servers on loopback ports (it prepares
+#                            the machine first: scripts/setup.sh --test, which needs root).
+#   scripts/test.sh --fast   the inner loop, under a minute, without root or an engine: the same
+#                            checks, then the fast tier (tests/unit, tests/domain, tests/fast and
+#                            the runtime contract on the in-memory driver; nothing marked
+#                            `engine`). It only makes .venv if it is missing.
+#
+# Further arguments go to pytest (e.g. -x, -k name, a test file of the tier).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh --test
+fast=false
+if [ "${1:-}" = "--fast" ]; then
+  fast=true
+  shift
+  bash scripts/venv.sh
+else
+  bash scripts/setup.sh --test
+fi
 export PATH="$PWD/.venv/bin:$PATH"
 echo "== ruff" && ruff check . && ruff format --check .
 echo "== mypy" && mypy
 echo "== import contracts" && lint-imports
-echo "== pytest" && pytest "$@"
+if $fast; then
+  echo "== pytest (fast tier)"
+  pytest -m "not engine" tests/unit tests/domain tests/contract tests/fast "$@"
+else
+  echo "== pytest" && pytest "$@"
+fi

@@ -21,6 +21,7 @@ from berth.api.openapi import install_openapi
 from berth.api.unknown_fields import UnknownFieldWarnings
 from berth.api.workloads import build_workloads_router
 from berth.bootstrap import instance_id, open_domain
+from berth.clock import SYSTEM_CLOCK, Clock
 from berth.config import Settings
 from berth.control.supervisor import Controllers
 from berth.domain.shells import end_orphaned_sessions
@@ -30,6 +31,7 @@ from berth.gateway.public import PublicGateway
 from berth.gateway.ssh import SshGateway
 from berth.gateway.ssh_authorizer import DomainSshAuthorizer
 from berth.gateway.ssh_limits import SshLimits
+from berth.runtime.base import Runtime
 from berth.runtime.factory import create_runtime
 
 
@@ -38,16 +40,23 @@ def _operation_id(route: APIRoute) -> str:
     return f"{route.name}_{scope}"
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(
+    settings: Settings, *, runtime: Runtime | None = None, clock: Clock = SYSTEM_CLOCK
+) -> FastAPI:
+    """The application; `runtime` and `clock` replace the configured driver and the real
+    time (an in-process test builds berth on a `MemoryRuntime` and a `ManualClock`)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Public URLs name the gateway's port, so it is decided before the domain is built.
         resolved = resolve_gateway_ports(settings)
-        runtime = create_runtime(settings.docker_host)
-        domain = await open_domain(resolved, runtime=runtime)
+        driver = runtime or create_runtime(
+            settings.docker_host, driver=settings.runtime, clock=clock
+        )
+        domain = await open_domain(resolved, runtime=driver, clock=clock)
         controllers = Controllers(
             domain,
-            runtime,
+            driver,
             instance_id=instance_id(settings),
             reconcile_interval=settings.reconcile_interval_seconds,
             meter_interval=settings.meter_interval_seconds,
@@ -65,7 +74,7 @@ def create_app(settings: Settings) -> FastAPI:
             port=settings.ssh_port,
             host_key_path=settings.data_dir / "ssh_host_ed25519_key",
             authorizer=DomainSshAuthorizer(domain),
-            runtime=runtime,
+            runtime=driver,
             limits=SshLimits(
                 connections_per_second=settings.ssh_connections_per_second,
                 connection_burst=settings.ssh_connection_burst,
@@ -75,9 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
             events=domain.bus,
         )
         await ssh.start()
-        public = PublicGateway(
-            resolved, domain, runtime, start_now=controllers.reconciler.start_now
-        )
+        public = PublicGateway(resolved, domain, driver, start_now=controllers.reconciler.start_now)
         await public.start()
         app.state.rule_listeners = public
         controllers.start()
@@ -87,7 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
             await public.stop()
             await ssh.stop()
             await controllers.stop()
-            await runtime.close()
+            await driver.close()
             await domain.store.close()
 
     app = FastAPI(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from berth.clock import SYSTEM_CLOCK, Clock
 from berth.config import Settings
 from berth.domain.context import ContainerDefaults, Domain, KitDefaults, Pricing
 from berth.domain.crypto import SecretCipher
@@ -21,7 +22,9 @@ from berth.store.logs import LogArchive
 from berth.store.transcripts import TranscriptStore
 
 
-async def open_domain(settings: Settings, *, runtime: Runtime | None = None) -> Domain:
+async def open_domain(
+    settings: Settings, *, runtime: Runtime | None = None, clock: Clock = SYSTEM_CLOCK
+) -> Domain:
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
@@ -66,6 +69,7 @@ async def open_domain(settings: Settings, *, runtime: Runtime | None = None) -> 
         ),
         runtime=runtime,
         instance_id=instance_id(settings),
+        clock=clock,
     )
 
 

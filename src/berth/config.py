@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -46,6 +47,9 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy async URL; default `sqlite+aiosqlite:///<data_dir>/berth.db`."""
     docker_host: str = Field(default_factory=_default_docker_host)
+    runtime: Literal["docker", "memory"] = "docker"
+    """The runtime driver: `docker` (the engine at `docker_host`), or `memory`, an engine
+    simulated in berth's own process that runs nothing (for tests, never for real work)."""
     public_domain: str = "localhost"
     """Containers' hostnames are `<id>.<public domain>` (`*.localhost` resolves to loopback)."""
     ssh_host: str = "0.0.0.0"

@@ -15,8 +15,8 @@ from berth.domain.context import Domain
 
 
 @pytest.fixture
-async def domain(tmp_path: Path) -> AsyncIterator[Domain]:
-    d = await open_domain(Settings(data_dir=tmp_path / "data"))
+async def domain(data_dir: Path) -> AsyncIterator[Domain]:
+    d = await open_domain(Settings(data_dir=data_dir))
     yield d
     await d.store.close()
 

@@ -33,7 +33,7 @@ from berth.gateway.ssh_connection import CHOICE_SECONDS
 from berth.gateway.ssh_limits import SshLimits
 from berth.runtime.base import ExecSpec, TaskId, TaskSpec, TaskStatus
 from berth.runtime.docker import DockerRuntime
-from tests.integration.test_docker_runtime import IMAGE, RUN_LABEL, SOCKET, poll
+from tests.contract.drivers import IMAGE, RUN_LABEL, SOCKET, poll
 
 pytestmark = pytest.mark.engine
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from datetime import UTC, datetime
 
 from berth.control.reconciler import Reconciler
 from berth.domain import labels
@@ -26,9 +25,9 @@ async def run_scheduler(domain: Domain, wake: asyncio.Event) -> None:
         wake.clear()
         delay = SCHEDULER_MAX_SLEEP
         try:
-            earliest = await fire_due_schedules(domain, datetime.now(UTC))
+            earliest = await fire_due_schedules(domain, domain.clock.now())
             if earliest is not None:
-                until = (earliest - datetime.now(UTC)).total_seconds()
+                until = (earliest - domain.clock.now()).total_seconds()
                 delay = max(0.05, min(delay, until))
         except Exception:
             log.exception("scheduler pass failed; retrying")
@@ -41,7 +40,7 @@ async def run_meter(domain: Domain, interval: float) -> None:
     while True:
         await asyncio.sleep(interval)
         try:
-            await meter_running_runs(domain, datetime.now(UTC))
+            await meter_running_runs(domain, domain.clock.now())
         except Exception:
             log.exception("meter tick failed; the next tick catches up")
 

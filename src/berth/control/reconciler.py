@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Coroutine
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -82,6 +82,15 @@ class Reconciler:
         """Ask for a pass as soon as possible."""
         self._wake.set()
 
+    def _now(self) -> datetime:
+        return self._domain.clock.now()
+
+    async def settle(self) -> None:
+        """Wait until no engine operation a pass started is under way (tests drive passes
+        one at a time: a pass, then `settle`, then what it did is in the store)."""
+        while self._inflight:
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+
     def start_now(self, run_id: str) -> None:
         """Start a promoted standby run's created task at once (a request waits on it),
         without waiting for a pass; a pass that finds it under way leaves it alone."""
@@ -115,7 +124,7 @@ class Reconciler:
         if self.engine_error is not None:
             wait = min(wait, ENGINE_DOWN_RETRY)
         if self._backoff_due is not None:
-            wait = min(wait, (self._backoff_due - _now()).total_seconds())
+            wait = min(wait, (self._backoff_due - self._now()).total_seconds())
         return max(wait, MIN_WAIT)
 
     async def cancel_inflight(self) -> None:
@@ -127,7 +136,7 @@ class Reconciler:
 
     async def reconcile_once(self) -> None:
         async with self._pass_lock:
-            now = datetime.now(UTC)
+            now = self._now()
             await lifecycle.converge_desired_runs(self._domain, now)
             # Runs are read before tasks are listed: a task missing from the list then really
             # is gone, since a run becomes `running` only after its task exists. Runs with an
@@ -184,7 +193,7 @@ class Reconciler:
                 await self._remove_volumes(container_id)
             for user_id in purged.idle_user_ids:
                 await self._remove_unused_networks(user_id)
-            await lifecycle.refresh_statuses(self._domain, datetime.now(UTC))
+            await lifecycle.refresh_statuses(self._domain, self._now())
 
     def _act_on_run(self, run: Run, workload: Workload | None, task: TaskState | None) -> None:
         if run.id in self._inflight:
@@ -208,13 +217,13 @@ class Reconciler:
             if task is not None:
                 self._start(run.id, self._adopt(run, task))
             elif run.stop_requested or workload is None:
-                self._start(run.id, self._record(run, lifecycle.RunResult(None, _now())))
+                self._start(run.id, self._record(run, lifecycle.RunResult(None, self._now())))
             else:
                 self._start(run.id, self._launch(run, workload))
             return
         if task is None:
             result = lifecycle.RunResult(
-                None, _now(), error="the task's container disappeared from the engine"
+                None, self._now(), error="the task's container disappeared from the engine"
             )
             self._start(run.id, self._record(run, result))
         elif task.status == TaskStatus.EXITED:
@@ -255,7 +264,7 @@ class Reconciler:
         try:
             task = await self._runtime.launch(await self._spec(run, workload))
         except (ImageNotFound, InvalidTaskSpec) as exc:
-            await self._record(run, lifecycle.RunResult(None, _now(), error=str(exc)))
+            await self._record(run, lifecycle.RunResult(None, self._now(), error=str(exc)))
             return
         await self._adopt(run, task)
 
@@ -266,7 +275,7 @@ class Reconciler:
         try:
             task = await self._runtime.create(await self._spec(run, workload))
         except (ImageNotFound, InvalidTaskSpec) as exc:
-            await self._record(run, lifecycle.RunResult(None, _now(), error=str(exc)))
+            await self._record(run, lifecycle.RunResult(None, self._now(), error=str(exc)))
             return
         await lifecycle.mark_standby_prepared(self._domain, run.id, task_id=task.task_id)
 
@@ -274,11 +283,11 @@ class Reconciler:
         try:
             started = await self._runtime.start(task_id)
         except InvalidTaskSpec as exc:
-            await self._record(run, lifecycle.RunResult(None, _now(), error=str(exc)))
+            await self._record(run, lifecycle.RunResult(None, self._now(), error=str(exc)))
             return
         except TaskNotFound:
             error = "the task's container disappeared from the engine before it started"
-            await self._record(run, lifecycle.RunResult(None, _now(), error=error))
+            await self._record(run, lifecycle.RunResult(None, self._now(), error=error))
             return
         # Routable now (the gateway may be holding a request for it), before it is recorded.
         self._domain.bus.publish(
@@ -292,7 +301,7 @@ class Reconciler:
         if task.started_at is None:
             task = await self._runtime.inspect(task.task_id) or task
         started = await lifecycle.mark_run_started(
-            self._domain, run.id, task_id=task.task_id, started_at=task.started_at or _now()
+            self._domain, run.id, task_id=task.task_id, started_at=task.started_at or self._now()
         )
         if not started and not await self._still_active(run.id):
             return  # finished meanwhile by another operation
@@ -307,7 +316,7 @@ class Reconciler:
     async def _discard(self, run: Run, task: TaskState) -> None:
         """A task that never started for a run no longer wanted: remove it, record the run."""
         await self._runtime.remove(task.task_id)
-        await self._record(run, lifecycle.RunResult(None, _now()))
+        await self._record(run, lifecycle.RunResult(None, self._now()))
 
     async def _still_active(self, run_id: str) -> bool:
         async with self._domain.store.reading() as session:
@@ -321,7 +330,7 @@ class Reconciler:
         await lifecycle.record_run_result(
             self._domain,
             run.id,
-            result_of(task, logs_archived=False),
+            result_of(task, logs_archived=False, now=self._now()),
             backoff_max=self._backoff_max,
         )
         await self._archive(run.id, task.task_id)
@@ -374,7 +383,3 @@ class Reconciler:
         if self.engine_error is None:
             log.error("container engine unavailable: %s", exc)
         self.engine_error = str(exc)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import datetime
 
 from berth.domain import labels
 from berth.domain.lifecycle import RunResult
@@ -71,14 +71,15 @@ def volume_name(instance_id: str, workload_id: str, path: str) -> str:
     return f"berth-{instance_id}-{workload_id}-{digest}"
 
 
-def result_of(task: TaskState, *, logs_archived: bool) -> RunResult:
+def result_of(task: TaskState, *, logs_archived: bool, now: datetime) -> RunResult:
+    """A finished task's result; `now` stands in for a finish the engine did not stamp."""
     error = None
     if task.error and task.exit_code not in (0, None):
         error = f"the task could not run: {task.error}"
     return RunResult(
         exit_code=task.exit_code,
         started_at=task.started_at,
-        finished_at=task.finished_at or datetime.now(UTC),
+        finished_at=task.finished_at or now,
         oom_killed=task.oom_killed,
         error=error,
         logs_archived=logs_archived,

@@ -22,7 +22,7 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -106,7 +106,7 @@ async def check_gate(
 async def _create(
     domain: Domain, actor: Actor, request: GatedRequest, *, company_ttl: int
 ) -> Approval:
-    now = datetime.now(UTC)
+    now = domain.clock.now()
     approval = Approval(
         id=new_approval_id(),
         company_id=actor.company_id,
@@ -176,7 +176,7 @@ async def collect(domain: Domain, approval: Approval, replay: Replay) -> Approva
         or approval.executed_at is not None
     ):
         return approval
-    if approval.expires_at <= datetime.now(UTC):
+    if approval.expires_at <= domain.clock.now():
         raise Gone(
             f"approval {approval.id} was approved but its {approval.action} was not collected "
             f"before the approval expired at {approval.expires_at:%Y-%m-%dT%H:%M:%SZ}; "
@@ -199,7 +199,7 @@ async def _claim_run(domain: Domain, approval_id: str) -> bool:
                 Approval.status == "approved",
                 Approval.executed_at.is_(None),
             )
-            .values(executed_at=datetime.now(UTC))
+            .values(executed_at=domain.clock.now())
         )
     return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -248,7 +248,7 @@ async def _load_for_caller(domain: Domain, principal: Principal, approval_id: st
 
 async def _current_status(domain: Domain, approval: Approval) -> str:
     """The status, turning an overdue pending approval into `expired` (and auditing it)."""
-    if approval.status != "pending" or approval.expires_at > datetime.now(UTC):
+    if approval.status != "pending" or approval.expires_at > domain.clock.now():
         return approval.status
     async with domain.store.transaction() as session:
         fresh = await session.get(Approval, approval.id)
@@ -306,7 +306,7 @@ async def decide(
         if fresh.status != "pending":
             raise Conflict(f"approval {approval_id} was already {fresh.status}")
         fresh.status = "approved" if approve else "rejected"
-        fresh.decided_at = datetime.now(UTC)
+        fresh.decided_at = domain.clock.now()
         fresh.decided_by = principal.user_id
         fresh.note = note
         _audit(
@@ -326,7 +326,7 @@ async def record_result(domain: Domain, approval_id: str, response: StoredRespon
         approval.result_status = response.status_code
         # Results can hold secrets (a shell session's token, a command's output): encrypted.
         approval.result_body = domain.cipher.encrypt(response.body.decode("utf-8", "replace"))
-        approval.executed_at = datetime.now(UTC)
+        approval.executed_at = domain.clock.now()
         _audit(
             session,
             approval,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -92,7 +91,7 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
     mount_paths = validate_mount_paths(body.mount_paths)
     _arch, cpu = catalogue[body.instance_type]
     capacity = await engine_capacity(domain)
-    now = datetime.now(UTC)
+    now = domain.clock.now()
     async with domain.store.transaction() as session:
         user, kit = await load_compute_user(session, actor.user_id)
         count = await session.scalar(
@@ -196,7 +195,7 @@ async def delete_container(domain: Domain, actor: Actor, container_id: str) -> N
     async with domain.store.transaction() as session:
         await load_compute_user(session, actor.user_id)
         workload = await owned_container(session, actor, container_id)
-        now = datetime.now(UTC)
+        now = domain.clock.now()
         workload.deleted_at, workload.desired_state = now, "stopped"
         workload.status, workload.updated_at = "deleting", now
         await session.execute(
@@ -220,7 +219,7 @@ async def start_container(domain: Domain, actor: Actor, container_id: str) -> Co
             workload.status, workload.status_reason = "pending", None
         workload.desired_state = "running"
         workload.backoff_until, workload.consecutive_failures = None, 0
-        workload.updated_at = datetime.now(UTC)
+        workload.updated_at = domain.clock.now()
     publish_statuses(domain, [workload])
     publish_changed(domain, workload)
     return await _view(domain, workload, live=False)
@@ -233,7 +232,7 @@ async def stop_container(domain: Domain, actor: Actor, container_id: str) -> Con
         await load_compute_user(session, actor.user_id)
         workload = await owned_container(session, actor, container_id)
         workload.desired_state = "stopped"
-        workload.updated_at = datetime.now(UTC)
+        workload.updated_at = domain.clock.now()
         changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
     publish_statuses(domain, changed)
@@ -245,7 +244,7 @@ async def set_ssh_enabled(domain: Domain, actor: Actor, container_id: str, enabl
         await load_compute_user(session, actor.user_id)
         workload = await owned_container(session, actor, container_id)
         workload.ssh_enabled = enabled
-        workload.updated_at = datetime.now(UTC)
+        workload.updated_at = domain.clock.now()
     domain.bus.publish(
         Event(
             "container.ssh",
@@ -284,7 +283,7 @@ async def set_mount_paths(
         if restart:
             workload.generation += 1
             workload.status, workload.status_reason = "pending", "restarting onto new mounts"
-        workload.updated_at = datetime.now(UTC)
+        workload.updated_at = domain.clock.now()
     if restart:
         publish_statuses(domain, [workload])
         publish_changed(domain, workload)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from berth.clock import SYSTEM_CLOCK, Clock
 from berth.domain.crypto import SecretCipher
 from berth.domain.events import EventBus
 from berth.domain.tokens import TokenSigner
@@ -65,3 +66,5 @@ class Domain:
     """This installation's id, labelled on everything it creates on the engine."""
     runtime: Runtime | None = None
     """Needed only to read live output of running tasks; admin commands run without it."""
+    clock: Clock = SYSTEM_CLOCK
+    """Where the domain and the controllers read the time (a test's `ManualClock`)."""

@@ -9,7 +9,6 @@ by another program on the gateway's host, or one of the gateway's own ports, is 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlalchemy import select
@@ -69,7 +68,10 @@ async def add_rule(
         )
         if rule is None:
             rule = IngressRule(
-                workload_id=workload.id, port=port, target_port=target, created_at=datetime.now(UTC)
+                workload_id=workload.id,
+                port=port,
+                target_port=target,
+                created_at=domain.clock.now(),
             )
             session.add(rule)
         rule.target_port = target

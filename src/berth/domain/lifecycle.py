@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -78,10 +78,10 @@ async def _plan_runs(session: AsyncSession, now: datetime) -> bool:
                 promoted.standby, promoted.created_at = False, now
                 changed = True
             for slot in plan.create_slots:
-                session.add(new_replica_run(workload, slot))
+                session.add(new_replica_run(workload, slot, now=now))
                 changed = True
             if plan.create_standby:
-                session.add(new_replica_run(workload, 0, standby=True))
+                session.add(new_replica_run(workload, 0, now=now, standby=True))
                 changed = True
             stops = [(runs_by_id[run_id], reason) for run_id, reason in plan.stop]
         elif workload.deleted_at is not None:
@@ -163,7 +163,7 @@ async def record_run_result(
             if workload.type in ("service", "container") and not run.stop_requested:
                 _record_crash(workload, run, result.finished_at, backoff_max)
             await session.flush()
-            changed = await _refresh_status(session, workload, datetime.now(UTC))
+            changed = await _refresh_status(session, workload, domain.clock.now())
     _publish_run(domain, run, "run.finished")
     if changed and workload is not None:
         publish_statuses(domain, [workload])

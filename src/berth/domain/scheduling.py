@@ -45,7 +45,7 @@ async def fire_due_schedules(domain: Domain, now: datetime) -> datetime | None:
             elif user is None or user.credits <= 0:
                 workload.status_reason = "skipped a fire: no credits left"
             else:
-                session.add(new_scheduled_run(workload))
+                session.add(new_scheduled_run(workload, now=now))
                 workload.status_reason = None
                 fired.append(workload)
             workload.next_run_at = parse_schedule(workload.schedule_expr).next_after(now)

@@ -7,7 +7,7 @@ run. Values are encrypted before they reach the session and never appear in even
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,7 +35,7 @@ async def set_secret(
     domain: Domain, actor: Actor, workload_id: str, *, key: str, value: str
 ) -> Secret:
     ciphertext = domain.cipher.encrypt(value)
-    now = datetime.now(UTC)
+    now = domain.clock.now()
     async with domain.store.transaction() as session:
         await load_compute_user(session, actor.user_id)
         workload = await owned_workload(session, actor, workload_id)
@@ -52,7 +52,7 @@ async def set_secret(
             session.add(secret)
         secret.ciphertext = ciphertext
         secret.updated_at = now
-        _bump_generation(workload)
+        _bump_generation(workload, now=now)
     publish_changed(domain, workload)
     return secret
 
@@ -63,7 +63,7 @@ async def delete_secret(domain: Domain, actor: Actor, workload_id: str, key: str
         workload = await owned_workload(session, actor, workload_id)
         secret = await _owned_secret(session, workload_id, key)
         await session.delete(secret)
-        _bump_generation(workload)
+        _bump_generation(workload, now=domain.clock.now())
     publish_changed(domain, workload)
 
 
@@ -114,6 +114,6 @@ def _check_environment_size(
         )
 
 
-def _bump_generation(workload: Workload) -> None:
+def _bump_generation(workload: Workload, *, now: datetime) -> None:
     workload.generation += 1
-    workload.updated_at = datetime.now(UTC)
+    workload.updated_at = now

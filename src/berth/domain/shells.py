@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select, update
 
@@ -62,7 +62,7 @@ async def open_session(
 ) -> IssuedSession:
     target = await running_target(domain, actor, workload_id, run_id)
     token = "sh_" + secrets.token_urlsafe(32)
-    now = datetime.now(UTC)
+    now = domain.clock.now()
     session_row = ShellSession(
         id=new_shell_session_id(),
         workload_id=target.workload.id,
@@ -91,7 +91,7 @@ async def claim_session(domain: Domain, session_id: str, token: str | None) -> C
     sessions whose task no longer runs or is being retired (see `execution.retiring`)."""
     if not token:
         raise Unauthenticated("missing session token: pass ?token= or a Bearer header")
-    now = datetime.now(UTC)
+    now = domain.clock.now()
     async with domain.store.transaction() as session:
         claimed = await session.execute(
             update(ShellSession)
@@ -126,14 +126,14 @@ async def end_session(domain: Domain, session_id: str, *, exit_code: int | None)
     async with domain.store.transaction() as session:
         row = await session.get(ShellSession, session_id)
         if row is not None and row.status != "ended":
-            row.status, row.ended_at, row.exit_code = "ended", datetime.now(UTC), exit_code
+            row.status, row.ended_at, row.exit_code = "ended", domain.clock.now(), exit_code
 
 
 async def end_orphaned_sessions(domain: Domain) -> int:
     """At start-up: sessions a previous process left `active` lost their WebSocket with it
     (a crash gives no chance to record their end); they are ended now, without an exit
     code. Returns how many."""
-    now = datetime.now(UTC)
+    now = domain.clock.now()
     async with domain.store.transaction() as session:
         ended = await session.execute(
             update(ShellSession)
@@ -154,7 +154,7 @@ async def list_sessions(domain: Domain, actor: Actor, workload_id: str) -> list[
                 .order_by(ShellSession.created_at.desc())
             )
         )
-    now = datetime.now(UTC)
+    now = domain.clock.now()
     for row in rows:
         if row.status == "waiting" and row.connect_by <= now:
             row.status = "expired"

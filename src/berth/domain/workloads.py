@@ -10,7 +10,7 @@ status events that follow it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,7 +41,7 @@ async def validate_create(domain: Domain, actor: Actor, body: WorkloadCreate) ->
 
 async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) -> WorkloadView:
     capacity = await engine_capacity(domain)
-    now = datetime.now(UTC)
+    now = domain.clock.now()
     async with domain.store.transaction() as session:
         user, schedule = await _check_create(session, actor, body, capacity)
         workload = Workload(
@@ -70,7 +70,7 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
         session.add(workload)
         await session.flush()
         if body.type == "job":
-            session.add(_new_run(workload, trigger="create"))
+            session.add(_new_run(workload, trigger="create", now=now))
     publish_changed(domain, workload)
     return await get_workload(domain, actor, workload.id)
 
@@ -102,7 +102,7 @@ async def delete_workload(domain: Domain, actor: Actor, workload_id: str) -> Non
     async with domain.store.transaction() as session:
         await load_compute_user(session, actor.user_id)
         workload = await owned_workload(session, actor, workload_id)
-        now = datetime.now(UTC)
+        now = domain.clock.now()
         workload.deleted_at = now
         workload.desired_state = "stopped"
         workload.status = "deleting"
@@ -126,10 +126,10 @@ async def start_workload(domain: Domain, actor: Actor, workload_id: str) -> Work
             workload.consecutive_failures = 0
         elif workload.desired_state != "running" and workload.schedule_expr:
             workload.next_run_at = parse_schedule(workload.schedule_expr).next_after(
-                datetime.now(UTC)
+                domain.clock.now()
             )
         workload.desired_state = "running"
-        workload.updated_at = datetime.now(UTC)
+        workload.updated_at = domain.clock.now()
         changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
     publish_statuses(domain, changed)
@@ -143,7 +143,7 @@ async def stop_workload(domain: Domain, actor: Actor, workload_id: str) -> Workl
         workload = await owned_workload(session, actor, workload_id)
         if workload.type != "job":
             workload.desired_state = "stopped"
-        workload.updated_at = datetime.now(UTC)
+        workload.updated_at = domain.clock.now()
         await _request_stop_all(session, workload.id, reason="stopped")
         changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
@@ -175,7 +175,7 @@ async def scale_workload(
         workload.replicas = count
         if count > 0:
             workload.desired_state = "running"
-        workload.updated_at = datetime.now(UTC)
+        workload.updated_at = domain.clock.now()
         changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
     publish_statuses(domain, changed)
@@ -190,7 +190,7 @@ async def trigger_run(domain: Domain, actor: Actor, workload_id: str) -> Run:
         if workload.type == "service":
             raise Conflict("a service runs continuously; use start, stop or scale")
         require_credits(user)
-        run = _new_run(workload, trigger="manual")
+        run = _new_run(workload, trigger="manual", now=domain.clock.now())
         session.add(run)
     publish_changed(domain, workload)
     return run
@@ -229,11 +229,11 @@ async def owned_workload(session: AsyncSession, actor: Actor, workload_id: str) 
     return workload
 
 
-def new_scheduled_run(workload: Workload) -> Run:
-    return _new_run(workload, trigger="schedule")
+def new_scheduled_run(workload: Workload, *, now: datetime) -> Run:
+    return _new_run(workload, trigger="schedule", now=now)
 
 
-def _new_run(workload: Workload, *, trigger: str, slot: int = 0) -> Run:
+def _new_run(workload: Workload, *, trigger: str, now: datetime, slot: int = 0) -> Run:
     return Run(
         id=new_run_id(),
         workload_id=workload.id,
@@ -244,12 +244,12 @@ def _new_run(workload: Workload, *, trigger: str, slot: int = 0) -> Run:
         status="pending",
         cpu=workload.cpu,
         memory_mb=workload.memory_mb,
-        created_at=datetime.now(UTC),
+        created_at=now,
     )
 
 
-def new_replica_run(workload: Workload, slot: int, *, standby: bool = False) -> Run:
-    run = _new_run(workload, trigger="replica", slot=slot)
+def new_replica_run(workload: Workload, slot: int, *, now: datetime, standby: bool = False) -> Run:
+    run = _new_run(workload, trigger="replica", now=now, slot=slot)
     run.standby = standby
     return run
 
@@ -343,13 +343,15 @@ async def wake_service(domain: Domain, workload_id: str) -> Wake:
         workload.desired_state = "running"
         workload.replicas = max(workload.replicas, 1)
         workload.backoff_until, workload.consecutive_failures = None, 0
-        workload.updated_at = datetime.now(UTC)
-        standby_run_id = await _promote_standby(session, workload)
+        workload.updated_at = domain.clock.now()
+        standby_run_id = await _promote_standby(session, workload, now=workload.updated_at)
     publish_changed(domain, workload)
     return Wake(woken=True, standby_run_id=standby_run_id)
 
 
-async def _promote_standby(session: AsyncSession, workload: Workload) -> str | None:
+async def _promote_standby(
+    session: AsyncSession, workload: Workload, *, now: datetime
+) -> str | None:
     """Let a waking service's standby run take slot 0 now, in the wake's own transaction
     (the planner would promote it on its next pass; this saves that pass a write)."""
     standby = await session.scalar(
@@ -364,7 +366,7 @@ async def _promote_standby(session: AsyncSession, workload: Workload) -> str | N
     )
     if standby is None:
         return None
-    standby.standby, standby.created_at = False, datetime.now(UTC)
+    standby.standby, standby.created_at = False, now
     return standby.id
 
 
@@ -384,7 +386,7 @@ async def scale_idle_service_to_zero(
         ):
             return False
         workload.desired_state = "stopped"
-        workload.updated_at = datetime.now(UTC)
+        workload.updated_at = domain.clock.now()
         await _request_stop_all(session, workload.id, reason="idle")
     publish_changed(domain, workload)
     return True

@@ -18,7 +18,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from berth.domain import containers, workloads
 from berth.domain.context import Domain
@@ -139,10 +139,10 @@ class IdleScaler:
         self._task: asyncio.Task[None] | None = None
 
     def saw_request(self, workload_id: str) -> None:
-        self._last_request[workload_id] = datetime.now(UTC)
+        self._last_request[workload_id] = self._domain.clock.now()
 
     async def scale_idle_services(self) -> None:
-        now = datetime.now(UTC)
+        now = self._domain.clock.now()
         for workload in await workloads.idle_candidates(self._domain):
             last = max(
                 self._last_request.get(workload.id, workload.updated_at), workload.updated_at

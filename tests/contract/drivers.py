@@ -1,0 +1,126 @@
+"""The drivers the runtime contract is checked against, and a test's view of one.
+
+Every driver gets the same commands (busybox's `sh`, `echo`, `cat`, `sleep`, `httpd`...: the
+in-memory driver's toy shell means the same by them as the test image does). The in-memory
+driver runs on the real clock here, so a script's `sleep` passes as on an engine, and waiting
+is the same polling with a deadline for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import pytest
+
+from berth.runtime.base import InteractiveSession, Runtime, TaskId, TaskSpec, TaskState, TaskStatus
+from berth.runtime.docker import DockerRuntime
+from berth.runtime.memory import MemoryRuntime
+
+SOCKET = "/var/run/docker.sock"
+IMAGE = "berth-test/busybox:latest"
+RUN_LABEL = "berth.test.run"
+
+DRIVERS = (
+    pytest.param("memory", id="memory"),
+    pytest.param("docker", id="docker", marks=pytest.mark.engine),
+)
+"""Every driver the contract holds for; the Docker one needs the engine (marked `engine`)."""
+
+T = TypeVar("T")
+
+
+def open_driver(name: str) -> Runtime:
+    if name == "memory":
+        return MemoryRuntime()
+    if not os.path.exists(SOCKET):
+        pytest.skip(f"no container engine at {SOCKET}")
+    return DockerRuntime(SOCKET)
+
+
+class Env:
+    """One test's runtime, unique run id and helpers."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.run = secrets.token_hex(4)
+        self.labels = {RUN_LABEL: self.run}
+
+    def spec(self, suffix: str, command: list[str] | None, **overrides: Any) -> TaskSpec:
+        fields: dict[str, Any] = {
+            "name": f"berth-test-{self.run}-{suffix}",
+            "image": IMAGE,
+            "command": command,
+            "env": {},
+            "labels": dict(self.labels),
+            "cpu": 0.5,
+            "memory_mb": 64,
+        }
+        fields.update(overrides)
+        return TaskSpec(**fields)
+
+    async def running_task(self, suffix: str, command: list[str] | None = None) -> TaskId:
+        state = await self.runtime.launch(self.spec(suffix, command or ["sleep", "300"]))
+        assert state.status is TaskStatus.RUNNING
+        return state.task_id
+
+    async def wait_exited(self, task_id: TaskId, within: float = 15.0) -> TaskState:
+        async def exited() -> TaskState | None:
+            state = await self.runtime.inspect(task_id)
+            return state if state is not None and state.status is TaskStatus.EXITED else None
+
+        return await poll(exited, within)
+
+    async def clean_up(self) -> None:
+        """Remove what the test left: tasks, then volumes and networks with its label."""
+        for state in await self.runtime.list_tasks(self.labels):
+            await self.runtime.remove(state.task_id)
+        await self.runtime.remove_volumes(self.labels)
+        await self.runtime.remove_networks(self.labels)
+
+
+async def poll_until(check: Callable[[], Awaitable[T | None]], within: float) -> T | None:
+    """Call `check` until it returns something other than None; None at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = await check()
+        if result is not None or loop.time() > deadline:
+            return result
+        await asyncio.sleep(0.05)
+
+
+async def poll(check: Callable[[], Awaitable[T | None]], within: float = 15.0) -> T:
+    """Like `poll_until`, failing the test at the deadline."""
+    result = await poll_until(check, within)
+    if result is None:
+        pytest.fail(f"condition not met within {within}s")
+    return result
+
+
+async def read_until(
+    session: InteractiveSession, seen: Callable[[str], bool], within: float = 10.0
+) -> str:
+    """Read the terminal until `seen(all output so far)`; fail the test at the deadline."""
+    output = b""
+    try:
+        async with asyncio.timeout(within):
+            while not seen(output.decode(errors="replace")):
+                chunk = await session.read()
+                if not chunk:
+                    break
+                output += chunk
+    except TimeoutError:
+        pass
+    text = output.decode(errors="replace")
+    if not seen(text):
+        pytest.fail(f"terminal output never matched within {within}s: {text!r}")
+    return text
+
+
+def lines(text: str) -> list[str]:
+    """A terminal's output as lines, without carriage returns or surrounding blanks."""
+    return [line.strip() for line in text.replace("\r", "\n").split("\n")]

@@ -97,11 +97,12 @@ class ServiceWaker:
     async def _accepts(self, route: Route, patient: bool) -> bool:
         """Whether a task of the route accepts a TCP connection now.
 
-        Asked inside the task when the route knows its task (instant and exact): the
-        engine's port publisher accepts on the host port even before the task listens, then
-        closes the connection when the task refuses it. Otherwise, or when `patient` (a
-        server may listen on its network address only, not on its loopback), a connection
-        to the published port that stays open for `SETTLE_SECONDS` counts as accepted.
+        Asked inside the task when the route knows its task (exact, on its loopback and its
+        network address alike): the engine's port publisher accepts on the host port even
+        before the task listens, then closes the connection when the task refuses it, and
+        on a busy machine that close can come late. Only for an upstream whose task is not
+        known does a connection to the published port that stays open for `SETTLE_SECONDS`
+        count as accepted (after `patient` waiting).
         """
         for upstream in route.upstreams:
             inside = upstream.inside if isinstance(upstream, LoopbackAddress) else upstream
@@ -110,9 +111,9 @@ class ServiceWaker:
                     (await self._runtime.open_port(inside.task_id, inside.port)).close()
                     return True
                 except (OSError, RuntimeDriverError):
-                    if not patient or not isinstance(upstream, LoopbackAddress):
-                        continue
-            assert isinstance(upstream, LoopbackAddress)
+                    continue
+            if not patient or not isinstance(upstream, LoopbackAddress):
+                continue
             try:
                 reader, writer = await asyncio.open_connection(upstream.host, upstream.port)
             except OSError:

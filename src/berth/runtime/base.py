@@ -299,10 +299,11 @@ class Runtime(Protocol):
         """
 
     async def open_port(self, task_id: TaskId, port: int) -> socket.socket:
-        """A TCP connection to `127.0.0.1:port` as seen from *inside* the running task.
+        """A TCP connection to `port` as seen from *inside* the running task: on
+        `127.0.0.1`, else on the task's own network address (a server may listen on either).
 
         This reaches a server the task binds on its own loopback (as `ssh -L` users expect)
-        without publishing the port or routing to the task's network address. Returns a
+        without publishing the port or routing to the task's network address from outside. Returns a
         connected, non-blocking socket the caller owns (and closes), ready to hand to the
         event loop as streams (`asyncio.open_connection(sock=...)`) or a protocol. Raises
         `TaskNotFound` if the task does not run and `PortUnreachable` if nothing accepts

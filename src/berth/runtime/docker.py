@@ -417,7 +417,9 @@ class DockerRuntime:
         pid = int(state.get("Pid") or 0)
         if not state.get("Running") or pid <= 0:
             raise TaskNotFound(f"task {task_id} is not running")
-        return await open_port_in_task(pid, str(data.get("Id") or task_id), port)
+        networks: Json = (data.get("NetworkSettings") or {}).get("Networks") or {}
+        addresses = [str(n["IPAddress"]) for n in networks.values() if n.get("IPAddress")]
+        return await open_port_in_task(pid, str(data.get("Id") or task_id), port, addresses)
 
     # -- usage and volumes -----------------------------------------------------------------
 

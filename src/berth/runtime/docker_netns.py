@@ -31,7 +31,7 @@ import errno
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from berth.runtime.base import PortUnreachable
 from berth.runtime.docker_exec import _in_container
@@ -87,24 +87,32 @@ def _socket_in_namespace(pid: int, container_id: str) -> socket.socket:
         os.close(target)
 
 
-def connect_in_task(pid: int, container_id: str, port: int) -> socket.socket:
-    """A non-blocking socket connected to 127.0.0.1:`port` inside the task.
+def connect_in_task(
+    pid: int, container_id: str, port: int, addresses: Sequence[str] = ()
+) -> socket.socket:
+    """A non-blocking socket connected to `port` inside the task: on 127.0.0.1, else on the
+    first of the task's own network `addresses` that accepts (a server may listen on its
+    network address only).
 
     Blocking and thread-affine: call it only from a thread of its own.
     """
-    sock = _socket_in_namespace(pid, container_id)
-    try:
-        sock.settimeout(CONNECT_TIMEOUT)
-        sock.connect(("127.0.0.1", port))
-        sock.setblocking(False)
-    except OSError as exc:
-        sock.close()
-        reason = "connection refused" if isinstance(exc, ConnectionRefusedError) else str(exc)
-        raise PortUnreachable(
-            f"nothing accepts connections on port {port} inside the container ({reason}); "
-            "start the server there first (listening on 127.0.0.1 or 0.0.0.0)"
-        ) from exc
-    return sock
+    failure: OSError | None = None
+    for address in ("127.0.0.1", *addresses):
+        sock = _socket_in_namespace(pid, container_id)
+        try:
+            sock.settimeout(CONNECT_TIMEOUT)
+            sock.connect((address, port))
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            failure = failure or exc
+            continue
+        return sock
+    reason = "connection refused" if isinstance(failure, ConnectionRefusedError) else str(failure)
+    raise PortUnreachable(
+        f"nothing accepts connections on port {port} inside the container ({reason}); "
+        "start the server there first (listening on 127.0.0.1 or 0.0.0.0)"
+    ) from failure
 
 
 async def _in_own_thread(work: Callable[[], socket.socket]) -> socket.socket:
@@ -138,8 +146,11 @@ async def _in_own_thread(work: Callable[[], socket.socket]) -> socket.socket:
     return await future
 
 
-async def open_port_in_task(pid: int, container_id: str, port: int) -> socket.socket:
-    """`Runtime.open_port` for the task whose main process is `pid` (as this host sees it)."""
+async def open_port_in_task(
+    pid: int, container_id: str, port: int, addresses: Sequence[str] = ()
+) -> socket.socket:
+    """`Runtime.open_port` for the task whose main process is `pid` (as this host sees it),
+    whose network addresses are `addresses`."""
     if not 1 <= port <= 65535:
         raise PortUnreachable(f"{port} is not a TCP port (1-65535)")
-    return await _in_own_thread(lambda: connect_in_task(pid, container_id, port))
+    return await _in_own_thread(lambda: connect_in_task(pid, container_id, port, addresses))

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from berth.domain.context import Domain
 from berth.domain.events import Subscription
-from berth.gateway.routes import RouteTable, load_routes
+from berth.gateway.http.route_table import RouteTable, load_routes
 from berth.runtime.base import RuntimeDriverError
 
 log = logging.getLogger("berth.gateway")

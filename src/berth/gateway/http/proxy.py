@@ -39,7 +39,7 @@ Contract:
 
 Route changes are `RouteTable.set_routes` swaps: requests already forwarded keep their
 upstream connection, so updates never drop in-flight requests. The gateway knows nothing
-of the domain; `berth.gateway.routes.load_routes` builds its table.
+of the domain; `berth.gateway.http.route_table.load_routes` builds its table.
 
 Why protocols rather than streams: a proxied request on a pooled connection is handled
 entirely inside two `data_received` callbacks (the client's, which parses the head and
@@ -65,7 +65,7 @@ from typing import Literal, Protocol, cast
 
 import httptools
 
-from berth.gateway.routes import LoopbackAddress, Route, RouteTable, Upstream
+from berth.gateway.http.route_table import LoopbackAddress, Route, RouteTable, Upstream
 from berth.runtime.base import Runtime, RuntimeDriverError
 from berth.token_buckets import TokenBuckets
 

@@ -87,8 +87,7 @@ class RouteRefresher:
                         continue
                     if event.kind not in ("run.started", "task.started"):  # no waiting
                         await asyncio.sleep(COALESCE_SECONDS)
-                    while not events.queue.empty():
-                        events.queue.get_nowait()
+                    events.take_waiting()  # one reload covers them
                 except TimeoutError:
                     pass
                 try:

@@ -188,7 +188,7 @@ class Exchange:
             conn.pause("client_full")
         if conn.writing_paused:
             self.client.pause("upstream_full")
-        self.touch()
+        self.client.restart_upstream_timeout()
         if self.held:
             conn.write(self.head_bytes + b"".join(self.held))
             self.held = []
@@ -203,7 +203,7 @@ class Exchange:
             return  # Answered already: the rest of the body is read only to be dropped.
         data = chunk(body) if self.chunked_request else body
         if self.conn is not None:
-            self.touch()
+            self.client.restart_upstream_timeout()
             self.conn.write(data)
             return
         self.held.append(data)
@@ -238,10 +238,6 @@ class Exchange:
         return b"".join(parts)
 
     # -- response side -----------------------------------------------------------------
-
-    def touch(self) -> None:
-        """Something moved: the upstream timeout starts again."""
-        self.client.restart_upstream_timeout()
 
     def response_head(self, status: int, status_line: bytes, head: Head) -> bool:
         """Relay a response head; return True when a body the head announces will not come

@@ -62,7 +62,7 @@ class UpstreamConnection(asyncio.Protocol, Pausable):
         if exchange is None:
             self.close()  # Nothing was asked: an idle connection must stay silent.
             return
-        exchange.touch()
+        exchange.client.restart_upstream_timeout()  # something moved
         if self.head_bytes is not None:
             self.head_bytes += data
             if len(self.head_bytes) > MAX_HEAD_BYTES and b"\r\n\r\n" not in self.head_bytes:

@@ -37,9 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from berth.config import Settings
-from berth.gateway.http_proxy import HttpGateway
-from berth.gateway.public import connection_limit
-from berth.gateway.routes import LoopbackAddress, Route, RouteTable
+from berth.gateway.http.proxy import HttpGateway
+from berth.gateway.http.public_gateway import connection_limit
+from berth.gateway.http.route_table import LoopbackAddress, Route, RouteTable
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gateway.json"
 HOST = "app.localhost"

@@ -26,11 +26,11 @@ from berth.config import Settings
 from berth.control.supervisor import Controllers
 from berth.domain.shells import end_orphaned_sessions
 from berth.domain.sign_in import SignInFailures
-from berth.gateway.ports import resolve_gateway_ports
-from berth.gateway.public import PublicGateway
-from berth.gateway.ssh import SshGateway
-from berth.gateway.ssh_authorizer import DomainSshAuthorizer
-from berth.gateway.ssh_limits import SshLimits
+from berth.gateway.http.default_ports import resolve_gateway_ports
+from berth.gateway.http.public_gateway import PublicGateway
+from berth.gateway.ssh.authorizer import DomainSshAuthorizer
+from berth.gateway.ssh.gateway import SshGateway
+from berth.gateway.ssh.limits import SshLimits
 from berth.runtime.base import Runtime
 from berth.runtime.factory import create_runtime
 

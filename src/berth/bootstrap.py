@@ -14,7 +14,7 @@ from berth.domain.context import ContainerDefaults, Domain, KitDefaults, Pricing
 from berth.domain.crypto import SecretCipher
 from berth.domain.events import EventBus
 from berth.domain.tokens import TokenSigner
-from berth.gateway.ports import HTTP_PORTS
+from berth.gateway.http.default_ports import HTTP_PORTS
 from berth.runtime.base import Runtime
 from berth.store.db import Store
 from berth.store.keyfiles import load_or_create_key

@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     """The HTTP gateway: public URLs of services and containers' ingress rules."""
     gateway_port: int | None = Field(default=None, ge=1, le=65535)
     """The gateway's HTTP port, which also serves ingress rules on 80. Unset: 80 when berth
-    can bind it, else 9080 (`berth.gateway.ports`): never inside the rule range 8000-8999."""
+    can bind it, else 9080 (`berth.gateway.http.default_ports`): never inside the rule range
+    8000-8999."""
     gateway_tls_port: int | None = Field(default=None, ge=1, le=65535)
     """HTTPS, active when `tls_cert_file` and `tls_key_file` are set (a certificate for
     `*.<public domain>`); serves ingress rules on 443. Unset: 443 when berth can bind it,

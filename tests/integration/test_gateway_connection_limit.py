@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from berth.gateway.http_proxy import HttpGateway
-from berth.gateway.routes import Route, RouteTable
+from berth.gateway.http.proxy import HttpGateway
+from berth.gateway.http.route_table import Route, RouteTable
 from berth.token_buckets import TokenBuckets
 from tests.integration.server import BerthServer, free_port
 from tests.integration.test_http_gateway import Upstream

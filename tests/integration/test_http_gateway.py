@@ -23,8 +23,8 @@ from websockets.asyncio.server import serve as ws_serve
 
 from berth.bootstrap import open_domain
 from berth.domain import labels
-from berth.gateway.http_proxy import GatewayTimeouts, HttpGateway
-from berth.gateway.routes import (
+from berth.gateway.http.proxy import GatewayTimeouts, HttpGateway
+from berth.gateway.http.route_table import (
     LoopbackAddress,
     Route,
     RouteKey,

@@ -14,8 +14,8 @@ import asyncio
 
 import httpx
 
-from berth.gateway.http_proxy import WakeOutcome
-from berth.gateway.routes import Route
+from berth.gateway.http.proxy import WakeOutcome
+from berth.gateway.http.route_table import Route
 from tests.integration.test_http_gateway import (
     Upstream,
     _response,

@@ -27,10 +27,10 @@ import httpx
 import pytest
 
 from berth.domain.events import Event, EventBus
-from berth.gateway.ssh import SshGateway
-from berth.gateway.ssh_access import SeveralTargets, SshTarget, parse_ssh_username
-from berth.gateway.ssh_connection import CHOICE_SECONDS
-from berth.gateway.ssh_limits import SshLimits
+from berth.gateway.ssh.access import SeveralTargets, SshTarget, parse_ssh_username
+from berth.gateway.ssh.connection import CHOICE_SECONDS
+from berth.gateway.ssh.gateway import SshGateway
+from berth.gateway.ssh.limits import SshLimits
 from berth.runtime.base import ExecSpec, TaskId, TaskSpec, TaskStatus
 from berth.runtime.docker import DockerRuntime
 from tests.contract.drivers import IMAGE, RUN_LABEL, SOCKET, poll

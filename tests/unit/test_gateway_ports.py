@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from berth.config import Settings
-from berth.gateway import ports
-from berth.gateway.ports import can_listen, resolve_gateway_ports
+from berth.gateway.http import default_ports
+from berth.gateway.http.default_ports import can_listen, resolve_gateway_ports
 
 
 def test_a_port_another_program_listens_on_cannot_be_listened_on() -> None:
@@ -29,14 +29,14 @@ def test_an_unset_port_falls_back_when_the_preferred_one_is_taken(
         held.bind(("127.0.0.1", 0))
         held.listen()
         taken = held.getsockname()[1]
-        monkeypatch.setattr(ports, "HTTP_PORTS", (taken, 9080))
+        monkeypatch.setattr(default_ports, "HTTP_PORTS", (taken, 9080))
         resolved = resolve_gateway_ports(Settings(gateway_host="127.0.0.1"))
     assert resolved.gateway_port == 9080
     assert resolved.gateway_tls_port is None  # no certificate, no HTTPS port
 
 
 def test_the_defaults_lie_outside_the_rule_range() -> None:
-    for port in (*ports.HTTP_PORTS, *ports.HTTPS_PORTS):
+    for port in (*default_ports.HTTP_PORTS, *default_ports.HTTPS_PORTS):
         assert not 8000 <= port <= 8999
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from berth.gateway.ssh_host_key import load_or_create_host_key
+from berth.gateway.ssh.host_key import load_or_create_host_key
 from berth.private_files import (
     create_private_file,
     read_or_create_private_file,

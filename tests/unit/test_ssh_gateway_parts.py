@@ -12,10 +12,10 @@ import pytest
 
 from berth.domain.events import Event, EventBus
 from berth.domain.shells import LOGIN_SHELL
-from berth.gateway.ssh_access import SshLogin, parse_ssh_username
-from berth.gateway.ssh_host_key import SshGatewayError, load_or_create_host_key
-from berth.gateway.ssh_revocation import containers_named, cut_revoked_logins
-from berth.gateway.ssh_session import session_argv
+from berth.gateway.ssh.access import SshLogin, parse_ssh_username
+from berth.gateway.ssh.host_key import SshGatewayError, load_or_create_host_key
+from berth.gateway.ssh.revocation import containers_named, cut_revoked_logins
+from berth.gateway.ssh.session import session_argv
 
 
 @pytest.mark.parametrize(

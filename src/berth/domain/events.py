@@ -38,6 +38,18 @@ class Subscription:
     async def get(self) -> Event:
         return await self.queue.get()
 
+    def take_waiting(self) -> list[Event]:
+        """The events queued now, taken without waiting (none: an empty list)."""
+        events = []
+        while not self.queue.empty():
+            events.append(self.queue.get_nowait())
+        return events
+
+    def take_overflow(self) -> bool:
+        """Whether events were lost since the last call (`overflowed`, which this resets)."""
+        overflowed, self.overflowed = self.overflowed, False
+        return overflowed
+
     def close(self) -> None:
         self._bus.unsubscribe(self)
 

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
-from berth.gateway.ssh_session import HIGH_WATER, READ_SIZE
+from berth.gateway.ssh.session import HIGH_WATER, READ_SIZE
 
 if TYPE_CHECKING:
-    from berth.gateway.ssh import SshGateway
+    from berth.gateway.ssh.gateway import SshGateway
 
 FORWARD_HOSTS = frozenset({"localhost", "127.0.0.1"})
 """`-L` destinations accepted: they mean the container itself."""

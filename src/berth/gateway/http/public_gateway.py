@@ -4,7 +4,7 @@
 configured: one certificate for `*.<public domain>`, routing by the Host header and SNI
 name alike), loads the routes, and keeps them and the extra listeners that containers'
 ingress rules need (8000-8999) in step with the store. Its ports must be decided first
-(`berth.gateway.ports.resolve_gateway_ports`). Both listeners share one limit of new
+(`berth.gateway.http.default_ports.resolve_gateway_ports`). Both listeners share one limit of new
 connections per client address (`BERTH_GATEWAY_CONNECTIONS_PER_SECOND`, `..._BURST`).
 
 `open_rule_port` is what adding an ingress rule asks first (`domain.ingress.RuleListeners`):
@@ -22,10 +22,10 @@ from collections.abc import Callable
 
 from berth.config import Settings
 from berth.domain.context import Domain
-from berth.gateway.http_proxy import HttpGateway
-from berth.gateway.route_refresh import RouteRefresher
-from berth.gateway.routes import RouteTable, gateway_port_for
-from berth.gateway.scale_to_zero import IdleScaler, ServiceWaker
+from berth.gateway.http.proxy import HttpGateway
+from berth.gateway.http.route_refresh import RouteRefresher
+from berth.gateway.http.route_table import RouteTable, gateway_port_for
+from berth.gateway.http.scale_to_zero import IdleScaler, ServiceWaker
 from berth.runtime.base import Runtime
 from berth.token_buckets import TokenBuckets
 

@@ -44,11 +44,11 @@ from typing import Any
 import asyncssh
 
 from berth.domain.events import EventBus
-from berth.gateway.ssh_access import SshAuthorizer
-from berth.gateway.ssh_connection import ServerConnection
-from berth.gateway.ssh_host_key import SshGatewayError, load_or_create_host_key
-from berth.gateway.ssh_limits import AddressLimits, SshLimits
-from berth.gateway.ssh_revocation import cut_revoked_logins
+from berth.gateway.ssh.access import SshAuthorizer
+from berth.gateway.ssh.connection import ServerConnection
+from berth.gateway.ssh.host_key import SshGatewayError, load_or_create_host_key
+from berth.gateway.ssh.limits import AddressLimits, SshLimits
+from berth.gateway.ssh.revocation import cut_revoked_logins
 from berth.runtime.base import Runtime
 
 logger = logging.getLogger(__name__)

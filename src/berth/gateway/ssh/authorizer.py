@@ -12,7 +12,7 @@ from berth.domain.ssh_access import (
     grants_for_key,
     still_allowed,
 )
-from berth.gateway.ssh_access import ROOT_USER, SeveralTargets, SshTarget, parse_ssh_username
+from berth.gateway.ssh.access import ROOT_USER, SeveralTargets, SshTarget, parse_ssh_username
 from berth.runtime.base import TaskId
 
 

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
-from berth.gateway.ssh_access import ROOT_USER, SeveralTargets, SshTarget, parse_ssh_username
-from berth.gateway.ssh_forward import FORWARD_HOSTS, ForwardSession
-from berth.gateway.ssh_session import NoticeSession, SshSession
+from berth.gateway.ssh.access import ROOT_USER, SeveralTargets, SshTarget, parse_ssh_username
+from berth.gateway.ssh.forward import FORWARD_HOSTS, ForwardSession
+from berth.gateway.ssh.session import NoticeSession, SshSession
 from berth.runtime.base import PortUnreachable, RuntimeDriverError, TaskNotFound
 
 if TYPE_CHECKING:
-    from berth.gateway.ssh import SshGateway
+    from berth.gateway.ssh.gateway import SshGateway
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 
 from berth.domain.shells import LOGIN_SHELL
-from berth.gateway.ssh_access import ROOT_USER, SshTarget
+from berth.gateway.ssh.access import ROOT_USER, SshTarget
 from berth.runtime.base import (
     CommandNotFound,
     InteractiveSession,
@@ -27,7 +27,7 @@ from berth.runtime.base import (
 )
 
 if TYPE_CHECKING:
-    from berth.gateway.ssh import SshGateway
+    from berth.gateway.ssh.gateway import SshGateway
 
 logger = logging.getLogger(__name__)
 

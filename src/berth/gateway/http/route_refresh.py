@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from berth.domain.context import Domain
 from berth.domain.events import Subscription
-from berth.gateway.routes import RouteTable, load_routes
+from berth.gateway.http.route_table import RouteTable, load_routes
 from berth.runtime.base import RuntimeDriverError
 
 log = logging.getLogger("berth.gateway")
@@ -87,8 +87,7 @@ class RouteRefresher:
                         continue
                     if event.kind not in ("run.started", "task.started"):  # no waiting
                         await asyncio.sleep(COALESCE_SECONDS)
-                    while not events.queue.empty():
-                        events.queue.get_nowait()
+                    events.take_waiting()  # one reload covers them
                 except TimeoutError:
                     pass
                 try:

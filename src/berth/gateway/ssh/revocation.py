@@ -37,10 +37,9 @@ async def cut_revoked_logins(subscription: Subscription, recheck: RecheckLogins)
     try:
         while True:
             named = containers_named(await subscription.get())
-            while not subscription.queue.empty():
-                named |= containers_named(subscription.queue.get_nowait())
-            if subscription.overflowed:
-                subscription.overflowed = False
+            for event in subscription.take_waiting():
+                named |= containers_named(event)
+            if subscription.take_overflow():
                 logger.warning("SSH gateway missed events; rechecking every login")
                 await recheck(None)
             elif named:

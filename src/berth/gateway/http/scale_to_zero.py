@@ -23,8 +23,8 @@ from datetime import datetime, timedelta
 from berth.domain import containers, workloads
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound, PaymentRequired
-from berth.gateway.http_proxy import WakeOutcome
-from berth.gateway.routes import LoopbackAddress, Route, RouteTable
+from berth.gateway.http.proxy import WakeOutcome
+from berth.gateway.http.route_table import LoopbackAddress, Route, RouteTable
 from berth.runtime.base import Runtime, RuntimeDriverError
 
 log = logging.getLogger("berth.gateway")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from berth.domain import workloads
 from berth.domain.auth import Actor
-from berth.gateway.scale_to_zero import IdleScaler
+from berth.gateway.http.scale_to_zero import IdleScaler
 from berth.runtime.base import TaskId, TaskStatus
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import Run

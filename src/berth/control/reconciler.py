@@ -9,6 +9,13 @@ Engine calls happen outside transactions, one operation per run at a time (track
 `_inflight`), concurrently across runs. A pass runs on every change (domain events, engine
 events) and at least every `interval` seconds; killing berth at any instant leaves state that
 the next pass converges.
+
+Two targeted paths act before a pass would, so starting work does not wait on one: a changed
+workload's runs are planned and launched at once (`workload_changed`), and a task's exit is
+recorded from the engine's `die` event (`engine_event`). Each is an operation like a pass's,
+so a pass that finds it under way leaves its run alone, and each asks for a pass when it
+ends, which catches up anything it left. An engine event about a run whose operation is under
+way wakes nothing: that operation's end asks for the pass.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,6 +40,7 @@ from berth.runtime.base import (
     Runtime,
     RuntimeDriverError,
     RuntimeUnavailable,
+    TaskEvent,
     TaskId,
     TaskNotFound,
     TaskSpec,
@@ -49,6 +57,12 @@ ENGINE_DOWN_RETRY = 2.0
 """Seconds between passes while the engine cannot be reached, whatever the interval: the
 engine's return is noticed this fast even when its event stream has not reconnected yet."""
 MIN_WAIT = 0.05
+UNCHANGING_ACTIONS = frozenset(
+    {"attach", "detach", "resize", "top", "export", "commit", "copy", "archive-path"}
+)
+"""Engine event actions that say nothing about a task's state (nor do `exec_*` ones)."""
+WORKLOAD_OPERATION = "workload:"
+"""Prefix of the `_inflight` key of a changed workload's planning (`workload_changed`)."""
 
 
 class Reconciler:
@@ -72,7 +86,12 @@ class Reconciler:
         self._log_max_bytes = log_max_bytes
         self._wake = asyncio.Event()
         self._pass_lock = asyncio.Lock()
+        self._plan_lock = asyncio.Lock()
+        """Serializes run planning: a pass's and a changed workload's."""
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._readers: list[set[str]] = []
+        """One set per reader of runs under way (`_noting_operations`): the operations it
+        must leave alone, to which `_start` adds every operation it starts."""
         self.engine_error: str | None = None
         """Why the engine could not be reached in the last pass, or None when it could."""
         self._backoff_due: datetime | None = None
@@ -81,6 +100,29 @@ class Reconciler:
     def kick(self) -> None:
         """Ask for a pass as soon as possible."""
         self._wake.set()
+
+    def workload_changed(self, workload_id: str | None) -> None:
+        """A workload's desired state changed (created, run now, scaled, deleted...): plan
+        its runs and launch the new ones at once, then ask for a pass for the rest. Without
+        a workload id, only the pass."""
+        if workload_id is None:
+            self.kick()
+            return
+        self._start(WORKLOAD_OPERATION + workload_id, self._launch_planned(workload_id))
+
+    def engine_event(self, event: TaskEvent) -> None:
+        """React to one engine event about berth's tasks: a task that exited has its result
+        recorded at once; anything else about a task asks for a pass, unless an operation
+        on the task's run is under way (its end asks for one)."""
+        if event.action in UNCHANGING_ACTIONS or event.action.startswith("exec_"):
+            return
+        run_id = event.labels.get(labels.RUN, "")
+        if run_id and run_id in self._inflight:
+            return
+        if run_id and event.action == "die":
+            self._start(run_id, self._finish_exited(run_id, event.task_id))
+            return
+        self.kick()
 
     def start_now(self, run_id: str) -> None:
         """Start a promoted standby run's created task at once (a request waits on it),
@@ -128,63 +170,68 @@ class Reconciler:
     async def reconcile_once(self) -> None:
         async with self._pass_lock:
             now = datetime.now(UTC)
-            await lifecycle.converge_desired_runs(self._domain, now)
+            async with self._plan_lock:
+                await lifecycle.converge_desired_runs(self._domain, now)
             # Runs are read before tasks are listed: a task missing from the list then really
             # is gone, since a run becomes `running` only after its task exists. Runs with an
-            # engine operation under way now are left to it: what this pass reads of them may
-            # be stale by the time the list comes back.
-            busy = set(self._inflight)
-            async with self._domain.store.reading() as session:
-                active = list(
-                    await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES)))
-                )
-                workloads = {w.id: w for w in await session.scalars(select(Workload))}
-            for run in active:
-                # A promoted standby's task is known to exist, created: start it now, before
-                # the engine is listed (a wake waits on this).
-                if (
-                    run.status == "pending"
-                    and run.task_id
-                    and not run.standby
-                    and not run.stop_requested
-                    and run.id not in busy
-                    and run.workload_id in workloads
-                ):
-                    self._start(run.id, self._start_created(run, TaskId(run.task_id)))
-            self._backoff_due = min(
-                (
-                    w.backoff_until
-                    for w in workloads.values()
-                    if w.backoff_until is not None and w.backoff_until > now
-                ),
-                default=None,
+            # engine operation under way now, or started while this pass runs, are left to
+            # it: what this pass reads of them may be stale by the time the list comes back.
+            with self._noting_operations() as busy:
+                await self._observe_and_act(now, busy)
+
+    async def _observe_and_act(self, now: datetime, busy: set[str]) -> None:
+        """The rest of a pass, from reading the runs on (see `reconcile_once`)."""
+        async with self._domain.store.reading() as session:
+            active = list(
+                await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES)))
             )
-            try:
-                tasks = await self._runtime.list_tasks(labels.instance_selector(self._instance_id))
-            except RuntimeUnavailable as exc:
-                self._engine_down(exc)
-                await lifecycle.refresh_statuses(self._domain, now)
-                return
-            self.engine_error = None
-            by_run = {task.labels.get(labels.RUN, ""): task for task in tasks}
-            for run in active:
-                if run.id not in busy:
-                    self._act_on_run(run, workloads.get(run.workload_id), by_run.get(run.id))
-            active_ids = {run.id for run in active}
-            for run_id, task in by_run.items():
-                if run_id not in active_ids and run_id not in busy:
-                    self._start(run_id or task.task_id, self._remove_leftover(task, run_id))
-            # A workload goes only once none of its tasks is left on the engine, so its
-            # volumes and network are no longer in use when they are removed.
-            on_engine = {task.labels.get(labels.WORKLOAD, "") for task in tasks}
-            purged = await lifecycle.purge_deleted_workloads(self._domain, keep=on_engine)
-            for run_id in purged.run_ids:
-                self._domain.logs.delete(run_id)
-            for container_id in purged.container_ids:
-                await self._remove_volumes(container_id)
-            for user_id in purged.idle_user_ids:
-                await self._remove_unused_networks(user_id)
-            await lifecycle.refresh_statuses(self._domain, datetime.now(UTC))
+            workloads = {w.id: w for w in await session.scalars(select(Workload))}
+        for run in active:
+            # A promoted standby's task is known to exist, created: start it now, before
+            # the engine is listed (a wake waits on this).
+            if (
+                run.status == "pending"
+                and run.task_id
+                and not run.standby
+                and not run.stop_requested
+                and run.id not in busy
+                and run.workload_id in workloads
+            ):
+                self._start(run.id, self._start_created(run, TaskId(run.task_id)))
+        self._backoff_due = min(
+            (
+                w.backoff_until
+                for w in workloads.values()
+                if w.backoff_until is not None and w.backoff_until > now
+            ),
+            default=None,
+        )
+        try:
+            tasks = await self._runtime.list_tasks(labels.instance_selector(self._instance_id))
+        except RuntimeUnavailable as exc:
+            self._engine_down(exc)
+            await lifecycle.refresh_statuses(self._domain, now)
+            return
+        self.engine_error = None
+        by_run = {task.labels.get(labels.RUN, ""): task for task in tasks}
+        for run in active:
+            if run.id not in busy:
+                self._act_on_run(run, workloads.get(run.workload_id), by_run.get(run.id))
+        active_ids = {run.id for run in active}
+        for run_id, task in by_run.items():
+            if run_id not in active_ids and run_id not in busy:
+                self._start(run_id or task.task_id, self._remove_leftover(task, run_id))
+        # A workload goes only once none of its tasks is left on the engine, so its
+        # volumes and network are no longer in use when they are removed.
+        on_engine = {task.labels.get(labels.WORKLOAD, "") for task in tasks}
+        purged = await lifecycle.purge_deleted_workloads(self._domain, keep=on_engine)
+        for run_id in purged.run_ids:
+            self._domain.logs.delete(run_id)
+        for container_id in purged.container_ids:
+            await self._remove_volumes(container_id)
+        for user_id in purged.idle_user_ids:
+            await self._remove_unused_networks(user_id)
+        await lifecycle.refresh_statuses(self._domain, datetime.now(UTC))
 
     def _act_on_run(self, run: Run, workload: Workload | None, task: TaskState | None) -> None:
         if run.id in self._inflight:
@@ -228,6 +275,20 @@ class Reconciler:
             return
         task = asyncio.create_task(self._guarded(key, work))
         self._inflight[key] = task
+        for noted in self._readers:
+            noted.add(key)
+
+    @contextlib.contextmanager
+    def _noting_operations(self) -> Iterator[set[str]]:
+        """The keys of operations under way now or started until the block ends: what the
+        block reads of their runs may be stale by the time it acts, so it leaves them to
+        those operations (which ask for a pass when they end)."""
+        noted = set(self._inflight)
+        self._readers.append(noted)
+        try:
+            yield noted
+        finally:
+            self._readers.remove(noted)
 
     async def _guarded(self, key: str, work: Coroutine[Any, Any, None]) -> None:
         try:
@@ -240,9 +301,50 @@ class Reconciler:
             self._inflight.pop(key, None)
             self.kick()
 
-    async def _spec(self, run: Run, workload: Workload) -> TaskSpec:
+    async def _launch_planned(self, workload_id: str) -> None:
+        """Plan one changed workload's runs and launch its pending ones, as a pass would
+        (without listing the engine: a launch finds a task made before by its name)."""
+        async with self._plan_lock:
+            await lifecycle.converge_desired_runs(self._domain, _now(), workload_id=workload_id)
+        with self._noting_operations() as busy:
+            async with self._domain.store.reading() as session:
+                workload = await session.get(Workload, workload_id)
+                if workload is None or workload.deleted_at is not None:
+                    return
+                pending = [
+                    run
+                    for run in await session.scalars(
+                        select(Run).where(Run.workload_id == workload_id, Run.status == "pending")
+                    )
+                    # A pass prepares standbys and carries out stops.
+                    if not run.standby and not run.stop_requested
+                ]
+                env = await decrypted_environment(self._domain, session, workload)
+        for run in pending:
+            if run.id in busy:
+                continue
+            if run.task_id:
+                self._start(run.id, self._start_created(run, TaskId(run.task_id)))
+            else:
+                self._start(run.id, self._launch(run, workload, env))
+
+    async def _finish_exited(self, run_id: str, task_id: TaskId) -> None:
+        """The engine said a task died: record its run's result now if it was running."""
         async with self._domain.store.reading() as session:
-            env = await decrypted_environment(self._domain, session, workload)
+            run = await session.get(Run, run_id)
+        if run is None or run.status != "running" or run.task_id != task_id:
+            return  # not this path's business: the pass that follows sees to it
+        task = await self._runtime.inspect(task_id)
+        if task is not None and task.status is TaskStatus.EXITED:
+            await self._finish(run, task)
+
+    async def _spec(
+        self, run: Run, workload: Workload, env: dict[str, str] | None = None
+    ) -> TaskSpec:
+        """The run's task spec; `env` is read (secrets decrypted) unless already known."""
+        if env is None:
+            async with self._domain.store.reading() as session:
+                env = await decrypted_environment(self._domain, session, workload)
         return build_task_spec(
             instance_id=self._instance_id,
             workload=workload,
@@ -251,9 +353,11 @@ class Reconciler:
             log_max_bytes=self._log_max_bytes,
         )
 
-    async def _launch(self, run: Run, workload: Workload) -> None:
+    async def _launch(
+        self, run: Run, workload: Workload, env: dict[str, str] | None = None
+    ) -> None:
         try:
-            task = await self._runtime.launch(await self._spec(run, workload))
+            task = await self._runtime.launch(await self._spec(run, workload, env))
         except (ImageNotFound, InvalidTaskSpec) as exc:
             await self._record(run, lifecycle.RunResult(None, _now(), error=str(exc)))
             return

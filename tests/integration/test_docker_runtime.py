@@ -163,6 +163,22 @@ async def test_launch_runs_with_labels_and_loopback_port(env: Env) -> None:
     assert "GREETING=hi" in raw["Config"]["Env"]
 
 
+async def test_launch_without_details_answers_once_the_engine_started_the_task(
+    env: Env,
+) -> None:
+    spec = env.spec("quick", ["sh", "-c", "exit 5"])
+    state = await env.runtime.launch(spec, details=False)
+    # Started, but not asked about: an exiting task's inspect would wait for its clean-up.
+    assert state.status is TaskStatus.RUNNING
+    assert state.started_at is None and state.exit_code is None
+    final = await env.wait_exited(state.task_id)
+    assert final.exit_code == 5 and final.started_at is not None
+    # A task that no longer needs starting is returned as it is, with its details.
+    again = await env.runtime.launch(spec, details=False)
+    assert again.task_id == state.task_id
+    assert again.status is TaskStatus.EXITED and again.exit_code == 5
+
+
 async def test_launch_is_idempotent_by_name(env: Env) -> None:
     spec = env.spec("idem", ["sleep", "100"])
     first = await env.runtime.launch(spec)

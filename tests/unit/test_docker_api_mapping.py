@@ -212,3 +212,22 @@ def test_a_list_entry_gives_labels_state_and_loopback_ports_without_exit_details
     assert state.labels == {"dev.berth.run": "run_1"}
     assert state.ports == {8080: ("127.0.0.1", 32768)}
     assert state.exit_code is None and state.started_at is None
+
+
+def test_parse_event_reads_when_it_happened_and_a_deaths_exit_code() -> None:
+    line = json.dumps(
+        {
+            "Type": "container",
+            "Action": "die",
+            "Actor": {"ID": "abc", "Attributes": {"exitCode": "137"}},
+            "time": 1700000000,
+            "timeNano": 1700000000123456000,
+        }
+    )
+    event = parse_event(line, {})
+    assert event is not None and event.exit_code == 137
+    assert event.at == datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
+    bare = parse_event(json.dumps({"Action": "start", "Actor": {"ID": "abc"}}), {})
+    assert bare is not None and bare.at is None and bare.exit_code is None
+    seconds = parse_event(json.dumps({"Action": "start", "id": "abc", "time": 1700000000}), {})
+    assert seconds is not None and seconds.at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)

@@ -2,7 +2,8 @@
 
 A changed workload's runs are launched from its change alone, and a task's exit is recorded
 from the engine's `die` event alone: these tests never run a reconcile pass (its interval is
-an hour and nothing calls it), so only those paths can do the work they check.
+an hour and nothing calls it), so only those paths can do the work they check. The engine's
+events reach the reconciler as they do in the server.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from berth.control.reconciler import Reconciler
 from berth.domain import accounts, labels, workloads
 from berth.domain.auth import Actor, Principal
 from berth.domain.context import Domain
-from berth.runtime.base import TaskEvent, TaskId, TaskStatus
+from berth.runtime.base import TaskEvent, TaskId, TaskSpec, TaskStatus
 from berth.runtime.docker import DockerRuntime
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import Run
@@ -103,6 +104,24 @@ async def engine_events_to(controller: Controller) -> AsyncIterator[list[TaskEve
 
     task = asyncio.create_task(relay())
     try:
+        # Live once the event of a task made for the purpose comes through.
+        probe = await controller.runtime.create(
+            TaskSpec(
+                name=f"berth-{controller.domain.instance_id}-probe",
+                image=IMAGE,
+                command=["true"],
+                env={},
+                labels=labels.instance_selector(controller.domain.instance_id),
+                cpu=0.1,
+                memory_mb=16,
+            )
+        )
+
+        async def probed() -> bool | None:
+            return any(event.task_id == probe.task_id for event in seen) or None
+
+        await poll(probed, within=10)
+        await controller.runtime.remove(probe.task_id)
         yield seen
     finally:
         task.cancel()
@@ -116,9 +135,9 @@ async def test_a_created_job_runs_and_its_result_is_recorded_from_its_change_alo
     body = WorkloadCreate(name="once", type="job", image=IMAGE, command="echo hello; exit 3")
     job = (await workloads.create_workload(controller.domain, controller.actor, body)).workload
 
-    controller.reconciler.workload_changed(job.id)
-
-    run = await controller.only_run_when(job.id, "failed")
+    async with engine_events_to(controller):
+        controller.reconciler.workload_changed(job.id)
+        run = await controller.only_run_when(job.id, "failed")
     assert (run.exit_code, run.status_reason) == (3, "exited with code 3")
     assert run.started_at is not None and run.finished_at is not None
     await controller.task_removed(run)
@@ -132,9 +151,9 @@ async def test_a_created_service_is_planned_and_started_from_its_change_alone(
     service = (await workloads.create_workload(controller.domain, controller.actor, body)).workload
     assert await controller.runs(service.id) == []  # replicas are planned by the controller
 
-    controller.reconciler.workload_changed(service.id)
-
-    run = await controller.only_run_when(service.id, "running")
+    async with engine_events_to(controller):
+        controller.reconciler.workload_changed(service.id)
+        run = await controller.only_run_when(service.id, "running")
     assert run.task_id is not None
     task = await controller.runtime.inspect(TaskId(run.task_id))
     assert task is not None and task.status is TaskStatus.RUNNING
@@ -149,14 +168,23 @@ async def test_a_task_exit_is_recorded_from_the_engines_die_event_alone(
     async with engine_events_to(controller) as seen:
         controller.reconciler.workload_changed(job.id)
         running = await controller.only_run_when(job.id, "running")
-
-        async def started() -> bool | None:
-            return any(e.action == "start" for e in seen) or None
-
-        # The stream is live well before the task's exit: its start came through it.
-        await poll(started, within=10)
         run = await controller.only_run_when(job.id, "failed")
     assert run.id == running.id
-    assert run.exit_code == 4
+    assert (run.exit_code, run.status_reason) == (4, "exited with code 4")
     assert any(e.action == "die" and e.labels.get(labels.RUN) == run.id for e in seen)
     await controller.task_removed(run)
+
+
+async def test_a_clean_exit_is_recorded_as_the_die_event_tells_it(controller: Controller) -> None:
+    body = WorkloadCreate(name="clean", type="job", image=IMAGE, command="echo done")
+    job = (await workloads.create_workload(controller.domain, controller.actor, body)).workload
+    async with engine_events_to(controller) as seen:
+        controller.reconciler.workload_changed(job.id)
+        run = await controller.only_run_when(job.id, "succeeded")
+        await controller.task_removed(run)
+    (death,) = [e for e in seen if e.action == "die" and e.labels.get(labels.RUN) == run.id]
+    assert run.exit_code == 0 == death.exit_code
+    # The engine's time of the event, not an inspect's FinishedAt (tens of ms earlier).
+    assert run.finished_at == death.at
+    assert run.started_at is not None and run.started_at <= run.finished_at
+    assert [line.message for line in controller.domain.logs.read(run.id)] == ["done"]

@@ -48,13 +48,15 @@ async def converge_desired_runs(
     """Create and stop runs so each service matches its replicas; time out long runs.
     With `workload_id`, only that workload's runs (a change to it is launched at once).
 
-    The plan is made under a read first and written only when it changes something, so an
-    idle pass takes no write lock. Callers must not plan concurrently (the reconciler
-    serializes its calls): two plans could each fill the same empty slot.
+    For all workloads the plan is made under a read first and written only when it changes
+    something, so an idle pass takes no write lock; one changed workload is planned in a
+    transaction at once. Callers must not plan concurrently (the reconciler serializes its
+    calls): two plans could each fill the same empty slot.
     """
-    async with domain.store.reading() as session:
-        if not await _plan_runs(session, now, workload_id):
-            return
+    if workload_id is None:
+        async with domain.store.reading() as session:
+            if not await _plan_runs(session, now, workload_id):
+                return
     async with domain.store.transaction() as session:
         await _plan_runs(session, now, workload_id)
 
@@ -209,10 +211,16 @@ async def mark_logs_archived(domain: Domain, run_id: str) -> None:
             run.logs_archived = True
 
 
-async def refresh_statuses(domain: Domain, now: datetime) -> None:
-    """Recompute every workload's status from its runs; publish the ones that changed."""
+async def refresh_statuses(
+    domain: Domain, now: datetime, *, workload_id: str | None = None
+) -> None:
+    """Recompute every workload's status (or only `workload_id`'s) from its runs; publish
+    the ones that changed."""
+    query = select(Workload)
+    if workload_id is not None:
+        query = query.where(Workload.id == workload_id)
     async with domain.store.reading() as session:
-        workloads = list(await session.scalars(select(Workload)))
+        workloads = list(await session.scalars(query))
         stale = [w.id for w in await _refresh_statuses_of(session, workloads, now)]
     if not stale:
         return

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 
 from bench.engine import BENCH_LABEL, Engine
-from bench.runner import BERTH, FIGURES, Bench, Results
+from bench.runner import BERTH, ENGINE_SPEC, ENGINE_SPEC_BRIDGE, FIGURES, Bench, Results
 from bench.server import BerthServer, free_port
-from bench.stats import figure_record, render_breakdown, render_table
+from bench.stats import figure_record, goal_record, render_breakdown, render_goal, render_table
 from berth.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -229,9 +229,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         for key, (title, labels) in FIGURES.items()
     }
+    goal = goal_record(figures, berth=BERTH, spec=ENGINE_SPEC, spec_bridge=ENGINE_SPEC_BRIDGE)
     report = {
         "meta": meta,
         "figures": figures,
+        "goal": goal,
         "berth_breakdown_ms": {
             title: {step: series.summary() for step, series in steps.items()}
             for title, steps in results.breakdown.items()
@@ -248,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(render_table(figures))
     print("÷engine, ÷CLI: berth's (or the variant's) p50 over that baseline's p50, same run.")
+    print()
+    print(render_goal(goal))
     print()
     print(render_breakdown(results.breakdown))
     print(f"\nJSON: {args.output}")

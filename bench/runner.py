@@ -32,23 +32,27 @@ RUN_LABEL = "dev.berth.run"
 
 BERTH = "berth"
 ENGINE_SPEC = "engine API, berth's spec"
+ENGINE_SPEC_BRIDGE = "engine API, berth's spec, default bridge"
 
 SERVICE_LABELS = {
     BERTH: "berth: POST /v1/compute → GET running_tasks=1",
     ENGINE: "engine API: create+start → inspect Running",
     ENGINE_SPEC: "engine API, berth's container spec",
+    ENGINE_SPEC_BRIDGE: "  the same on the default bridge",
     CLI: "docker CLI: run -d → inspect Running",
 }
 HTTP_LABELS = {
     BERTH: "berth: POST /v1/compute → HTTP answer",
     ENGINE: "engine API: create+start → HTTP answer",
     ENGINE_SPEC: "engine API, berth's container spec",
+    ENGINE_SPEC_BRIDGE: "  the same on the default bridge",
     CLI: "docker CLI: run -d -p → HTTP answer",
 }
 JOB_LABELS = {
     BERTH: "berth: POST /run → GET runs exit_code",
     ENGINE: "engine API: create+start+wait",
     ENGINE_SPEC: "engine API, berth's container spec",
+    ENGINE_SPEC_BRIDGE: "  the same on the default bridge",
     CLI: "docker CLI: run (attached) → exit",
 }
 
@@ -60,16 +64,16 @@ FIGURES = {
 
 SERVICE_STEPS = {
     "post": "POST /v1/compute answered",
-    "run_created": "reconcile pass created the run (run.created_at)",
-    "engine_started": "engine started the container (State.StartedAt)",
+    "run_created": "berth planned the run (run.created_at)",
+    "engine_started": "engine started the container (run.started_at)",
     "task_running": "client saw running_tasks=1",
     "status_running": "client saw status=running",
     "http": "client got the first HTTP answer",
 }
 JOB_STEPS = {
     "post": "POST /run answered (run row exists)",
-    "engine_started": "engine started the container (State.StartedAt)",
-    "engine_finished": "container exited (State.FinishedAt)",
+    "engine_started": "engine started the container (run.started_at)",
+    "engine_finished": "container exited (run.finished_at)",
     "exit_recorded": "client saw exit_code in GET runs",
 }
 
@@ -133,7 +137,7 @@ class Bench:
         await self.http.aclose()
 
     def variants(self) -> list[str]:
-        return [BERTH, ENGINE, ENGINE_SPEC] + ([CLI] if self.use_cli else [])
+        return [BERTH, ENGINE, ENGINE_SPEC, ENGINE_SPEC_BRIDGE] + ([CLI] if self.use_cli else [])
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -172,8 +176,10 @@ class Bench:
             raise BenchError(f"docker {args[0]} failed ({proc.returncode}): {err.decode()[-500:]}")
         return out.decode().strip()
 
-    def _spec_body(self, command: str, ports: tuple[int, ...]) -> Json:
-        """The create body berth's Docker driver would send for this workload."""
+    def _spec_body(self, command: str, ports: tuple[int, ...], *, bridge: bool = False) -> Json:
+        """The create body berth's Docker driver would send for this workload: on a network
+        of its own like a user's (the bench's), or with `bridge` on the engine's default
+        bridge, which tells the per-user network's cost apart from the limits'."""
         spec = TaskSpec(
             name="unused",
             image=self.image,
@@ -183,7 +189,7 @@ class Bench:
             cpu=self.cpu,
             memory_mb=self.memory_mb,
             ports=ports,
-            network=self.network,
+            network=None if bridge else self.network,
         )
         return create_body(spec)
 
@@ -216,6 +222,9 @@ class Bench:
             ),
             ENGINE_SPEC: lambda: self._engine_service(
                 self._spec_body(SERVICE_COMMAND, (SERVICE_PORT,))
+            ),
+            ENGINE_SPEC_BRIDGE: lambda: self._engine_service(
+                self._spec_body(SERVICE_COMMAND, (SERVICE_PORT,), bridge=True)
             ),
             CLI: self._cli_service,
         }[variant]
@@ -407,6 +416,9 @@ class Bench:
             BERTH: self._berth_job,
             ENGINE: lambda: self._engine_job(self._plain_body(JOB_COMMAND, ())),
             ENGINE_SPEC: lambda: self._engine_job(self._spec_body(JOB_COMMAND, ())),
+            ENGINE_SPEC_BRIDGE: lambda: self._engine_job(
+                self._spec_body(JOB_COMMAND, (), bridge=True)
+            ),
             CLI: self._cli_job,
         }[variant]
         try:

@@ -8,12 +8,13 @@ at `poll` intervals; the baselines poll the same way wherever they wait on somet
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -30,15 +31,19 @@ JOB_COMMAND = "true"
 WORKLOAD_LABEL = "dev.berth.workload"
 RUN_LABEL = "dev.berth.run"
 
+T = TypeVar("T")
+
 BERTH = "berth"
 ENGINE_SPEC = "engine API, berth's spec"
 ENGINE_SPEC_BRIDGE = "engine API, berth's spec, default bridge"
+ENGINE_SPEC_POLLED = "engine API, berth's spec, berth polled"
 
 SERVICE_LABELS = {
     BERTH: "berth: POST /v1/compute → GET running_tasks=1",
     ENGINE: "engine API: create+start → inspect Running",
     ENGINE_SPEC: "engine API, berth's container spec",
     ENGINE_SPEC_BRIDGE: "  the same on the default bridge",
+    ENGINE_SPEC_POLLED: "  the same while berth answers polls",
     CLI: "docker CLI: run -d → inspect Running",
 }
 HTTP_LABELS = {
@@ -46,6 +51,7 @@ HTTP_LABELS = {
     ENGINE: "engine API: create+start → HTTP answer",
     ENGINE_SPEC: "engine API, berth's container spec",
     ENGINE_SPEC_BRIDGE: "  the same on the default bridge",
+    ENGINE_SPEC_POLLED: "  the same while berth answers polls",
     CLI: "docker CLI: run -d -p → HTTP answer",
 }
 JOB_LABELS = {
@@ -53,6 +59,7 @@ JOB_LABELS = {
     ENGINE: "engine API: create+start+wait",
     ENGINE_SPEC: "engine API, berth's container spec",
     ENGINE_SPEC_BRIDGE: "  the same on the default bridge",
+    ENGINE_SPEC_POLLED: "  the same while berth answers polls",
     CLI: "docker CLI: run (attached) → exit",
 }
 
@@ -137,7 +144,9 @@ class Bench:
         await self.http.aclose()
 
     def variants(self) -> list[str]:
-        return [BERTH, ENGINE, ENGINE_SPEC, ENGINE_SPEC_BRIDGE] + ([CLI] if self.use_cli else [])
+        return [BERTH, ENGINE, ENGINE_SPEC, ENGINE_SPEC_BRIDGE, ENGINE_SPEC_POLLED] + (
+            [CLI] if self.use_cli else []
+        )
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -206,6 +215,28 @@ class Bench:
             },
         }
 
+    async def _polling_berth(self, path: str, work: Awaitable[T]) -> T:
+        """Run `work` while GETting `path` from berth every poll, as a berth sample's client
+        does meanwhile: what answering those polls costs the machine, and so the engine."""
+        done = asyncio.Event()
+
+        async def poll() -> None:
+            while not done.is_set():
+                started = time.perf_counter()
+                response = await self.api.get(path)
+                if response.status_code != 200:
+                    raise BenchError(f"GET {path} answered {response.status_code}")
+                with contextlib.suppress(TimeoutError):
+                    left = self.poll - (time.perf_counter() - started)
+                    await asyncio.wait_for(done.wait(), max(0.0, left))
+
+        poller = asyncio.create_task(poll())
+        try:
+            return await work
+        finally:
+            done.set()
+            await poller
+
     async def _gone(self, label: str) -> None:
         async def probe() -> bool | None:
             return True if not await self.engine.containers(label) else None
@@ -225,6 +256,10 @@ class Bench:
             ),
             ENGINE_SPEC_BRIDGE: lambda: self._engine_service(
                 self._spec_body(SERVICE_COMMAND, (SERVICE_PORT,), bridge=True)
+            ),
+            ENGINE_SPEC_POLLED: lambda: self._polling_berth(
+                f"/v1/compute/{self.job_id}",
+                self._engine_service(self._spec_body(SERVICE_COMMAND, (SERVICE_PORT,))),
             ),
             CLI: self._cli_service,
         }[variant]
@@ -418,6 +453,10 @@ class Bench:
             ENGINE_SPEC: lambda: self._engine_job(self._spec_body(JOB_COMMAND, ())),
             ENGINE_SPEC_BRIDGE: lambda: self._engine_job(
                 self._spec_body(JOB_COMMAND, (), bridge=True)
+            ),
+            ENGINE_SPEC_POLLED: lambda: self._polling_berth(
+                f"/v1/compute/{self.job_id}/runs",
+                self._engine_job(self._spec_body(JOB_COMMAND, ())),
             ),
             CLI: self._cli_job,
         }[variant]

@@ -70,6 +70,9 @@ UNCHANGING_ACTIONS = frozenset(
 """Engine event actions that say nothing about a task's state (nor do `exec_*` ones)."""
 DEATH_FOLLOWS = frozenset({"kill", "stop", "oom"})
 """Actions whose state change, if any, a `die` event reports."""
+PLANNED_TYPES = frozenset({"service", "container"})
+"""Workload types whose runs the planner creates; a change to a job or schedule (a run
+made, or a delete) leaves nothing to plan that cannot wait for a pass."""
 WORKLOAD_OPERATION = "workload:"
 """Prefix of the operation key of a changed workload's planning (`workload_changed`)."""
 
@@ -293,12 +296,16 @@ class Reconciler:
             self.kick()
 
     async def _launch_planned(self, workload_id: str) -> bool:
-        """Plan one changed workload's runs and launch its pending ones, as a pass would
-        (without listing the engine: a launch finds a task made before by its name), then
-        wait for those launches. True (no pass needed) if it launched something, each
+        """Plan one changed workload's runs (a service's or container's: a job's or
+        schedule's are made by the change itself) and launch its pending ones, as a pass
+        would (without listing the engine: a launch finds a task made before by its name),
+        then wait for those launches. True (no pass needed) if it launched something, each
         launch left its run running, and nothing else of the workload waits on a pass."""
-        async with self._plan_lock:
-            await lifecycle.converge_desired_runs(self._domain, _now(), workload_id=workload_id)
+        async with self._domain.store.reading() as session:
+            kind = await session.scalar(select(Workload.type).where(Workload.id == workload_id))
+        if kind in PLANNED_TYPES:
+            async with self._plan_lock:
+                await lifecycle.converge_desired_runs(self._domain, _now(), workload_id=workload_id)
         with self._operations.noting() as busy:
             async with self._domain.store.reading() as session:
                 workload = await session.get(Workload, workload_id)

@@ -34,12 +34,14 @@ RUN_LABEL = "dev.berth.run"
 T = TypeVar("T")
 
 BERTH = "berth"
+BERTH_COMPARED = "berth, compared build"
 ENGINE_SPEC = "engine API, berth's spec"
 ENGINE_SPEC_BRIDGE = "engine API, berth's spec, default bridge"
 ENGINE_SPEC_POLLED = "engine API, berth's spec, berth polled"
 
 SERVICE_LABELS = {
     BERTH: "berth: POST /v1/compute → GET running_tasks=1",
+    BERTH_COMPARED: "  the same, --compare-src build",
     ENGINE: "engine API: create+start → inspect Running",
     ENGINE_SPEC: "engine API, berth's container spec",
     ENGINE_SPEC_BRIDGE: "  the same on the default bridge",
@@ -48,6 +50,7 @@ SERVICE_LABELS = {
 }
 HTTP_LABELS = {
     BERTH: "berth: POST /v1/compute → HTTP answer",
+    BERTH_COMPARED: "  the same, --compare-src build",
     ENGINE: "engine API: create+start → HTTP answer",
     ENGINE_SPEC: "engine API, berth's container spec",
     ENGINE_SPEC_BRIDGE: "  the same on the default bridge",
@@ -56,6 +59,7 @@ HTTP_LABELS = {
 }
 JOB_LABELS = {
     BERTH: "berth: POST /run → GET runs exit_code",
+    BERTH_COMPARED: "  the same, --compare-src build",
     ENGINE: "engine API: create+start+wait",
     ENGINE_SPEC: "engine API, berth's container spec",
     ENGINE_SPEC_BRIDGE: "  the same on the default bridge",
@@ -123,6 +127,7 @@ class Bench:
         timeout: float,
         use_cli: bool,
         network: str,
+        berth_variant: str = BERTH,
     ) -> None:
         self.api = api
         self.engine = engine
@@ -131,6 +136,9 @@ class Bench:
         self.timeout = timeout
         self.use_cli = use_cli
         self.network = network
+        self.berth_variant = berth_variant
+        """The variant this bench's berth samples are recorded as (`BERTH_COMPARED` for a
+        second server built from another source tree)."""
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(1.0), limits=httpx.Limits(max_keepalive_connections=0)
         )
@@ -247,7 +255,7 @@ class Bench:
 
     async def service(self, variant: str, index: int, results: Results | None) -> None:
         measure = {
-            BERTH: self._berth_service,
+            self.berth_variant: self._berth_service,
             ENGINE: lambda: self._engine_service(
                 self._plain_body(SERVICE_COMMAND, (SERVICE_PORT,))
             ),
@@ -448,7 +456,7 @@ class Bench:
 
     async def job(self, variant: str, index: int, results: Results | None) -> None:
         measure = {
-            BERTH: self._berth_job,
+            self.berth_variant: self._berth_job,
             ENGINE: lambda: self._engine_job(self._plain_body(JOB_COMMAND, ())),
             ENGINE_SPEC: lambda: self._engine_job(self._spec_body(JOB_COMMAND, ())),
             ENGINE_SPEC_BRIDGE: lambda: self._engine_job(

@@ -102,6 +102,7 @@ def goal_record(
     spec: str,
     spec_polled: str,
     spec_bridge: str,
+    compared: str,
 ) -> dict[str, Any]:
     """berth's p50 over the docker CLI's for each goal figure, whether it is met, and the
     factors whose product is berth over the plain engine API: berth over the engine API with
@@ -123,6 +124,8 @@ def goal_record(
             "answering_polls": ratio(p50(spec_polled), p50(spec)),
             "per_user_network": ratio(p50(spec), p50(spec_bridge)),
             "limits": ratio(p50(spec_bridge), p50(ENGINE)),
+            "compared_p50_ms": p50(compared),
+            "compared_ratio": ratio(p50(compared), p50(CLI)),
         }
     return record
 
@@ -138,6 +141,11 @@ def render_goal(goal: dict[str, Any]) -> str:
             f"  {entry['title']:<40} {entry['berth_p50_ms']:>6.0f} ms ÷"
             f" {entry['docker_cli_p50_ms']:>6.0f} ms = {entry['ratio']:.2f}  {verdict}"
         )
+        if entry["compared_ratio"] is not None:
+            lines.append(
+                f"    --compare-src build: {entry['compared_p50_ms']:.0f} ms ÷"
+                f" {entry['docker_cli_p50_ms']:.0f} ms = {entry['compared_ratio']:.2f}"
+            )
         factors = (
             ("control plane", "control_plane"),
             ("answering polls", "answering_polls"),

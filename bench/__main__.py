@@ -19,9 +19,18 @@ from typing import Any
 import httpx
 
 from bench.engine import BENCH_LABEL, Engine
-from bench.runner import BERTH, FIGURES, Bench, Results
+from bench.runner import (
+    BERTH,
+    BERTH_COMPARED,
+    ENGINE_SPEC,
+    ENGINE_SPEC_BRIDGE,
+    ENGINE_SPEC_POLLED,
+    FIGURES,
+    Bench,
+    Results,
+)
 from bench.server import BerthServer, free_port
-from bench.stats import figure_record, render_breakdown, render_table
+from bench.stats import figure_record, goal_record, render_breakdown, render_goal, render_table
 from berth.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -66,6 +75,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="BERTH_X=VALUE",
         help="a setting for the berth server (default: none, i.e. berth's defaults)",
     )
+    parser.add_argument(
+        "--compare-src",
+        type=Path,
+        metavar="DIR",
+        help="also measure a berth server run from another source tree (its src directory,"
+        " e.g. of a checkout of an earlier commit), interleaved: before/after in one run",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument(
         "--docker-socket", default=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
@@ -73,6 +89,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.iterations < 1 or args.warmup < 0:
         parser.error("--iterations must be >= 1 and --warmup >= 0")
+    if args.compare_src is not None and not (args.compare_src / "berth").is_dir():
+        parser.error(f"--compare-src {args.compare_src}: no berth package in that directory")
     for item in args.env:
         if "=" not in item or not item.startswith("BERTH_"):
             parser.error(f"--env takes BERTH_NAME=VALUE, got {item!r}")
@@ -93,30 +111,44 @@ def git_describe() -> str:
 
 
 async def measure(
-    args: argparse.Namespace, server: BerthServer, key: str, engine: Engine, meta: dict[str, Any]
+    args: argparse.Namespace,
+    servers: list[tuple[BerthServer, str]],
+    engine: Engine,
+    meta: dict[str, Any],
 ) -> Results:
+    """`servers`: (server, API key) of berth, then of the compared build if any."""
     results = Results()
     network = f"berth-bench-{os.getpid()}"
     await engine.create_network(network, {BENCH_LABEL: "1"})
-    api = httpx.AsyncClient(
-        base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
-    )
-    bench = Bench(
-        api=api,
-        engine=engine,
-        image=args.image,
-        poll=args.poll_ms / 1000,
-        timeout=args.timeout,
-        use_cli=not args.no_cli and shutil.which("docker") is not None,
-        network=network,
-    )
+    apis = [
+        httpx.AsyncClient(
+            base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        )
+        for server, key in servers
+    ]
+    benches = [
+        Bench(
+            api=api,
+            engine=engine,
+            image=args.image,
+            poll=args.poll_ms / 1000,
+            timeout=args.timeout,
+            use_cli=not args.no_cli and shutil.which("docker") is not None,
+            network=network,
+            berth_variant=berth_variant,
+        )
+        for api, berth_variant in zip(apis, (BERTH, BERTH_COMPARED), strict=False)
+    ]
+    bench = benches[0]
+    by_variant = {BERTH_COMPARED: benches[-1]}
     started = time.monotonic()
-    anchor: str | None = None
+    anchors: list[tuple[Bench, str]] = []
     try:
-        if not args.no_anchor:
-            anchor = await bench.create_anchor()
-        await bench.create_job()
-        variants = bench.variants()
+        for each in benches:
+            if not args.no_anchor:
+                anchors.append((each, await each.create_anchor()))
+            await each.create_job()
+        variants = bench.variants() + ([BERTH_COMPARED] if len(benches) > 1 else [])
         total = args.warmup + args.iterations
         for round_ in range(total):
             if time.monotonic() - started > args.max_seconds:
@@ -129,9 +161,9 @@ async def measure(
             shift = round_ % len(variants)
             order = variants[shift:] + variants[:shift]
             for variant in order:
-                await bench.service(variant, round_, sink)
+                await by_variant.get(variant, bench).service(variant, round_, sink)
             for variant in order:
-                await bench.job(variant, round_, sink)
+                await by_variant.get(variant, bench).job(variant, round_, sink)
             label = f"round {round_ + 1 - args.warmup}/{args.iterations}" if counted else "warm-up"
             summary = ""
             if counted and results.series["service_running"][BERTH].samples:
@@ -139,12 +171,15 @@ async def measure(
                 job = (results.series["job_exit"][BERTH].samples or [float("nan")])[-1] * 1000
                 summary = f" (berth: service {svc:.0f} ms, job {job:.0f} ms)"
             print(f"{label} done at {time.monotonic() - started:.0f}s{summary}", flush=True)
-        for workload_id in (bench.job_id, anchor):
-            if workload_id:
-                await bench.delete_workload(workload_id)
+        for each, anchor in anchors:
+            await each.delete_workload(anchor)
+        for each in benches:
+            if each.job_id:
+                await each.delete_workload(each.job_id)
     finally:
-        await bench.close()
-        await api.aclose()
+        for each, api in zip(benches, apis, strict=True):
+            await each.close()
+            await api.aclose()
         await engine.remove_all(f"{BENCH_LABEL}=1")
         await engine.remove_networks(f"{BENCH_LABEL}=1")
     return results
@@ -175,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         "BERTH_SSH_PORT": str(free_port()),
         "BERTH_GATEWAY_HOST": "127.0.0.1",
         "BERTH_GATEWAY_PORT": str(free_port()),
+        # One key polls every --poll-ms, for berth's samples and the polled baseline's:
+        # more than the default per-key rate limit allows for long.
+        "BERTH_RATE_LIMIT_PER_SECOND": "0",
     }
     overrides.update(item.split("=", 1) for item in args.env)
     defaults = {name: Settings.model_fields[name].default for name in SETTINGS_SHOWN}
@@ -192,19 +230,29 @@ def main(argv: list[str] | None = None) -> int:
     }
     workdir = Path(tempfile.mkdtemp(prefix="berth-bench-"))
     server = BerthServer(workdir / "data", env=overrides)
+    servers = [server]
+    if args.compare_src is not None:
+        source = str(args.compare_src.resolve())
+        meta["compared_src"] = source
+        compared = {**overrides, "BERTH_SSH_PORT": str(free_port())}
+        compared["BERTH_GATEWAY_PORT"] = str(free_port())
+        servers.append(BerthServer(workdir / "compared", env={**compared, "PYTHONPATH": source}))
     began = time.monotonic()
 
     async def session() -> Results:
         engine = Engine(socket_path)
         try:
             meta["engine"] = await engine_info(engine, args.image)
-            await asyncio.to_thread(server.start)
-            key = await asyncio.to_thread(server.new_key)
-            return await measure(args, server, key, engine, meta)
+            keyed = []
+            for each in servers:
+                await asyncio.to_thread(each.start)
+                keyed.append((each, await asyncio.to_thread(each.new_key)))
+            return await measure(args, keyed, engine, meta)
         finally:
-            await asyncio.to_thread(server.stop)
-            if (server.data_dir / "instance.id").exists():
-                await remove_instance_leftovers(engine, server.instance_id())
+            for each in servers:
+                await asyncio.to_thread(each.stop)
+                if (each.data_dir / "instance.id").exists():
+                    await remove_instance_leftovers(engine, each.instance_id())
             await engine.close()
 
     print(
@@ -229,9 +277,18 @@ def main(argv: list[str] | None = None) -> int:
         )
         for key, (title, labels) in FIGURES.items()
     }
+    goal = goal_record(
+        figures,
+        berth=BERTH,
+        spec=ENGINE_SPEC,
+        spec_polled=ENGINE_SPEC_POLLED,
+        spec_bridge=ENGINE_SPEC_BRIDGE,
+        compared=BERTH_COMPARED,
+    )
     report = {
         "meta": meta,
         "figures": figures,
+        "goal": goal,
         "berth_breakdown_ms": {
             title: {step: series.summary() for step, series in steps.items()}
             for title, steps in results.breakdown.items()
@@ -248,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(render_table(figures))
     print("÷engine, ÷CLI: berth's (or the variant's) p50 over that baseline's p50, same run.")
+    print()
+    print(render_goal(goal))
     print()
     print(render_breakdown(results.breakdown))
     print(f"\nJSON: {args.output}")

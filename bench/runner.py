@@ -8,12 +8,13 @@ at `poll` intervals; the baselines poll the same way wherever they wait on somet
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -30,25 +31,39 @@ JOB_COMMAND = "true"
 WORKLOAD_LABEL = "dev.berth.workload"
 RUN_LABEL = "dev.berth.run"
 
+T = TypeVar("T")
+
 BERTH = "berth"
+BERTH_COMPARED = "berth, compared build"
 ENGINE_SPEC = "engine API, berth's spec"
+ENGINE_SPEC_BRIDGE = "engine API, berth's spec, default bridge"
+ENGINE_SPEC_POLLED = "engine API, berth's spec, berth polled"
 
 SERVICE_LABELS = {
     BERTH: "berth: POST /v1/compute → GET running_tasks=1",
+    BERTH_COMPARED: "  the same, --compare-src build",
     ENGINE: "engine API: create+start → inspect Running",
     ENGINE_SPEC: "engine API, berth's container spec",
+    ENGINE_SPEC_BRIDGE: "  the same on the default bridge",
+    ENGINE_SPEC_POLLED: "  the same while berth answers polls",
     CLI: "docker CLI: run -d → inspect Running",
 }
 HTTP_LABELS = {
     BERTH: "berth: POST /v1/compute → HTTP answer",
+    BERTH_COMPARED: "  the same, --compare-src build",
     ENGINE: "engine API: create+start → HTTP answer",
     ENGINE_SPEC: "engine API, berth's container spec",
+    ENGINE_SPEC_BRIDGE: "  the same on the default bridge",
+    ENGINE_SPEC_POLLED: "  the same while berth answers polls",
     CLI: "docker CLI: run -d -p → HTTP answer",
 }
 JOB_LABELS = {
     BERTH: "berth: POST /run → GET runs exit_code",
+    BERTH_COMPARED: "  the same, --compare-src build",
     ENGINE: "engine API: create+start+wait",
     ENGINE_SPEC: "engine API, berth's container spec",
+    ENGINE_SPEC_BRIDGE: "  the same on the default bridge",
+    ENGINE_SPEC_POLLED: "  the same while berth answers polls",
     CLI: "docker CLI: run (attached) → exit",
 }
 
@@ -60,16 +75,16 @@ FIGURES = {
 
 SERVICE_STEPS = {
     "post": "POST /v1/compute answered",
-    "run_created": "reconcile pass created the run (run.created_at)",
-    "engine_started": "engine started the container (State.StartedAt)",
+    "run_created": "berth planned the run (run.created_at)",
+    "engine_started": "engine started the container (run.started_at)",
     "task_running": "client saw running_tasks=1",
     "status_running": "client saw status=running",
     "http": "client got the first HTTP answer",
 }
 JOB_STEPS = {
     "post": "POST /run answered (run row exists)",
-    "engine_started": "engine started the container (State.StartedAt)",
-    "engine_finished": "container exited (State.FinishedAt)",
+    "engine_started": "engine started the container (run.started_at)",
+    "engine_finished": "container exited (run.finished_at)",
     "exit_recorded": "client saw exit_code in GET runs",
 }
 
@@ -112,6 +127,7 @@ class Bench:
         timeout: float,
         use_cli: bool,
         network: str,
+        berth_variant: str = BERTH,
     ) -> None:
         self.api = api
         self.engine = engine
@@ -120,6 +136,9 @@ class Bench:
         self.timeout = timeout
         self.use_cli = use_cli
         self.network = network
+        self.berth_variant = berth_variant
+        """The variant this bench's berth samples are recorded as (`BERTH_COMPARED` for a
+        second server built from another source tree)."""
         self.http = httpx.AsyncClient(
             timeout=httpx.Timeout(1.0), limits=httpx.Limits(max_keepalive_connections=0)
         )
@@ -133,7 +152,9 @@ class Bench:
         await self.http.aclose()
 
     def variants(self) -> list[str]:
-        return [BERTH, ENGINE, ENGINE_SPEC] + ([CLI] if self.use_cli else [])
+        return [BERTH, ENGINE, ENGINE_SPEC, ENGINE_SPEC_BRIDGE, ENGINE_SPEC_POLLED] + (
+            [CLI] if self.use_cli else []
+        )
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -172,8 +193,10 @@ class Bench:
             raise BenchError(f"docker {args[0]} failed ({proc.returncode}): {err.decode()[-500:]}")
         return out.decode().strip()
 
-    def _spec_body(self, command: str, ports: tuple[int, ...]) -> Json:
-        """The create body berth's Docker driver would send for this workload."""
+    def _spec_body(self, command: str, ports: tuple[int, ...], *, bridge: bool = False) -> Json:
+        """The create body berth's Docker driver would send for this workload: on a network
+        of its own like a user's (the bench's), or with `bridge` on the engine's default
+        bridge, which tells the per-user network's cost apart from the limits'."""
         spec = TaskSpec(
             name="unused",
             image=self.image,
@@ -183,7 +206,7 @@ class Bench:
             cpu=self.cpu,
             memory_mb=self.memory_mb,
             ports=ports,
-            network=self.network,
+            network=None if bridge else self.network,
         )
         return create_body(spec)
 
@@ -200,6 +223,28 @@ class Bench:
             },
         }
 
+    async def _polling_berth(self, path: str, work: Awaitable[T]) -> T:
+        """Run `work` while GETting `path` from berth every poll, as a berth sample's client
+        does meanwhile: what answering those polls costs the machine, and so the engine."""
+        done = asyncio.Event()
+
+        async def poll() -> None:
+            while not done.is_set():
+                started = time.perf_counter()
+                response = await self.api.get(path)
+                if response.status_code != 200:
+                    raise BenchError(f"GET {path} answered {response.status_code}")
+                with contextlib.suppress(TimeoutError):
+                    left = self.poll - (time.perf_counter() - started)
+                    await asyncio.wait_for(done.wait(), max(0.0, left))
+
+        poller = asyncio.create_task(poll())
+        try:
+            return await work
+        finally:
+            done.set()
+            await poller
+
     async def _gone(self, label: str) -> None:
         async def probe() -> bool | None:
             return True if not await self.engine.containers(label) else None
@@ -210,12 +255,19 @@ class Bench:
 
     async def service(self, variant: str, index: int, results: Results | None) -> None:
         measure = {
-            BERTH: self._berth_service,
+            self.berth_variant: self._berth_service,
             ENGINE: lambda: self._engine_service(
                 self._plain_body(SERVICE_COMMAND, (SERVICE_PORT,))
             ),
             ENGINE_SPEC: lambda: self._engine_service(
                 self._spec_body(SERVICE_COMMAND, (SERVICE_PORT,))
+            ),
+            ENGINE_SPEC_BRIDGE: lambda: self._engine_service(
+                self._spec_body(SERVICE_COMMAND, (SERVICE_PORT,), bridge=True)
+            ),
+            ENGINE_SPEC_POLLED: lambda: self._polling_berth(
+                f"/v1/compute/{self.job_id}",
+                self._engine_service(self._spec_body(SERVICE_COMMAND, (SERVICE_PORT,))),
             ),
             CLI: self._cli_service,
         }[variant]
@@ -404,9 +456,16 @@ class Bench:
 
     async def job(self, variant: str, index: int, results: Results | None) -> None:
         measure = {
-            BERTH: self._berth_job,
+            self.berth_variant: self._berth_job,
             ENGINE: lambda: self._engine_job(self._plain_body(JOB_COMMAND, ())),
             ENGINE_SPEC: lambda: self._engine_job(self._spec_body(JOB_COMMAND, ())),
+            ENGINE_SPEC_BRIDGE: lambda: self._engine_job(
+                self._spec_body(JOB_COMMAND, (), bridge=True)
+            ),
+            ENGINE_SPEC_POLLED: lambda: self._polling_berth(
+                f"/v1/compute/{self.job_id}/runs",
+                self._engine_job(self._spec_body(JOB_COMMAND, ())),
+            ),
             CLI: self._cli_job,
         }[variant]
         try:

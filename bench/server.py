@@ -38,7 +38,7 @@ class BerthServer:
         base = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
         self.overrides = dict(env or {})
         self.env = {**base, **self.overrides}
-        self.log_path = data_dir.parent / "server.log"
+        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> None:

@@ -90,6 +90,79 @@ def render_table(figures: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+GOAL_RATIO = 1.3
+"""The target for berth's start latency: at most this times the docker CLI's, per figure."""
+GOAL_FIGURES = ("service_running", "job_exit")
+
+
+def goal_record(
+    figures: dict[str, dict[str, Any]],
+    *,
+    berth: str,
+    spec: str,
+    spec_polled: str,
+    spec_bridge: str,
+    compared: str,
+) -> dict[str, Any]:
+    """berth's p50 over the docker CLI's for each goal figure, whether it is met, and the
+    factors whose product is berth over the plain engine API: berth over the engine API with
+    berth's container spec while berth answers a client's polls (the control plane), that
+    over the same without the polls (answering them), the spec over the same on the default
+    bridge (the per-user network), and that over the plain engine API (limits and init)."""
+    record: dict[str, Any] = {"max_ratio": GOAL_RATIO, "figures": {}}
+    for key in GOAL_FIGURES:
+        variants = figures.get(key, {}).get("variants", {})
+        p50 = {name: variants.get(name, {}).get("p50_ms") for name in variants}.get
+        value = ratio(p50(berth), p50(CLI))
+        record["figures"][key] = {
+            "title": figures.get(key, {}).get("title", key),
+            "berth_p50_ms": p50(berth),
+            "docker_cli_p50_ms": p50(CLI),
+            "ratio": value,
+            "met": None if value is None else value <= GOAL_RATIO,
+            "control_plane": ratio(p50(berth), p50(spec_polled)),
+            "answering_polls": ratio(p50(spec_polled), p50(spec)),
+            "per_user_network": ratio(p50(spec), p50(spec_bridge)),
+            "limits": ratio(p50(spec_bridge), p50(ENGINE)),
+            "compared_p50_ms": p50(compared),
+            "compared_ratio": ratio(p50(compared), p50(CLI)),
+        }
+    return record
+
+
+def render_goal(goal: dict[str, Any]) -> str:
+    lines = [f"goal: berth ÷ docker CLI <= {goal['max_ratio']:.2f} (p50 over p50, same run)"]
+    for entry in goal["figures"].values():
+        if entry["ratio"] is None:
+            lines.append(f"  {entry['title']:<40} no docker CLI figure (--no-cli or no docker)")
+            continue
+        verdict = "met" if entry["met"] else "NOT met"
+        lines.append(
+            f"  {entry['title']:<40} {entry['berth_p50_ms']:>6.0f} ms ÷"
+            f" {entry['docker_cli_p50_ms']:>6.0f} ms = {entry['ratio']:.2f}  {verdict}"
+        )
+        if entry["compared_ratio"] is not None:
+            lines.append(
+                f"    --compare-src build: {entry['compared_p50_ms']:.0f} ms ÷"
+                f" {entry['docker_cli_p50_ms']:.0f} ms = {entry['compared_ratio']:.2f}"
+            )
+        factors = (
+            ("control plane", "control_plane"),
+            ("answering polls", "answering_polls"),
+            ("per-user network", "per_user_network"),
+            ("limits", "limits"),
+        )
+        lines.append(
+            "    " + ", ".join(f"{name} {_cell(entry[key], '.2f')}x" for name, key in factors)
+        )
+    lines.append(
+        "  (control plane: berth ÷ engine API with berth's spec while berth answers polls;"
+        " answering polls: that ÷ the same without;\n   per-user network: berth's spec ÷ the"
+        " same on the default bridge; limits: default bridge ÷ plain engine API)"
+    )
+    return "\n".join(lines)
+
+
 def render_breakdown(breakdown: dict[str, dict[str, Series]]) -> str:
     lines = ["berth, where the time goes (medians, ms from the POST; wall clock, same host):"]
     for title, steps in breakdown.items():

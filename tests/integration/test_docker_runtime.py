@@ -71,6 +71,22 @@ async def test_launch_asks_the_engine_for_the_limits_and_the_hardening(env: Env)
     assert "GREETING=hi" in raw["Config"]["Env"]
 
 
+async def test_launch_without_details_answers_once_the_engine_started_the_task(
+    env: Env,
+) -> None:
+    spec = env.spec("quick", ["sh", "-c", "exit 5"])
+    state = await env.runtime.launch(spec, details=False)
+    # Started, but not asked about: an exiting task's inspect would wait for its clean-up.
+    assert state.status is TaskStatus.RUNNING
+    assert state.started_at is None and state.exit_code is None
+    final = await env.wait_exited(state.task_id)
+    assert final.exit_code == 5 and final.started_at is not None
+    # A task that no longer needs starting is returned as it is, with its details.
+    again = await env.runtime.launch(spec, details=False)
+    assert again.task_id == state.task_id
+    assert again.status is TaskStatus.EXITED and again.exit_code == 5
+
+
 async def test_memory_limit_kills_a_hungry_task(env: Env) -> None:
     command = ["sh", "-c", 'x=$(head -c 64m /dev/zero | tr "\\0" a); echo ${#x}']
     state = await env.runtime.launch(env.spec("oom", command, memory_mb=16))

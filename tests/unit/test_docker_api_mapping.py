@@ -223,3 +223,22 @@ def test_a_list_entry_gives_labels_state_and_loopback_ports_without_exit_details
 )
 def test_an_id_is_one_path_segment_that_cannot_reroute_a_request(value: str, expected: str) -> None:
     assert path_segment(value) == expected
+
+
+def test_parse_event_reads_when_it_happened_and_a_deaths_exit_code() -> None:
+    line = json.dumps(
+        {
+            "Type": "container",
+            "Action": "die",
+            "Actor": {"ID": "abc", "Attributes": {"exitCode": "137"}},
+            "time": 1700000000,
+            "timeNano": 1700000000123456000,
+        }
+    )
+    event = parse_event(line, {})
+    assert event is not None and event.exit_code == 137
+    assert event.at == datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=UTC)
+    bare = parse_event(json.dumps({"Action": "start", "Actor": {"ID": "abc"}}), {})
+    assert bare is not None and bare.at is None and bare.exit_code is None
+    seconds = parse_event(json.dumps({"Action": "start", "id": "abc", "time": 1700000000}), {})
+    assert seconds is not None and seconds.at == datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)

@@ -50,7 +50,7 @@ WATCH_RETRY_MAX = 8.0
 
 
 async def watch_engine(runtime: Runtime, reconciler: Reconciler, instance_id: str) -> None:
-    """Kick the reconciler on every engine event for berth's tasks; reconnect on loss.
+    """Hand every engine event for berth's tasks to the reconciler; reconnect on loss.
 
     Once the engine answers again after a loss, the reconciler is kicked before the stream
     is re-subscribed: what happened while the stream was away (tasks killed by an engine
@@ -66,8 +66,8 @@ async def watch_engine(runtime: Runtime, reconciler: Reconciler, instance_id: st
                 lost = False
                 reconciler.kick()
             delay = 1.0
-            async for _event in runtime.events(labels.instance_selector(instance_id)):
-                reconciler.kick()
+            async for event in runtime.events(labels.instance_selector(instance_id)):
+                reconciler.engine_event(event)
         except RuntimeDriverError as exc:
             if not lost:
                 log.warning("engine event stream lost (%s); reconnecting", exc)
@@ -83,8 +83,9 @@ async def watch_engine(runtime: Runtime, reconciler: Reconciler, instance_id: st
 async def relay_domain_events(
     subscription: Subscription, reconciler: Reconciler, scheduler_wake: asyncio.Event
 ) -> None:
-    """Desired-state changes wake the reconciler and the scheduler at once."""
+    """Desired-state changes reach the reconciler (which launches what they ask for at
+    once) and wake the scheduler."""
     async for event in subscription:
         if event.kind == "workload.changed":
-            reconciler.kick()
+            reconciler.workload_changed(event.workload_id)
             scheduler_wake.set()

@@ -46,23 +46,34 @@ class RunResult:
     recorded when the run was seen running, which may predate the engine's final word)."""
 
 
-async def converge_desired_runs(domain: Domain, now: datetime) -> None:
+async def converge_desired_runs(
+    domain: Domain, now: datetime, *, workload_id: str | None = None
+) -> None:
     """Create and stop runs so each service matches its replicas; time out long runs.
+    With `workload_id`, only that workload's runs (a change to it is launched at once).
 
-    The plan is made under a read first and written only when it changes something, so an
-    idle pass takes no write lock.
+    For all workloads the plan is made under a read first and written only when it changes
+    something, so an idle pass takes no write lock; one changed workload is planned in a
+    transaction at once. Callers must not plan concurrently (the reconciler serializes its
+    calls): two plans could each fill the same empty slot.
     """
-    async with domain.store.reading() as session:
-        if not await _plan_runs(session, now):
-            return
+    if workload_id is None:
+        async with domain.store.reading() as session:
+            if not await _plan_runs(session, now, workload_id):
+                return
     async with domain.store.transaction() as session:
-        await _plan_runs(session, now)
+        await _plan_runs(session, now, workload_id)
 
 
-async def _plan_runs(session: AsyncSession, now: datetime) -> bool:
+async def _plan_runs(session: AsyncSession, now: datetime, workload_id: str | None) -> bool:
     """Apply the run plan to the session's objects; True if anything changed."""
-    workloads = list(await session.scalars(select(Workload)))
-    active = list(await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES))))
+    workloads_query = select(Workload)
+    active_query = select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES))
+    if workload_id is not None:
+        workloads_query = workloads_query.where(Workload.id == workload_id)
+        active_query = active_query.where(Run.workload_id == workload_id)
+    workloads = list(await session.scalars(workloads_query))
+    active = list(await session.scalars(active_query))
     by_workload: dict[str, list[Run]] = {}
     for run in active:
         by_workload.setdefault(run.workload_id, []).append(run)
@@ -208,10 +219,16 @@ async def mark_logs_archived(domain: Domain, run_id: str) -> None:
             run.logs_archived = True
 
 
-async def refresh_statuses(domain: Domain, now: datetime) -> None:
-    """Recompute every workload's status from its runs; publish the ones that changed."""
+async def refresh_statuses(
+    domain: Domain, now: datetime, *, workload_id: str | None = None
+) -> None:
+    """Recompute every workload's status (or only `workload_id`'s) from its runs; publish
+    the ones that changed."""
+    query = select(Workload)
+    if workload_id is not None:
+        query = query.where(Workload.id == workload_id)
     async with domain.store.reading() as session:
-        workloads = list(await session.scalars(select(Workload)))
+        workloads = list(await session.scalars(query))
         stale = [w.id for w in await derive_statuses(session, workloads, now)]
     if not stale:
         return

@@ -127,6 +127,11 @@ class TaskEvent:
     task_id: TaskId
     action: str
     labels: Mapping[str, str]
+    """The task's labels, as far as the engine repeats them in its events."""
+    at: datetime | None = None
+    """When the engine says it happened (its clock), if it says."""
+    exit_code: int | None = None
+    """A `die` event's exit code, if the engine gives it."""
 
 
 OutputCallback = Callable[[str, bytes], Awaitable[None]]
@@ -223,17 +228,20 @@ class Runtime(Protocol):
     async def ensure_image(self, image: str) -> None:
         """Make `image` available locally, pulling it if needed; raise `ImageNotFound`."""
 
-    async def launch(self, spec: TaskSpec) -> TaskState:
-        """Create and start a task (idempotent by `spec.name`): `create`, then `start`."""
+    async def launch(self, spec: TaskSpec, *, details: bool = True) -> TaskState:
+        """Create and start a task (idempotent by `spec.name`): `create`, then `start`.
+        With `details` false a task this call started is returned as `RUNNING` with no
+        start time, ports or labels, without asking the engine again (an engine may answer
+        that question about a task that already exited only once it cleaned up after it)."""
 
     async def create(self, spec: TaskSpec) -> TaskState:
         """Create a task without starting it (idempotent by `spec.name`: an existing task
         of that name is returned as it is). Raises `ImageNotFound` / `InvalidTaskSpec`."""
 
-    async def start(self, task_id: TaskId) -> TaskState:
+    async def start(self, task_id: TaskId, *, details: bool = True) -> TaskState:
         """Start a created task (a running or exited one is returned as it is). If the
         engine refuses to start it, the task is removed and `InvalidTaskSpec` raised;
-        `TaskNotFound` if it does not exist."""
+        `TaskNotFound` if it does not exist. `details` as for `launch`."""
 
     async def stop(self, task_id: TaskId, *, grace_seconds: float) -> None:
         """Ask the task to stop (SIGTERM), kill it after `grace_seconds`; idempotent."""

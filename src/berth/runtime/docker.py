@@ -238,14 +238,14 @@ class DockerRuntime:
         if spec.network:
             await self._ensure_network(spec.network, spec.network_labels)
 
-    async def launch(self, spec: TaskSpec) -> TaskState:
+    async def launch(self, spec: TaskSpec, *, details: bool = True) -> TaskState:
         """Create and start; a task that was created but never started is started now.
 
         If the engine refuses to start the task (e.g. its command does not exist), the
         never-started container is removed and `InvalidTaskSpec` is raised.
         """
         task_id, created = await self._create_task(spec)
-        return await self._start(TaskId(task_id), spec.name, known_created=created)
+        return await self._start(TaskId(task_id), spec.name, known_created=created, details=details)
 
     async def create(self, spec: TaskSpec) -> TaskState:
         task_id, _ = await self._create_task(spec)
@@ -254,14 +254,16 @@ class DockerRuntime:
             raise TaskNotFound(f"task '{spec.name}' was removed while being created")
         return state
 
-    async def start(self, task_id: TaskId) -> TaskState:
-        return await self._start(task_id, task_id, known_created=False)
+    async def start(self, task_id: TaskId, *, details: bool = True) -> TaskState:
+        return await self._start(task_id, task_id, known_created=False, details=details)
 
     async def _create_task(self, spec: TaskSpec) -> tuple[str, bool]:
         await self._prepare(spec)
         return await self._create(spec)
 
-    async def _start(self, task_id: TaskId, name: str, *, known_created: bool) -> TaskState:
+    async def _start(
+        self, task_id: TaskId, name: str, *, known_created: bool, details: bool
+    ) -> TaskState:
         if not known_created:
             state = await self.inspect(task_id)
             if state is None:
@@ -275,6 +277,10 @@ class DockerRuntime:
             message = engine_message(response)
             await self.remove(task_id)
             raise InvalidTaskSpec(f"the engine could not start task '{name}': {message}")
+        if response.status_code == 204 and not details:
+            # Docker holds an inspect of a task that is exiting until it has released the
+            # task's network and mounts, tens of milliseconds after its `die` event.
+            return TaskState(task_id=task_id, name=name, labels={}, status=TaskStatus.RUNNING)
         state = await self.inspect(task_id)
         if state is None:
             raise TaskNotFound(f"task '{name}' was removed while being launched")

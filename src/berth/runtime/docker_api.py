@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -205,6 +206,20 @@ def parse_event(line: str, selector: Mapping[str, str]) -> TaskEvent | None:
     action = str(message.get("Action") or message.get("status") or "")
     if not task_id or not action:
         return None
+    exit_code = attributes.get("exitCode", "")
     return TaskEvent(
-        task_id=TaskId(str(task_id)), action=action.split(":", 1)[0].strip(), labels=attributes
+        task_id=TaskId(str(task_id)),
+        action=action.split(":", 1)[0].strip(),
+        labels=attributes,
+        at=_event_time(message),
+        exit_code=int(exit_code) if exit_code.lstrip("-").isdigit() else None,
     )
+
+
+def _event_time(message: Json) -> datetime | None:
+    """The event's `timeNano` (or whole-second `time`) as aware UTC."""
+    for key, scale in (("timeNano", 1e9), ("time", 1.0)):
+        value = message.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return datetime.fromtimestamp(value / scale, UTC)
+    return None

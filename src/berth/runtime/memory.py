@@ -236,7 +236,8 @@ class MemoryRuntime:
                 "the in-memory engine has no such image"
             )
 
-    async def launch(self, spec: TaskSpec) -> TaskState:
+    async def launch(self, spec: TaskSpec, *, details: bool = True) -> TaskState:
+        """Details cost nothing here, so they are always given."""
         self._enter("launch")
         created = await self.create(spec)
         return await self.start(created.task_id)
@@ -273,7 +274,7 @@ class MemoryRuntime:
         self._publish(task, "create")
         return task.state()
 
-    async def start(self, task_id: TaskId) -> TaskState:
+    async def start(self, task_id: TaskId, *, details: bool = True) -> TaskState:
         try:
             self._enter("start")
         except InvalidTaskSpec:

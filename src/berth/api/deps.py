@@ -17,7 +17,9 @@ INTERNAL_REPLAY_HEADER = "x-berth-internal-replay"
 """Carries `<per-process secret>:<approval id>` on the in-process replay of an approval."""
 
 
-def get_domain(request: Request) -> Domain:
+async def get_domain(request: Request) -> Domain:
+    """A coroutine, not a function: FastAPI runs a plain function dependency on its thread
+    pool, a thread hand-off on every request for an attribute read."""
     domain: Domain = request.app.state.domain
     return domain
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Connection, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.context import Domain
@@ -166,7 +166,28 @@ async def load_compute_user(session: AsyncSession, user_id: str) -> tuple[User, 
     if user is None or kit is None:
         raise NotFound(f"user {user_id} not found")
     if not kit.compute_enabled:
-        raise PrimitiveDisabled(
-            "the compute primitive is not enabled for this user; ask the operator to enable it"
-        )
+        raise _compute_disabled()
     return user, kit
+
+
+_COMPUTE_ENABLED = (
+    select(AccountKit.compute_enabled)
+    .join(User, User.id == AccountKit.user_id)
+    .where(AccountKit.user_id == bindparam("user_id"))
+)
+
+
+def check_compute_user(connection: Connection, user_id: str) -> None:
+    """`load_compute_user`'s checks for a read inside `Store.read`, in one query: the user
+    and kit exist (404) and compute is enabled (403)."""
+    enabled = connection.execute(_COMPUTE_ENABLED, {"user_id": user_id}).scalar()
+    if enabled is None:
+        raise NotFound(f"user {user_id} not found")
+    if not enabled:
+        raise _compute_disabled()
+
+
+def _compute_disabled() -> PrimitiveDisabled:
+    return PrimitiveDisabled(
+        "the compute primitive is not enabled for this user; ask the operator to enable it"
+    )

@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from berth.domain.accounts import load_compute_user
+from berth.domain.accounts import check_compute_user, load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.billing import require_credits
 from berth.domain.context import Domain
@@ -20,7 +20,7 @@ from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
 from berth.domain.ids import new_run_id, new_workload_id
 from berth.domain.schedules import Schedule, parse_schedule
-from berth.domain.views import WorkloadView, load_view, load_views
+from berth.domain.views import WorkloadView, read_view, read_views
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import ACTIVE_RUN_STATUSES, AccountKit, Run, User, Workload
 
@@ -68,25 +68,19 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
 
 
 async def list_workloads(domain: Domain, actor: Actor) -> list[WorkloadView]:
-    async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
-        rows = await session.scalars(
-            select(Workload)
-            .where(
-                Workload.user_id == actor.user_id,
-                Workload.deleted_at.is_(None),
-                Workload.type != "container",
-            )
-            .order_by(Workload.created_at)
-        )
-        return await load_views(domain, session, list(rows))
+    def read(connection: Connection) -> list[WorkloadView]:
+        check_compute_user(connection, actor.user_id)
+        return read_views(domain, connection, actor.user_id)
+
+    return await domain.store.read(read)
 
 
 async def get_workload(domain: Domain, actor: Actor, workload_id: str) -> WorkloadView:
-    async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
-        workload = await owned_workload(session, actor, workload_id)
-        return await load_view(domain, session, workload)
+    def read(connection: Connection) -> WorkloadView:
+        check_compute_user(connection, actor.user_id)
+        return read_view(domain, connection, actor.user_id, workload_id)
+
+    return await domain.store.read(read)
 
 
 async def delete_workload(domain: Domain, actor: Actor, workload_id: str) -> None:

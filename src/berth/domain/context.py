@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from berth.domain.crypto import SecretCipher
 from berth.domain.events import EventBus
 from berth.domain.tokens import TokenSigner
+from berth.domain.usage import LiveUsage
 from berth.runtime.base import Runtime
 from berth.store.db import Store
 from berth.store.logs import LogArchive
@@ -64,3 +65,5 @@ class Domain:
     """This installation's id, labelled on everything it creates on the engine."""
     runtime: Runtime | None = None
     """Needed only to read live output of running tasks; admin commands run without it."""
+    usage: LiveUsage = field(default_factory=LiveUsage)
+    """The last measured memory and storage of dev boxes, read by the Containers API."""

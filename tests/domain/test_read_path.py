@@ -5,20 +5,24 @@ of queries whatever the number of workloads listed."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import event, func, select, table, text
 from sqlalchemy.exc import OperationalError
 
 from berth.domain import secrets, workloads
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
+from berth.domain.views import read_views
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.db import Store
+from berth.store.reads import ConnectionReader
+
+COUNT = select(func.count()).select_from(table("t"))
 
 
 def schedule(name: str) -> WorkloadCreate:
@@ -33,23 +37,35 @@ def schedule(name: str) -> WorkloadCreate:
     )
 
 
-@contextmanager
-def counted_statements(store: Store) -> Iterator[list[str]]:
-    """The SQL statements (not BEGIN/ROLLBACK) the store's readers run meanwhile."""
+@asynccontextmanager
+async def counted_statements(store: Store) -> AsyncIterator[list[str]]:
+    """The SQL statements (not BEGIN/ROLLBACK) the store runs meanwhile, through its engines
+    or its prepared reads' own SQLite connection."""
     seen: list[str] = []
 
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+    def trace(statement: str) -> None:
         if statement.split()[0].upper() not in ("BEGIN", "ROLLBACK", "COMMIT", "PRAGMA"):
             seen.append(statement)
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        trace(statement)
 
     engines = {store.engine.sync_engine, getattr(store, "reader", store.engine).sync_engine}
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
+    prepared = None
+    if hasattr(store, "read"):
+        await store.read(lambda reader: None)  # opens the prepared reads' connection
+        prepared = store._prepared_reader
+        assert prepared is not None
+        prepared.connection.set_trace_callback(trace)
     try:
         yield seen
     finally:
         for engine in engines:
             event.remove(engine, "before_cursor_execute", record)
+        if prepared is not None:
+            prepared.connection.set_trace_callback(None)
 
 
 async def test_reads_start_no_thread(tmp_path: Path) -> None:
@@ -84,7 +100,7 @@ async def test_a_read_sees_a_committed_write_at_once(tmp_path: Path) -> None:
         for n in range(5):
             async with store.transaction() as session:
                 await session.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
-            count = await store.read(lambda c: c.exec_driver_sql("SELECT count(*) FROM t").scalar())
+            count = await store.read(lambda reader: reader.scalar(COUNT, {}))
             assert count == n + 1
     finally:
         await store.close()
@@ -96,11 +112,33 @@ async def test_a_workload_view_costs_a_few_queries_however_many_workloads(
     created = [await workloads.create_workload(domain, actor, schedule(f"s{n}")) for n in range(6)]
     assert created[0].workload.name == "s0"
     await secrets.set_secret(domain, actor, created[0].workload.id, key="K", value="v")
-    with counted_statements(domain.store) as one:
+    async with counted_statements(domain.store) as one:
         view = await workloads.get_workload(domain, actor, created[0].workload.id)
     assert view.secret_keys == ["K"] and view.workload.name == "s0"
-    with counted_statements(domain.store) as listed:
+    async with counted_statements(domain.store) as listed:
         views = await workloads.list_workloads(domain, actor)
     assert [v.workload.name for v in views] == [f"s{n}" for n in range(6)]
     assert len(one) <= 4, one
     assert len(listed) <= 4, listed
+
+
+async def test_prepared_reads_give_what_sqlalchemy_gives(domain: Domain, actor: Actor) -> None:
+    """Dates (aware, UTC), JSON columns and booleans come back converted as SQLAlchemy's own
+    results convert them."""
+    job = WorkloadCreate.model_validate(
+        {"name": "j", "type": "job", "image": "img", "command": ["sh", "-c", "true"]}
+    )
+    created = await workloads.create_workload(domain, actor, job)
+    await workloads.create_workload(domain, actor, schedule("s"))
+    await secrets.set_secret(domain, actor, created.workload.id, key="K", value="v")
+    prepared = await domain.store.read(lambda reader: read_views(domain, reader, actor.user_id))
+    async with domain.store.reader.connect() as connection:
+        plain = await connection.run_sync(
+            lambda sync: read_views(domain, ConnectionReader(sync), actor.user_id)
+        )
+    assert prepared == plain
+    first = prepared[0]
+    assert first.workload.command == ["sh", "-c", "true"] and first.secret_keys == ["K"]
+    assert first.workload.created_at.tzinfo is not None
+    assert first.workload.scale_to_zero is False
+    assert len(first.recent_runs) == 1 and first.recent_runs[0].created_at.tzinfo is not None

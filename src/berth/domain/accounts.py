@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.context import Domain
@@ -16,6 +16,7 @@ from berth.domain.crypto import hash_api_key, hash_password, new_api_key
 from berth.domain.errors import Conflict, Invalid, NotFound, PrimitiveDisabled
 from berth.domain.ids import new_api_key_id, new_company_id, new_user_id
 from berth.store.models import AccountKit, ApiKey, Company, User
+from berth.store.reads import Reader
 
 
 @dataclass(frozen=True)
@@ -177,10 +178,10 @@ _COMPUTE_ENABLED = (
 )
 
 
-def check_compute_user(connection: Connection, user_id: str) -> None:
+def check_compute_user(reader: Reader, user_id: str) -> None:
     """`load_compute_user`'s checks for a read inside `Store.read`, in one query: the user
     and kit exist (404) and compute is enabled (403)."""
-    enabled = connection.execute(_COMPUTE_ENABLED, {"user_id": user_id}).scalar()
+    enabled = reader.scalar(_COMPUTE_ENABLED, {"user_id": user_id})
     if enabled is None:
         raise NotFound(f"user {user_id} not found")
     if not enabled:

@@ -57,25 +57,28 @@ async def authenticate(domain: Domain, credential: str | None) -> Principal:
         )
     if credential.startswith("nv_sk_"):
         key_hash = hash_api_key(credential)
-        key = await domain.store.read(
-            lambda connection: connection.execute(_API_KEY, {"key_hash": key_hash}).first()
-        )
-        if key is None or key.revoked_at is not None:
+        key = await domain.store.read(lambda reader: reader.first(_API_KEY, {"key_hash": key_hash}))
+        if key is None:
+            raise Unauthenticated("unknown or revoked API key")
+        company_id, user_id, is_operator, key_id, revoked_at = key
+        if revoked_at is not None:
             raise Unauthenticated("unknown or revoked API key")
         return Principal(
-            company_id=key.company_id,
-            user_id=key.user_id,
-            is_operator=key.is_operator,
+            company_id=company_id,
+            user_id=user_id,
+            is_operator=is_operator,
             kind="api_key",
-            key_id=key.id,
+            key_id=key_id,
         )
-    user_id = domain.tokens.verify(credential)
+    session_user_id = domain.tokens.verify(credential)
     company_id = await domain.store.read(
-        lambda connection: connection.execute(_USER_COMPANY, {"user_id": user_id}).scalar()
+        lambda reader: reader.scalar(_USER_COMPANY, {"user_id": session_user_id})
     )
     if company_id is None:
         raise Unauthenticated("the session token's user no longer exists")
-    return Principal(company_id=company_id, user_id=user_id, is_operator=False, kind="session")
+    return Principal(
+        company_id=company_id, user_id=session_user_id, is_operator=False, kind="session"
+    )
 
 
 async def resolve_actor(domain: Domain, principal: Principal, path_user_id: str | None) -> Actor:
@@ -84,16 +87,14 @@ async def resolve_actor(domain: Domain, principal: Principal, path_user_id: str 
         user_id = principal.user_id
         if user_id is None:
             user_id = await domain.store.read(
-                lambda connection: connection.execute(
-                    _DEFAULT_USER, {"company_id": principal.company_id}
-                ).scalar()
+                lambda reader: reader.scalar(_DEFAULT_USER, {"company_id": principal.company_id})
             )
             if user_id is None:
                 raise NotFound("the company has no default user yet")
         return Actor(user_id=user_id, company_id=principal.company_id, principal=principal)
     if principal.is_operator:
         company_id = await domain.store.read(
-            lambda connection: connection.execute(_USER_COMPANY, {"user_id": path_user_id}).scalar()
+            lambda reader: reader.scalar(_USER_COMPANY, {"user_id": path_user_id})
         )
         if company_id != principal.company_id:
             raise NotFound(f"user {path_user_id} not found")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain import labels
@@ -37,6 +37,7 @@ from berth.store.models import (
     SshKey,
     Workload,
 )
+from berth.store.reads import Reader
 
 KEEP_ALIVE = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
 """A dev box's task just stays up; people work in it through SSH and the terminal."""
@@ -204,9 +205,9 @@ _USERS_CONTAINERS = _CONTAINER_ROWS.order_by(Workload.created_at)
 async def list_containers(domain: Domain, actor: Actor) -> list[ContainerView]:
     """The user's dev boxes in two queries, with their last measured usage."""
 
-    def read(connection: Connection) -> list[tuple[ContainerRecord, bool, str | None]]:
-        check_compute_user(connection, actor.user_id)
-        rows = connection.execute(_USERS_CONTAINERS, {"user_id": actor.user_id})
+    def read(reader: Reader) -> list[tuple[ContainerRecord, bool, str | None]]:
+        check_compute_user(reader, actor.user_id)
+        rows = reader.all(_USERS_CONTAINERS, {"user_id": actor.user_id})
         return [(ContainerRecord._make(row[:-2]), bool(row[-2]), row[-1]) for row in rows]
 
     found = await domain.store.read(read)
@@ -216,10 +217,10 @@ async def list_containers(domain: Domain, actor: Actor) -> list[ContainerView]:
 async def get_container(domain: Domain, actor: Actor, container_id: str) -> ContainerView:
     """One dev box in two queries, with its last measured usage (see `domain.usage`)."""
 
-    def read(connection: Connection) -> tuple[ContainerRecord, bool, str | None]:
-        check_compute_user(connection, actor.user_id)
+    def read(reader: Reader) -> tuple[ContainerRecord, bool, str | None]:
+        check_compute_user(reader, actor.user_id)
         params = {"user_id": actor.user_id, "container_id": container_id}
-        row = connection.execute(_ONE_CONTAINER, params).first()
+        row = reader.first(_ONE_CONTAINER, params)
         if row is None:
             raise NotFound("container not found")
         return ContainerRecord._make(row[:-2]), bool(row[-2]), row[-1]

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Connection, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound
 from berth.store.models import Run, Secret, Workload
+from berth.store.reads import Reader
 
 RECENT_RUNS = 10
 
@@ -141,31 +142,27 @@ def public_url(domain: Domain, workload: WorkloadRecord | Workload) -> str | Non
     return f"http://{workload.id}.{domain.containers.public_domain}{suffix}"
 
 
-def read_view(
-    domain: Domain, connection: Connection, user_id: str, workload_id: str
-) -> WorkloadView:
+def read_view(domain: Domain, reader: Reader, user_id: str, workload_id: str) -> WorkloadView:
     """The view of the user's workload `workload_id` (NotFound if it is not theirs, is
     deleted or is a Containers API container). Runs inside `Store.read`."""
-    row = connection.execute(
-        _ONE_WORKLOAD, {"workload_id": workload_id, "user_id": user_id}
-    ).first()
+    row = reader.first(_ONE_WORKLOAD, {"workload_id": workload_id, "user_id": user_id})
     if row is None:
         raise NotFound(f"workload {workload_id} not found")
     params = {"workload_id": workload_id}
-    runs = connection.execute(_ONE_WORKLOADS_RUNS, params)
-    keys = connection.execute(_ONE_WORKLOADS_SECRETS, params)
+    runs = reader.all(_ONE_WORKLOADS_RUNS, params)
+    keys = reader.all(_ONE_WORKLOADS_SECRETS, params)
     return _assemble(domain, [row], runs, keys)[0]
 
 
-def read_views(domain: Domain, connection: Connection, user_id: str) -> list[WorkloadView]:
+def read_views(domain: Domain, reader: Reader, user_id: str) -> list[WorkloadView]:
     """The views of all the user's workloads, oldest first, in three queries whatever their
     number. Runs inside `Store.read`."""
     params = {"user_id": user_id}
-    rows = connection.execute(_USERS_WORKLOADS, params).all()
+    rows = reader.all(_USERS_WORKLOADS, params)
     if not rows:
         return []
-    runs = connection.execute(_USERS_RUNS, params)
-    keys = connection.execute(_USERS_SECRETS, params)
+    runs = reader.all(_USERS_RUNS, params)
+    keys = reader.all(_USERS_SECRETS, params)
     return _assemble(domain, rows, runs, keys)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.accounts import check_compute_user, load_compute_user
@@ -23,6 +23,7 @@ from berth.domain.schedules import Schedule, parse_schedule
 from berth.domain.views import WorkloadView, read_view, read_views
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import ACTIVE_RUN_STATUSES, AccountKit, Run, User, Workload
+from berth.store.reads import Reader
 
 
 async def validate_create(domain: Domain, actor: Actor, body: WorkloadCreate) -> None:
@@ -68,17 +69,17 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
 
 
 async def list_workloads(domain: Domain, actor: Actor) -> list[WorkloadView]:
-    def read(connection: Connection) -> list[WorkloadView]:
-        check_compute_user(connection, actor.user_id)
-        return read_views(domain, connection, actor.user_id)
+    def read(reader: Reader) -> list[WorkloadView]:
+        check_compute_user(reader, actor.user_id)
+        return read_views(domain, reader, actor.user_id)
 
     return await domain.store.read(read)
 
 
 async def get_workload(domain: Domain, actor: Actor, workload_id: str) -> WorkloadView:
-    def read(connection: Connection) -> WorkloadView:
-        check_compute_user(connection, actor.user_id)
-        return read_view(domain, connection, actor.user_id, workload_id)
+    def read(reader: Reader) -> WorkloadView:
+        check_compute_user(reader, actor.user_id)
+        return read_view(domain, reader, actor.user_id, workload_id)
 
     return await domain.store.read(read)
 

@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, event, make_url
+from sqlalchemy import event, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -30,8 +30,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from berth.store.inline_sqlite import inline_connector
+from berth.store.inline_sqlite import inline_connector, open_inline
 from berth.store.migrate import upgrade
+from berth.store.reads import ConnectionReader, PreparedSqliteReader, Reader
 
 T = TypeVar("T")
 
@@ -50,13 +51,15 @@ class Store:
         self._busy_timeout_ms = int(busy_timeout_ms)
         writer = self.engine
         self.reader: AsyncEngine = self.engine
+        self._prepared_reader: PreparedSqliteReader | None = None
+        self._sqlite_path: str | None = None
         self._writer_queue: AbstractAsyncContextManager[object] = nullcontext()
         if url.startswith("sqlite"):
             self._writer_queue = asyncio.Lock()
             event.listen(self.engine.sync_engine, "connect", self._sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
             writer = self.engine.execution_options(berth_write=True)
-            path = _sqlite_file(url)
+            path = self._sqlite_path = _sqlite_file(url)
             if path is not None:
                 self.reader = create_async_engine(
                     url,
@@ -89,18 +92,32 @@ class Store:
         async with self._sessions() as session:
             yield session
 
-    async def read(self, queries: Callable[[Connection], T]) -> T:
-        """Run `queries` (plain, synchronous SQLAlchemy Core calls on one connection) in one
-        read transaction, so they see one snapshot, and return what it returns.
+    async def read(self, queries: Callable[[Reader], T]) -> T:
+        """Run `queries` (synchronous calls of a `Reader` with `select()` statements built
+        once) in one read transaction, so they see one snapshot, and return its result.
 
-        This is the path of the API's hot reads: one hand-over to the driver for all the
-        queries of a view (none per query, and on SQLite none at all), and statements built
-        once at import with bound parameters, whose compiled form SQLAlchemy caches. Nothing
-        is committed; `queries` must only read and must not await."""
+        The path of the API's hot reads (see `store.reads`): on a SQLite file the statements
+        run prepared on one plain connection on the event loop, with no hand-over at all;
+        elsewhere all the queries of a view share one hand-over to the driver. Nothing is
+        committed; `queries` must only read, and cannot await."""
+        if self._sqlite_path is not None:
+            if self._prepared_reader is None:
+                raw = open_inline(self._sqlite_path, busy_timeout_ms=READ_BUSY_TIMEOUT_MS)
+                raw.execute("PRAGMA query_only=ON")
+                self._prepared_reader = PreparedSqliteReader(raw, self.reader.dialect)
+            reader = self._prepared_reader
+            reader.begin()
+            try:
+                return queries(reader)
+            finally:
+                reader.end()
         async with self.reader.connect() as connection:
-            return await connection.run_sync(queries)
+            return await connection.run_sync(lambda sync: queries(ConnectionReader(sync)))
 
     async def close(self) -> None:
+        if self._prepared_reader is not None:
+            self._prepared_reader.connection.close()
+            self._prepared_reader = None
         if self.reader is not self.engine:
             await self.reader.dispose()
         await self.engine.dispose()

@@ -133,13 +133,19 @@ def inline_connector(path: str, *, busy_timeout_ms: int) -> Callable[[], Any]:
     (SQLAlchemy's `begin` listener emits BEGIN itself) with a short busy timeout."""
 
     async def connect() -> InlineConnection:
-        connection = sqlite3.connect(
-            path,
-            isolation_level=None,
-            check_same_thread=False,  # opened and used on the loop's thread; closed by gc too
-            timeout=busy_timeout_ms / 1000,
-            cached_statements=256,
-        )
-        return InlineConnection(connection)
+        return InlineConnection(open_inline(path, busy_timeout_ms=busy_timeout_ms))
 
     return connect
+
+
+def open_inline(path: str, *, busy_timeout_ms: int) -> sqlite3.Connection:
+    """A `sqlite3` connection for use on the loop: autocommit mode (BEGIN is explicit), a
+    short busy timeout, and room for every statement of the code in its prepared-statement
+    cache."""
+    return sqlite3.connect(
+        path,
+        isolation_level=None,
+        check_same_thread=False,  # used on the loop's thread; closed by gc on any thread
+        timeout=busy_timeout_ms / 1000,
+        cached_statements=256,
+    )

@@ -4,6 +4,7 @@ of queries whatever the number of workloads listed."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -142,3 +143,30 @@ async def test_prepared_reads_give_what_sqlalchemy_gives(domain: Domain, actor: 
     assert first.workload.created_at.tzinfo is not None
     assert first.workload.scale_to_zero is False
     assert len(first.recent_runs) == 1 and first.recent_runs[0].created_at.tzinfo is not None
+
+
+async def test_the_data_version_changes_with_every_commit_of_any_connection(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "reads.db"
+    store = Store(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with store.transaction() as session:
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+        seen = store.data_version()
+        assert seen is not None
+        assert await store.read(lambda reader: reader.scalar(COUNT, {})) == 0
+        assert store.data_version() == seen  # reading changes nothing
+        async with store.transaction() as session:
+            await session.execute(text("INSERT INTO t VALUES (1)"))
+        assert store.data_version() != seen
+        seen = store.data_version()
+        other = sqlite3.connect(path)  # another process's connection, say `berth admin`
+        try:
+            other.execute("INSERT INTO t VALUES (2)")
+            other.commit()
+        finally:
+            other.close()
+        assert store.data_version() != seen
+    finally:
+        await store.close()

@@ -101,11 +101,7 @@ class Store:
         elsewhere all the queries of a view share one hand-over to the driver. Nothing is
         committed; `queries` must only read, and cannot await."""
         if self._sqlite_path is not None:
-            if self._prepared_reader is None:
-                raw = open_inline(self._sqlite_path, busy_timeout_ms=READ_BUSY_TIMEOUT_MS)
-                raw.execute("PRAGMA query_only=ON")
-                self._prepared_reader = PreparedSqliteReader(raw, self.reader.dialect)
-            reader = self._prepared_reader
+            reader = self._prepared(self._sqlite_path)
             reader.begin()
             try:
                 return queries(reader)
@@ -113,6 +109,24 @@ class Store:
                 reader.end()
         async with self.reader.connect() as connection:
             return await connection.run_sync(lambda sync: queries(ConnectionReader(sync)))
+
+    def data_version(self) -> int | None:
+        """A number that changes whenever any connection, of this process or another, commits
+        to the database; None where the database offers no such number (then nothing may be
+        reused). For reusing what was read: a result read after seeing version v is still
+        current while the version is v. SQLite's `PRAGMA data_version`, asked of the prepared
+        reads' connection, which never writes itself."""
+        if self._sqlite_path is None:
+            return None
+        version: int = self._prepared(self._sqlite_path).data_version()
+        return version
+
+    def _prepared(self, path: str) -> PreparedSqliteReader:
+        if self._prepared_reader is None:
+            raw = open_inline(path, busy_timeout_ms=READ_BUSY_TIMEOUT_MS)
+            raw.execute("PRAGMA query_only=ON")
+            self._prepared_reader = PreparedSqliteReader(raw, self.reader.dialect)
+        return self._prepared_reader
 
     async def close(self) -> None:
         if self._prepared_reader is not None:

@@ -95,6 +95,11 @@ class PreparedSqliteReader:
         row = self.first(statement, params)
         return None if row is None else row[0]
 
+    def data_version(self) -> int:
+        """SQLite's count of commits by other connections, as this connection sees it."""
+        (version,) = self.connection.execute("PRAGMA data_version").fetchone()
+        return int(version)
+
     def begin(self) -> None:
         self.connection.execute("BEGIN")
 

@@ -7,6 +7,7 @@ of an operator key act as that user.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -153,6 +154,18 @@ async def create_api_key(
         )
         session.add(row)
     return CreatedKey(key=raw, row=row)
+
+
+async def revoke_api_key(domain: Domain, key_id: str) -> ApiKey:
+    """Refuse the key from now on (its row stays, for the record); idempotent. Every request
+    reads its key afresh, so the next request with it is a 401, whichever process revoked it."""
+    async with domain.store.transaction() as session:
+        key = await session.get(ApiKey, key_id)
+        if key is None:
+            raise NotFound(f"api key {key_id} not found")
+        if key.revoked_at is None:
+            key.revoked_at = datetime.now(UTC)
+    return key
 
 
 async def issue_session_token(domain: Domain, user_id: str, *, ttl_seconds: int | None) -> str:

@@ -4,6 +4,7 @@ of queries whatever the number of workloads listed."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 from collections.abc import AsyncIterator
@@ -169,4 +170,68 @@ async def test_the_data_version_changes_with_every_commit_of_any_connection(
             other.close()
         assert store.data_version() != seen
     finally:
+        await store.close()
+
+
+async def test_writes_start_no_thread(tmp_path: Path) -> None:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'writes.db'}")
+    try:
+        threads = threading.active_count()
+        async with store.transaction() as session:
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+        for n in range(3):
+            async with store.transaction() as session:
+                await session.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+        assert threading.active_count() == threads
+    finally:
+        await store.close()
+
+
+async def test_a_writer_waits_for_another_process_asleep_and_then_commits(
+    tmp_path: Path,
+) -> None:
+    """The loop keeps running while another process holds the write lock; the write goes
+    through once it is released, and gives up (database is locked) after the busy timeout."""
+    path = tmp_path / "writes.db"
+    store = Store(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=2000)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        async with store.transaction() as session:
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+        other.execute("BEGIN IMMEDIATE")
+        ticks = 0
+        ten_ticks, released = asyncio.Event(), asyncio.Event()
+
+        async def tick() -> None:  # the loop's heartbeat while the writer waits
+            nonlocal ticks
+            while not released.is_set():
+                ticks += 1
+                if ticks == 10:
+                    ten_ticks.set()
+                await asyncio.sleep(0.01)
+
+        async def release_later() -> None:
+            await ten_ticks.wait()
+            other.execute("COMMIT")
+            released.set()
+
+        async def write() -> None:
+            async with store.transaction() as session:
+                await session.execute(text("INSERT INTO t VALUES (1)"))
+
+        await asyncio.gather(tick(), release_later(), write())
+        assert ticks >= 10
+        assert await store.read(lambda reader: reader.scalar(COUNT, {})) == 1
+
+        quick = Store(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=100)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(OperationalError, match="database is locked"):
+                async with quick.transaction() as session:
+                    await session.execute(text("INSERT INTO t VALUES (2)"))
+        finally:
+            other.execute("ROLLBACK")
+            await quick.close()
+    finally:
+        other.close()
         await store.close()

@@ -1,28 +1,30 @@
-"""The database: one async engine per process, short transactions, no I/O inside them.
+"""The database: one store per process, short transactions, no I/O inside them.
 
 SQLite (the default) runs in WAL mode: readers never wait, and one writer at a time holds the
 write lock. The writers of this process queue for it on an asyncio lock, in arrival order,
-before they take a connection; SQLite's busy timeout is left for writers of other processes
-(`berth admin`). Without the queue, concurrent writers each wait inside SQLite's busy handler,
-which polls with naps of up to 100 ms and gives up after the timeout: under load, unlucky
-writers lost the race for seconds and then failed with "database is locked", while holding a
-pooled connection and a thread the whole time. `BERTH_DATABASE_URL` may point at PostgreSQL
-instead, whose row locks need no queue.
+before they take a connection. Without the queue, concurrent writers each waited inside
+SQLite's busy handler, which polls with naps of up to 100 ms and gives up after the timeout:
+under load, unlucky writers lost the race for seconds and then failed with "database is
+locked". Another process's writer (`berth admin`) is waited for in `_while_busy`, asleep on
+the loop. `BERTH_DATABASE_URL` may point at PostgreSQL instead, whose row locks need no queue.
 
-Reading sessions on a SQLite file run on the event loop (`store.inline_sqlite`): a WAL reader
-takes no lock and answers from the page cache in microseconds, far less than the thread
-hand-offs aiosqlite makes for every call. Writers stay on aiosqlite's thread, since a writer
-may wait for another process's write lock. Reading connections are `query_only`.
+On a SQLite file every statement runs on the event loop (`store.inline_sqlite`), not on
+aiosqlite's thread: SQLite answers from the page cache in microseconds, far less than the
+thread hand-offs aiosqlite makes for every call, and a write transaction that waited for the
+loop at each of its statements held the write lock for as long as the loop was busy (tens of
+milliseconds under load, so queued writers waited seconds). Reading connections are
+`query_only`; `Store.read` runs the API's hot reads as prepared statements (`store.reads`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
 from sqlalchemy import event, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -47,28 +49,35 @@ class Store:
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 10_000) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url)
         self._busy_timeout_ms = int(busy_timeout_ms)
-        writer = self.engine
-        self.reader: AsyncEngine = self.engine
+        self._sqlite_path = _sqlite_file(url) if url.startswith("sqlite") else None
         self._prepared_reader: PreparedSqliteReader | None = None
-        self._sqlite_path: str | None = None
         self._writer_queue: AbstractAsyncContextManager[object] = nullcontext()
+        if self._sqlite_path is None:
+            self.engine: AsyncEngine = create_async_engine(url)
+            self.reader: AsyncEngine = self.engine
+        else:
+            # Writers wait for another process's lock in `_begin_write`, asleep on the loop,
+            # never inside SQLite (busy timeout 0), since they run on the loop's thread.
+            self.engine = create_async_engine(
+                url, async_creator=inline_connector(self._sqlite_path, busy_timeout_ms=0)
+            )
+            self.reader = create_async_engine(
+                url,
+                async_creator=inline_connector(
+                    self._sqlite_path, busy_timeout_ms=READ_BUSY_TIMEOUT_MS
+                ),
+                pool_size=8,
+                max_overflow=32,
+            )
+            event.listen(self.reader.sync_engine, "connect", _sqlite_reader_pragmas)
+            event.listen(self.reader.sync_engine, "begin", _sqlite_begin)
+        writer = self.engine
         if url.startswith("sqlite"):
             self._writer_queue = asyncio.Lock()
             event.listen(self.engine.sync_engine, "connect", self._sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
             writer = self.engine.execution_options(berth_write=True)
-            path = self._sqlite_path = _sqlite_file(url)
-            if path is not None:
-                self.reader = create_async_engine(
-                    url,
-                    async_creator=inline_connector(path, busy_timeout_ms=READ_BUSY_TIMEOUT_MS),
-                    pool_size=8,
-                    max_overflow=32,
-                )
-                event.listen(self.reader.sync_engine, "connect", _sqlite_reader_pragmas)
-                event.listen(self.reader.sync_engine, "begin", _sqlite_begin)
         # Reading sessions never flush: a change made while planning under a read must not
         # turn the read into a write (SQLite would refuse the upgrade under concurrency).
         self._sessions = async_sessionmaker(self.reader, expire_on_commit=False, autoflush=False)
@@ -76,15 +85,48 @@ class Store:
 
     async def create_schema(self) -> None:
         """Bring the database to the newest schema (idempotent; runs the migrations)."""
-        await upgrade(self.engine)
+        async with self._writer_queue:
+            await self._while_busy(lambda: upgrade(self.engine))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A read-write transaction; on SQLite it waits for this process's earlier writers
         (see the module's docstring), then takes the write lock up front (`BEGIN IMMEDIATE`)
         so it never fails on an upgrade from read to write. Transactions must not nest."""
-        async with self._writer_queue, self._write_sessions() as session, session.begin():
-            yield session
+        async with self._writer_queue:
+            session = await self._while_busy(self._begin_write)
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+            finally:
+                await session.close()
+
+    async def _begin_write(self) -> AsyncSession:
+        session = self._write_sessions()
+        try:
+            await session.connection()  # BEGIN (IMMEDIATE on SQLite) at once
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
+    async def _while_busy(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()`, again while SQLite answers that another process holds the write lock,
+        for up to the busy timeout, sleeping on the loop in between (1 ms, doubling to 50)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._busy_timeout_ms / 1000
+        pause = 0.001
+        while True:
+            try:
+                return await attempt()
+            except OperationalError as error:
+                if "database is locked" not in str(error) or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
@@ -141,7 +183,8 @@ class Store:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        if self._sqlite_path is None:  # an in-memory database on aiosqlite's thread
+            cursor.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -1,14 +1,15 @@
-"""SQLite connections that answer on the event loop, for the store's reading sessions.
+"""SQLite connections that answer on the event loop, for every session of the store.
 
 aiosqlite runs every call (execute, fetch, close, commit) on a thread of its own and hands
 the result back to the loop: four or five thread hand-offs per query, each costing far more
-than the query itself, since SQLite in WAL mode answers a read from the page cache in
-microseconds. These classes give SQLAlchemy's aiosqlite dialect the same awaitable interface
-over a plain `sqlite3` connection whose calls run inline, so a read costs what SQLite costs.
+than the query itself, since SQLite in WAL mode answers from the page cache in microseconds.
+These classes give SQLAlchemy's aiosqlite dialect the same awaitable interface over a plain
+`sqlite3` connection whose calls run inline, so a statement costs what SQLite costs.
 
-Only reads use them (see `store.db`): a reader in WAL mode never waits for a lock in the
-normal course, while a writer can wait for another process's transaction for seconds, which
-must not stall the loop. A reader's busy timeout is therefore kept short.
+A statement on the loop must never wait for a lock inside SQLite, since the whole process
+would wait with it. Readers in WAL mode take no lock in the normal course (their busy timeout
+is a short bound for rare cases); writers have a busy timeout of 0 and the store retries
+`BEGIN IMMEDIATE` asleep on the loop while another process writes (`Store._while_busy`).
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from berth.store.checkpoints import Checkpointer
 from berth.store.inline_sqlite import inline_connector, open_inline
 from berth.store.migrate import upgrade
 from berth.store.reads import ConnectionReader, PreparedSqliteReader, Reader
@@ -53,6 +54,7 @@ class Store:
         self._sqlite_path = _sqlite_file(url) if url.startswith("sqlite") else None
         self._prepared_reader: PreparedSqliteReader | None = None
         self._writer_queue: AbstractAsyncContextManager[object] = nullcontext()
+        self.checkpointer: Checkpointer | None = None
         if self._sqlite_path is None:
             self.engine: AsyncEngine = create_async_engine(url)
             self.reader: AsyncEngine = self.engine
@@ -72,6 +74,7 @@ class Store:
             )
             event.listen(self.reader.sync_engine, "connect", _sqlite_reader_pragmas)
             event.listen(self.reader.sync_engine, "begin", _sqlite_begin)
+            self.checkpointer = Checkpointer(self._sqlite_path)
         writer = self.engine
         if url.startswith("sqlite"):
             self._writer_queue = asyncio.Lock()
@@ -103,8 +106,12 @@ class Store:
                 raise
             finally:
                 await session.close()
+        if self.checkpointer is not None:
+            self.checkpointer.after_commit()
 
     async def _begin_write(self) -> AsyncSession:
+        """A session holding the write lock; closed by `transaction()` itself rather than by
+        `async with` (see `reading`)."""
         session = self._write_sessions()
         try:
             await session.connection()  # BEGIN (IMMEDIATE on SQLite) at once
@@ -131,8 +138,18 @@ class Store:
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
         """A session for reads only; nothing is committed."""
-        async with self._sessions() as session:
+        if self._sqlite_path is None:
+            async with self._sessions() as session:
+                yield session
+            return
+        # Closed directly: `async with` closes an AsyncSession in a task of its own (so that a
+        # cancellation cannot cut the close short), which costs the request a trip through
+        # the loop's queue, behind every other ready request. Inline, a close never waits.
+        session = self._sessions()
+        try:
             yield session
+        finally:
+            await session.close()
 
     async def read(self, queries: Callable[[Reader], T]) -> T:
         """Run `queries` (synchronous calls of a `Reader` with `select()` statements built
@@ -171,6 +188,8 @@ class Store:
         return self._prepared_reader
 
     async def close(self) -> None:
+        if self.checkpointer is not None:
+            await self.checkpointer.close()
         if self._prepared_reader is not None:
             self._prepared_reader.connection.close()
             self._prepared_reader = None
@@ -185,6 +204,8 @@ class Store:
         cursor.execute("PRAGMA synchronous=NORMAL")
         if self._sqlite_path is None:  # an in-memory database on aiosqlite's thread
             cursor.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        else:  # checkpoints run on a thread (`store.checkpoints`), never inside a commit
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -70,6 +70,8 @@ class StrictJsonRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        if self.body_field is None:
+            return handler  # no body to decode: no wrapper on the way to every GET
 
         async def strict_handler(request: Request) -> Response:
             return await handler(StrictJsonRequest(request.scope, request.receive))

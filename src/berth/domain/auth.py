@@ -57,7 +57,7 @@ async def authenticate(domain: Domain, credential: str | None) -> Principal:
         )
     if credential.startswith("nv_sk_"):
         key_hash = hash_api_key(credential)
-        key = await domain.store.read(lambda reader: reader.first(_API_KEY, {"key_hash": key_hash}))
+        key = await domain.store.read_first(_API_KEY, {"key_hash": key_hash})
         if key is None:
             raise Unauthenticated("unknown or revoked API key")
         company_id, user_id, is_operator, key_id, revoked_at = key
@@ -71,13 +71,11 @@ async def authenticate(domain: Domain, credential: str | None) -> Principal:
             key_id=key_id,
         )
     session_user_id = domain.tokens.verify(credential)
-    company_id = await domain.store.read(
-        lambda reader: reader.scalar(_USER_COMPANY, {"user_id": session_user_id})
-    )
-    if company_id is None:
+    found = await domain.store.read_first(_USER_COMPANY, {"user_id": session_user_id})
+    if found is None:
         raise Unauthenticated("the session token's user no longer exists")
     return Principal(
-        company_id=company_id, user_id=session_user_id, is_operator=False, kind="session"
+        company_id=found[0], user_id=session_user_id, is_operator=False, kind="session"
     )
 
 

@@ -35,7 +35,14 @@ from sqlalchemy.ext.asyncio import (
 from berth.store.checkpoints import Checkpointer
 from berth.store.inline_sqlite import inline_connector, open_inline
 from berth.store.migrate import upgrade
-from berth.store.reads import ConnectionReader, PreparedSqliteReader, Reader
+from berth.store.reads import (
+    AnySelect,
+    ConnectionReader,
+    Params,
+    PreparedSqliteReader,
+    Reader,
+    Row,
+)
 
 T = TypeVar("T")
 
@@ -168,6 +175,13 @@ class Store:
                 reader.end()
         async with self.reader.connect() as connection:
             return await connection.run_sync(lambda sync: queries(ConnectionReader(sync)))
+
+    async def read_first(self, statement: AnySelect, params: Params) -> Row | None:
+        """`Store.read` of one statement's first row: a single statement is its own snapshot,
+        so on SQLite it runs without BEGIN and ROLLBACK around it."""
+        if self._sqlite_path is not None:
+            return self._prepared(self._sqlite_path).first(statement, params)
+        return await self.read(lambda reader: reader.first(statement, params))
 
     def data_version(self) -> int | None:
         """A number that changes whenever any connection, of this process or another, commits

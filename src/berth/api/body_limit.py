@@ -52,9 +52,15 @@ class BodySizeLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = _content_length(scope)
+        headers = Headers(scope=scope)
+        declared = _content_length(headers)
         if declared is not None and declared > self.max_bytes:
             await too_large_response(self.max_bytes)(scope, receive, send)
+            return
+        if declared == 0 or (declared is None and "transfer-encoding" not in headers):
+            # No body (HTTP/1.1 has one only with a length or a transfer coding): nothing to
+            # count, so no wrappers on the path of every GET.
+            await self.app(scope, receive, send)
             return
         received = 0
         started = False
@@ -84,8 +90,8 @@ class BodySizeLimit:
             await too_large_response(self.max_bytes)(scope, receive, send)
 
 
-def _content_length(scope: Scope) -> int | None:
-    value = Headers(scope=scope).get("content-length")
+def _content_length(headers: Headers) -> int | None:
+    value = headers.get("content-length")
     if value is None or not value.strip().isdigit():
         return None
     return int(value)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 
-from berth.api.deps import DomainDep, company_actor
+from berth.api.deps import DomainDep, company_actor, domain_of
 from berth.api.responses import container_errors
 from berth.api.strict_json import StrictJsonRoute
 from berth.domain import containers, ingress, ssh_keys
@@ -69,8 +69,10 @@ async def create_container(
 
 
 @router.get("/containers/{container_id}", response_model=ContainerOut, summary="Get container")
-async def get_container(container_id: str, domain: DomainDep, actor: ActorDep) -> ContainerOut:
-    return container_out(await containers.get_container(domain, actor, container_id))
+async def get_container(container_id: str, request: Request, actor: ActorDep) -> ContainerOut:
+    # The domain from the request, not a dependency: agents poll this read (see deps).
+    view = await containers.get_container(domain_of(request), actor, container_id)
+    return container_out(view)
 
 
 @router.delete("/containers/{container_id}", response_model=StatusOk, summary="Delete container")

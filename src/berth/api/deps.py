@@ -17,8 +17,14 @@ INTERNAL_REPLAY_HEADER = "x-berth-internal-replay"
 """Carries `<per-process secret>:<approval id>` on the in-process replay of an approval."""
 
 
-def get_domain(request: Request) -> Domain:
-    domain: Domain = request.app.state.domain
+async def get_domain(request: Request) -> Domain:
+    """A coroutine, not a function: FastAPI runs a plain function dependency on its thread
+    pool, a thread hand-off on every request for an attribute read."""
+    return domain_of(request)
+
+
+def domain_of(connection: HTTPConnection) -> Domain:
+    domain: Domain = connection.app.state.domain
     return domain
 
 
@@ -50,6 +56,13 @@ def presented_credential(connection: HTTPConnection) -> str | None:
 
 
 async def get_principal(request: Request, domain: DomainDep) -> Principal:
+    return await _principal(request, domain)
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def _principal(request: Request, domain: Domain) -> Principal:
     replay = request.headers.get(INTERNAL_REPLAY_HEADER)
     if replay:
         secret, _, approval_id = replay.partition(":")
@@ -58,18 +71,21 @@ async def get_principal(request: Request, domain: DomainDep) -> Principal:
     return await authenticate(domain, bearer_credential(request))
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
+# The actor dependencies take the request alone (plus the path's user), not the domain and
+# principal as dependencies of their own: FastAPI resolves every dependency of every request
+# anew, and each costs more than what it returns.
 
 
-async def company_actor(domain: DomainDep, principal: PrincipalDep) -> Actor:
+async def company_actor(request: Request) -> Actor:
     """Company-scoped routes: the key's user, or the company's default user."""
-    return await resolve_actor(domain, principal, None)
+    domain = domain_of(request)
+    return await resolve_actor(domain, await _principal(request, domain), None)
 
 
 async def path_user_actor(
-    domain: DomainDep,
-    principal: PrincipalDep,
+    request: Request,
     user_id: Annotated[str, Path(description="The user acted for.")],
 ) -> Actor:
     """Per-user routes: an operator key for any user of its company, or the user's own."""
-    return await resolve_actor(domain, principal, user_id)
+    domain = domain_of(request)
+    return await resolve_actor(domain, await _principal(request, domain), user_id)

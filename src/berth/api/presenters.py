@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from berth.domain.views import WorkloadView
+from berth.domain.views import RunRecord, WorkloadView
 from berth.runtime.base import LogLine
 from berth.schemas.workloads import LogEvent, RunOut, SecretKeyOut, WorkloadOut
 from berth.store.models import Run, Secret
 
 
-def run_out(run: Run) -> RunOut:
+def run_out(run: Run | RunRecord) -> RunOut:
     duration = None
     if run.started_at is not None and run.finished_at is not None:
         duration = (run.finished_at - run.started_at).total_seconds()

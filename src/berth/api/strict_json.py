@@ -95,9 +95,9 @@ class StrictJsonRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        body_model = (
-            None if self.body_field is None else _model_in(self.body_field.field_info.annotation)
-        )
+        if self.body_field is None:
+            return handler  # no body to decode: no wrapper on the way to every GET
+        body_model = _model_in(self.body_field.field_info.annotation)
 
         async def strict_handler(request: Request) -> Response:
             return await handler(

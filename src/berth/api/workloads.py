@@ -6,12 +6,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from berth.api.deps import DomainDep
+from berth.api.deps import DomainDep, domain_of
 from berth.api.gate import require_approval
 from berth.api.presenters import log_event, run_out, secret_key_out, workload_out
+from berth.api.read_cache import ReadCache
 from berth.api.responses import GATE_ERRORS, workload_errors
 from berth.api.strict_json import StrictJsonRoute
 from berth.domain import runs, secrets, workloads
@@ -47,11 +48,20 @@ def build_workloads_router(
         tags=["workloads"], responses=workload_errors(401, 403, 404), route_class=StrictJsonRoute
     )
     ActorDep = Depends(actor_dependency)
+    reads = ReadCache()
+
+    # The two reads agents poll take the domain from the request, not as a dependency:
+    # FastAPI resolves each dependency anew on every request, at a cost near the read's own.
 
     @router.get("", response_model=WorkloadList, summary="List the user's workloads")
-    async def list_workloads(domain: DomainDep, actor: Actor = ActorDep) -> WorkloadList:
-        views = await workloads.list_workloads(domain, actor)
-        return WorkloadList(workloads=[workload_out(view) for view in views])
+    async def list_workloads(request: Request, actor: Actor = ActorDep) -> Response:
+        domain = domain_of(request)
+
+        async def build() -> WorkloadList:
+            views = await workloads.list_workloads(domain, actor)
+            return WorkloadList(workloads=[workload_out(view) for view in views])
+
+        return await reads.respond(domain, ("list", actor.user_id), build)
 
     @router.post(
         "",
@@ -76,10 +86,13 @@ def build_workloads_router(
         return workload_out(await workloads.create_workload(domain, actor, body))
 
     @router.get("/{workload_id}", response_model=WorkloadOut, summary="Get a workload")
-    async def get_workload(
-        workload_id: str, domain: DomainDep, actor: Actor = ActorDep
-    ) -> WorkloadOut:
-        return workload_out(await workloads.get_workload(domain, actor, workload_id))
+    async def get_workload(workload_id: str, request: Request, actor: Actor = ActorDep) -> Response:
+        domain = domain_of(request)
+
+        async def build() -> WorkloadOut:
+            return workload_out(await workloads.get_workload(domain, actor, workload_id))
+
+        return await reads.respond(domain, ("get", actor.user_id, workload_id), build)
 
     @router.delete(
         "/{workload_id}", response_model=Deleted, summary="Delete a workload, stop its runs"

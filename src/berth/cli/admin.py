@@ -105,6 +105,12 @@ async def _create_key(domain: Domain, args: argparse.Namespace) -> dict[str, Any
     }
 
 
+async def _revoke_key(domain: Domain, args: argparse.Namespace) -> dict[str, Any]:
+    key = await accounts.revoke_api_key(domain, args.key)
+    revoked = key.revoked_at.isoformat() if key.revoked_at else None
+    return {"id": key.id, "user_id": key.user_id, "revoked_at": revoked}
+
+
 async def _token(domain: Domain, args: argparse.Namespace) -> dict[str, Any]:
     token = await accounts.issue_session_token(domain, args.user, ttl_seconds=args.ttl)
     return {"token": token, "user_id": args.user}
@@ -148,6 +154,7 @@ HANDLERS: dict[str, Callable[[Domain, argparse.Namespace], Awaitable[dict[str, A
     "create_user": _create_user,
     "create_key": _create_key,
     "set_password": _set_password,
+    "revoke_key": _revoke_key,
     "token": _token,
     "update_user": _update_user,
     "set_policy": _set_policy,

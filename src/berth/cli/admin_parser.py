@@ -40,6 +40,13 @@ def add_admin_parser(
     data_dir_args(key)
     key.set_defaults(admin_handler="create_key")
 
+    revoke = commands.add_parser("revoke-key", help="revoke an API key: refused from now on")
+    revoke.add_argument(
+        "--key", required=True, help="the key's id (key_...), as create-key printed"
+    )
+    data_dir_args(revoke)
+    revoke.set_defaults(admin_handler="revoke_key")
+
     token = commands.add_parser("token", help="issue a human session token (JWT)")
     token.add_argument("--user", required=True)
     token.add_argument("--ttl", type=int, help="lifetime in seconds")

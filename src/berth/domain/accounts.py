@@ -7,8 +7,9 @@ of an operator key act as that user.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.context import Domain
@@ -16,6 +17,7 @@ from berth.domain.crypto import hash_api_key, new_api_key
 from berth.domain.errors import Conflict, Invalid, NotFound, PrimitiveDisabled
 from berth.domain.ids import new_api_key_id, new_company_id, new_user_id
 from berth.store.models import AccountKit, ApiKey, Company, User
+from berth.store.reads import Reader
 
 
 @dataclass(frozen=True)
@@ -180,19 +182,60 @@ async def create_api_key(
     return CreatedKey(key=raw, row=row)
 
 
+async def revoke_api_key(domain: Domain, key_id: str) -> ApiKey:
+    """Refuse the key from now on (its row stays, for the record); idempotent. Every request
+    reads its key afresh, so the next request with it is a 401, whichever process revoked it."""
+    async with domain.store.transaction() as session:
+        key = await session.get(ApiKey, key_id)
+        if key is None:
+            raise NotFound(f"api key {key_id} not found")
+        if key.revoked_at is None:
+            key.revoked_at = datetime.now(UTC)
+    return key
+
+
 async def issue_session_token(domain: Domain, user_id: str, *, ttl_seconds: int | None) -> str:
     await get_user(domain, user_id)
     return domain.tokens.issue(user_id, ttl_seconds=ttl_seconds)
 
 
+_USER_AND_KIT = (
+    select(User, AccountKit)
+    .join(AccountKit, AccountKit.user_id == User.id)
+    .where(User.id == bindparam("user_id"))
+)
+
+
 async def load_compute_user(session: AsyncSession, user_id: str) -> tuple[User, AccountKit]:
-    """The acting user and kit, checking that compute is enabled (403 otherwise)."""
-    user = await session.get(User, user_id)
-    kit = await session.get(AccountKit, user_id)
-    if user is None or kit is None:
+    """The acting user and kit, checking that compute is enabled (403 otherwise). One query
+    for both (this runs in almost every call of the API)."""
+    row = (await session.execute(_USER_AND_KIT, {"user_id": user_id})).first()
+    if row is None:
         raise NotFound(f"user {user_id} not found")
+    user, kit = row
     if not kit.compute_enabled:
-        raise PrimitiveDisabled(
-            "the compute primitive is not enabled for this user; ask the operator to enable it"
-        )
+        raise _compute_disabled()
     return user, kit
+
+
+_COMPUTE_ENABLED = (
+    select(AccountKit.compute_enabled)
+    .join(User, User.id == AccountKit.user_id)
+    .where(AccountKit.user_id == bindparam("user_id"))
+)
+
+
+def check_compute_user(reader: Reader, user_id: str) -> None:
+    """`load_compute_user`'s checks for a read inside `Store.read`, in one query: the user
+    and kit exist (404) and compute is enabled (403)."""
+    enabled = reader.scalar(_COMPUTE_ENABLED, {"user_id": user_id})
+    if enabled is None:
+        raise NotFound(f"user {user_id} not found")
+    if not enabled:
+        raise _compute_disabled()
+
+
+def _compute_disabled() -> PrimitiveDisabled:
+    return PrimitiveDisabled(
+        "the compute primitive is not enabled for this user; ask the operator to enable it"
+    )

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from berth.domain.context import Domain
 from berth.domain.crypto import hash_api_key
@@ -40,49 +40,62 @@ class Actor:
     principal: Principal
 
 
+_API_KEY = select(
+    ApiKey.company_id, ApiKey.user_id, ApiKey.is_operator, ApiKey.id, ApiKey.revoked_at
+).where(ApiKey.key_hash == bindparam("key_hash"))
+_USER_COMPANY = select(User.company_id).where(User.id == bindparam("user_id"))
+_DEFAULT_USER = select(Company.default_user_id).where(Company.id == bindparam("company_id"))
+
+
 async def authenticate(domain: Domain, credential: str | None) -> Principal:
+    """The principal a credential stands for, read fresh on every request (one indexed
+    query), so a revoked key or a deleted user is refused at once, whichever process made
+    the change."""
     if not credential:
         raise Unauthenticated(
             "missing credentials: send 'Authorization: Bearer <API key or session token>'"
         )
-    async with domain.store.reading() as session:
-        if credential.startswith("nv_sk_"):
-            key = await session.scalar(
-                select(ApiKey).where(ApiKey.key_hash == hash_api_key(credential))
-            )
-            if key is None or key.revoked_at is not None:
-                raise Unauthenticated("unknown or revoked API key")
-            return Principal(
-                company_id=key.company_id,
-                user_id=key.user_id,
-                is_operator=key.is_operator,
-                kind="api_key",
-                key_id=key.id,
-            )
-        user_id = domain.tokens.verify(credential)
-        user = await session.get(User, user_id)
-        if user is None:
-            raise Unauthenticated("the session token's user no longer exists")
+    if credential.startswith("nv_sk_"):
+        key_hash = hash_api_key(credential)
+        key = await domain.store.read_first(_API_KEY, {"key_hash": key_hash})
+        if key is None:
+            raise Unauthenticated("unknown or revoked API key")
+        company_id, user_id, is_operator, key_id, revoked_at = key
+        if revoked_at is not None:
+            raise Unauthenticated("unknown or revoked API key")
         return Principal(
-            company_id=user.company_id, user_id=user.id, is_operator=False, kind="session"
+            company_id=company_id,
+            user_id=user_id,
+            is_operator=is_operator,
+            kind="api_key",
+            key_id=key_id,
         )
+    session_user_id = domain.tokens.verify(credential)
+    found = await domain.store.read_first(_USER_COMPANY, {"user_id": session_user_id})
+    if found is None:
+        raise Unauthenticated("the session token's user no longer exists")
+    return Principal(
+        company_id=found[0], user_id=session_user_id, is_operator=False, kind="session"
+    )
 
 
 async def resolve_actor(domain: Domain, principal: Principal, path_user_id: str | None) -> Actor:
     """Pick the acting user for a company-scoped (`path_user_id` None) or per-user route."""
-    async with domain.store.reading() as session:
-        if path_user_id is None:
-            user_id = principal.user_id
+    if path_user_id is None:
+        user_id = principal.user_id
+        if user_id is None:
+            user_id = await domain.store.read(
+                lambda reader: reader.scalar(_DEFAULT_USER, {"company_id": principal.company_id})
+            )
             if user_id is None:
-                company = await session.get(Company, principal.company_id)
-                if company is None or company.default_user_id is None:
-                    raise NotFound("the company has no default user yet")
-                user_id = company.default_user_id
-            return Actor(user_id=user_id, company_id=principal.company_id, principal=principal)
-        if principal.is_operator:
-            user = await session.get(User, path_user_id)
-            if user is None or user.company_id != principal.company_id:
-                raise NotFound(f"user {path_user_id} not found")
-        elif principal.user_id != path_user_id:
+                raise NotFound("the company has no default user yet")
+        return Actor(user_id=user_id, company_id=principal.company_id, principal=principal)
+    if principal.is_operator:
+        company_id = await domain.store.read(
+            lambda reader: reader.scalar(_USER_COMPANY, {"user_id": path_user_id})
+        )
+        if company_id != principal.company_id:
             raise NotFound(f"user {path_user_id} not found")
-        return Actor(user_id=path_user_id, company_id=principal.company_id, principal=principal)
+    elif principal.user_id != path_user_id:
+        raise NotFound(f"user {path_user_id} not found")
+    return Actor(user_id=path_user_id, company_id=principal.company_id, principal=principal)

@@ -9,14 +9,15 @@ transaction, which holds the store's write lock, so concurrent creates cannot ex
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
+from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain import labels
-from berth.domain.accounts import load_compute_user
+from berth.domain.accounts import check_compute_user, load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.billing import require_credits
 from berth.domain.capacity import engine_capacity, refuse_beyond_engine
@@ -27,7 +28,7 @@ from berth.domain.ids import new_workload_id
 from berth.domain.mounts import validate_mount_paths
 from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.workloads import publish_changed
-from berth.runtime.base import RuntimeDriverError, TaskId
+from berth.runtime.base import RuntimeDriverError
 from berth.schemas.containers import ContainerCreate
 from berth.store.models import (
     ACTIVE_RUN_STATUSES,
@@ -37,6 +38,7 @@ from berth.store.models import (
     SshKey,
     Workload,
 )
+from berth.store.reads import Reader
 
 KEEP_ALIVE = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
 """A dev box's task just stays up; people work in it through SSH and the terminal."""
@@ -53,9 +55,24 @@ STATUS_BY_WORKLOAD_STATUS = {
 }
 
 
+class ContainerRecord(NamedTuple):
+    """The columns of a dev box its API readers see (in the order of `_CONTAINER_ROWS`)."""
+
+    id: str
+    user_id: str
+    name: str
+    status: str
+    status_reason: str | None
+    memory_mb: int
+    storage_gb: int | None
+    instance_type: str | None
+    created_at: datetime
+    ssh_enabled: bool
+
+
 @dataclass(frozen=True)
 class ContainerView:
-    workload: Workload
+    workload: Workload | ContainerRecord
     status: str
     memory_used_mb: int | None
     storage_used_gb: float | None
@@ -64,7 +81,7 @@ class ContainerView:
     ssh_command: str
 
 
-def container_status(workload: Workload) -> str:
+def container_status(workload: Workload | ContainerRecord) -> str:
     return STATUS_BY_WORKLOAD_STATUS.get(workload.status, workload.status)
 
 
@@ -144,7 +161,7 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
             session.add(ContainerSshKey(workload_id=workload.id, key_id=key_id))
     publish_statuses(domain, [workload])
     publish_changed(domain, workload)
-    return await _view(domain, workload, live=False)
+    return await _view(domain, workload)
 
 
 async def _owned_keys(session: AsyncSession, user_id: str, key_ids: list[int]) -> None:
@@ -166,28 +183,84 @@ async def owned_container(session: AsyncSession, actor: Actor, container_id: str
     return workload
 
 
+_HTTPS_RULE = (
+    select(IngressRule.id)
+    .where(IngressRule.workload_id == Workload.id, IngressRule.port == 443)
+    .correlate(Workload)
+    .exists()
+)
+_RUNNING_TASK = (
+    select(Run.task_id)
+    .where(Run.workload_id == Workload.id, Run.status == "running")
+    .correlate(Workload)
+    .limit(1)
+    .scalar_subquery()
+)
+_CONTAINER_ROWS = select(
+    *(getattr(Workload, name) for name in ContainerRecord._fields), _HTTPS_RULE, _RUNNING_TASK
+).where(
+    Workload.user_id == bindparam("user_id"),
+    Workload.type == "container",
+    Workload.deleted_at.is_(None),
+)
+_ONE_CONTAINER = _CONTAINER_ROWS.where(Workload.id == bindparam("container_id"))
+_USERS_CONTAINERS = _CONTAINER_ROWS.order_by(Workload.created_at)
+
+
 async def list_containers(domain: Domain, actor: Actor) -> list[ContainerView]:
-    async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
-        rows = list(
-            await session.scalars(
-                select(Workload)
-                .where(
-                    Workload.user_id == actor.user_id,
-                    Workload.type == "container",
-                    Workload.deleted_at.is_(None),
-                )
-                .order_by(Workload.created_at)
-            )
-        )
-    return list(await asyncio.gather(*(_view(domain, row, live=True) for row in rows)))
+    """The user's dev boxes in two queries, with their last measured usage."""
+
+    def read(reader: Reader) -> list[tuple[ContainerRecord, bool, str | None]]:
+        check_compute_user(reader, actor.user_id)
+        rows = reader.all(_USERS_CONTAINERS, {"user_id": actor.user_id})
+        return [(ContainerRecord._make(row[:-2]), bool(row[-2]), row[-1]) for row in rows]
+
+    found = await domain.store.read(read)
+    # One after the other, not gathered: a view's usage is almost always the last measured
+    # one, which takes no turn of the loop, while each gathered task would wait for one
+    # behind every other ready request.
+    return [await _live_view(domain, *row) for row in found]
 
 
 async def get_container(domain: Domain, actor: Actor, container_id: str) -> ContainerView:
-    async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
-        workload = await owned_container(session, actor, container_id)
-    return await _view(domain, workload, live=True)
+    """One dev box in two queries, with its last measured usage (see `domain.usage`)."""
+
+    def read(reader: Reader) -> tuple[ContainerRecord, bool, str | None]:
+        check_compute_user(reader, actor.user_id)
+        params = {"user_id": actor.user_id, "container_id": container_id}
+        row = reader.first(_ONE_CONTAINER, params)
+        if row is None:
+            raise NotFound("container not found")
+        return ContainerRecord._make(row[:-2]), bool(row[-2]), row[-1]
+
+    return await _live_view(domain, *await domain.store.read(read))
+
+
+async def _live_view(
+    domain: Domain, container: ContainerRecord, https: bool, running_task: str | None
+) -> ContainerView:
+    memory_mb: int | None = None
+    storage_gb: float | None = None
+    if domain.runtime is not None:
+        try:
+            if running_task is not None:
+                used = await domain.usage.memory_bytes(domain.runtime, running_task)
+                memory_mb = None if used is None else round(used / 2**20)
+            selector = dict(labels.workload_selector(domain.instance_id, container.id))
+            storage_gb = round(
+                await domain.usage.storage_bytes(domain.runtime, selector) / 2**30, 3
+            )
+        except RuntimeDriverError:
+            pass  # usage is best effort; the container's state does not depend on it
+    return ContainerView(
+        workload=container,
+        status=container_status(container),
+        memory_used_mb=memory_mb,
+        storage_used_gb=storage_gb,
+        https_enabled=https,
+        hostname=hostname_of(domain, container.id),
+        ssh_command=ssh_command_of(domain, container.id),
+    )
 
 
 async def delete_container(domain: Domain, actor: Actor, container_id: str) -> None:
@@ -222,7 +295,7 @@ async def start_container(domain: Domain, actor: Actor, container_id: str) -> Co
         workload.updated_at = domain.clock.now()
     publish_statuses(domain, [workload])
     publish_changed(domain, workload)
-    return await _view(domain, workload, live=False)
+    return await _view(domain, workload)
 
 
 async def stop_container(domain: Domain, actor: Actor, container_id: str) -> ContainerView:
@@ -236,7 +309,7 @@ async def stop_container(domain: Domain, actor: Actor, container_id: str) -> Con
         changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
     publish_statuses(domain, changed)
-    return await _view(domain, workload, live=False)
+    return await _view(domain, workload)
 
 
 async def set_ssh_enabled(domain: Domain, actor: Actor, container_id: str, enabled: bool) -> bool:
@@ -290,34 +363,20 @@ async def set_mount_paths(
     return normalised, restart
 
 
-async def _view(domain: Domain, workload: Workload, *, live: bool) -> ContainerView:
+async def _view(domain: Domain, workload: Workload) -> ContainerView:
+    """The view a write answers with: its usage is not measured (`memory_used_mb` and
+    `storage_used_gb` are null); a read shows it."""
     async with domain.store.reading() as session:
         https = await session.scalar(
             select(IngressRule.id).where(
                 IngressRule.workload_id == workload.id, IngressRule.port == 443
             )
         )
-        run = await session.scalar(
-            select(Run).where(Run.workload_id == workload.id, Run.status == "running").limit(1)
-        )
-    memory_mb: int | None = None
-    storage_gb: float | None = None
-    # Usage is measured while the container runs (null otherwise, as the docs say).
-    if live and domain.runtime is not None and run is not None and run.task_id is not None:
-        try:
-            used = await domain.runtime.memory_usage(TaskId(run.task_id))
-            memory_mb = None if used is None else round(used / 2**20)
-            sizes = await domain.runtime.volume_usage(
-                labels.workload_selector(domain.instance_id, workload.id)
-            )
-            storage_gb = round(sum(sizes.values()) / 2**30, 3)
-        except RuntimeDriverError:
-            pass  # usage is best effort; the container's state does not depend on it
     return ContainerView(
         workload=workload,
         status=container_status(workload),
-        memory_used_mb=memory_mb,
-        storage_used_gb=storage_gb,
+        memory_used_mb=None,
+        storage_used_gb=None,
         https_enabled=https is not None,
         hostname=hostname_of(domain, workload.id),
         ssh_command=ssh_command_of(domain, workload.id),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from berth.clock import SYSTEM_CLOCK, Clock
 from berth.domain.crypto import SecretCipher
 from berth.domain.events import EventBus
 from berth.domain.tokens import TokenSigner
+from berth.domain.usage import LiveUsage
 from berth.runtime.base import Runtime
 from berth.store.db import Store
 from berth.store.logs import LogArchive
@@ -68,3 +69,5 @@ class Domain:
     """Needed only to read live output of running tasks; admin commands run without it."""
     clock: Clock = SYSTEM_CLOCK
     """Where the domain and the controllers read the time (a test's `ManualClock`)."""
+    usage: LiveUsage = field(default_factory=LiveUsage)
+    """The last measured memory and storage of dev boxes, read by the Containers API."""

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import jwt
 
 from berth.domain.errors import Unauthenticated
+
+VERIFIED_TOKENS_KEPT = 1024
 
 
 @dataclass(frozen=True)
@@ -21,6 +25,9 @@ class TokenSigner:
     def __init__(self, key: bytes, *, ttl_seconds: int) -> None:
         self._key = key
         self._ttl = ttl_seconds
+        self._verified: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        """token -> (user id, expiry as a Unix time): a token is immutable and signed, so
+        its verification holds until it expires; only the expiry is checked again."""
 
     def issue(self, user_id: str, *, ttl_seconds: int | None = None) -> str:
         return self.issue_session(user_id, ttl_seconds=ttl_seconds).token
@@ -34,7 +41,20 @@ class TokenSigner:
         return SessionToken(jwt.encode(claims, self._key, algorithm="HS256"), expires_at)
 
     def verify(self, token: str) -> str:
-        """Return the token's user id; raise `Unauthenticated` if it is invalid or expired."""
+        """Return the token's user id; raise `Unauthenticated` if it is invalid or expired.
+        A token verified before is only checked for expiry (a session client sends the same
+        token on every request, and decoding and checking it is a large part of one)."""
+        known = self._verified.get(token)
+        if known is not None and time.time() < known[1]:
+            self._verified.move_to_end(token)
+            return known[0]
+        user_id, expires = self._decode(token)
+        self._verified[token] = (user_id, expires)
+        while len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)
+        return user_id
+
+    def _decode(self, token: str) -> tuple[str, float]:
         try:
             claims = jwt.decode(token, self._key, algorithms=["HS256"])
         except jwt.ExpiredSignatureError as exc:
@@ -43,4 +63,4 @@ class TokenSigner:
             raise Unauthenticated("invalid session token") from exc
         if claims.get("typ") != "session" or not isinstance(claims.get("sub"), str):
             raise Unauthenticated("invalid session token")
-        return str(claims["sub"])
+        return str(claims["sub"]), float(claims.get("exp", 0))  # no expiry: never kept

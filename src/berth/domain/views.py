@@ -1,29 +1,138 @@
-"""Read models: a workload with what its readers want next to it."""
+"""Read models: a workload with what its readers want next to it.
+
+A view is read in one read transaction (`Store.read`) with statements built once, here, at
+import: one query for the workload rows (their running-task counts as a correlated count),
+one for their recent runs, one for their secret keys, whatever the number of workloads. The
+rows become records (named tuples of the columns the API shows), not ORM objects: a list of
+a hundred workloads must not cost a hundred identity-mapped instances.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 
 from berth.domain.context import Domain
+from berth.domain.errors import NotFound
 from berth.store.models import Run, Secret, Workload
+from berth.store.reads import Reader
 
 RECENT_RUNS = 10
 
 
+class WorkloadRecord(NamedTuple):
+    """The columns of a workload its API readers see (in `WORKLOAD_COLUMNS`' order)."""
+
+    id: str
+    user_id: str
+    name: str
+    type: str
+    status: str
+    status_reason: str | None
+    image: str
+    command: list[Any] | None
+    command_text: str | None
+    env: dict[str, Any]
+    port: int | None
+    cpu: float
+    memory_mb: int
+    replicas: int
+    schedule_expr: str | None
+    next_run_at: datetime | None
+    timeout_seconds: int | None
+    scale_to_zero: bool
+    idle_timeout_seconds: int
+    generation: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class RunRecord(NamedTuple):
+    """The columns of a run its API readers see (in `RUN_COLUMNS`' order)."""
+
+    id: str
+    workload_id: str
+    trigger: str
+    slot: int
+    status: str
+    status_reason: str | None
+    exit_code: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    vcpu_seconds: float
+    gb_seconds: float
+    credits: float
+
+
+WORKLOAD_COLUMNS = tuple(getattr(Workload, name) for name in WorkloadRecord._fields)
+RUN_COLUMNS = tuple(getattr(Run, name) for name in RunRecord._fields)
+
+
 @dataclass(frozen=True)
 class WorkloadView:
-    workload: Workload
-    recent_runs: list[Run]
+    workload: WorkloadRecord
+    recent_runs: list[RunRecord]
     secret_keys: list[str]
     running_tasks: int
     url: str | None
     """The public URL (services with a port); None ("headless") otherwise."""
 
 
-def public_url(domain: Domain, workload: Workload) -> str | None:
+_RUNNING_TASKS = (
+    select(func.count())
+    .where(Run.workload_id == Workload.id, Run.status == "running")
+    .correlate(Workload)
+    .scalar_subquery()
+)
+_VISIBLE = (Workload.deleted_at.is_(None), Workload.type != "container")
+_ONE_WORKLOAD = select(*WORKLOAD_COLUMNS, _RUNNING_TASKS).where(
+    Workload.id == bindparam("workload_id"), Workload.user_id == bindparam("user_id"), *_VISIBLE
+)
+_USERS_WORKLOADS = (
+    select(*WORKLOAD_COLUMNS, _RUNNING_TASKS)
+    .where(Workload.user_id == bindparam("user_id"), *_VISIBLE)
+    .order_by(Workload.created_at)
+)
+_USERS_VISIBLE_IDS = select(Workload.id).where(Workload.user_id == bindparam("user_id"), *_VISIBLE)
+"""The ids of a list: runs and secrets are selected by these, not by a list of ids (whose
+statement would be rendered anew for every length)."""
+
+
+def _recent_runs(workloads: ColumnElement[bool]) -> Select[*tuple[Any, ...]]:
+    ranked = (
+        select(
+            Run.id.label("run_id"),
+            func.row_number()
+            .over(partition_by=Run.workload_id, order_by=Run.created_at.desc())
+            .label("rank"),
+        )
+        .where(workloads, Run.standby.is_(False))
+        .subquery()
+    )
+    return (
+        select(*RUN_COLUMNS)
+        .join(ranked, Run.id == ranked.c.run_id)
+        .where(ranked.c.rank <= RECENT_RUNS)
+        .order_by(Run.created_at.desc())
+    )
+
+
+def _secret_keys(workloads: ColumnElement[bool]) -> Select[str, str]:
+    return select(Secret.workload_id, Secret.key).where(workloads).order_by(Secret.key)
+
+
+_ONE_WORKLOADS_RUNS = _recent_runs(Run.workload_id == bindparam("workload_id"))
+_ONE_WORKLOADS_SECRETS = _secret_keys(Secret.workload_id == bindparam("workload_id"))
+_USERS_RUNS = _recent_runs(Run.workload_id.in_(_USERS_VISIBLE_IDS))
+_USERS_SECRETS = _secret_keys(Secret.workload_id.in_(_USERS_VISIBLE_IDS))
+
+
+def public_url(domain: Domain, workload: WorkloadRecord | Workload) -> str | None:
     """`http://<id>.<public domain>[:port]` for a service with a port, served by the
     gateway; None ("headless") for everything else."""
     if workload.type != "service" or workload.port is None:
@@ -33,54 +142,53 @@ def public_url(domain: Domain, workload: Workload) -> str | None:
     return f"http://{workload.id}.{domain.containers.public_domain}{suffix}"
 
 
-async def load_view(domain: Domain, session: AsyncSession, workload: Workload) -> WorkloadView:
-    (view,) = await load_views(domain, session, [workload])
-    return view
+def read_view(domain: Domain, reader: Reader, user_id: str, workload_id: str) -> WorkloadView:
+    """The view of the user's workload `workload_id` (NotFound if it is not theirs, is
+    deleted or is a Containers API container). Runs inside `Store.read`."""
+    row = reader.first(_ONE_WORKLOAD, {"workload_id": workload_id, "user_id": user_id})
+    if row is None:
+        raise NotFound(f"workload {workload_id} not found")
+    params = {"workload_id": workload_id}
+    runs = reader.all(_ONE_WORKLOADS_RUNS, params)
+    keys = reader.all(_ONE_WORKLOADS_SECRETS, params)
+    return _assemble(domain, [row], runs, keys)[0]
 
 
-async def load_views(
-    domain: Domain, session: AsyncSession, workloads: list[Workload]
-) -> list[WorkloadView]:
-    """The views of `workloads`, in their order, from three queries whatever their number
-    (a list of workloads must not cost queries per workload)."""
-    if not workloads:
+def read_views(domain: Domain, reader: Reader, user_id: str) -> list[WorkloadView]:
+    """The views of all the user's workloads, oldest first, in three queries whatever their
+    number. Runs inside `Store.read`."""
+    params = {"user_id": user_id}
+    rows = reader.all(_USERS_WORKLOADS, params)
+    if not rows:
         return []
-    ids = [w.id for w in workloads]
-    rank = (
-        func.row_number()
-        .over(partition_by=Run.workload_id, order_by=Run.created_at.desc())
-        .label("rank")
-    )
-    ranked = (
-        select(Run.id.label("run_id"), rank)
-        .where(Run.workload_id.in_(ids), Run.standby.is_(False))
-        .subquery()
-    )
-    runs: dict[str, list[Run]] = {}
-    for run in await session.scalars(
-        select(Run)
-        .join(ranked, Run.id == ranked.c.run_id)
-        .where(ranked.c.rank <= RECENT_RUNS)
-        .order_by(Run.created_at.desc())
-    ):
+    runs = reader.all(_USERS_RUNS, params)
+    keys = reader.all(_USERS_SECRETS, params)
+    return _assemble(domain, rows, runs, keys)
+
+
+def _assemble(
+    domain: Domain,
+    rows: Sequence[Sequence[Any]],
+    run_rows: Iterable[Sequence[Any]],
+    key_rows: Iterable[Sequence[Any]],
+) -> list[WorkloadView]:
+    runs: dict[str, list[RunRecord]] = {}
+    for run_row in run_rows:
+        run = RunRecord._make(run_row)
         runs.setdefault(run.workload_id, []).append(run)
     keys: dict[str, list[str]] = {}
-    secrets = select(Secret.workload_id, Secret.key).where(Secret.workload_id.in_(ids))
-    for workload_id, key in await session.execute(secrets.order_by(Secret.key)):
+    for workload_id, key in key_rows:
         keys.setdefault(workload_id, []).append(key)
-    counts = await session.execute(
-        select(Run.workload_id, func.count())
-        .where(Run.workload_id.in_(ids), Run.status == "running")
-        .group_by(Run.workload_id)
-    )
-    running: dict[str, int] = {workload_id: count for workload_id, count in counts}
-    return [
-        WorkloadView(
-            workload=workload,
-            recent_runs=runs.get(workload.id, []),
-            secret_keys=keys.get(workload.id, []),
-            running_tasks=running.get(workload.id, 0),
-            url=public_url(domain, workload),
+    views = []
+    for row in rows:
+        workload = WorkloadRecord._make(row[:-1])
+        views.append(
+            WorkloadView(
+                workload=workload,
+                recent_runs=runs.get(workload.id, []),
+                secret_keys=keys.get(workload.id, []),
+                running_tasks=int(row[-1] or 0),
+                url=public_url(domain, workload),
+            )
         )
-        for workload in workloads
-    ]
+    return views

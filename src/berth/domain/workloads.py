@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from berth.domain.accounts import load_compute_user
+from berth.domain.accounts import check_compute_user, load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.billing import require_credits
 from berth.domain.capacity import engine_capacity, refuse_beyond_engine
@@ -25,10 +25,11 @@ from berth.domain.events import Event
 from berth.domain.ids import new_run_id, new_workload_id
 from berth.domain.schedules import Schedule, parse_schedule
 from berth.domain.statuses import derive_statuses, publish_statuses
-from berth.domain.views import WorkloadView, load_view, load_views
+from berth.domain.views import WorkloadView, read_view, read_views
 from berth.runtime.base import Capacity
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import ACTIVE_RUN_STATUSES, AccountKit, Run, User, Workload
+from berth.store.reads import Reader
 
 
 async def validate_create(domain: Domain, actor: Actor, body: WorkloadCreate) -> None:
@@ -76,25 +77,19 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
 
 
 async def list_workloads(domain: Domain, actor: Actor) -> list[WorkloadView]:
-    async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
-        rows = await session.scalars(
-            select(Workload)
-            .where(
-                Workload.user_id == actor.user_id,
-                Workload.deleted_at.is_(None),
-                Workload.type != "container",
-            )
-            .order_by(Workload.created_at)
-        )
-        return await load_views(domain, session, list(rows))
+    def read(reader: Reader) -> list[WorkloadView]:
+        check_compute_user(reader, actor.user_id)
+        return read_views(domain, reader, actor.user_id)
+
+    return await domain.store.read(read)
 
 
 async def get_workload(domain: Domain, actor: Actor, workload_id: str) -> WorkloadView:
-    async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
-        workload = await owned_workload(session, actor, workload_id)
-        return await load_view(domain, session, workload)
+    def read(reader: Reader) -> WorkloadView:
+        check_compute_user(reader, actor.user_id)
+        return read_view(domain, reader, actor.user_id, workload_id)
+
+    return await domain.store.read(read)
 
 
 async def delete_workload(domain: Domain, actor: Actor, workload_id: str) -> None:

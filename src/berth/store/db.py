@@ -1,23 +1,30 @@
-"""The database: one async engine per process, short transactions, no I/O inside them.
+"""The database: one store per process, short transactions, no I/O inside them.
 
 SQLite (the default) runs in WAL mode: readers never wait, and one writer at a time holds the
 write lock. The writers of this process queue for it on an asyncio lock, in arrival order,
-before they take a connection; SQLite's busy timeout is left for writers of other processes
-(`berth admin`). Without the queue, concurrent writers each wait inside SQLite's busy handler,
-which polls with naps of up to 100 ms and gives up after the timeout: under load, unlucky
-writers lost the race for seconds and then failed with "database is locked", while holding a
-pooled connection and a thread the whole time. `BERTH_DATABASE_URL` may point at PostgreSQL
-instead, whose row locks need no queue.
+before they take a connection. Without the queue, concurrent writers each waited inside
+SQLite's busy handler, which polls with naps of up to 100 ms and gives up after the timeout:
+under load, unlucky writers lost the race for seconds and then failed with "database is
+locked". Another process's writer (`berth admin`) is waited for in `_while_busy`, asleep on
+the loop. `BERTH_DATABASE_URL` may point at PostgreSQL instead, whose row locks need no queue.
+
+On a SQLite file every statement runs on the event loop (`store.inline_sqlite`), not on
+aiosqlite's thread: SQLite answers from the page cache in microseconds, far less than the
+thread hand-offs aiosqlite makes for every call, and a write transaction that waited for the
+loop at each of its statements held the write lock for as long as the loop was busy (tens of
+milliseconds under load, so queued writers waited seconds). Reading connections are
+`query_only`; `Store.read` runs the API's hot reads as prepared statements (`store.reads`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import event, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,7 +32,24 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from berth.store.checkpoints import Checkpointer
+from berth.store.inline_sqlite import inline_connector, open_inline
 from berth.store.migrate import upgrade
+from berth.store.reads import (
+    AnySelect,
+    ConnectionReader,
+    Params,
+    PreparedSqliteReader,
+    Reader,
+    Row,
+)
+
+T = TypeVar("T")
+
+READ_BUSY_TIMEOUT_MS = 250
+"""How long an inline reader may wait for SQLite's lock (it blocks the loop meanwhile). In
+WAL mode a reader waits only in rare cases (another connection recovering the WAL after a
+crash), so this bounds a stall rather than being a normal wait."""
 
 
 class Store:
@@ -33,10 +57,32 @@ class Store:
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 10_000) -> None:
         self.url = url
-        self.engine: AsyncEngine = create_async_engine(url)
         self._busy_timeout_ms = int(busy_timeout_ms)
-        writer = self.engine
+        self._sqlite_path = _sqlite_file(url) if url.startswith("sqlite") else None
+        self._prepared_reader: PreparedSqliteReader | None = None
         self._writer_queue: AbstractAsyncContextManager[object] = nullcontext()
+        self.checkpointer: Checkpointer | None = None
+        if self._sqlite_path is None:
+            self.engine: AsyncEngine = create_async_engine(url)
+            self.reader: AsyncEngine = self.engine
+        else:
+            # Writers wait for another process's lock in `_begin_write`, asleep on the loop,
+            # never inside SQLite (busy timeout 0), since they run on the loop's thread.
+            self.engine = create_async_engine(
+                url, async_creator=inline_connector(self._sqlite_path, busy_timeout_ms=0)
+            )
+            self.reader = create_async_engine(
+                url,
+                async_creator=inline_connector(
+                    self._sqlite_path, busy_timeout_ms=READ_BUSY_TIMEOUT_MS
+                ),
+                pool_size=8,
+                max_overflow=32,
+            )
+            event.listen(self.reader.sync_engine, "connect", _sqlite_reader_pragmas)
+            event.listen(self.reader.sync_engine, "begin", _sqlite_begin)
+            self.checkpointer = Checkpointer(self._sqlite_path)
+        writer = self.engine
         if url.startswith("sqlite"):
             self._writer_queue = asyncio.Lock()
             event.listen(self.engine.sync_engine, "connect", self._sqlite_pragmas)
@@ -44,28 +90,125 @@ class Store:
             writer = self.engine.execution_options(berth_write=True)
         # Reading sessions never flush: a change made while planning under a read must not
         # turn the read into a write (SQLite would refuse the upgrade under concurrency).
-        self._sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self._sessions = async_sessionmaker(self.reader, expire_on_commit=False, autoflush=False)
         self._write_sessions = async_sessionmaker(writer, expire_on_commit=False)
 
     async def create_schema(self) -> None:
         """Bring the database to the newest schema (idempotent; runs the migrations)."""
-        await upgrade(self.engine)
+        async with self._writer_queue:
+            await self._while_busy(lambda: upgrade(self.engine))
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A read-write transaction; on SQLite it waits for this process's earlier writers
         (see the module's docstring), then takes the write lock up front (`BEGIN IMMEDIATE`)
         so it never fails on an upgrade from read to write. Transactions must not nest."""
-        async with self._writer_queue, self._write_sessions() as session, session.begin():
-            yield session
+        async with self._writer_queue:
+            session = await self._while_busy(self._begin_write)
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
+            finally:
+                await session.close()
+        if self.checkpointer is not None:
+            self.checkpointer.after_commit()
+
+    async def _begin_write(self) -> AsyncSession:
+        """A session holding the write lock; closed by `transaction()` itself rather than by
+        `async with` (see `reading`)."""
+        session = self._write_sessions()
+        try:
+            await session.connection()  # BEGIN (IMMEDIATE on SQLite) at once
+        except BaseException:
+            await session.close()
+            raise
+        return session
+
+    async def _while_busy(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()`, again while SQLite answers that another process holds the write lock,
+        for up to the busy timeout, sleeping on the loop in between (1 ms, doubling to 50)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._busy_timeout_ms / 1000
+        pause = 0.001
+        while True:
+            try:
+                return await attempt()
+            except OperationalError as error:
+                if "database is locked" not in str(error) or loop.time() >= deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
         """A session for reads only; nothing is committed."""
-        async with self._sessions() as session:
+        if self._sqlite_path is None:
+            async with self._sessions() as session:
+                yield session
+            return
+        # Closed directly: `async with` closes an AsyncSession in a task of its own (so that a
+        # cancellation cannot cut the close short), which costs the request a trip through
+        # the loop's queue, behind every other ready request. Inline, a close never waits.
+        session = self._sessions()
+        try:
             yield session
+        finally:
+            await session.close()
+
+    async def read(self, queries: Callable[[Reader], T]) -> T:
+        """Run `queries` (synchronous calls of a `Reader` with `select()` statements built
+        once) in one read transaction, so they see one snapshot, and return its result.
+
+        The path of the API's hot reads (see `store.reads`): on a SQLite file the statements
+        run prepared on one plain connection on the event loop, with no hand-over at all;
+        elsewhere all the queries of a view share one hand-over to the driver. Nothing is
+        committed; `queries` must only read, and cannot await."""
+        if self._sqlite_path is not None:
+            reader = self._prepared(self._sqlite_path)
+            reader.begin()
+            try:
+                return queries(reader)
+            finally:
+                reader.end()
+        async with self.reader.connect() as connection:
+            return await connection.run_sync(lambda sync: queries(ConnectionReader(sync)))
+
+    async def read_first(self, statement: AnySelect, params: Params) -> Row | None:
+        """`Store.read` of one statement's first row: a single statement is its own snapshot,
+        so on SQLite it runs without BEGIN and ROLLBACK around it."""
+        if self._sqlite_path is not None:
+            return self._prepared(self._sqlite_path).first(statement, params)
+        return await self.read(lambda reader: reader.first(statement, params))
+
+    def data_version(self) -> int | None:
+        """A number that changes whenever any connection, of this process or another, commits
+        to the database; None where the database offers no such number (then nothing may be
+        reused). For reusing what was read: a result read after seeing version v is still
+        current while the version is v. SQLite's `PRAGMA data_version`, asked of the prepared
+        reads' connection, which never writes itself."""
+        if self._sqlite_path is None:
+            return None
+        version: int = self._prepared(self._sqlite_path).data_version()
+        return version
+
+    def _prepared(self, path: str) -> PreparedSqliteReader:
+        if self._prepared_reader is None:
+            raw = open_inline(path, busy_timeout_ms=READ_BUSY_TIMEOUT_MS)
+            raw.execute("PRAGMA query_only=ON")
+            self._prepared_reader = PreparedSqliteReader(raw, self.reader.dialect)
+        return self._prepared_reader
 
     async def close(self) -> None:
+        if self.checkpointer is not None:
+            await self.checkpointer.close()
+        if self._prepared_reader is not None:
+            self._prepared_reader.connection.close()
+            self._prepared_reader = None
+        if self.reader is not self.engine:
+            await self.reader.dispose()
         await self.engine.dispose()
 
     def _sqlite_pragmas(self, dbapi_connection: Any, _record: Any) -> None:
@@ -73,9 +216,29 @@ class Store:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        if self._sqlite_path is None:  # an in-memory database on aiosqlite's thread
+            cursor.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        else:  # checkpoints run on a thread (`store.checkpoints`), never inside a commit
+            cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The database file of a SQLite URL; None for an in-memory or URI-style database
+    (whose readers then share the writers' engine)."""
+    parsed = make_url(url)
+    database = parsed.database
+    if not database or database == ":memory:" or database.startswith("file:") or parsed.query:
+        return None
+    return database
+
+
+def _sqlite_reader_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA busy_timeout={READ_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.close()
 
 
 def _sqlite_begin(conn: Any) -> None:

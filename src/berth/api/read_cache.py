@@ -1,0 +1,56 @@
+"""Read responses reused while the database is unchanged.
+
+Turning a hundred workloads into JSON (records to wire models to bytes) costs milliseconds
+of Python, however few the queries; the same list asked for again with nothing changed need
+not be built again. A route keeps the bytes it answered with, keyed by what it read for
+(the acting user and the resource), together with the store's data version seen *before*
+reading (`Store.data_version`: it changes with every commit of any process). An answer is
+reused only while the version is still that one, so a write is visible to the next read at
+once, and a read that raced a write is simply built again.
+
+Authentication and the acting user are resolved before, on every request, so a reused
+answer goes only to a caller who may read it now; errors (404, 403) are never kept. Where
+the store has no data version (not SQLite), nothing is kept.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable
+
+from fastapi import Response
+from pydantic import BaseModel
+
+from berth.domain.context import Domain
+
+MAX_ENTRIES = 256
+"""Answers kept per router (a list of 100 workloads is about 50 kB)."""
+
+
+class ReadCache:
+    def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
+
+    async def respond(
+        self, domain: Domain, key: Hashable, build: Callable[[], Awaitable[BaseModel]]
+    ) -> Response:
+        """The JSON answer of `build()`, or the one kept for `key` if nothing changed since."""
+        version = domain.store.data_version()
+        if version is not None:
+            kept = self._entries.get(key)
+            if kept is not None and kept[0] == version:
+                self._entries.move_to_end(key)
+                return _json(kept[1])
+        model = await build()
+        body = model.__pydantic_serializer__.to_json(model, by_alias=True)
+        if version is not None:
+            self._entries[key] = (version, body)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
+        return _json(body)
+
+
+def _json(body: bytes) -> Response:
+    return Response(content=body, media_type="application/json")

@@ -1,0 +1,277 @@
+"""The API's read path: SQLite reads answer on the event loop (no thread per connection or
+query), reading connections cannot write, and a workload view costs a fixed, small number
+of queries whatever the number of workloads listed."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select, table, text
+from sqlalchemy.exc import OperationalError
+
+from berth.domain import secrets, workloads
+from berth.domain.auth import Actor
+from berth.domain.context import Domain
+from berth.domain.views import read_views
+from berth.schemas.workloads import WorkloadCreate
+from berth.store.db import Store
+from berth.store.reads import ConnectionReader
+
+COUNT = select(func.count()).select_from(table("t"))
+
+
+def schedule(name: str) -> WorkloadCreate:
+    return WorkloadCreate.model_validate(
+        {
+            "name": name,
+            "type": "schedule",
+            "image": "img",
+            "command": "true",
+            "schedule_expr": "0 0 1 1 *",
+        }
+    )
+
+
+@asynccontextmanager
+async def counted_statements(store: Store) -> AsyncIterator[list[str]]:
+    """The SQL statements (not BEGIN/ROLLBACK) the store runs meanwhile, through its engines
+    or its prepared reads' own SQLite connection."""
+    seen: list[str] = []
+
+    def trace(statement: str) -> None:
+        if statement.split()[0].upper() not in ("BEGIN", "ROLLBACK", "COMMIT", "PRAGMA"):
+            seen.append(statement)
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        trace(statement)
+
+    engines = {store.engine.sync_engine, getattr(store, "reader", store.engine).sync_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", record)
+    prepared = None
+    if hasattr(store, "read"):
+        await store.read(lambda reader: None)  # opens the prepared reads' connection
+        prepared = store._prepared_reader
+        assert prepared is not None
+        prepared.connection.set_trace_callback(trace)
+    try:
+        yield seen
+    finally:
+        for engine in engines:
+            event.remove(engine, "before_cursor_execute", record)
+        if prepared is not None:
+            prepared.connection.set_trace_callback(None)
+
+
+async def test_reads_start_no_thread(tmp_path: Path) -> None:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'reads.db'}")
+    try:
+        threads = threading.active_count()
+        for _ in range(3):
+            async with store.reading() as session:
+                assert (await session.execute(text("SELECT 1"))).scalar() == 1
+        assert threading.active_count() == threads
+    finally:
+        await store.close()
+
+
+async def test_a_reading_session_cannot_write(tmp_path: Path) -> None:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'reads.db'}")
+    try:
+        async with store.transaction() as session:
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+        async with store.reading() as session:
+            with pytest.raises(OperationalError, match="readonly"):
+                await session.execute(text("INSERT INTO t VALUES (1)"))
+    finally:
+        await store.close()
+
+
+async def test_a_read_sees_a_committed_write_at_once(tmp_path: Path) -> None:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'reads.db'}")
+    try:
+        async with store.transaction() as session:
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+        for n in range(5):
+            async with store.transaction() as session:
+                await session.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+            count = await store.read(lambda reader: reader.scalar(COUNT, {}))
+            assert count == n + 1
+    finally:
+        await store.close()
+
+
+async def test_a_workload_view_costs_a_few_queries_however_many_workloads(
+    domain: Domain, actor: Actor
+) -> None:
+    created = [await workloads.create_workload(domain, actor, schedule(f"s{n}")) for n in range(6)]
+    assert created[0].workload.name == "s0"
+    await secrets.set_secret(domain, actor, created[0].workload.id, key="K", value="v")
+    async with counted_statements(domain.store) as one:
+        view = await workloads.get_workload(domain, actor, created[0].workload.id)
+    assert view.secret_keys == ["K"] and view.workload.name == "s0"
+    async with counted_statements(domain.store) as listed:
+        views = await workloads.list_workloads(domain, actor)
+    assert [v.workload.name for v in views] == [f"s{n}" for n in range(6)]
+    assert len(one) <= 4, one
+    assert len(listed) <= 4, listed
+
+
+async def test_prepared_reads_give_what_sqlalchemy_gives(domain: Domain, actor: Actor) -> None:
+    """Dates (aware, UTC), JSON columns and booleans come back converted as SQLAlchemy's own
+    results convert them."""
+    job = WorkloadCreate.model_validate(
+        {"name": "j", "type": "job", "image": "img", "command": ["sh", "-c", "true"]}
+    )
+    created = await workloads.create_workload(domain, actor, job)
+    await workloads.create_workload(domain, actor, schedule("s"))
+    await secrets.set_secret(domain, actor, created.workload.id, key="K", value="v")
+    prepared = await domain.store.read(lambda reader: read_views(domain, reader, actor.user_id))
+    async with domain.store.reader.connect() as connection:
+        plain = await connection.run_sync(
+            lambda sync: read_views(domain, ConnectionReader(sync), actor.user_id)
+        )
+    assert prepared == plain
+    first = prepared[0]
+    assert first.workload.command == ["sh", "-c", "true"] and first.secret_keys == ["K"]
+    assert first.workload.created_at.tzinfo is not None
+    assert first.workload.scale_to_zero is False
+    assert len(first.recent_runs) == 1 and first.recent_runs[0].created_at.tzinfo is not None
+
+
+async def test_the_data_version_changes_with_every_commit_of_any_connection(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "reads.db"
+    store = Store(f"sqlite+aiosqlite:///{path}")
+    try:
+        async with store.transaction() as session:
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+        seen = store.data_version()
+        assert seen is not None
+        assert await store.read(lambda reader: reader.scalar(COUNT, {})) == 0
+        assert store.data_version() == seen  # reading changes nothing
+        async with store.transaction() as session:
+            await session.execute(text("INSERT INTO t VALUES (1)"))
+        assert store.data_version() != seen
+        seen = store.data_version()
+        other = sqlite3.connect(path)  # another process's connection, say `berth admin`
+        try:
+            other.execute("INSERT INTO t VALUES (2)")
+            other.commit()
+        finally:
+            other.close()
+        assert store.data_version() != seen
+    finally:
+        await store.close()
+
+
+async def test_writes_start_no_thread(tmp_path: Path) -> None:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'writes.db'}")
+    try:
+        threads = threading.active_count()
+        async with store.transaction() as session:
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+        for n in range(3):
+            async with store.transaction() as session:
+                await session.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+        assert threading.active_count() == threads
+    finally:
+        await store.close()
+
+
+async def test_a_writer_waits_for_another_process_asleep_and_then_commits(
+    tmp_path: Path,
+) -> None:
+    """The loop keeps running while another process holds the write lock; the write goes
+    through once it is released, and gives up (database is locked) after the busy timeout."""
+    path = tmp_path / "writes.db"
+    store = Store(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=2000)
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        async with store.transaction() as session:
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+        other.execute("BEGIN IMMEDIATE")
+        ticks = 0
+        ten_ticks, released = asyncio.Event(), asyncio.Event()
+
+        async def tick() -> None:  # the loop's heartbeat while the writer waits
+            nonlocal ticks
+            while not released.is_set():
+                ticks += 1
+                if ticks == 10:
+                    ten_ticks.set()
+                await asyncio.sleep(0.01)
+
+        async def release_later() -> None:
+            await ten_ticks.wait()
+            other.execute("COMMIT")
+            released.set()
+
+        async def write() -> None:
+            async with store.transaction() as session:
+                await session.execute(text("INSERT INTO t VALUES (1)"))
+
+        await asyncio.gather(tick(), release_later(), write())
+        assert ticks >= 10
+        assert await store.read(lambda reader: reader.scalar(COUNT, {})) == 1
+
+        quick = Store(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=100)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(OperationalError, match="database is locked"):
+                async with quick.transaction() as session:
+                    await session.execute(text("INSERT INTO t VALUES (2)"))
+        finally:
+            other.execute("ROLLBACK")
+            await quick.close()
+    finally:
+        other.close()
+        await store.close()
+
+
+async def test_checkpoints_run_off_the_loop_and_never_inside_a_commit(tmp_path: Path) -> None:
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'wal.db'}")
+    try:
+        async with store.transaction() as session:
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+            autocheckpoint = await session.execute(text("PRAGMA wal_autocheckpoint"))
+            assert autocheckpoint.scalar() == 0
+        assert store.checkpointer is not None
+        running = store.checkpointer._running
+        assert running is not None  # the first commit started one
+        await running
+        assert store.checkpointer.checkpoints == 1
+        async with store.transaction() as session:
+            await session.execute(text("INSERT INTO t VALUES (1)"))
+        assert store.checkpointer._running is None  # not again within the interval
+    finally:
+        await store.close()
+
+
+async def test_sessions_never_wait_for_the_loop(tmp_path: Path) -> None:
+    """A read or a write on SQLite completes without giving the loop a turn: a request that
+    yields waits behind every other ready request (hundreds of milliseconds under load)."""
+    store = Store(f"sqlite+aiosqlite:///{tmp_path / 'turns.db'}")
+    try:
+        async with store.transaction() as session:
+            await session.execute(text("CREATE TABLE t (n INTEGER)"))
+        assert store.checkpointer is not None and store.checkpointer._running is not None
+        await store.checkpointer._running
+        turns: list[int] = []
+        asyncio.get_running_loop().call_soon(turns.append, 1)
+        async with store.reading() as session:
+            await session.execute(text("SELECT count(*) FROM t"))
+        async with store.transaction() as session:
+            await session.execute(text("INSERT INTO t VALUES (1)"))
+        assert await store.read(lambda reader: reader.scalar(COUNT, {})) == 1
+        assert turns == []
+    finally:
+        await store.close()

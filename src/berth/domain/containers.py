@@ -241,11 +241,11 @@ async def _live_view(
 ) -> ContainerView:
     memory_mb: int | None = None
     storage_gb: float | None = None
-    if domain.runtime is not None:
+    # Usage is measured while the container runs (null otherwise, as the docs say).
+    if domain.runtime is not None and running_task is not None:
         try:
-            if running_task is not None:
-                used = await domain.usage.memory_bytes(domain.runtime, running_task)
-                memory_mb = None if used is None else round(used / 2**20)
+            used = await domain.usage.memory_bytes(domain.runtime, running_task)
+            memory_mb = None if used is None else round(used / 2**20)
             selector = dict(labels.workload_selector(domain.instance_id, container.id))
             storage_gb = round(
                 await domain.usage.storage_bytes(domain.runtime, selector) / 2**30, 3

@@ -27,7 +27,7 @@ from berth.runtime.base import TaskEvent, TaskId, TaskSpec, TaskStatus
 from berth.runtime.docker import DockerRuntime
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import Run
-from tests.integration.test_docker_runtime import IMAGE, SOCKET, poll
+from tests.contract.drivers import IMAGE, SOCKET, poll
 
 pytestmark = pytest.mark.engine
 

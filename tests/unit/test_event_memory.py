@@ -56,3 +56,18 @@ def test_a_death_is_held_for_its_run_until_taken() -> None:
     assert memory.take_held_death("run_2") is None
     assert memory.take_held_death("run_1") is death
     assert memory.take_held_death("run_1") is None
+
+
+async def test_an_oom_kill_reported_after_the_death_is_still_seen() -> None:
+    memory = TaskEventMemory()
+    asking = asyncio.ensure_future(memory.oom_killed_within(T, 5))
+    await asyncio.sleep(0)  # the question is asked before the report comes
+    memory.note(event("oom"))
+    assert await asking is True
+    assert await memory.oom_killed_within(T, 0) is True  # and remembered
+
+
+async def test_a_kill_with_no_oom_report_is_not_called_one() -> None:
+    memory = TaskEventMemory()
+    memory.note(event("oom", task=TaskId("other")))
+    assert await memory.oom_killed_within(T, 0.01) is False

@@ -26,6 +26,7 @@ class TaskEventMemory:
         self._started: dict[TaskId, datetime] = {}
         self._start_waiters: dict[TaskId, asyncio.Future[datetime]] = {}
         self._oom_killed: set[TaskId] = set()
+        self._oom_waiters: dict[TaskId, asyncio.Future[None]] = {}
         self._held_deaths: dict[str, TaskEvent] = {}
 
     def note(self, event: TaskEvent) -> None:
@@ -40,6 +41,9 @@ class TaskEventMemory:
             self._started[event.task_id] = event.at
         elif event.action == "oom":
             self._oom_killed.add(event.task_id)
+            oom_waiter = self._oom_waiters.pop(event.task_id, None)
+            if oom_waiter is not None and not oom_waiter.done():
+                oom_waiter.set_result(None)
         elif event.action == "destroy":
             self.forget(event.task_id)
 
@@ -59,6 +63,22 @@ class TaskEventMemory:
     def _drop_waiter(self, task_id: TaskId, waiter: asyncio.Future[datetime]) -> None:
         if self._start_waiters.get(task_id) is waiter:
             del self._start_waiters[task_id]
+
+    async def oom_killed_within(self, task_id: TaskId, seconds: float) -> bool:
+        """Whether an OOM kill of the task is seen, now or within `seconds`: the engine may
+        report a kill of a process inside the task (not its first one) after its death."""
+        if task_id in self._oom_killed:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._oom_waiters[task_id] = waiter
+        try:
+            await asyncio.wait_for(waiter, seconds)
+        except TimeoutError:
+            return False
+        finally:
+            if self._oom_waiters.get(task_id) is waiter:
+                del self._oom_waiters[task_id]
+        return True
 
     def exited_cleanly(self, death: TaskEvent) -> bool:
         """True if `death` alone tells the run's result: exit code 0, a time, and no OOM

@@ -59,7 +59,9 @@ class Operations:
         try:
             yield noted
         finally:
-            self._noters.remove(noted)
+            # By identity: another noter's set may be equal to this one (`list.remove` would
+            # take the first equal set, someone else's, and later fail on this one).
+            self._noters[:] = [other for other in self._noters if other is not noted]
 
     async def settle(self) -> None:
         """Wait until no operation is under way, those they started included."""

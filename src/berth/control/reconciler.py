@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from datetime import datetime
 from typing import Any
@@ -69,6 +70,10 @@ UNCHANGING_ACTIONS = frozenset(
 )
 """Engine event actions that say nothing about a task's state (nor do `exec_*` ones)."""
 DEATH_FOLLOWS = frozenset({"kill", "stop", "oom"})
+KILLED_EXIT_CODE = 137
+"""128 + SIGKILL: what an OOM-killed task exits with."""
+LATE_OOM_SECONDS = 0.5
+"""How long a killed task's result waits for the engine's word of an OOM kill."""
 """Actions whose state change, if any, a `die` event reports."""
 PLANNED_TYPES = frozenset({"service", "container"})
 """Workload types whose runs the planner creates; a change to a job or schedule (a run
@@ -362,8 +367,17 @@ class Reconciler:
             await self._finish_with(run, death.task_id, lifecycle.RunResult(0, death.at))
             return
         task = await self._runtime.inspect(death.task_id)
-        if task is not None and task.status is TaskStatus.EXITED:
-            await self._finish(run, task)
+        if task is None or task.status is not TaskStatus.EXITED:
+            return
+        # Killed: by the OOM killer, if the engine says so in a moment (a process other than
+        # the task's first one may be its victim, and its report may come after the death).
+        if (
+            task.exit_code == KILLED_EXIT_CODE
+            and not task.oom_killed
+            and await self._events.oom_killed_within(task.task_id, LATE_OOM_SECONDS)
+        ):
+            task = dataclasses.replace(task, oom_killed=True)
+        await self._finish(run, task)
 
     async def _spec(
         self, run: Run, workload: Workload, env: dict[str, str] | None = None

@@ -90,8 +90,16 @@ def test_a_wake_that_never_answers_times_out_clearly(server: BerthServer, tenant
         port=8080,
         replicas=0,
     )
-    response = get(server, svc["id"])
-    assert response.status_code == 504
+
+    def answer() -> httpx.Response | None:
+        # The gateway learns of a new service from its route refresh, a moment after the
+        # create: until then the name is unknown to it (503 no_route).
+        response = get(server, svc["id"])
+        unknown = response.status_code == 503 and response.json().get("code") == "no_route"
+        return None if unknown else response
+
+    response = wait_for(answer, timeout=40, what="the gateway to know the new service")
+    assert response.status_code == 504, response.text
     assert response.json()["code"] == "wake_timeout"
     assert svc["id"] in response.json()["error"]
 

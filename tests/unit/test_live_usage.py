@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
+import pytest
+
 from berth.domain.usage import LiveUsage
 from berth.runtime.base import RuntimeDriverError
 
@@ -73,3 +75,31 @@ async def test_an_engine_error_keeps_the_last_figure() -> None:
     assert figure.refreshing is not None
     await figure.refreshing
     assert await usage.memory_bytes(engine, "t1") == 100  # type: ignore[arg-type]
+
+
+async def test_the_epoch_moves_when_a_measurement_changes_a_figure_and_not_otherwise() -> None:
+    engine = CountingEngine()
+    usage = LiveUsage(memory_ttl=3600.0)
+    before = usage.epoch()
+    await usage.memory_bytes(engine, "t1")  # type: ignore[arg-type]
+    first = usage.epoch()
+    assert first != before  # a new figure
+    await usage.memory_bytes(engine, "t1")  # type: ignore[arg-type]
+    assert usage.epoch() == first  # served from the figure: nothing changed
+    (figure,) = usage.figures.values()
+    await usage._refresh(figure, lambda: engine.memory_usage("t1"))  # the same value again
+    assert usage.epoch() == first
+    engine.memory = 300
+    await usage._refresh(figure, lambda: engine.memory_usage("t1"))
+    assert usage.epoch() != first
+
+
+def test_the_epoch_moves_once_per_memory_time_to_live(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr("berth.domain.usage.time.monotonic", lambda: now[0])
+    usage = LiveUsage(memory_ttl=2.0)
+    start = usage.epoch()
+    now[0] = 101.9
+    assert usage.epoch() == start
+    now[0] = 102.0
+    assert usage.epoch() != start

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from berth.api.deps import DomainDep, company_actor, domain_of
+from berth.api.read_cache import ReadCache
 from berth.api.responses import container_errors
 from berth.api.strict_json import StrictJsonRoute
 from berth.domain import containers, ingress, ssh_keys
@@ -38,6 +39,9 @@ router = APIRouter(
     route_class=StrictJsonRoute,
 )
 ActorDep = Annotated[Actor, Depends(company_actor)]
+reads = ReadCache()
+"""Dev box answers carry live usage, so they are kept per usage epoch as well (see
+`LiveUsage.epoch`): a kept answer is at most one memory time to live older than the figures."""
 
 
 def rule_listeners(request: Request) -> RuleListeners | None:
@@ -50,9 +54,14 @@ RuleListenersDep = Annotated[RuleListeners | None, Depends(rule_listeners)]
 
 
 @router.get("/containers", response_model=ContainerList, summary="List containers")
-async def list_containers(domain: DomainDep, actor: ActorDep) -> ContainerList:
-    views = await containers.list_containers(domain, actor)
-    return ContainerList(containers=[container_out(view) for view in views])
+async def list_containers(request: Request, actor: ActorDep) -> Response:
+    domain = domain_of(request)
+
+    async def build() -> ContainerList:
+        views = await containers.list_containers(domain, actor)
+        return ContainerList(containers=[container_out(view) for view in views])
+
+    return await reads.respond(domain, ("list", actor.user_id, domain.usage.epoch()), build)
 
 
 @router.post(
@@ -69,10 +78,15 @@ async def create_container(
 
 
 @router.get("/containers/{container_id}", response_model=ContainerOut, summary="Get container")
-async def get_container(container_id: str, request: Request, actor: ActorDep) -> ContainerOut:
+async def get_container(container_id: str, request: Request, actor: ActorDep) -> Response:
     # The domain from the request, not a dependency: agents poll this read (see deps).
-    view = await containers.get_container(domain_of(request), actor, container_id)
-    return container_out(view)
+    domain = domain_of(request)
+
+    async def build() -> ContainerOut:
+        return container_out(await containers.get_container(domain, actor, container_id))
+
+    key = ("get", actor.user_id, container_id, domain.usage.epoch())
+    return await reads.respond(domain, key, build)
 
 
 @router.delete("/containers/{container_id}", response_model=StatusOk, summary="Delete container")

@@ -15,6 +15,7 @@ the store has no data version (not SQLite), nothing is kept.
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 
@@ -30,25 +31,30 @@ MAX_ENTRIES = 256
 class ReadCache:
     def __init__(self, max_entries: int = MAX_ENTRIES) -> None:
         self.max_entries = max_entries
-        self._entries: OrderedDict[Hashable, tuple[int, bytes]] = OrderedDict()
+        # Per store: data versions of two databases (two servers in one process) are unrelated.
+        self._by_store: weakref.WeakKeyDictionary[object, OrderedDict[Hashable, tuple[int, bytes]]]
+        self._by_store = weakref.WeakKeyDictionary()
 
     async def respond(
         self, domain: Domain, key: Hashable, build: Callable[[], Awaitable[BaseModel]]
     ) -> Response:
         """The JSON answer of `build()`, or the one kept for `key` if nothing changed since."""
         version = domain.store.data_version()
-        if version is not None:
-            kept = self._entries.get(key)
+        entries = self._by_store.get(domain.store)
+        if version is not None and entries is not None:
+            kept = entries.get(key)
             if kept is not None and kept[0] == version:
-                self._entries.move_to_end(key)
+                entries.move_to_end(key)
                 return _json(kept[1])
         model = await build()
         body = model.__pydantic_serializer__.to_json(model, by_alias=True)
         if version is not None:
-            self._entries[key] = (version, body)
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+            if entries is None:
+                entries = self._by_store.setdefault(domain.store, OrderedDict())
+            entries[key] = (version, body)
+            entries.move_to_end(key)
+            while len(entries) > self.max_entries:
+                entries.popitem(last=False)
         return _json(body)
 
 

@@ -40,6 +40,17 @@ class LiveUsage:
     memory_ttl: float = MEMORY_TTL_SECONDS
     storage_ttl: float = STORAGE_TTL_SECONDS
     figures: dict[Hashable, _Figure] = field(default_factory=dict)
+    changes: int = 0
+    """Counts the measurements that changed a figure (see `epoch`)."""
+
+    def epoch(self) -> tuple[int, int]:
+        """Changes whenever a view built from these figures may differ from the last one.
+
+        A reader keeping built answers (the API's read cache) keys them with this: it moves
+        when a measurement changed a figure, and once per memory time to live, so a kept
+        answer still reads the figures often enough to start their background refresh.
+        """
+        return self.changes, int(time.monotonic() // self.memory_ttl)
 
     async def memory_bytes(self, runtime: Runtime, task_id: str) -> int | None:
         """The task's memory use; None while it does not run."""
@@ -68,17 +79,20 @@ class LiveUsage:
             self._forget_unread(now)
             figure = _Figure(value=await measure(), measured_at=now, read_at=now)
             self.figures[key] = figure
+            self.changes += 1
             return figure.value
         figure.read_at = now
         if now - figure.measured_at > ttl and figure.refreshing is None:
             figure.refreshing = asyncio.create_task(self._refresh(figure, measure))
         return figure.value
 
-    @staticmethod
-    async def _refresh(figure: _Figure, measure: Callable[[], Awaitable[Any]]) -> None:
+    async def _refresh(self, figure: _Figure, measure: Callable[[], Awaitable[Any]]) -> None:
         try:
             with contextlib.suppress(RuntimeDriverError):
-                figure.value = await measure()
+                value = await measure()
+                if value != figure.value:
+                    figure.value = value
+                    self.changes += 1
             figure.measured_at = time.monotonic()
         finally:
             figure.refreshing = None

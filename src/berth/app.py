@@ -115,19 +115,19 @@ def create_app(
     )
     app.add_middleware(AssumeJsonBody)
     app.add_middleware(UnknownFieldWarnings)
-    # FastAPI tries routes in this order, one by one, on every request: the routers whose
-    # reads agents poll most come first (no two routers' paths overlap, so the order
-    # decides nothing else).
+    # FastAPI tries routers in this order on every request, each refusing at once a path
+    # outside its routes' prefixes (`api.routing`); the routers whose reads agents poll most
+    # come first (no two routers' paths overlap, so the order decides nothing else).
     app.include_router(system.router)
     app.include_router(sign_in.router)
-    app.include_router(build_workloads_router(company_actor), prefix="/v1/compute")
+    app.include_router(build_workloads_router("/v1/compute", company_actor))
     app.include_router(containers.router)
-    app.include_router(build_execution_router(company_actor), prefix="/v1/compute")
+    app.include_router(build_execution_router("/v1/compute", company_actor))
     app.include_router(approvals.router)
     app.include_router(containers_ws.router)
     app.include_router(shell_stream.router)
     user_prefix = "/v1/users/{user_id}/compute"
-    app.include_router(build_workloads_router(path_user_actor), prefix=user_prefix)
-    app.include_router(build_execution_router(path_user_actor), prefix=user_prefix)
+    app.include_router(build_workloads_router(user_prefix, path_user_actor))
+    app.include_router(build_execution_router(user_prefix, path_user_actor))
     install_request_limits(app, settings)
     return app

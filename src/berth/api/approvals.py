@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 
 from berth.api.deps import DomainDep, PrincipalDep
 from berth.api.gate import replay
 from berth.api.responses import workload_errors
+from berth.api.routing import PrefixedRouter
 from berth.api.strict_json import StrictJsonRoute
 from berth.domain import approvals
 from berth.domain.approvals import result_body as approval_result_body
@@ -26,7 +27,7 @@ from berth.schemas.approvals import (
 )
 from berth.store.models import Approval, Company
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix="/v1/approvals",
     tags=["approvals"],
     responses=workload_errors(401),

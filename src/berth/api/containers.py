@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import Depends, Path, Request, Response
 
 from berth.api.deps import DomainDep, company_actor, domain_of
 from berth.api.read_cache import ReadCache
 from berth.api.responses import container_errors
+from berth.api.routing import PrefixedRouter
 from berth.api.strict_json import StrictJsonRoute
 from berth.domain import containers, ingress, ssh_keys
 from berth.domain.auth import Actor
@@ -32,7 +33,7 @@ from berth.schemas.containers import (
 )
 from berth.store.models import IngressRule, SshKey
 
-router = APIRouter(
+router = PrefixedRouter(
     prefix="/compute",
     tags=["containers"],
     responses=container_errors(401, 403, 404),

@@ -19,13 +19,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from fastapi import APIRouter, WebSocket
+from fastapi import WebSocket
 from sqlalchemy import select
 from starlette.websockets import WebSocketDisconnect
 
 from berth.api.containers import container_out
 from berth.api.deps import bearer_credential_ws
 from berth.api.errors import CONTAINERS_STATUS_BY_ERROR
+from berth.api.routing import PrefixedRouter
 from berth.api.shell_stream import requested_size, serve_terminal
 from berth.api.ws_handshake import refuse_handshake
 from berth.domain import containers
@@ -36,7 +37,7 @@ from berth.domain.errors import Conflict, DomainError
 from berth.domain.events import Event
 from berth.store.models import Run, Workload
 
-router = APIRouter(tags=["containers"])
+router = PrefixedRouter(tags=["containers"])
 DEFAULT_COLS, DEFAULT_ROWS = 80, 24
 """A terminal's size until the client sets one."""
 

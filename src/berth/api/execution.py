@@ -14,6 +14,7 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from berth.api.deps import DomainDep
 from berth.api.gate import require_approval
 from berth.api.responses import GATE_ERRORS, workload_errors
+from berth.api.routing import PrefixedRouter
 from berth.api.strict_json import StrictJsonRoute
 from berth.domain import execution, shells
 from berth.domain.auth import Actor
@@ -40,9 +41,10 @@ GATED: dict[int | str, dict[str, Any]] = {
 
 
 def build_execution_router(
-    actor_dependency: Callable[..., Coroutine[Any, Any, Actor]],
+    prefix: str, actor_dependency: Callable[..., Coroutine[Any, Any, Actor]]
 ) -> APIRouter:
-    router = APIRouter(
+    router = PrefixedRouter(
+        prefix=prefix,
         tags=["exec and shell"],
         responses=workload_errors(401, 403, 404),
         route_class=StrictJsonRoute,

@@ -31,11 +31,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from fastapi import APIRouter, WebSocket
+from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
 from berth.api.deps import bearer_credential_ws
 from berth.api.errors import STATUS_BY_ERROR
+from berth.api.routing import PrefixedRouter
 from berth.api.ws_handshake import refuse_handshake
 from berth.domain import shells
 from berth.domain.context import Domain
@@ -53,7 +54,7 @@ from berth.store.transcripts import TranscriptWriter
 SUBPROTOCOL = "berth.shell.v1"
 log = logging.getLogger("berth.shell")
 
-router = APIRouter(tags=["exec and shell"])
+router = PrefixedRouter(tags=["exec and shell"])
 
 
 @router.websocket("/v1/shell/sessions/{session_id}/stream")

@@ -8,16 +8,17 @@ address like any request without credentials.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 
 from berth.api.deps import DomainDep
 from berth.api.responses import workload_errors
+from berth.api.routing import PrefixedRouter
 from berth.api.strict_json import StrictJsonRoute
 from berth.domain.sign_in import SignInFailures, sign_in
 from berth.schemas.auth import SignInRequest, SignInResponse
 from berth.schemas.errors import ErrorOut
 
-router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=StrictJsonRoute)
+router = PrefixedRouter(prefix="/v1/auth", tags=["auth"], route_class=StrictJsonRoute)
 
 
 @router.post(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import Request
 from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 import berth
+from berth.api.routing import PrefixedRouter
 
-router = APIRouter(tags=["system"])
+router = PrefixedRouter(tags=["system"])
 
 
 class EngineStatus(BaseModel):

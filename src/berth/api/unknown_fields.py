@@ -37,6 +37,7 @@ MAX_FIELD_CHARS = 100
 """A longer field name is shortened in its warning (a key may be as long as the body)."""
 _SCOPE_KEY = "berth.unknown_fields"
 _BOOL = TypeAdapter(bool)
+_WITHOUT_BODY = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def strictness(
@@ -145,7 +146,9 @@ class UnknownFieldWarnings:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in _WITHOUT_BODY:
+            # Fields are dropped only from bodies (and gated actions are all POSTs): no
+            # wrapper on the path of every read.
             await self.app(scope, receive, send)
             return
         dropped: list[str] = []

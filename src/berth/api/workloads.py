@@ -14,6 +14,7 @@ from berth.api.gate import require_approval
 from berth.api.presenters import log_event, run_out, secret_key_out, workload_out
 from berth.api.read_cache import ReadCache
 from berth.api.responses import GATE_ERRORS, workload_errors
+from berth.api.routing import PrefixedRouter
 from berth.api.strict_json import StrictJsonRoute
 from berth.domain import runs, secrets, workloads
 from berth.domain.auth import Actor
@@ -42,10 +43,13 @@ FollowQuery = Annotated[
 
 
 def build_workloads_router(
-    actor_dependency: Callable[..., Coroutine[Any, Any, Actor]],
+    prefix: str, actor_dependency: Callable[..., Coroutine[Any, Any, Actor]]
 ) -> APIRouter:
-    router = APIRouter(
-        tags=["workloads"], responses=workload_errors(401, 403, 404), route_class=StrictJsonRoute
+    router = PrefixedRouter(
+        prefix=prefix,
+        tags=["workloads"],
+        responses=workload_errors(401, 403, 404),
+        route_class=StrictJsonRoute,
     )
     ActorDep = Depends(actor_dependency)
     reads = ReadCache()

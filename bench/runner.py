@@ -21,7 +21,7 @@ import httpx
 from bench.engine import BENCH_LABEL, Engine, Json, listed_port, published_port
 from bench.stats import CLI, ENGINE, Series
 from berth.runtime.base import TaskSpec
-from berth.runtime.docker_api import create_body
+from berth.runtime.docker.mapping import create_body
 from berth.schemas.workloads import WorkloadCreate
 
 SERVICE_COMMAND = "exec httpd -f -p 8080"

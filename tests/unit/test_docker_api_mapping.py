@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from berth.runtime.base import TaskSpec, TaskStatus
-from berth.runtime.docker_api import (
+from berth.runtime.docker.mapping import (
     create_body,
     engine_message,
     label_filters,

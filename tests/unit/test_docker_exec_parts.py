@@ -6,7 +6,8 @@ import asyncio
 
 import pytest
 
-from berth.runtime.docker_exec import ExecInfo, _Capture, _failed_to_start, _read_head
+from berth.runtime.docker.execs import ExecInfo, _Capture, _failed_to_start
+from berth.runtime.docker.upgrade import read_head
 
 OCI_ERROR = (
     b'OCI runtime exec failed: exec failed: unable to start container process: exec: "/bin/sh":'
@@ -45,7 +46,7 @@ async def test_read_head_parses_the_upgrade_answer() -> None:
         b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
         b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n\x01\x00\x00\x00\x00\x00\x00\x02hi"
     )
-    status, headers = await _read_head(reader)
+    status, headers = await read_head(reader)
     assert status == 101
     assert headers["upgrade"] == "tcp"
     assert await reader.readexactly(10) == b"\x01\x00\x00\x00\x00\x00\x00\x02hi"
@@ -55,4 +56,4 @@ async def test_read_head_rejects_what_is_not_http() -> None:
     reader = asyncio.StreamReader()
     reader.feed_data(b"SSH-2.0-OpenSSH\r\n\r\n")
     with pytest.raises(ValueError):
-        await _read_head(reader)
+        await read_head(reader)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from berth.runtime.docker_logs import (
+from berth.runtime.docker.logs import (
     FrameDemuxer,
     LogDecoder,
     parse_engine_time,

@@ -24,11 +24,7 @@ Handler = Callable[[httpx.Request], httpx.Response]
 
 @contextlib.asynccontextmanager
 async def fake_engine(handler: Handler) -> AsyncIterator[DockerRuntime]:
-    runtime = DockerRuntime("/fake/docker.sock")
-    await runtime.close()
-    runtime._client = httpx.AsyncClient(
-        transport=httpx.MockTransport(handler), base_url="http://docker/v1.41"
-    )
+    runtime = DockerRuntime("/fake/docker.sock", transport=httpx.MockTransport(handler))
     try:
         yield runtime
     finally:

@@ -1,12 +1,8 @@
 """The Docker driver: the runtime contract over the Docker Engine HTTP API on a unix socket.
 
-It speaks the documented Engine API (v1.41) with httpx rather than through the `docker` SDK:
-the SDK is blocking and would stall the event loop (or need a thread per call and per log
-stream), while a plain async HTTP client streams logs and events natively. Sticking to
-documented fields keeps it working against Podman's Docker-compatible socket too.
-
-Every httpx error and engine error response is translated here into `berth.runtime.base`'s
-error tree; nothing above this module sees an httpx exception.
+The engine is reached through `client.EngineClient` (which turns httpx errors into
+`RuntimeUnavailable`); every engine error answer is translated here into `berth.runtime.base`'s
+error tree, so nothing above this package sees an httpx exception or an engine status code.
 """
 
 from __future__ import annotations
@@ -39,7 +35,16 @@ from berth.runtime.base import (
     TaskState,
     TaskStatus,
 )
-from berth.runtime.docker_api import (
+from berth.runtime.docker.client import (
+    DEFAULT_TIMEOUT,
+    PULL_TIMEOUT,
+    STREAM_TIMEOUT,
+    EngineClient,
+    unexpected,
+)
+from berth.runtime.docker.execs import DockerExec
+from berth.runtime.docker.logs import LogDecoder, since_param
+from berth.runtime.docker.mapping import (
     Json,
     create_body,
     engine_message,
@@ -50,14 +55,8 @@ from berth.runtime.docker_api import (
     state_from_inspect,
     state_from_list_entry,
 )
-from berth.runtime.docker_exec import DockerExec
-from berth.runtime.docker_logs import LogDecoder, since_param
-from berth.runtime.docker_netns import open_port_in_task
+from berth.runtime.docker.netns import open_port_in_task
 
-API_VERSION = "v1.41"
-_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
-_PULL_TIMEOUT = httpx.Timeout(300.0, connect=5.0)
-_STREAM_TIMEOUT = httpx.Timeout(None, connect=5.0)
 VOLUME_USAGE_TTL = 15.0
 """Seconds a volume-size measurement is reused (the engine walks every volume to measure)."""
 CAPACITY_TTL = 60.0
@@ -67,13 +66,13 @@ CAPACITY_TTL = 60.0
 class DockerRuntime:
     """`Runtime` over the Docker Engine API (or Podman's compatible API) at `socket_path`."""
 
-    def __init__(self, socket_path: str) -> None:
+    def __init__(
+        self, socket_path: str, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
+        """`transport` replaces the socket for the engine's JSON calls (a test's scripted
+        engine); see `EngineClient`."""
         self.socket_path = socket_path
-        self._client = httpx.AsyncClient(
-            transport=httpx.AsyncHTTPTransport(uds=socket_path),
-            base_url=f"http://docker/{API_VERSION}",
-            timeout=_TIMEOUT,
-        )
+        self._engine = EngineClient(socket_path, transport=transport)
         self._network_lock = asyncio.Lock()
         # Images and networks seen present: a launch skips re-checking them. An entry is
         # dropped when a create says the image or network is missing after all.
@@ -82,50 +81,20 @@ class DockerRuntime:
         self._volume_sizes: tuple[float, list[Json]] | None = None
         self._capacity: tuple[float, Capacity] | None = None
 
-    # -- plumbing ------------------------------------------------------------------------
-
-    def _unavailable(self, exc: Exception) -> RuntimeUnavailable:
-        return RuntimeUnavailable(
-            f"the container engine at {self.socket_path} cannot be reached "
-            f"({type(exc).__name__}: {exc or 'no detail'}); start the engine (Docker or Podman) "
-            "or point berth at the right socket"
-        )
-
-    async def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str | int] | None = None,
-        body: Json | None = None,
-        limits: httpx.Timeout = _TIMEOUT,
-    ) -> httpx.Response:
-        try:
-            return await self._client.request(
-                method, path, params=params, json=body, timeout=limits
-            )
-        except httpx.HTTPError as exc:
-            raise self._unavailable(exc) from exc
-
-    def _unexpected(self, what: str, response: httpx.Response) -> RuntimeDriverError:
-        return RuntimeDriverError(
-            f"{what} failed: engine answered {response.status_code}: {engine_message(response)}"
-        )
-
     # -- images ----------------------------------------------------------------------------
 
     async def ping(self) -> None:
-        response = await self._request("GET", "/_ping", limits=httpx.Timeout(10.0))
+        response = await self._engine.request("GET", "/_ping", limits=httpx.Timeout(10.0))
         if response.status_code != 200:
-            raise self._unavailable(RuntimeError(f"ping answered {response.status_code}"))
+            raise self._engine.unavailable(RuntimeError(f"ping answered {response.status_code}"))
 
     async def _image_present(self, image: str) -> bool:
-        response = await self._request("GET", f"/images/{quote(image, safe='/:@')}/json")
+        response = await self._engine.request("GET", f"/images/{quote(image, safe='/:@')}/json")
         if response.status_code == 200:
             return True
         if response.status_code in (400, 404):
             return False
-        raise self._unexpected(f"inspecting image '{image}'", response)
+        raise unexpected(f"inspecting image '{image}'", response)
 
     async def ensure_image(self, image: str) -> None:
         if image in self._known_images:
@@ -146,27 +115,24 @@ class DockerRuntime:
     async def _pull(self, name: str, tag: str) -> str | None:
         """Pull `name:tag`; the engine's error message, or None if the stream reported none."""
         params = {"fromImage": name, "tag": tag}
-        try:
-            async with self._client.stream(
-                "POST", "/images/create", params=params, timeout=_PULL_TIMEOUT
-            ) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    return engine_message(response)
-                error: str | None = None
-                async for line in response.aiter_lines():
-                    try:
-                        message = json.loads(line) if line.strip() else {}
-                    except ValueError:
-                        continue
-                    if isinstance(message, dict) and (
-                        message.get("error") or message.get("errorDetail")
-                    ):
-                        detail = message.get("errorDetail") or {}
-                        error = str(message.get("error") or detail.get("message") or "pull failed")
-                return error
-        except httpx.HTTPError as exc:
-            raise self._unavailable(exc) from exc
+        async with self._engine.stream(
+            "POST", "/images/create", params=params, limits=PULL_TIMEOUT
+        ) as response:
+            if response.status_code != 200:
+                await response.aread()
+                return engine_message(response)
+            error: str | None = None
+            async for line in response.aiter_lines():
+                try:
+                    message = json.loads(line) if line.strip() else {}
+                except ValueError:
+                    continue
+                if isinstance(message, dict) and (
+                    message.get("error") or message.get("errorDetail")
+                ):
+                    detail = message.get("errorDetail") or {}
+                    error = str(message.get("error") or detail.get("message") or "pull failed")
+            return error
 
     # -- tasks -----------------------------------------------------------------------------
 
@@ -174,19 +140,19 @@ class DockerRuntime:
         if name in self._known_networks:
             return
         async with self._network_lock:
-            response = await self._request("GET", f"/networks/{path_segment(name)}")
+            response = await self._engine.request("GET", f"/networks/{path_segment(name)}")
             if response.status_code == 200:
                 self._known_networks.add(name)
                 return
             if response.status_code != 404:
-                raise self._unexpected(f"inspecting network '{name}'", response)
+                raise unexpected(f"inspecting network '{name}'", response)
             body = {
                 "Name": name,
                 "Driver": "bridge",
                 "Labels": dict(labels),
                 "CheckDuplicate": True,
             }
-            response = await self._request("POST", "/networks/create", body=body)
+            response = await self._engine.request("POST", "/networks/create", body=body)
             if response.status_code in (200, 201, 409):  # 409: created concurrently elsewhere
                 self._known_networks.add(name)
                 return
@@ -194,12 +160,12 @@ class DockerRuntime:
                 raise InvalidTaskSpec(
                     f"network '{name}' cannot be created: {engine_message(response)}"
                 )
-            raise self._unexpected(f"creating network '{name}'", response)
+            raise unexpected(f"creating network '{name}'", response)
 
     async def _create(self, spec: TaskSpec) -> tuple[str, bool]:
         """Create the container, or find the one already named so: (its id, newly created)."""
         for attempt in range(20):
-            response = await self._request(
+            response = await self._engine.request(
                 "POST", "/containers/create", params={"name": spec.name}, body=create_body(spec)
             )
             if response.status_code in (200, 201):
@@ -220,7 +186,7 @@ class DockerRuntime:
                 raise ImageNotFound(f"image '{spec.image}' is not available: {message}")
             if 400 <= response.status_code < 500:
                 raise InvalidTaskSpec(f"the engine refused task '{spec.name}': {message}")
-            raise self._unexpected(f"creating task '{spec.name}'", response)
+            raise unexpected(f"creating task '{spec.name}'", response)
         raise RuntimeDriverError(
             f"task '{spec.name}' stayed reserved but never appeared while being created"
         )
@@ -270,7 +236,7 @@ class DockerRuntime:
                 raise TaskNotFound(f"task '{name}' was removed while being launched")
             if state.status is not TaskStatus.CREATED:
                 return state
-        response = await self._request("POST", f"/containers/{path_segment(task_id)}/start")
+        response = await self._engine.request("POST", f"/containers/{path_segment(task_id)}/start")
         if response.status_code == 404:
             raise TaskNotFound(f"task '{name}' was removed while being launched")
         if response.status_code not in (204, 304):
@@ -288,31 +254,31 @@ class DockerRuntime:
 
     async def stop(self, task_id: TaskId, *, grace_seconds: float) -> None:
         grace = max(0, math.ceil(grace_seconds))
-        response = await self._request(
+        response = await self._engine.request(
             "POST",
             f"/containers/{path_segment(task_id)}/stop",
             params={"t": grace},
             limits=httpx.Timeout(grace + 30.0, connect=5.0),
         )
         if response.status_code not in (204, 304, 404):
-            raise self._unexpected(f"stopping task {task_id}", response)
+            raise unexpected(f"stopping task {task_id}", response)
 
     async def remove(self, task_id: TaskId) -> None:
-        response = await self._request(
+        response = await self._engine.request(
             "DELETE", f"/containers/{path_segment(task_id)}", params={"force": 1, "v": 1}
         )
         if response.status_code in (200, 204, 404):
             return
         if response.status_code == 409 and "in progress" in engine_message(response):
             return
-        raise self._unexpected(f"removing task {task_id}", response)
+        raise unexpected(f"removing task {task_id}", response)
 
     async def _inspect_raw(self, task_id: str) -> Json | None:
-        response = await self._request("GET", f"/containers/{path_segment(task_id)}/json")
+        response = await self._engine.request("GET", f"/containers/{path_segment(task_id)}/json")
         if response.status_code == 404:
             return None
         if response.status_code != 200:
-            raise self._unexpected(f"inspecting task {task_id}", response)
+            raise unexpected(f"inspecting task {task_id}", response)
         data: Json = response.json()
         return data
 
@@ -322,11 +288,11 @@ class DockerRuntime:
 
     async def list_tasks(self, selector: Mapping[str, str]) -> list[TaskState]:
         filters = json.dumps({"label": label_filters(selector)})
-        response = await self._request(
+        response = await self._engine.request(
             "GET", "/containers/json", params={"all": 1, "filters": filters}
         )
         if response.status_code != 200:
-            raise self._unexpected("listing tasks", response)
+            raise unexpected("listing tasks", response)
         listed = [state_from_list_entry(entry) for entry in response.json()]
         listed = [s for s in listed if all(s.labels.get(k) == v for k, v in selector.items())]
         # Only exited tasks need an inspect (exit code, OOM, times); inspecting a task that
@@ -360,62 +326,56 @@ class DockerRuntime:
         }
         if since is not None:
             params["since"] = since_param(since)
-        try:
-            async with self._client.stream(
-                "GET",
-                f"/containers/{path_segment(task_id)}/logs",
-                params=params,
-                timeout=_STREAM_TIMEOUT if follow else _TIMEOUT,
-            ) as response:
-                if response.status_code == 404:
-                    raise TaskNotFound(f"task {task_id} does not exist")
-                if response.status_code != 200:
-                    await response.aread()
-                    raise self._unexpected(f"reading logs of task {task_id}", response)
-                async for chunk in response.aiter_raw():
-                    for line in decoder.feed(chunk):
-                        yield line
-        except httpx.HTTPError as exc:
-            raise self._unavailable(exc) from exc
+        async with self._engine.stream(
+            "GET",
+            f"/containers/{path_segment(task_id)}/logs",
+            params=params,
+            limits=STREAM_TIMEOUT if follow else DEFAULT_TIMEOUT,
+        ) as response:
+            if response.status_code == 404:
+                raise TaskNotFound(f"task {task_id} does not exist")
+            if response.status_code != 200:
+                await response.aread()
+                raise unexpected(f"reading logs of task {task_id}", response)
+            async for chunk in response.aiter_raw():
+                for line in decoder.feed(chunk):
+                    yield line
         for line in decoder.finish():
             yield line
 
     async def events(self, selector: Mapping[str, str]) -> AsyncGenerator[TaskEvent, None]:
         """Raises `RuntimeUnavailable` if the engine closes the stream or drops away."""
         filters = json.dumps({"type": ["container"], "label": label_filters(selector)})
-        try:
-            async with self._client.stream(
-                "GET", "/events", params={"filters": filters}, timeout=_STREAM_TIMEOUT
-            ) as response:
-                if response.status_code != 200:
-                    await response.aread()
-                    raise self._unexpected("watching events", response)
-                async for line in response.aiter_lines():
-                    event = parse_event(line, selector)
-                    if event is not None:
-                        yield event
-        except httpx.HTTPError as exc:
-            raise self._unavailable(exc) from exc
-        raise self._unavailable(ConnectionError("the event stream ended"))
+        async with self._engine.stream(
+            "GET", "/events", params={"filters": filters}, limits=STREAM_TIMEOUT
+        ) as response:
+            if response.status_code != 200:
+                await response.aread()
+                raise unexpected("watching events", response)
+            async for line in response.aiter_lines():
+                event = parse_event(line, selector)
+                if event is not None:
+                    yield event
+        raise self._engine.unavailable(ConnectionError("the event stream ended"))
 
-    # -- commands in tasks (plumbing in docker_exec) ------------------------------------------
+    # -- commands in tasks (plumbing in execs) ------------------------------------------------
 
     async def exec(self, task_id: TaskId, spec: ExecSpec) -> ExecResult:
-        execs = DockerExec(self.socket_path, API_VERSION, self._request, self._unavailable)
+        execs = DockerExec(self._engine)
         return await execs.run(task_id, spec)
 
     async def open_terminal(
         self, task_id: TaskId, argv: list[str], *, cols: int, rows: int
     ) -> InteractiveSession:
-        execs = DockerExec(self.socket_path, API_VERSION, self._request, self._unavailable)
+        execs = DockerExec(self._engine)
         return await execs.open_terminal(task_id, argv, cols=cols, rows=rows)
 
     async def open_process(self, task_id: TaskId, argv: list[str]) -> ProcessSession:
-        execs = DockerExec(self.socket_path, API_VERSION, self._request, self._unavailable)
+        execs = DockerExec(self._engine)
         return await execs.open_process(task_id, argv)
 
     async def open_port(self, task_id: TaskId, port: int) -> socket.socket:
-        """Connects from inside the task's network namespace (see `docker_netns`)."""
+        """Connects from inside the task's network namespace (see `netns`)."""
         data = await self._inspect_raw(task_id)
         if data is None:
             raise TaskNotFound(f"task {task_id} does not exist")
@@ -436,13 +396,13 @@ class DockerRuntime:
         if self._capacity is not None and now - self._capacity[0] <= CAPACITY_TTL:
             return self._capacity[1]
         try:
-            response = await self._request("GET", "/info", limits=httpx.Timeout(5.0))
+            response = await self._engine.request("GET", "/info", limits=httpx.Timeout(5.0))
         except RuntimeUnavailable:
             if self._capacity is not None:
                 return self._capacity[1]
             raise
         if response.status_code != 200:
-            raise self._unexpected("reading the engine's capacity", response)
+            raise unexpected("reading the engine's capacity", response)
         info: Json = response.json()
         capacity = Capacity(
             cpus=float(info.get("NCPU") or 0), memory_bytes=int(info.get("MemTotal") or 0)
@@ -451,13 +411,13 @@ class DockerRuntime:
         return capacity
 
     async def memory_usage(self, task_id: TaskId) -> int | None:
-        response = await self._request(
+        response = await self._engine.request(
             "GET", f"/containers/{path_segment(task_id)}/stats", params={"stream": 0, "one-shot": 1}
         )
         if response.status_code in (404, 409):
             return None
         if response.status_code != 200:
-            raise self._unexpected(f"reading stats of task {task_id}", response)
+            raise unexpected(f"reading stats of task {task_id}", response)
         try:
             memory: Json = response.json().get("memory_stats") or {}
         except ValueError:  # a task stopping right now answers with an empty body
@@ -473,9 +433,9 @@ class DockerRuntime:
     async def volume_usage(self, selector: Mapping[str, str]) -> dict[str, int]:
         now = asyncio.get_running_loop().time()
         if self._volume_sizes is None or now - self._volume_sizes[0] > VOLUME_USAGE_TTL:
-            response = await self._request("GET", "/system/df", limits=_PULL_TIMEOUT)
+            response = await self._engine.request("GET", "/system/df", limits=PULL_TIMEOUT)
             if response.status_code != 200:
-                raise self._unexpected("measuring volumes", response)
+                raise unexpected("measuring volumes", response)
             volumes = response.json().get("Volumes") or []
             self._volume_sizes = (now, volumes)
         sizes: dict[str, int] = {}
@@ -488,35 +448,39 @@ class DockerRuntime:
 
     async def remove_volumes(self, selector: Mapping[str, str]) -> None:
         filters = json.dumps({"label": label_filters(selector)})
-        response = await self._request("GET", "/volumes", params={"filters": filters})
+        response = await self._engine.request("GET", "/volumes", params={"filters": filters})
         if response.status_code != 200:
-            raise self._unexpected("listing volumes", response)
+            raise unexpected("listing volumes", response)
         for volume in response.json().get("Volumes") or []:
             labels: Mapping[str, str] = volume.get("Labels") or {}
             if any(labels.get(k) != v for k, v in selector.items()):
                 continue
-            deleted = await self._request("DELETE", f"/volumes/{path_segment(str(volume['Name']))}")
+            deleted = await self._engine.request(
+                "DELETE", f"/volumes/{path_segment(str(volume['Name']))}"
+            )
             if deleted.status_code not in (204, 404, 409):  # 409: still in use, kept for now
-                raise self._unexpected(f"removing volume {volume.get('Name')}", deleted)
+                raise unexpected(f"removing volume {volume.get('Name')}", deleted)
 
     # -- networks --------------------------------------------------------------------------
 
     async def remove_networks(self, selector: Mapping[str, str]) -> None:
         filters = json.dumps({"label": label_filters(selector)})
-        response = await self._request("GET", "/networks", params={"filters": filters})
+        response = await self._engine.request("GET", "/networks", params={"filters": filters})
         if response.status_code != 200:
-            raise self._unexpected("listing networks", response)
+            raise unexpected("listing networks", response)
         for network in response.json():
             labels: Mapping[str, str] = network.get("Labels") or {}
             if any(labels.get(k) != v for k, v in selector.items()):
                 continue
             self._known_networks.discard(str(network.get("Name", "")))
-            deleted = await self._request("DELETE", f"/networks/{path_segment(network['Id'])}")
+            deleted = await self._engine.request(
+                "DELETE", f"/networks/{path_segment(network['Id'])}"
+            )
             if deleted.status_code in (200, 204, 404, 403, 409):
                 continue  # 403/409: still has active endpoints, kept for now.
             if "active endpoints" in engine_message(deleted):
                 continue
-            raise self._unexpected(f"removing network {network.get('Name')}", deleted)
+            raise unexpected(f"removing network {network.get('Name')}", deleted)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        await self._engine.close()

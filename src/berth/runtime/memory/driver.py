@@ -1,7 +1,7 @@
 """The in-memory driver: the whole runtime contract, with no engine and no processes.
 
 Tasks, volumes and networks are objects in this process. A task's command is interpreted by a
-toy shell (`memory_shell`): `["sh", "-c", "echo hi; exit 3"]` prints `hi` and exits 3 as it
+toy shell (`shell`): `["sh", "-c", "echo hi; exit 3"]` prints `hi` and exits 3 as it
 would on a real engine, `sleep 5` sleeps five seconds of the runtime's clock, `httpd -p 80`
 serves HTTP; a task without a command (the image's own) runs until stopped. Commands in
 tasks (`exec`, terminals, attached processes) run through the same shell, or through a
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import functools
 import hashlib
 import socket
@@ -49,16 +50,17 @@ from berth.runtime.base import (
     TaskState,
     TaskStatus,
 )
-from berth.runtime.memory_ports import PortHandler
-from berth.runtime.memory_sessions import (
+from berth.runtime.memory.events import EventHub, matches
+from berth.runtime.memory.ports import PortHandler
+from berth.runtime.memory.sessions import (
     ExecReply,
     MemoryProcess,
     MemoryTerminal,
     run_command,
     scripted,
 )
-from berth.runtime.memory_shell import Files, Stream, find_program, run_argv
-from berth.runtime.memory_tasks import (
+from berth.runtime.memory.shell import Files, Stream, find_program, run_argv
+from berth.runtime.memory.tasks import (
     KILLED,
     STOPPED,
     ExecCall,
@@ -73,10 +75,6 @@ DEFAULT_IMAGES = ("berth/busybox:latest", "berth-test/busybox:latest")
 DEFAULT_CAPACITY = Capacity(cpus=4.0, memory_bytes=8 * 1024**3)
 MIN_MEMORY_MB = 6
 """The smallest memory limit a task may have (Docker's own minimum)."""
-
-
-def _matches(labels: Mapping[str, str], selector: Mapping[str, str]) -> bool:
-    return all(labels.get(key) == value for key, value in selector.items())
 
 
 def _image_ref(image: str) -> str:
@@ -108,7 +106,7 @@ class MemoryRuntime:
         self._created = 0
         self._available = True
         self._failures: dict[str, list[RuntimeDriverError]] = {}
-        self._subscribers: list[tuple[dict[str, str], asyncio.Queue[TaskEvent | None]]] = []
+        self._events = EventHub()
 
     # -- what tests steer ------------------------------------------------------------------
 
@@ -122,8 +120,7 @@ class MemoryRuntime:
         engine's do); tasks keep their state for when it is back."""
         self._available = up
         if not up:
-            for _selector, queue in self._subscribers:
-                queue.put_nowait(None)
+            self._events.end_all()
 
     def fail_next(self, method: str, error: RuntimeDriverError) -> None:
         """The next call of `method` (e.g. "start") raises `error` instead of acting."""
@@ -167,10 +164,10 @@ class MemoryRuntime:
 
     def serve(self, task_id: str, port: int, handler: PortHandler) -> None:
         """A server inside the running task now accepts connections on `port`."""
-        self._running(task_id).listening[port] = handler
+        self._running(task_id).serve(port, handler)
 
     def set_memory_usage(self, task_id: str, used: int) -> None:
-        self.task(task_id).memory_usage = used
+        self.task(task_id).set_memory_usage(used)
 
     def add_image(self, image: str) -> None:
         self.images.add(_image_ref(image))
@@ -200,9 +197,7 @@ class MemoryRuntime:
 
     def _publish(self, task: MemoryTask, action: str, **extra: str) -> None:
         event = TaskEvent(task.task_id, action, {**task.spec.labels, **extra})
-        for selector, queue in self._subscribers:
-            if _matches(task.spec.labels, selector):
-                queue.put_nowait(event)
+        self._events.publish(event, task.spec.labels)
 
     def _advance(self, task: MemoryTask, now: datetime) -> None:
         ended = task.advance(now)
@@ -288,15 +283,14 @@ class MemoryRuntime:
         if task.status is not TaskStatus.CREATED:
             return task.state()
         now = self.clock.now()
-        task.status, task.started_at, task.moment = TaskStatus.RUNNING, now, now
+        task.begin(now)
         for port in task.spec.ports:
             accept = functools.partial(self._accept_published, task, port)
-            server = await asyncio.start_server(accept, "127.0.0.1", 0)
-            task.published[port] = (server, server.sockets[0].getsockname()[1])
+            task.publish(port, await asyncio.start_server(accept, "127.0.0.1", 0))
         self._publish(task, "start")
         argv = task.spec.command
         if argv is None:
-            task.sleeps_forever = True  # the image's own command: a server
+            task.run_forever()  # the image's own command: a server
         elif not argv or find_program(argv[0]) is None:
             # What a real engine's init says (and exits with) for a program the image lacks.
             missing = argv[0] if argv else "(nothing)"
@@ -304,7 +298,7 @@ class MemoryRuntime:
             task.write("stderr", complaint.encode(), now)
             self._end(task, 127, at=now)
         else:
-            task.program = run_argv(list(argv), task.context())
+            task.run(run_argv(list(argv), task.context()))
             self._advance(task, now)
         return task.state()
 
@@ -344,7 +338,7 @@ class MemoryRuntime:
 
     async def list_tasks(self, selector: Mapping[str, str]) -> list[TaskState]:
         self._enter("list_tasks")
-        return [t.state() for t in self._tasks.values() if _matches(t.spec.labels, selector)]
+        return [t.state() for t in self._tasks.values() if matches(t.spec.labels, selector)]
 
     # -- streams ---------------------------------------------------------------------------
 
@@ -376,17 +370,9 @@ class MemoryRuntime:
     async def events(self, selector: Mapping[str, str]) -> AsyncGenerator[TaskEvent, None]:
         """Ends with `RuntimeUnavailable` when the engine goes away (`available = False`)."""
         self._enter("events")
-        queue: asyncio.Queue[TaskEvent | None] = asyncio.Queue()
-        entry = (dict(selector), queue)
-        self._subscribers.append(entry)
-        try:
-            while True:
-                event = await queue.get()
-                if event is None:
-                    raise RuntimeUnavailable("the in-memory engine's event stream ended")
+        async with contextlib.aclosing(self._events.watch(selector)) as stream:
+            async for event in stream:
                 yield event
-        finally:
-            self._subscribers.remove(entry)
 
     # -- commands in tasks -------------------------------------------------------------------
 
@@ -419,14 +405,13 @@ class MemoryRuntime:
         task = self._command_task(task_id, argv)
         if find_program(argv[0]) is None:
             raise CommandNotFound(f"'{argv[0]}' was not found in the task's image")
-        ctx = task.context({"TERM": "xterm-256color"})
-        ctx.terminal = (cols, rows)
+        ctx = task.context({"TERM": "xterm-256color"}, terminal=(cols, rows))
         shell = find_program(argv[0]) == "sh" and len(argv) == 1
         terminal = MemoryTerminal(
-            ctx, None if shell else run_argv(list(argv), ctx), on_end=task.sessions.discard
+            ctx, None if shell else run_argv(list(argv), ctx), on_end=task.detach
         )
         if not terminal.ended:
-            task.sessions.add(terminal)
+            task.attach(terminal)
         return terminal
 
     async def open_process(self, task_id: TaskId, argv: list[str]) -> ProcessSession:
@@ -438,10 +423,10 @@ class MemoryRuntime:
         process = MemoryProcess(
             run_argv(list(argv), task.context()),
             on_listen=task.listen,
-            on_end=task.sessions.discard,
+            on_end=task.detach,
         )
         if not process.ended:
-            task.sessions.add(process)
+            task.attach(process)
         return process
 
     async def open_port(self, task_id: TaskId, port: int) -> socket.socket:
@@ -479,7 +464,7 @@ class MemoryRuntime:
         return {
             volume.name: sum(len(data) for data in volume.files.values())
             for volume in self.volumes.values()
-            if _matches(volume.labels, selector)
+            if matches(volume.labels, selector)
         }
 
     def _in_use(self) -> tuple[set[str], set[str]]:
@@ -493,19 +478,17 @@ class MemoryRuntime:
         self._enter("remove_volumes")
         used, _ = self._in_use()
         for name, volume in list(self.volumes.items()):
-            if _matches(volume.labels, selector) and name not in used:
+            if matches(volume.labels, selector) and name not in used:
                 del self.volumes[name]
 
     async def remove_networks(self, selector: Mapping[str, str]) -> None:
         self._enter("remove_networks")
         _, used = self._in_use()
         for name, labels in list(self.networks.items()):
-            if _matches(labels, selector) and name not in used:
+            if matches(labels, selector) and name not in used:
                 del self.networks[name]
 
     async def close(self) -> None:
         """Stop listening on published ports and end connections into tasks."""
         for task in self._tasks.values():
-            for server, _port in task.published.values():
-                server.close()
-            task.connections.close()
+            task.release()

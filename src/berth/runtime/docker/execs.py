@@ -1,14 +1,13 @@
-"""Commands inside running tasks for the Docker driver: one-off execs, terminals, and
-processes with streamed stdin (`DockerProcess`).
+"""Commands inside running tasks for the Docker driver: one-off execs, and the start of
+terminals and processes with streamed stdin (`sessions`).
 
 An exec is created with `POST /containers/{id}/exec` and started with `POST /exec/{id}/start`,
-which *hijacks* the HTTP connection: the engine answers `101 UPGRADED` and from then on the
-socket carries the command's streams. Without a TTY the engine sends stdout and stderr as
-multiplexed frames (see `docker_logs.FrameDemuxer`) and reads raw stdin bytes; half-closing
-our side is how the engine learns that stdin ended. With a TTY both directions are raw bytes.
-httpx cannot hand over a hijacked connection, so the start request is written by hand on a
-unix socket of our own; the short JSON calls (create, inspect, resize) go through the
-driver's httpx client and its error translation.
+which *hijacks* the HTTP connection (see `upgrade`): from then on the socket carries the
+command's streams. Without a TTY the engine sends stdout and stderr as multiplexed frames
+(see `logs.FrameDemuxer`) and reads raw stdin bytes; half-closing our side is how the engine
+learns that stdin ended. With a TTY both directions are raw bytes. The short JSON calls
+(create, inspect, resize) go through the driver's `EngineClient` and its error translation;
+a timed-out command is killed through /proc (see `procfs.kill_exec_process`).
 
 How a program that does not exist shows up (runc, Docker 20.10): the start is still
 upgraded, the engine writes `OCI runtime exec failed: exec failed: ... no such file or
@@ -22,32 +21,25 @@ Nothing here keeps state across calls: every exec and terminal has its own conne
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import json
-import os
 import re
-import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
-
-import httpx
 
 from berth.runtime.base import (
     CommandNotFound,
     ExecResult,
     ExecSpec,
     RuntimeDriverError,
-    RuntimeUnavailable,
     TaskId,
     TaskNotFound,
 )
-from berth.runtime.docker_api import Json, engine_message, path_segment
-from berth.runtime.docker_logs import FrameDemuxer, Stream
-
-READ_SIZE = 64 * 1024
-"""Largest chunk read from a stream at once (and returned by a terminal's `read`)."""
+from berth.runtime.docker.client import EngineClient
+from berth.runtime.docker.logs import FrameDemuxer, Stream
+from berth.runtime.docker.mapping import Json, engine_message, path_segment
+from berth.runtime.docker.procfs import kill_exec_process
+from berth.runtime.docker.sessions import DockerProcess, DockerTerminal, read_result
+from berth.runtime.docker.upgrade import READ_SIZE, Connection, UpgradeRefused
 
 TERMINAL_ENV = {"TERM": "xterm-256color"}
 
@@ -72,19 +64,6 @@ _MISSING_PROGRAM = re.compile(
 
 _ENDED = re.compile(r"stopped|not running|no such (exec|process)", re.IGNORECASE)
 """How the engine refuses to resize the terminal of a command that has ended."""
-
-
-class EngineRequest(Protocol):
-    """The driver's JSON call: engine errors already translated into `RuntimeUnavailable`."""
-
-    async def __call__(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, str | int] | None = None,
-        body: Json | None = None,
-    ) -> httpx.Response: ...
 
 
 @dataclass(frozen=True)
@@ -129,19 +108,6 @@ class _Capture:
         return bytes(self.data["stdout"] + self.data["stderr"])
 
 
-class _Connection:
-    """A hijacked connection to the engine: the command's streams, both ways."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError):
-            await self.writer.wait_closed()
-
-
 def _failed_to_start(info: ExecInfo, output: bytes) -> bool:
     """Whether an ended exec never ran its command (the engine's error is in `output`)."""
     if info.running or info.pid != 0:
@@ -152,133 +118,6 @@ def _failed_to_start(info: ExecInfo, output: bytes) -> bool:
 
 def _text(output: bytes) -> str:
     return output.decode("utf-8", "replace").strip()
-
-
-def _open_pidfd(pid: int) -> int | None:
-    if not hasattr(os, "pidfd_open"):
-        return None
-    try:
-        return os.pidfd_open(pid)
-    except OSError:
-        return None
-
-
-def _in_container(pid: int, container_id: str) -> bool:
-    """Whether process `pid` (as this host sees it) lives in the container's cgroup."""
-    if len(container_id) < 12:
-        return False
-    try:
-        with open(f"/proc/{pid}/cgroup", encoding="utf-8", errors="replace") as cgroups:
-            return container_id in cgroups.read()
-    except OSError:
-        return False
-
-
-def _session_of(pid: int) -> int | None:
-    """The session id of live process `pid`, from /proc (None if gone, a zombie, unreadable)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as stat:
-            fields = stat.read().rpartition(")")[2].split()  # After "pid (comm)".
-        return None if fields[0] in ("Z", "X") else int(fields[3])  # state ppid pgrp session
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _session_members(session: int) -> list[int]:
-    """Every other live process (on this host) in session `session`."""
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return []
-    return [
-        int(entry)
-        for entry in entries
-        if entry.isdigit() and int(entry) != session and _session_of(int(entry)) == session
-    ]
-
-
-def _kill(pid: int, container_id: str, *, session: int | None = None) -> bool:
-    """SIGKILL `pid` if it lives in the container (and, given `session`, in that session)."""
-    pidfd = _open_pidfd(pid)
-    try:
-        if not _in_container(pid, container_id):
-            return False
-        if session is not None and _session_of(pid) != session:
-            return False
-        if pidfd is None:
-            os.kill(pid, signal.SIGKILL)
-        else:
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
-    finally:
-        if pidfd is not None:
-            os.close(pidfd)
-
-
-def kill_exec_process(pid: int, container_id: str) -> bool:
-    """SIGKILL an exec's process and what it started; False when that cannot be done here.
-
-    The Engine API can signal a whole container but not one exec, and a timed-out command
-    must die without taking its task down. berth runs as root on the engine's host, in the
-    host's PID namespace, where the `Pid` that exec inspect reports is a real process id that
-    we may signal. Elsewhere (an engine inside a VM like Docker Desktop, a rootless engine,
-    berth itself in a container) that number means nothing here or, worse, names an unrelated
-    process. So a process is only signalled if /proc shows it in the task's own cgroup, and
-    through a pidfd opened before that check, so a pid reused in between is never hit. When
-    it cannot be killed (PermissionError, no such process, not our host) the caller just
-    detaches and the command keeps running in the task until it ends by itself.
-
-    runc makes every exec's process a session leader, so the processes it started (a
-    script's children, which would otherwise outlive it and keep its output open) are found
-    by their session id and killed too; only those that left the session (`setsid`) remain.
-    """
-    leads_session = _session_of(pid) == pid
-    if not _kill(pid, container_id):
-        return False
-    if leads_session:
-        for _ in range(3):  # Again, for anything forked while the first pass ran.
-            members = _session_members(pid)
-            if not members:
-                break
-            for member in members:
-                _kill(member, container_id, session=pid)
-    return True
-
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    """The status code and headers (lower-cased names) of an HTTP/1.1 response."""
-    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
-    status_line, *lines = head.split("\r\n")
-    parts = status_line.split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/"):
-        raise ValueError(f"not an HTTP response: {status_line[:80]!r}")
-    headers: dict[str, str] = {}
-    for line in lines:
-        name, sep, value = line.partition(":")
-        if sep:
-            headers[name.strip().lower()] = value.strip()
-    return int(parts[1]), headers
-
-
-async def _read_error(reader: asyncio.StreamReader, headers: Mapping[str, str]) -> str:
-    """The engine's message from an error response that follows a refused start."""
-    try:
-        length = headers.get("content-length")
-        if length is not None:
-            raw = await asyncio.wait_for(reader.readexactly(min(int(length), READ_SIZE)), 5)
-        else:
-            raw = await asyncio.wait_for(reader.read(READ_SIZE), 5)
-    except (OSError, ValueError, TimeoutError, asyncio.IncompleteReadError):
-        return "no detail"
-    try:
-        body: Any = json.loads(raw)
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return str(body["message"])
-    return _text(raw[:500]) or "no detail"
 
 
 async def _feed_stdin(writer: asyncio.StreamWriter, data: bytes) -> None:
@@ -293,28 +132,11 @@ async def _feed_stdin(writer: asyncio.StreamWriter, data: bytes) -> None:
         pass  # The command ended (or closed stdin) without reading all of it.
 
 
-async def _task_bytes(task: asyncio.Task[bytes]) -> bytes:
-    """The result of a pending read; b"" if it failed or was cancelled (session closed)."""
-    await asyncio.wait({task})
-    if task.cancelled() or task.exception() is not None:
-        return b""
-    return task.result()
-
-
 class DockerExec:
     """Exec and terminal plumbing over one engine socket, for `DockerRuntime`."""
 
-    def __init__(
-        self,
-        socket_path: str,
-        api_version: str,
-        request: EngineRequest,
-        unavailable: Callable[[Exception], RuntimeUnavailable],
-    ) -> None:
-        self.socket_path = socket_path
-        self.api_version = api_version
-        self._request = request
-        self._unavailable = unavailable
+    def __init__(self, engine: EngineClient) -> None:
+        self._engine = engine
 
     # -- engine calls ----------------------------------------------------------------------
 
@@ -331,7 +153,7 @@ class DockerExec:
             "Cmd": list(argv),
             "Env": [f"{key}={value}" for key, value in env.items()],
         }
-        response = await self._request(
+        response = await self._engine.request(
             "POST", f"/containers/{path_segment(task_id)}/exec", body=body
         )
         if response.status_code in (200, 201):
@@ -347,56 +169,27 @@ class DockerExec:
             f"engine answered {response.status_code}: {message}"
         )
 
-    async def _start(self, task_id: TaskId, exec_id: str, *, tty: bool) -> _Connection:
+    async def _start(self, task_id: TaskId, exec_id: str, *, tty: bool) -> Connection:
         """Start the exec on a connection of our own and return it once hijacked."""
-        body = json.dumps({"Detach": False, "Tty": tty}).encode()
-        head = (
-            f"POST /{self.api_version}/exec/{path_segment(exec_id)}/start HTTP/1.1\r\n"
-            "Host: docker\r\n"
-            "Content-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n"
-            "Connection: Upgrade\r\n"
-            "Upgrade: tcp\r\n"
-            "\r\n"
-        ).encode()
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_unix_connection(self.socket_path, limit=READ_SIZE), _CONNECT_TIMEOUT
+            return await self._engine.upgrade(
+                f"/exec/{path_segment(exec_id)}/start",
+                {"Detach": False, "Tty": tty},
+                connect_timeout=_CONNECT_TIMEOUT,
+                answer_timeout=_START_TIMEOUT,
             )
-        except (OSError, TimeoutError) as exc:
-            raise self._unavailable(exc) from exc
-        connection = _Connection(reader, writer)
-        try:
-            writer.write(head + body)
-            await writer.drain()
-            status, headers = await asyncio.wait_for(_read_head(reader), _START_TIMEOUT)
-            if status in (101, 200):
-                return connection
-            message = await _read_error(reader, headers)
-        except (
-            OSError,
-            ValueError,
-            TimeoutError,
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-        ) as exc:
-            await connection.close()
-            raise self._unavailable(exc) from exc
-        except BaseException:
-            await connection.close()
-            raise
-        await connection.close()
-        if status == 404:
-            raise TaskNotFound(f"task {task_id} no longer exists")
-        if status == 409:
-            raise TaskNotFound(f"task {task_id} is not running")
-        raise RuntimeDriverError(
-            f"starting a command in task {task_id} failed: engine answered {status}: {message}"
-        )
+        except UpgradeRefused as refused:
+            if refused.status == 404:
+                raise TaskNotFound(f"task {task_id} no longer exists") from None
+            if refused.status == 409:
+                raise TaskNotFound(f"task {task_id} is not running") from None
+            raise RuntimeDriverError(
+                f"starting a command in task {task_id} failed: {refused}"
+            ) from None
 
     async def inspect(self, exec_id: str) -> ExecInfo | None:
         """The exec's state; None once it is gone (its task was removed)."""
-        response = await self._request("GET", f"/exec/{path_segment(exec_id)}/json")
+        response = await self._engine.request("GET", f"/exec/{path_segment(exec_id)}/json")
         if response.status_code == 404:
             return None
         if response.status_code != 200:
@@ -421,7 +214,7 @@ class DockerExec:
             await asyncio.sleep(0.01)  # Being started: its process id is not known yet.
 
     async def resize(self, exec_id: str, *, cols: int, rows: int) -> None:
-        response = await self._request(
+        response = await self._engine.request(
             "POST", f"/exec/{path_segment(exec_id)}/resize", params={"h": rows, "w": cols}
         )
         if response.status_code in (200, 201, 204):
@@ -452,7 +245,7 @@ class DockerExec:
             delay = min(delay * 1.5, 0.25)
 
     async def _task_running(self, task_id: TaskId) -> bool:
-        response = await self._request("GET", f"/containers/{path_segment(task_id)}/json")
+        response = await self._engine.request("GET", f"/containers/{path_segment(task_id)}/json")
         if response.status_code == 404:
             return False
         if response.status_code != 200:
@@ -540,7 +333,7 @@ class DockerExec:
         self,
         task_id: TaskId,
         exec_id: str,
-        connection: _Connection,
+        connection: Connection,
         spec: ExecSpec,
         capture: _Capture,
     ) -> ExecInfo:
@@ -555,7 +348,7 @@ class DockerExec:
                     if spec.on_output is not None:
                         await spec.on_output(stream, payload)
         except OSError as exc:
-            raise self._unavailable(exc) from exc
+            raise self._engine.unavailable(exc) from exc
         finally:
             if feeder is not None:
                 feeder.cancel()
@@ -679,9 +472,9 @@ class DockerExec:
             await asyncio.wait({first}, timeout=delay)
             delay = min(delay * 2, 0.1)
 
-    async def _remaining_output(self, connection: _Connection, first: asyncio.Task[bytes]) -> bytes:
+    async def _remaining_output(self, connection: Connection, first: asyncio.Task[bytes]) -> bytes:
         """Everything an ended command's stream still carries (bounded in size and time)."""
-        output = bytearray(await _task_bytes(first))
+        output = bytearray(await read_result(first))
         with contextlib.suppress(OSError, TimeoutError):
             async with asyncio.timeout(_FAILURE_OUTPUT_TIMEOUT):
                 while len(output) < READ_SIZE and (
@@ -689,160 +482,3 @@ class DockerExec:
                 ):
                     output += chunk
         return bytes(output)
-
-
-class _AttachedExec:
-    """What a terminal and a process share: an exec attached over a hijacked connection,
-    its exit code, and closing it (which kills the command if it still runs)."""
-
-    def __init__(
-        self,
-        engine: DockerExec,
-        exec_id: str,
-        connection: _Connection,
-        first: asyncio.Task[bytes] | None,
-    ) -> None:
-        self._engine = engine
-        self.exec_id = exec_id
-        self._connection = connection
-        self._first = first
-        self._closed = False
-
-    async def wait(self) -> int | None:
-        return await self._engine.exit_code(self.exec_id)
-
-    async def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._first is not None:
-            self._first.cancel()
-        try:
-            await self._engine.kill(self.exec_id)
-        except RuntimeDriverError:
-            pass  # Engine gone: closing the connection is all that is left to do.
-        finally:
-            await self._connection.close()
-
-
-class DockerTerminal(_AttachedExec):
-    """An `InteractiveSession`: a command on a pseudo-terminal in a task.
-
-    One reader at a time: `read` must not be called again before the previous call returned.
-    """
-
-    def __init__(
-        self,
-        engine: DockerExec,
-        exec_id: str,
-        connection: _Connection,
-        *,
-        first: asyncio.Task[bytes] | None = None,
-        pending: bytes = b"",
-    ) -> None:
-        super().__init__(engine, exec_id, connection, first)
-        self._pending = pending
-
-    async def read(self) -> bytes:
-        if self._pending:
-            data, self._pending = self._pending, b""
-            return data
-        if self._first is not None:
-            first, self._first = self._first, None
-            data = await _task_bytes(first)
-            if data or self._closed:
-                return data
-        if self._closed:
-            return b""
-        try:
-            return await self._connection.reader.read(READ_SIZE)
-        except OSError:
-            return b""
-
-    async def write(self, data: bytes) -> None:
-        if self._closed:
-            raise RuntimeDriverError("the terminal session is closed")
-        writer = self._connection.writer
-        if writer.is_closing():
-            return
-        try:
-            writer.write(data)
-            await writer.drain()
-        except OSError:
-            pass  # The command ended: `read` returns what is left, then b"".
-
-    async def resize(self, *, cols: int, rows: int) -> None:
-        if self._closed:
-            raise RuntimeDriverError("the terminal session is closed")
-        await self._engine.resize(self.exec_id, cols=cols, rows=rows)
-
-
-class DockerProcess(_AttachedExec):
-    """A `ProcessSession`: a command in a task with its standard streams, no terminal.
-
-    The engine multiplexes stdout and stderr into frames on the hijacked connection; they
-    are demultiplexed here as they arrive. Ending stdin half-closes our side of the
-    connection, which is how the engine learns to close the command's stdin.
-    One reader at a time: `read` must not be called again before the previous call returned.
-    """
-
-    def __init__(
-        self,
-        engine: DockerExec,
-        exec_id: str,
-        connection: _Connection,
-        *,
-        first: asyncio.Task[bytes] | None = None,
-        pending: list[tuple[Stream, bytes]] | None = None,
-    ) -> None:
-        super().__init__(engine, exec_id, connection, first)
-        self._demuxer = FrameDemuxer()
-        # Empty frames are dropped: an empty chunk is what `read` returns at the end.
-        self._frames: collections.deque[tuple[Stream, bytes]] = collections.deque(
-            frame for frame in pending or () if frame[1]
-        )
-        self._ended = False
-        self._stdin_closed = False
-
-    async def read(self) -> tuple[Stream, bytes]:
-        while not self._frames:
-            if self._ended or self._closed:
-                return "stdout", b""
-            chunk = await self._next_chunk()
-            if not chunk:
-                self._ended = True
-            self._frames.extend(frame for frame in self._demuxer.feed(chunk) if frame[1])
-        return self._frames.popleft()
-
-    async def _next_chunk(self) -> bytes:
-        if self._first is not None:
-            first, self._first = self._first, None
-            data = await _task_bytes(first)
-            if data or self._closed:
-                return data
-        try:
-            return await self._connection.reader.read(READ_SIZE)
-        except OSError:
-            return b""
-
-    async def write(self, data: bytes) -> None:
-        if self._closed:
-            raise RuntimeDriverError("the process session is closed")
-        writer = self._connection.writer
-        if self._stdin_closed or writer.is_closing() or not data:
-            return
-        try:
-            writer.write(data)
-            await writer.drain()
-        except OSError:
-            pass  # The command ended or closed its stdin: `read` returns what is left.
-
-    async def close_stdin(self) -> None:
-        if self._stdin_closed or self._closed:
-            return
-        self._stdin_closed = True
-        writer = self._connection.writer
-        with contextlib.suppress(OSError, RuntimeError):
-            if not writer.is_closing() and writer.can_write_eof():
-                await writer.drain()
-                writer.write_eof()

@@ -1,6 +1,6 @@
 """The in-memory runtime's tasks and volumes: state, output, and a program run lazily.
 
-A running task's program (a toy-shell generator, `memory_shell`) is advanced only when asked
+A running task's program (a toy-shell generator, `shell`) is advanced only when asked
 (`MemoryTask.advance(now)`): it runs until it sleeps past `now`, sleeps for ever (a server),
 or ends. Its output lines are stamped with the time the program had reached, so a script
 that sleeps between two lines stamps them that far apart, on whatever clock drives it.
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from berth.runtime.base import LogLine, TaskId, TaskSpec, TaskState, TaskStatus
-from berth.runtime.memory_ports import Connections, PortHandler, http_responder
-from berth.runtime.memory_sessions import CommandSession, ExecReply
-from berth.runtime.memory_shell import (
+from berth.runtime.memory.ports import Connections, PortHandler, http_responder
+from berth.runtime.memory.sessions import CommandSession, ExecReply
+from berth.runtime.memory.shell import (
     Context,
     Files,
     Listen,
@@ -102,13 +102,55 @@ class MemoryTask:
             ports={port: ("127.0.0.1", host) for port, (_s, host) in self.published.items()},
         )
 
-    def context(self, env: Mapping[str, str] | None = None) -> Context:
-        """What a command in this task sees: its environment (and `env`), its files."""
+    def context(
+        self, env: Mapping[str, str] | None = None, *, terminal: tuple[int, int] | None = None
+    ) -> Context:
+        """What a command in this task sees: its environment (and `env`), its files, and
+        the terminal's (columns, rows) if it runs on one."""
         return Context(
             env={"PATH": "/bin", "HOME": "/root", **self.spec.env, **(env or {})},
             files=self.files,
             hostname=self.task_id[:12],
+            terminal=terminal,
         )
+
+    def begin(self, now: datetime) -> None:
+        """The task's process starts now (its program is given by `run` or `run_forever`)."""
+        self.status, self.started_at, self.moment = TaskStatus.RUNNING, now, now
+
+    def publish(self, port: int, server: asyncio.Server) -> None:
+        """`server` on loopback now forwards the host port it listens on to `port`."""
+        self.published[port] = (server, server.sockets[0].getsockname()[1])
+
+    def run(self, program: Program) -> None:
+        """The task's process runs `program` (advanced by `advance`)."""
+        self.program = program
+
+    def run_forever(self) -> None:
+        """The task's process runs the image's own command: a server that never ends."""
+        self.sleeps_forever = True
+
+    def serve(self, port: int, handler: PortHandler) -> None:
+        """A server inside the task now accepts connections on `port` with `handler`."""
+        self.listening[port] = handler
+
+    def set_memory_usage(self, used: int) -> None:
+        self.memory_usage = used
+
+    def attach(self, session: CommandSession) -> None:
+        """A command session now runs in the task (and is killed when the task ends)."""
+        self.sessions.add(session)
+
+    def detach(self, session: CommandSession) -> None:
+        """The session ended by itself."""
+        self.sessions.discard(session)
+
+    def release(self) -> None:
+        """Stop listening on published ports and end connections into the task (the
+        runtime is closing)."""
+        for server, _port in self.published.values():
+            server.close()
+        self.connections.close()
 
     def listen(self, port: int, root: str) -> None:
         """The toy `httpd` now serves the task's files under `root` on `port`."""
@@ -118,7 +160,7 @@ class MemoryTask:
             found = self.files.read(full)
             return found if found is not None else self.files.read(full + "/index.html")
 
-        self.listening[port] = http_responder(lookup)
+        self.serve(port, http_responder(lookup))
 
     def notify(self) -> None:
         changed, self.changed = self.changed, asyncio.Event()

@@ -1,6 +1,6 @@
 """Commands in the in-memory runtime's tasks: one-off (`exec`), on a terminal, or attached.
 
-Each runs a toy-shell program (`memory_shell`) to its end at once: a command's time passes
+Each runs a toy-shell program (`shell`) to its end at once: a command's time passes
 in no time, except that a command sleeping longer than its timeout (or for ever) is killed
 at the timeout (exit code 137, as a real engine's kill leaves). A terminal or process session
 waits instead where its command waits for input (a process's standard input until it is
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from berth.runtime.base import ExecResult, ExecSpec, RuntimeDriverError
-from berth.runtime.memory_shell import (
+from berth.runtime.memory.shell import (
     Context,
     Listen,
     Program,

@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 
 from berth.runtime.base import TaskEvent, TaskId, TaskSpec, TaskState, TaskStatus
-from berth.runtime.docker_logs import parse_engine_time
+from berth.runtime.docker.logs import parse_engine_time
 
 
 def path_segment(value: str) -> str:

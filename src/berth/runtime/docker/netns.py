@@ -15,7 +15,7 @@ connected socket is then handed to asyncio. A thread is never reused: should swi
 fail, that thread ends right after and nothing else ever runs in the task's namespace.
 
 This needs berth on the engine's host, in its PID namespace, with the right to enter
-namespaces (root), as killing a timed-out exec does (see `docker_exec.kill_exec_process`).
+namespaces (root), as killing a timed-out exec does (see `procfs.kill_exec_process`).
 The process id the engine reports is only trusted if /proc shows that process in the task's
 own cgroup, checked before and after opening its namespace, so a reused pid never leads
 into another container's network. Elsewhere (an engine inside a VM, rootless) the port is
@@ -34,7 +34,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from berth.runtime.base import PortUnreachable
-from berth.runtime.docker_exec import _in_container
+from berth.runtime.docker.procfs import in_container
 
 CLONE_NEWNET = 0x40000000
 CONNECT_TIMEOUT = 5.0
@@ -62,14 +62,14 @@ def _socket_in_namespace(pid: int, container_id: str) -> socket.socket:
         "the task's network cannot be entered from here: berth must run as root on the "
         "container engine's host to forward ports"
     )
-    if not _in_container(pid, container_id):
+    if not in_container(pid, container_id):
         raise unreachable
     try:
         target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     except OSError as exc:
         raise unreachable from exc
     try:
-        if not _in_container(pid, container_id):  # The pid was reused while opening.
+        if not in_container(pid, container_id):  # The pid was reused while opening.
             raise unreachable
         own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         try:

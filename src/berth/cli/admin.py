@@ -13,11 +13,11 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from berth.bootstrap import open_domain
 from berth.config import Settings
 from berth.domain import accounts, approvals, sign_in
 from berth.domain.context import Domain
 from berth.domain.errors import DomainError, Invalid
+from berth.server.bootstrap import open_domain
 from berth.store.models import AccountKit, User
 
 

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         return code
     # The server (FastAPI, uvicorn, SQLAlchemy, asyncssh) and the store load only for the
     # commands that need them, so client commands start fast.
-    serve = importlib.import_module("berth.cli.serve")
+    serve = importlib.import_module("berth.server.uvicorn")
     serve.serve(settings, log_level=args.log_level)
     return 0
 

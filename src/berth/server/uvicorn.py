@@ -1,4 +1,5 @@
-"""`berth serve`: the API, the controllers and the SSH gateway in one process."""
+"""Serving berth on uvicorn: logging with credentials redacted, the request-head cap, and
+the one function that starts the ASGI server (`berth serve` and the load benchmark use it)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ from typing import Any
 
 import uvicorn
 
-from berth.app import create_app
-from berth.cli.http_head_limit import head_limited_protocol
 from berth.config import Settings
+from berth.server.app import create_app
+from berth.server.http_head_limit import head_limited_protocol
 
 
 class RedactCredentials(logging.Filter):

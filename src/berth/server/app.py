@@ -20,7 +20,6 @@ from berth.api.limits import install_request_limits
 from berth.api.openapi import install_openapi
 from berth.api.unknown_fields import UnknownFieldWarnings
 from berth.api.workloads import build_workloads_router
-from berth.bootstrap import instance_id, open_domain
 from berth.clock import SYSTEM_CLOCK, Clock
 from berth.config import Settings
 from berth.control.supervisor import Controllers
@@ -33,6 +32,7 @@ from berth.gateway.ssh.gateway import SshGateway
 from berth.gateway.ssh.limits import SshLimits
 from berth.runtime.base import Runtime
 from berth.runtime.factory import create_runtime
+from berth.server.bootstrap import instance_id, open_domain
 
 
 def _operation_id(route: APIRoute) -> str:

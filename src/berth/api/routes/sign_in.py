@@ -11,8 +11,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from berth.api.deps import DomainDep
+from berth.api.middleware.strict_json import StrictJsonRoute
 from berth.api.responses import workload_errors
-from berth.api.strict_json import StrictJsonRoute
 from berth.domain.sign_in import SignInFailures, sign_in
 from berth.schemas.auth import SignInRequest, SignInResponse
 from berth.schemas.errors import ErrorOut

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Query, Request
 
 from berth.api.deps import DomainDep, PrincipalDep
 from berth.api.gate import replay
+from berth.api.middleware.strict_json import StrictJsonRoute
 from berth.api.responses import workload_errors
-from berth.api.strict_json import StrictJsonRoute
 from berth.domain import approvals
 from berth.domain.approvals import result_body as approval_result_body
 from berth.domain.auth import Principal

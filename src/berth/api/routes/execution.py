@@ -13,8 +13,8 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from berth.api.deps import DomainDep
 from berth.api.gate import require_approval
+from berth.api.middleware.strict_json import StrictJsonRoute
 from berth.api.responses import GATE_ERRORS, workload_errors
-from berth.api.strict_json import StrictJsonRoute
 from berth.domain import execution, shells
 from berth.domain.auth import Actor
 from berth.domain.context import Domain

@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Request
 
 from berth.api.deps import DomainDep, company_actor, domain_of
+from berth.api.middleware.strict_json import StrictJsonRoute
 from berth.api.responses import container_errors
-from berth.api.strict_json import StrictJsonRoute
 from berth.domain import containers, ingress, ssh_keys
 from berth.domain.auth import Actor
 from berth.domain.containers import ContainerView

@@ -11,10 +11,10 @@ from fastapi.responses import StreamingResponse
 
 from berth.api.deps import DomainDep, domain_of
 from berth.api.gate import require_approval
+from berth.api.middleware.strict_json import StrictJsonRoute
 from berth.api.presenters import log_event, run_out, secret_key_out, workload_out
 from berth.api.read_cache import ReadCache
 from berth.api.responses import GATE_ERRORS, workload_errors
-from berth.api.strict_json import StrictJsonRoute
 from berth.domain import runs, secrets, workloads
 from berth.domain.auth import Actor
 from berth.domain.context import Domain

@@ -11,6 +11,7 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy import select, update
 
@@ -168,3 +169,34 @@ async def get_session(
         if row.id == session_id:
             return row
     raise NotFound(f"shell session {session_id} not found")
+
+
+async def read_transcript(domain: Domain, actor: Actor, workload_id: str, session_id: str) -> str:
+    """A session's transcript (asciicast v2) as recorded; `NotFound` if the session is not
+    the actor's, or if it never connected (nothing was recorded)."""
+    row = await get_session(domain, actor, workload_id, session_id)
+    text = domain.transcripts.read(row.id)
+    if text is None:
+        raise NotFound(f"session {session_id} has no transcript (it never connected)")
+    return text
+
+
+class Transcript(Protocol):
+    """What a terminal bridge records a session through: output, input and resizes, in the
+    order they happen, until `close`."""
+
+    def output(self, data: bytes) -> None: ...
+
+    def input(self, data: bytes) -> None: ...
+
+    def resize(self, cols: int, rows: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def start_transcript(
+    domain: Domain, session_id: str, *, cols: int, rows: int, title: str
+) -> Transcript:
+    """Begin recording the claimed session `session_id` (replacing anything recorded for it);
+    `read_transcript` serves it afterwards."""
+    return domain.transcripts.open(session_id, cols=cols, rows=rows, title=title)

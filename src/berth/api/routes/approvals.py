@@ -15,6 +15,7 @@ from berth.domain import approvals
 from berth.domain.approvals import result_body as approval_result_body
 from berth.domain.auth import Principal
 from berth.domain.context import Domain
+from berth.domain.records import Approval, Company
 from berth.schemas.approvals import (
     ApprovalDecision,
     ApprovalList,
@@ -24,7 +25,6 @@ from berth.schemas.approvals import (
     AuditEventList,
     AuditEventOut,
 )
-from berth.store.models import Approval, Company
 
 router = APIRouter(
     prefix="/v1/approvals",

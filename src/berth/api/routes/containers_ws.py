@@ -25,8 +25,8 @@ from starlette.websockets import WebSocketDisconnect
 
 from berth.api.deps import bearer_credential_ws
 from berth.api.errors import CONTAINERS_STATUS_BY_ERROR
-from berth.api.routes.containers import container_out
-from berth.api.routes.shell_stream import requested_size, serve_terminal
+from berth.api.presenters import container_out
+from berth.api.terminal import requested_size, serve_terminal
 from berth.api.ws_handshake import refuse_handshake
 from berth.domain import containers
 from berth.domain.accounts import load_compute_user

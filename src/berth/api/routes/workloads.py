@@ -18,6 +18,7 @@ from berth.api.responses import GATE_ERRORS, workload_errors
 from berth.domain import runs, secrets, workloads
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
+from berth.domain.records import Run
 from berth.domain.runs import RunOutput
 from berth.schemas.workloads import (
     Deleted,
@@ -34,7 +35,6 @@ from berth.schemas.workloads import (
     WorkloadList,
     WorkloadOut,
 )
-from berth.store.models import Run
 
 FollowQuery = Annotated[
     bool, Query(description="Stream the output as plain text lines until the task ends.")

@@ -17,8 +17,9 @@ from sqlalchemy import select, update
 
 from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
+from berth.domain.containers import owned_container
 from berth.domain.context import Domain
-from berth.domain.errors import NotFound, Unauthenticated
+from berth.domain.errors import Conflict, NotFound, Unauthenticated
 from berth.domain.execution import retiring, running_target
 from berth.domain.ids import new_shell_session_id
 from berth.domain.workloads import owned_workload
@@ -39,6 +40,29 @@ exec "$shell" -l
 """
 """Runs the login shell of the image's default user from /etc/passwd (bash, else sh when
 that is missing) in its home directory, as sshd would."""
+
+
+@dataclass(frozen=True)
+class TerminalTarget:
+    """The running task a container's terminal opens its shell in."""
+
+    task_id: str
+    run_id: str
+
+
+async def container_terminal(domain: Domain, actor: Actor, container_id: str) -> TerminalTarget:
+    """Where the actor's terminal into their own dev box runs (the same rights as SSH):
+    `NotFound` for an unknown or foreign container, `PrimitiveDisabled` without compute,
+    `Conflict` ("container not running") when no task of it runs."""
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id)
+        run = await session.scalar(
+            select(Run).where(Run.workload_id == workload.id, Run.status == "running")
+        )
+    if run is None or run.task_id is None:
+        raise Conflict("container not running")
+    return TerminalTarget(task_id=run.task_id, run_id=run.id)
 
 
 @dataclass(frozen=True)

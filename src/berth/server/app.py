@@ -95,7 +95,7 @@ def create_app(
             await ssh.stop()
             await controllers.stop()
             await driver.close()
-            await domain.store.close()
+            await domain.close()
 
     app = FastAPI(
         title="berth",

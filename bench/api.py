@@ -9,7 +9,7 @@ Three reads, each against a bare FastAPI app that answers the very bytes berth a
 
 berth runs as `berth serve` (`bench.server.BerthServer`) with per-key rate limiting off
 (`BERTH_RATE_LIMIT_PER_SECOND=0`) and approval gating off; the bare app runs in its own
-process on the same server stack (`berth.cli.serve.run_asgi_server`: uvicorn, the same loop,
+process on the same server stack (`berth.server.uvicorn.run_asgi_server`: uvicorn, the same loop,
 HTTP implementation and options). `wrk` drives both with `--connections` (32) keep-alive
 connections for `--seconds` (5) per run, sending berth's `Authorization` header to both. One
 round measures every read on both servers, the order rotated from round to round; a read's
@@ -79,8 +79,8 @@ def serve_bare(port: int, bodies_path: Path) -> None:
     # Imported here: the parent process never serves.
     from fastapi import FastAPI, Response  # noqa: PLC0415
 
-    from berth.cli.serve import run_asgi_server  # noqa: PLC0415
     from berth.config import Settings  # noqa: PLC0415
+    from berth.server.uvicorn import run_asgi_server  # noqa: PLC0415
 
     bodies = {name: body.encode() for name, body in json.loads(bodies_path.read_text()).items()}
     app = FastAPI()

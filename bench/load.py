@@ -9,7 +9,7 @@ is measured, SSH and the HTTP gateway on free loopback ports).
 
 The baseline is a bare ASGI app (`berth.testing.load_baseline.bare_app`: reads the body,
 answers a small JSON body) served by the same uvicorn stack and options as berth
-(`berth.cli.serve.run_asgi_server`), driven by the same client code with the same number of
+(`berth.server.uvicorn.run_asgi_server`), driven by the same client code with the same number of
 clients and the same share of writes, for the same measured time: half before berth's run
 and half after it, so a drift of the machine's load hits both sides alike.
 
@@ -88,8 +88,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def serve_bare(port: int) -> None:
     # Imported here so the parent process does not load the server for nothing.
-    from berth.cli.serve import run_asgi_server  # noqa: PLC0415
     from berth.config import Settings  # noqa: PLC0415
+    from berth.server.uvicorn import run_asgi_server  # noqa: PLC0415
 
     defaults = Settings()
     run_asgi_server(

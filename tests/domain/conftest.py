@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from berth.bootstrap import open_domain
 from berth.config import Settings
 from berth.domain import accounts
 from berth.domain.auth import Actor, Principal
 from berth.domain.context import Domain
+from berth.server.bootstrap import open_domain
 
 
 @pytest.fixture

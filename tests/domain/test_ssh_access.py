@@ -8,13 +8,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from berth.bootstrap import open_domain
 from berth.config import Settings
 from berth.domain import accounts, containers, lifecycle, ssh_keys
 from berth.domain.auth import Actor, Principal
 from berth.domain.context import Domain
 from berth.domain.ssh_access import authorize_ssh, grants_for_key, still_allowed
 from berth.schemas.containers import ContainerCreate
+from berth.server.bootstrap import open_domain
 from berth.store.models import Run
 
 

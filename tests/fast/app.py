@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 
-from berth.app import create_app
 from berth.clock import ManualClock
 from berth.config import Settings
 from berth.domain import accounts
 from berth.domain.context import Domain
 from berth.runtime.memory import MemoryRuntime
+from berth.server.app import create_app
 from tests.integration.server import free_port
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from berth.bootstrap import open_domain
 from berth.clock import ManualClock
 from berth.config import Settings
 from berth.domain import accounts
 from berth.domain.auth import Actor, Principal
 from berth.runtime.memory import MemoryRuntime
+from berth.server.bootstrap import open_domain
 from tests.fast.platform import Platform
 
 

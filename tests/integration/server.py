@@ -20,9 +20,9 @@ from typing import Any
 
 import httpx
 
-from berth.bootstrap import open_domain
 from berth.config import Settings
 from berth.domain import accounts
+from berth.server.bootstrap import open_domain
 from tests.conftest import wait_for
 
 BERTH = [sys.executable, "-m", "berth.cli.main"]

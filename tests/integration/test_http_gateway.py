@@ -21,7 +21,6 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 
-from berth.bootstrap import open_domain
 from berth.domain import labels
 from berth.gateway.http.proxy import GatewayTimeouts, HttpGateway
 from berth.gateway.http.route_table import (
@@ -33,6 +32,7 @@ from berth.gateway.http.route_table import (
     load_routes,
 )
 from berth.runtime.factory import create_runtime
+from berth.server.bootstrap import open_domain
 from tests.integration.conftest import create, wait_workload
 from tests.integration.server import BerthServer, Tenant, free_port
 

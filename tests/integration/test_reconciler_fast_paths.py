@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from berth.bootstrap import open_domain
 from berth.config import Settings
 from berth.control.reconciler import Reconciler
 from berth.domain import accounts, labels, workloads
@@ -26,6 +25,7 @@ from berth.domain.context import Domain
 from berth.runtime.base import TaskEvent, TaskId, TaskSpec, TaskStatus
 from berth.runtime.docker import DockerRuntime
 from berth.schemas.workloads import WorkloadCreate
+from berth.server.bootstrap import open_domain
 from berth.store.models import Run
 from tests.contract.drivers import IMAGE, SOCKET, poll
 

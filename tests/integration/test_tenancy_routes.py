@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Mount, WebSocketRoute
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from berth.app import create_app
+from berth.server.app import create_app
 from tests.conftest import wait_for
 from tests.integration.conftest import create, wait_workload
 from tests.integration.server import TEST_IMAGE, BerthServer, Tenant

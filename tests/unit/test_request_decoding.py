@@ -8,7 +8,7 @@ import json
 import pytest
 
 from berth.api.errors import describe_validation_error
-from berth.api.strict_json import lone_surrogate_at
+from berth.api.middleware.strict_json import lone_surrogate_at
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from berth.api.unknown_fields import MAX_WARNINGS, drop_unknown_fields, warning_values
+from berth.api.middleware.unknown_fields import MAX_WARNINGS, drop_unknown_fields, warning_values
 from berth.schemas.request_body import StrictModel
 
 

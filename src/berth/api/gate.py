@@ -22,9 +22,9 @@ from berth.domain.approvals import GatedRequest, StoredResponse
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import ApprovalRequired
+from berth.domain.records import Approval
 from berth.schemas.approvals import APPROVAL_HEADER
 from berth.schemas.workloads import PendingApproval
-from berth.store.models import Approval
 
 
 class ApprovedResponse(Exception):

@@ -1,11 +1,13 @@
-"""Domain read models to Workloads API wire models."""
+"""Domain read models to wire models, of the Workloads API and of the Containers API."""
 
 from __future__ import annotations
 
+from berth.domain.containers import ContainerView
+from berth.domain.records import IngressRule, Run, Secret, SshKey
 from berth.domain.views import RunRecord, WorkloadView
 from berth.runtime.base import LogLine
+from berth.schemas.containers import ContainerOut, IngressRuleOut, SshKeyOut
 from berth.schemas.workloads import LogEvent, RunOut, SecretKeyOut, WorkloadOut
-from berth.store.models import Run, Secret
 
 
 def run_out(run: Run | RunRecord) -> RunOut:
@@ -70,3 +72,42 @@ def secret_key_out(secret: Secret) -> SecretKeyOut:
 
 def log_event(line: LogLine) -> LogEvent:
     return LogEvent(timestamp=line.timestamp, stream=line.stream, message=line.message)
+
+
+def container_out(view: ContainerView) -> ContainerOut:
+    w = view.workload
+    return ContainerOut(
+        id=w.id,
+        name=w.name,
+        status=view.status,
+        status_reason=w.status_reason,
+        hostname=view.hostname,
+        ssh_command=view.ssh_command,
+        memory_mb=w.memory_mb,
+        memory_used_mb=view.memory_used_mb,
+        storage_gb=w.storage_gb or 0,
+        storage_used_gb=view.storage_used_gb,
+        instance_type=w.instance_type or "",
+        created_at=w.created_at,
+        ssh_enabled=w.ssh_enabled,
+        https_enabled=view.https_enabled,
+    )
+
+
+def ssh_key_out(key: SshKey) -> SshKeyOut:
+    return SshKeyOut(
+        id=key.id,
+        name=key.name,
+        public_key=key.public_key,
+        fingerprint=key.fingerprint,
+        created_at=key.created_at,
+    )
+
+
+def rule_out(rule: IngressRule) -> IngressRuleOut:
+    return IngressRuleOut(
+        id=rule.id,
+        port=rule.port,
+        target_port=rule.target_port,
+        created_at=int(rule.created_at.timestamp()),
+    )

@@ -4,7 +4,7 @@ Turning a hundred workloads into JSON (records to wire models to bytes) costs mi
 of Python, however few the queries; the same list asked for again with nothing changed need
 not be built again. A route keeps the bytes it answered with, keyed by what it read for
 (the acting user and the resource), together with the store's data version seen *before*
-reading (`Store.data_version`: it changes with every commit of any process). An answer is
+reading (`Domain.data_version`: it changes with every commit of any process). An answer is
 reused only while the version is still that one, so a write is visible to the next read at
 once, and a read that raced a write is simply built again.
 
@@ -39,7 +39,7 @@ class ReadCache:
         self, domain: Domain, key: Hashable, build: Callable[[], Awaitable[BaseModel]]
     ) -> Response:
         """The JSON answer of `build()`, or the one kept for `key` if nothing changed since."""
-        version = domain.store.data_version()
+        version = domain.data_version()
         entries = self._by_store.get(domain.store)
         if version is not None and entries is not None:
             kept = entries.get(key)

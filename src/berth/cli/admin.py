@@ -13,12 +13,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from berth.bootstrap import open_domain
 from berth.config import Settings
 from berth.domain import accounts, approvals, sign_in
 from berth.domain.context import Domain
 from berth.domain.errors import DomainError, Invalid
-from berth.store.models import AccountKit, User
+from berth.domain.records import AccountKit, User
+from berth.server.bootstrap import open_domain
 
 
 def run_admin_reporting_errors(args: argparse.Namespace, settings: Settings) -> int:
@@ -39,7 +39,7 @@ def run_admin(args: argparse.Namespace, settings: Settings) -> int:
         try:
             return await handler(domain, args)
         finally:
-            await domain.store.close()
+            await domain.close()
 
     print(json.dumps(asyncio.run(main()), indent=2, default=str))
     return 0

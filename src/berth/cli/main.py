@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from berth.cli.admin_parser import add_admin_parser
 from berth.cli.client import CLIENT_COMMANDS, add_client_parsers, run_client, split_trailing_command
+from berth.cli.serve import add_serve_parser, run_serve
 from berth.config import Settings
 
 
@@ -26,28 +26,7 @@ def _data_dir_args(parser: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="berth", description="berth: self-hosted compute")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the API and the controllers")
-    _data_dir_args(serve)
-    serve.add_argument("--host", help="API address (default: $BERTH_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="API port (default: $BERTH_PORT or 7070)")
-    serve.add_argument(
-        "--ssh-port", type=int, help="SSH gateway port (default: $BERTH_SSH_PORT or 2222)"
-    )
-    serve.add_argument(
-        "--gateway-port",
-        type=int,
-        help="HTTP gateway port (default: $BERTH_GATEWAY_PORT, else 80 if free, else 9080)",
-    )
-    serve.add_argument(
-        "--gateway-tls-port",
-        type=int,
-        help="HTTPS gateway port, active with BERTH_TLS_CERT_FILE/KEY_FILE (default: 443 if "
-        "free, else 9443)",
-    )
-    serve.add_argument(
-        "--public-domain", help="domain of public URLs (default: $BERTH_PUBLIC_DOMAIN or localhost)"
-    )
-    serve.add_argument("--log-level", default=os.environ.get("BERTH_LOG_LEVEL", "info"))
+    add_serve_parser(commands, _data_dir_args)
     add_admin_parser(commands, _data_dir_args)
     add_client_parsers(commands)
     return parser
@@ -76,15 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in CLIENT_COMMANDS:
         return run_client(args, trailing)
     settings = _settings(args)
+    # The admin commands load the store, and `berth serve` the whole server, only when run,
+    # so client commands start fast.
     if args.command == "admin":
         admin = importlib.import_module("berth.cli.admin")
         code: int = admin.run_admin_reporting_errors(args, settings)
         return code
-    # The server (FastAPI, uvicorn, SQLAlchemy, asyncssh) and the store load only for the
-    # commands that need them, so client commands start fast.
-    serve = importlib.import_module("berth.cli.serve")
-    serve.serve(settings, log_level=args.log_level)
-    return 0
+    return run_serve(args, settings)
 
 
 if __name__ == "__main__":

@@ -1,77 +1,49 @@
-"""`berth serve`: the API, the controllers and the SSH gateway in one process."""
+"""`berth serve`: its command line; the server itself is `berth.server`.
+
+Building the parser stays cheap: the server (FastAPI, uvicorn, SQLAlchemy, asyncssh) is
+imported only when the command runs, so client commands start fast.
+"""
 
 from __future__ import annotations
 
-import logging
-import re
-import sys
+import argparse
+import importlib
+import os
+from collections.abc import Callable
 from typing import Any
 
-import uvicorn
-
-from berth.app import create_app
-from berth.cli.http_head_limit import head_limited_protocol
 from berth.config import Settings
 
 
-class RedactCredentials(logging.Filter):
-    """Hides `token=...` query values (WebSocket URLs carry credentials) in every log line."""
-
-    _PATTERN = re.compile(r"(token=)[^&\s\"']+")
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "token=" in message:
-            record.msg, record.args = self._PATTERN.sub(r"\1[redacted]", message), None
-        return True
-
-
-def serve(settings: Settings, *, log_level: str) -> None:
-    """Run until interrupted; logs go to stderr with credentials in URLs redacted."""
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactCredentials())
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    logging.getLogger("asyncssh").setLevel(logging.WARNING)
-    print(
-        f"berth serving the API on http://{settings.host}:{settings.port}, SSH on "
-        f"{settings.ssh_host}:{settings.ssh_port} "
-        f"(data in {settings.data_dir.resolve()}, engine {settings.docker_host})",
-        file=sys.stderr,
-        flush=True,
-    )
-    run_asgi_server(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        max_head_bytes=settings.max_request_head_bytes,
-        max_message_bytes=settings.max_request_bytes,
-    )
-
-
-def run_asgi_server(
-    app: Any,
-    *,
-    host: str,
-    port: int,
-    log_level: str,
-    max_head_bytes: int,
-    max_message_bytes: int,
+def add_serve_parser(
+    subparsers: Any, data_dir_args: Callable[[argparse.ArgumentParser], None]
 ) -> None:
-    """Serve an ASGI app on uvicorn as berth does (its loop and HTTP implementation with
-    berth's request-head cap, no access log, logging through the root logger); the load
-    benchmark's bare-app baseline calls this too, so both sides of its ratio run on the same
-    server stack."""
-    uvicorn.run(
-        app,
-        host=host,
-        port=port,
-        log_level=log_level.lower(),
-        access_log=False,
-        log_config=None,  # uvicorn logs through the root logger, and so through the filter
-        http=head_limited_protocol(max_head_bytes),
-        ws_max_size=max_message_bytes,  # one WebSocket message, like one body
+    serve = subparsers.add_parser("serve", help="run the API and the controllers")
+    data_dir_args(serve)
+    serve.add_argument("--host", help="API address (default: $BERTH_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="API port (default: $BERTH_PORT or 7070)")
+    serve.add_argument(
+        "--ssh-port", type=int, help="SSH gateway port (default: $BERTH_SSH_PORT or 2222)"
     )
+    serve.add_argument(
+        "--gateway-port",
+        type=int,
+        help="HTTP gateway port (default: $BERTH_GATEWAY_PORT, else 80 if free, else 9080)",
+    )
+    serve.add_argument(
+        "--gateway-tls-port",
+        type=int,
+        help="HTTPS gateway port, active with BERTH_TLS_CERT_FILE/KEY_FILE (default: 443 if "
+        "free, else 9443)",
+    )
+    serve.add_argument(
+        "--public-domain", help="domain of public URLs (default: $BERTH_PUBLIC_DOMAIN or localhost)"
+    )
+    serve.add_argument("--log-level", default=os.environ.get("BERTH_LOG_LEVEL", "info"))
+
+
+def run_serve(args: argparse.Namespace, settings: Settings) -> int:
+    """Serve until interrupted (`berth.server.uvicorn.serve`); exit status 0."""
+    server = importlib.import_module("berth.server.uvicorn")
+    server.serve(settings, log_level=args.log_level)
+    return 0

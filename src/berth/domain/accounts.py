@@ -235,6 +235,12 @@ def check_compute_user(reader: Reader, user_id: str) -> None:
         raise _compute_disabled()
 
 
+async def require_compute_user(domain: Domain, user_id: str) -> None:
+    """`check_compute_user` on its own: the user exists (404) and compute is enabled (403),
+    for a caller that reads nothing else yet (a WebSocket before its handshake completes)."""
+    await domain.store.read(lambda reader: check_compute_user(reader, user_id))
+
+
 def _compute_disabled() -> PrimitiveDisabled:
     return PrimitiveDisabled(
         "the compute primitive is not enabled for this user; ask the operator to enable it"

@@ -183,6 +183,14 @@ async def owned_container(session: AsyncSession, actor: Actor, container_id: str
     return workload
 
 
+async def is_container(domain: Domain, workload_id: str) -> bool:
+    """Whether `workload_id` names a dev box (a deleted one too: news of its deletion still
+    concerns a container)."""
+    async with domain.store.reading() as session:
+        workload = await session.get(Workload, workload_id)
+    return workload is not None and workload.type == "container"
+
+
 _HTTPS_RULE = (
     select(IngressRule.id)
     .where(IngressRule.workload_id == Workload.id, IngressRule.port == 443)

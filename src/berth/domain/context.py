@@ -71,3 +71,13 @@ class Domain:
     """Where the domain and the controllers read the time (a test's `ManualClock`)."""
     usage: LiveUsage = field(default_factory=LiveUsage)
     """The last measured memory and storage of dev boxes, read by the Containers API."""
+
+    def data_version(self) -> int | None:
+        """A number that changes with every commit to the database, by any process; None
+        where the database has none (`Store.data_version`). What was read after seeing
+        version v is still current while the version is v."""
+        return self.store.data_version()
+
+    async def close(self) -> None:
+        """Release the database; the handle is unusable afterwards."""
+        await self.store.close()

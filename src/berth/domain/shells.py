@@ -11,13 +11,15 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from sqlalchemy import select, update
 
 from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
+from berth.domain.containers import owned_container
 from berth.domain.context import Domain
-from berth.domain.errors import NotFound, Unauthenticated
+from berth.domain.errors import Conflict, NotFound, Unauthenticated
 from berth.domain.execution import retiring, running_target
 from berth.domain.ids import new_shell_session_id
 from berth.domain.workloads import owned_workload
@@ -38,6 +40,29 @@ exec "$shell" -l
 """
 """Runs the login shell of the image's default user from /etc/passwd (bash, else sh when
 that is missing) in its home directory, as sshd would."""
+
+
+@dataclass(frozen=True)
+class TerminalTarget:
+    """The running task a container's terminal opens its shell in."""
+
+    task_id: str
+    run_id: str
+
+
+async def container_terminal(domain: Domain, actor: Actor, container_id: str) -> TerminalTarget:
+    """Where the actor's terminal into their own dev box runs (the same rights as SSH):
+    `NotFound` for an unknown or foreign container, `PrimitiveDisabled` without compute,
+    `Conflict` ("container not running") when no task of it runs."""
+    async with domain.store.reading() as session:
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id)
+        run = await session.scalar(
+            select(Run).where(Run.workload_id == workload.id, Run.status == "running")
+        )
+    if run is None or run.task_id is None:
+        raise Conflict("container not running")
+    return TerminalTarget(task_id=run.task_id, run_id=run.id)
 
 
 @dataclass(frozen=True)
@@ -168,3 +193,34 @@ async def get_session(
         if row.id == session_id:
             return row
     raise NotFound(f"shell session {session_id} not found")
+
+
+async def read_transcript(domain: Domain, actor: Actor, workload_id: str, session_id: str) -> str:
+    """A session's transcript (asciicast v2) as recorded; `NotFound` if the session is not
+    the actor's, or if it never connected (nothing was recorded)."""
+    row = await get_session(domain, actor, workload_id, session_id)
+    text = domain.transcripts.read(row.id)
+    if text is None:
+        raise NotFound(f"session {session_id} has no transcript (it never connected)")
+    return text
+
+
+class Transcript(Protocol):
+    """What a terminal bridge records a session through: output, input and resizes, in the
+    order they happen, until `close`."""
+
+    def output(self, data: bytes) -> None: ...
+
+    def input(self, data: bytes) -> None: ...
+
+    def resize(self, cols: int, rows: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def start_transcript(
+    domain: Domain, session_id: str, *, cols: int, rows: int, title: str
+) -> Transcript:
+    """Begin recording the claimed session `session_id` (replacing anything recorded for it);
+    `read_transcript` serves it afterwards."""
+    return domain.transcripts.open(session_id, cols=cols, rows=rows, title=title)

@@ -18,7 +18,7 @@ class StrictModel(BaseModel):
     The model itself refuses unknown fields, so a misspelt keyword in the SDK (which builds
     bodies from these models) fails before anything is sent. The server is more liberal:
     it drops unknown fields before validating and names them in `Warning` headers, unless
-    the caller asks for strictness (see `berth.api.unknown_fields`). The JSON schema says
+    the caller asks for strictness (see `berth.api.middleware.unknown_fields`). The JSON schema says
     what the server accepts, so it leaves `additionalProperties` open.
     """
 

@@ -1,7 +1,7 @@
 """The load benchmark's baseline: a bare ASGI app, and the client that drives it.
 
 `bare_app` is the least an ASGI server can be asked to do: read the request body, answer a
-small JSON body. Served by `berth.cli.serve.run_asgi_server` (uvicorn with berth's options),
+small JSON body. Served by `berth.server.uvicorn.run_asgi_server` (uvicorn with berth's options),
 it measures the server stack and the client harness alone; berth's requests/s are reported
 as a ratio of it. `BareClient` sends GETs and small JSON POSTs in the same proportion as
 the berth mix, with the same credential header, through the same `RecordingClient`.

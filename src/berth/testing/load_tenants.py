@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import time
 
-from berth.bootstrap import open_domain
 from berth.config import Settings
 from berth.domain import accounts
+from berth.server.bootstrap import open_domain
 from berth.testing.load_mix import TenantAccess
 
 

@@ -1,4 +1,7 @@
-"""The shell session WebSocket: a PTY in the task, bridged to the client.
+"""A terminal WebSocket: the login shell on a PTY in a task, bridged to the client.
+
+Shared by shell sessions (`routes/shell_stream.py`) and the container terminal
+(`routes/containers_ws.py`); each checks the caller's right to the task first.
 
 Protocols:
 
@@ -10,16 +13,8 @@ Protocols:
   frames `{"type": "resize", "cols": C, "rows": R}` (or `{"type": "stdin", "data": "..."}`);
   before closing, berth sends the text frame `{"type": "exit", "code": N}`.
 
-The query parameters `cols` and `rows` set the terminal's initial size (default: the size the
-session was opened with), so a raw client can size it without the subprotocol; a value out of
-range is refused at the handshake (`422` naming it) before the token is looked at, so the
-token stays usable.
-
-The token (from `?token=` or `Authorization: Bearer`) is checked and used up before the
-WebSocket is accepted, so a wrong, reused, expired or foreign token gets the handshake
-refused (HTTP 401 with the JSON error body) and no shell ever starts. The session ends when
-the shell exits, the client leaves, the task stops, or the workload is deleted; input and
-output are recorded in an asciicast v2 transcript.
+The query parameters `cols` and `rows` set the terminal's initial size, so a raw client can
+size it without the subprotocol; `requested_size` checks them against the shell's limits.
 """
 
 from __future__ import annotations
@@ -27,20 +22,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import WebSocket
 from starlette.websockets import WebSocketDisconnect
 
-from berth.api.deps import bearer_credential_ws
-from berth.api.errors import STATUS_BY_ERROR
-from berth.api.routing import PrefixedRouter
-from berth.api.ws_handshake import refuse_handshake
 from berth.domain import shells
 from berth.domain.context import Domain
-from berth.domain.errors import DomainError, Invalid
+from berth.domain.errors import Invalid
 from berth.domain.events import Subscription
 from berth.runtime.base import CommandNotFound, InteractiveSession, RuntimeDriverError, TaskId
 from berth.schemas.limits import (
@@ -49,40 +39,8 @@ from berth.schemas.limits import (
     MIN_TERMINAL_COLS,
     MIN_TERMINAL_ROWS,
 )
-from berth.store.transcripts import TranscriptWriter
 
 SUBPROTOCOL = "berth.shell.v1"
-log = logging.getLogger("berth.shell")
-
-router = PrefixedRouter(tags=["exec and shell"])
-
-
-@router.websocket("/v1/shell/sessions/{session_id}/stream")
-async def shell_stream(websocket: WebSocket, session_id: str) -> None:
-    domain: Domain = websocket.app.state.domain
-    try:
-        size = requested_size(websocket)
-        claimed = await shells.claim_session(domain, session_id, bearer_credential_ws(websocket))
-    except DomainError as exc:
-        log.info("shell session %s refused: %s", session_id, exc.message)
-        await refuse_handshake(websocket, exc, STATUS_BY_ERROR)
-        return
-    row = claimed.session
-    exit_code: int | None = None
-    try:
-        exit_code = await serve_terminal(
-            websocket,
-            domain,
-            task_id=claimed.task_id,
-            run_id=row.run_id,
-            cols=size.cols or row.cols,
-            rows=size.rows or row.rows,
-            transcript_for=row.id,
-            title=f"{row.workload_id} {row.run_id}",
-            on_exit=lambda code: shells.end_session(domain, row.id, exit_code=code),
-        )
-    finally:
-        await shells.end_session(domain, row.id, exit_code=exit_code)  # no-op once ended
 
 
 @dataclass(frozen=True)
@@ -140,7 +98,7 @@ async def serve_terminal(
         return None
     await websocket.accept(subprotocol=SUBPROTOCOL if structured else None)
     transcript = (
-        domain.transcripts.open(transcript_for, cols=cols, rows=rows, title=title)
+        shells.start_transcript(domain, transcript_for, cols=cols, rows=rows, title=title)
         if transcript_for is not None
         else None
     )
@@ -156,7 +114,7 @@ async def serve_terminal(
 async def _bridge(
     websocket: WebSocket,
     terminal: InteractiveSession,
-    transcript: TranscriptWriter | None,
+    transcript: shells.Transcript | None,
     events: Subscription,
     run_id: str,
     structured: bool,
@@ -188,7 +146,7 @@ async def _bridge(
 
 
 async def _pump_output(
-    websocket: WebSocket, terminal: InteractiveSession, transcript: TranscriptWriter | None
+    websocket: WebSocket, terminal: InteractiveSession, transcript: shells.Transcript | None
 ) -> None:
     while data := await terminal.read():
         if transcript is not None:
@@ -199,7 +157,7 @@ async def _pump_output(
 async def _pump_input(
     websocket: WebSocket,
     terminal: InteractiveSession,
-    transcript: TranscriptWriter | None,
+    transcript: shells.Transcript | None,
     structured: bool,
 ) -> None:
     try:
@@ -220,7 +178,7 @@ async def _pump_input(
 
 
 async def _send_input(
-    terminal: InteractiveSession, transcript: TranscriptWriter | None, data: bytes
+    terminal: InteractiveSession, transcript: shells.Transcript | None, data: bytes
 ) -> None:
     if transcript is not None:
         transcript.input(data)
@@ -228,7 +186,7 @@ async def _send_input(
 
 
 async def _control(
-    terminal: InteractiveSession, transcript: TranscriptWriter | None, text: str
+    terminal: InteractiveSession, transcript: shells.Transcript | None, text: str
 ) -> None:
     try:
         message = json.loads(text)

@@ -20,22 +20,20 @@ import asyncio
 import contextlib
 
 from fastapi import WebSocket
-from sqlalchemy import select
 from starlette.websockets import WebSocketDisconnect
 
-from berth.api.containers import container_out
 from berth.api.deps import bearer_credential_ws
 from berth.api.errors import CONTAINERS_STATUS_BY_ERROR
+from berth.api.presenters import container_out
 from berth.api.routing import PrefixedRouter
-from berth.api.shell_stream import requested_size, serve_terminal
+from berth.api.terminal import requested_size, serve_terminal
 from berth.api.ws_handshake import refuse_handshake
-from berth.domain import containers
-from berth.domain.accounts import load_compute_user
+from berth.domain import containers, shells
+from berth.domain.accounts import require_compute_user
 from berth.domain.auth import Actor, authenticate, resolve_actor
 from berth.domain.context import Domain
-from berth.domain.errors import Conflict, DomainError
+from berth.domain.errors import DomainError
 from berth.domain.events import Event
-from berth.store.models import Run, Workload
 
 router = PrefixedRouter(tags=["containers"])
 DEFAULT_COLS, DEFAULT_ROWS = 80, 24
@@ -56,8 +54,7 @@ async def container_updates(websocket: WebSocket) -> None:
     domain: Domain = websocket.app.state.domain
     try:
         actor = await _actor(websocket, domain)
-        async with domain.store.reading() as session:
-            await load_compute_user(session, actor.user_id)
+        await require_compute_user(domain, actor.user_id)
     except DomainError as exc:
         await _deny(websocket, exc)
         return
@@ -114,11 +111,10 @@ async def _status_update(
         )
     else:
         return None
-    if event.workload_id not in known:
-        async with domain.store.reading() as session:
-            workload = await session.get(Workload, event.workload_id)
-        if workload is None or workload.type != "container":
-            return None
+    if event.workload_id not in known and not await containers.is_container(
+        domain, event.workload_id
+    ):
+        return None
     if known.get(event.workload_id) == status:
         return None
     known[event.workload_id] = status
@@ -137,22 +133,15 @@ async def container_terminal(websocket: WebSocket, container_id: str) -> None:
     try:
         actor = await _actor(websocket, domain)
         size = requested_size(websocket)
-        async with domain.store.reading() as session:
-            await load_compute_user(session, actor.user_id)
-            workload = await containers.owned_container(session, actor, container_id)
-            run = await session.scalar(
-                select(Run).where(Run.workload_id == workload.id, Run.status == "running")
-            )
-        if run is None or run.task_id is None:
-            raise Conflict("container not running")
+        target = await shells.container_terminal(domain, actor, container_id)
     except DomainError as exc:
         await _deny(websocket, exc)
         return
     await serve_terminal(
         websocket,
         domain,
-        task_id=run.task_id,
-        run_id=run.id,
+        task_id=target.task_id,
+        run_id=target.run_id,
         cols=size.cols or DEFAULT_COLS,
         rows=size.rows or DEFAULT_ROWS,
         transcript_for=None,

@@ -11,8 +11,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from berth.api.body_limit import install_body_limit
-from berth.api.rate_limit import EXEMPT_PATHS, install_rate_limit
+from berth.api.middleware.body_limit import install_body_limit
+from berth.api.middleware.rate_limit import EXEMPT_PATHS, install_rate_limit
 from berth.config import Settings
 
 ERROR_BODY: dict[str, Any] = {

@@ -11,14 +11,15 @@ from fastapi.responses import StreamingResponse
 
 from berth.api.deps import DomainDep, domain_of
 from berth.api.gate import require_approval
+from berth.api.middleware.strict_json import StrictJsonRoute
 from berth.api.presenters import log_event, run_out, secret_key_out, workload_out
 from berth.api.read_cache import ReadCache
 from berth.api.responses import GATE_ERRORS, workload_errors
 from berth.api.routing import PrefixedRouter
-from berth.api.strict_json import StrictJsonRoute
 from berth.domain import runs, secrets, workloads
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
+from berth.domain.records import Run
 from berth.domain.runs import RunOutput
 from berth.schemas.workloads import (
     Deleted,
@@ -35,7 +36,6 @@ from berth.schemas.workloads import (
     WorkloadList,
     WorkloadOut,
 )
-from berth.store.models import Run
 
 FollowQuery = Annotated[
     bool, Query(description="Stream the output as plain text lines until the task ends.")

@@ -10,17 +10,16 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 import berth
-from berth.api import approvals, containers, containers_ws, shell_stream, sign_in, system
 from berth.api.deps import company_actor, path_user_actor
 from berth.api.errors import install_error_handlers
-from berth.api.execution import build_execution_router
 from berth.api.gate import install_gate_handlers
-from berth.api.json_body import AssumeJsonBody
-from berth.api.limits import install_request_limits
+from berth.api.middleware.json_body import AssumeJsonBody
+from berth.api.middleware.limits import install_request_limits
+from berth.api.middleware.unknown_fields import UnknownFieldWarnings
 from berth.api.openapi import install_openapi
-from berth.api.unknown_fields import UnknownFieldWarnings
-from berth.api.workloads import build_workloads_router
-from berth.bootstrap import instance_id, open_domain
+from berth.api.routes import approvals, containers, containers_ws, shell_stream, sign_in, system
+from berth.api.routes.execution import build_execution_router
+from berth.api.routes.workloads import build_workloads_router
 from berth.clock import SYSTEM_CLOCK, Clock
 from berth.config import Settings
 from berth.control.supervisor import Controllers
@@ -33,6 +32,7 @@ from berth.gateway.ssh.gateway import SshGateway
 from berth.gateway.ssh.limits import SshLimits
 from berth.runtime.base import Runtime
 from berth.runtime.factory import create_runtime
+from berth.server.bootstrap import instance_id, open_domain
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -95,7 +95,7 @@ def create_app(
             await ssh.stop()
             await controllers.stop()
             await driver.close()
-            await domain.store.close()
+            await domain.close()
 
     app = FastAPI(
         title="berth",

@@ -13,13 +13,14 @@ from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from berth.api.deps import DomainDep
 from berth.api.gate import require_approval
+from berth.api.middleware.strict_json import StrictJsonRoute
 from berth.api.responses import GATE_ERRORS, workload_errors
 from berth.api.routing import PrefixedRouter
-from berth.api.strict_json import StrictJsonRoute
 from berth.domain import execution, shells
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
-from berth.domain.errors import DomainError, NotFound
+from berth.domain.errors import DomainError
+from berth.domain.records import ShellSession
 from berth.runtime.base import ExecResult as RuntimeExecResult
 from berth.runtime.base import RuntimeUnavailable
 from berth.schemas.workloads import (
@@ -32,7 +33,6 @@ from berth.schemas.workloads import (
     ShellSessionOut,
     ShellSessionSummary,
 )
-from berth.store.models import ShellSession
 
 GATED: dict[int | str, dict[str, Any]] = {
     202: {"model": PendingApproval, "description": "Waiting for a human's approval"},
@@ -151,10 +151,7 @@ def build_execution_router(
     async def shell_transcript(
         workload_id: str, session_id: str, domain: DomainDep, actor: Actor = ActorDep
     ) -> PlainTextResponse:
-        row = await shells.get_session(domain, actor, workload_id, session_id)
-        text = domain.transcripts.read(row.id)
-        if text is None:
-            raise NotFound(f"session {session_id} has no transcript (it never connected)")
+        text = await shells.read_transcript(domain, actor, workload_id, session_id)
         return PlainTextResponse(text, media_type="application/x-asciicast")
 
     return router

@@ -9,13 +9,14 @@ from fastapi import Query, Request
 
 from berth.api.deps import DomainDep, PrincipalDep
 from berth.api.gate import replay
+from berth.api.middleware.strict_json import StrictJsonRoute
 from berth.api.responses import workload_errors
 from berth.api.routing import PrefixedRouter
-from berth.api.strict_json import StrictJsonRoute
 from berth.domain import approvals
 from berth.domain.approvals import result_body as approval_result_body
 from berth.domain.auth import Principal
 from berth.domain.context import Domain
+from berth.domain.records import Approval, Company
 from berth.schemas.approvals import (
     ApprovalDecision,
     ApprovalList,
@@ -25,7 +26,6 @@ from berth.schemas.approvals import (
     AuditEventList,
     AuditEventOut,
 )
-from berth.store.models import Approval, Company
 
 router = PrefixedRouter(
     prefix="/v1/approvals",

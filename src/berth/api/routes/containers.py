@@ -8,13 +8,13 @@ from typing import Annotated
 from fastapi import Depends, Path, Request, Response
 
 from berth.api.deps import DomainDep, company_actor, domain_of
+from berth.api.middleware.strict_json import StrictJsonRoute
+from berth.api.presenters import container_out, rule_out, ssh_key_out
 from berth.api.read_cache import ReadCache
 from berth.api.responses import container_errors
 from berth.api.routing import PrefixedRouter
-from berth.api.strict_json import StrictJsonRoute
 from berth.domain import containers, ingress, ssh_keys
 from berth.domain.auth import Actor
-from berth.domain.containers import ContainerView
 from berth.domain.ingress import RuleListeners
 from berth.schemas.containers import (
     ContainerCreate,
@@ -31,7 +31,6 @@ from berth.schemas.containers import (
     SshKeyOut,
     StatusOk,
 )
-from berth.store.models import IngressRule, SshKey
 
 router = PrefixedRouter(
     prefix="/compute",
@@ -230,42 +229,3 @@ async def set_mounts(
         domain, actor, container_id, list(body.mount_paths)
     )
     return MountPathsUpdated(mount_paths=paths, restarted=restarted)
-
-
-def container_out(view: ContainerView) -> ContainerOut:
-    w = view.workload
-    return ContainerOut(
-        id=w.id,
-        name=w.name,
-        status=view.status,
-        status_reason=w.status_reason,
-        hostname=view.hostname,
-        ssh_command=view.ssh_command,
-        memory_mb=w.memory_mb,
-        memory_used_mb=view.memory_used_mb,
-        storage_gb=w.storage_gb or 0,
-        storage_used_gb=view.storage_used_gb,
-        instance_type=w.instance_type or "",
-        created_at=w.created_at,
-        ssh_enabled=w.ssh_enabled,
-        https_enabled=view.https_enabled,
-    )
-
-
-def ssh_key_out(key: SshKey) -> SshKeyOut:
-    return SshKeyOut(
-        id=key.id,
-        name=key.name,
-        public_key=key.public_key,
-        fingerprint=key.fingerprint,
-        created_at=key.created_at,
-    )
-
-
-def rule_out(rule: IngressRule) -> IngressRuleOut:
-    return IngressRuleOut(
-        id=rule.id,
-        port=rule.port,
-        target_port=rule.target_port,
-        created_at=int(rule.created_at.timestamp()),
-    )

@@ -5,7 +5,7 @@ text can hold. Such a string passes validation where a field takes any `str` and
 wherever it is encoded (the engine's API, SQLite, a log line) as a 500. berth refuses the
 body as malformed JSON instead, naming where the surrogate is. Routers use `StrictJsonRoute`,
 which also drops the body's unknown fields unless the caller asks for strictness (see
-`berth.api.unknown_fields`).
+`berth.api.middleware.unknown_fields`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,12 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.types import Receive, Scope
 
-from berth.api.unknown_fields import drop_unknown_fields, record, strictness, wants_strict
+from berth.api.middleware.unknown_fields import (
+    drop_unknown_fields,
+    record,
+    strictness,
+    wants_strict,
+)
 
 
 def lone_surrogate_at(document: Any) -> str | None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 from fastapi import Request
 
 from berth.api.deps import DomainDep
+from berth.api.middleware.strict_json import StrictJsonRoute
 from berth.api.responses import workload_errors
 from berth.api.routing import PrefixedRouter
-from berth.api.strict_json import StrictJsonRoute
 from berth.domain.sign_in import SignInFailures, sign_in
 from berth.schemas.auth import SignInRequest, SignInResponse
 from berth.schemas.errors import ErrorOut

@@ -1,0 +1,78 @@
+"""Serving berth on uvicorn: logging with credentials redacted, the request-head cap, and
+the one function that starts the ASGI server (`berth serve` and the load benchmark use it)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import uvicorn
+
+from berth.config import Settings
+from berth.server.app import create_app
+from berth.server.http_head_limit import head_limited_protocol
+
+
+class RedactCredentials(logging.Filter):
+    """Hides `token=...` query values (WebSocket URLs carry credentials) in every log line."""
+
+    _PATTERN = re.compile(r"(token=)[^&\s\"']+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "token=" in message:
+            record.msg, record.args = self._PATTERN.sub(r"\1[redacted]", message), None
+        return True
+
+
+def serve(settings: Settings, *, log_level: str) -> None:
+    """Run until interrupted; logs go to stderr with credentials in URLs redacted."""
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactCredentials())
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    print(
+        f"berth serving the API on http://{settings.host}:{settings.port}, SSH on "
+        f"{settings.ssh_host}:{settings.ssh_port} "
+        f"(data in {settings.data_dir.resolve()}, engine {settings.docker_host})",
+        file=sys.stderr,
+        flush=True,
+    )
+    run_asgi_server(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        max_head_bytes=settings.max_request_head_bytes,
+        max_message_bytes=settings.max_request_bytes,
+    )
+
+
+def run_asgi_server(
+    app: Any,
+    *,
+    host: str,
+    port: int,
+    log_level: str,
+    max_head_bytes: int,
+    max_message_bytes: int,
+) -> None:
+    """Serve an ASGI app on uvicorn as berth does (its loop and HTTP implementation with
+    berth's request-head cap, no access log, logging through the root logger); the load
+    benchmark's bare-app baseline calls this too, so both sides of its ratio run on the same
+    server stack."""
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
+        access_log=False,
+        log_config=None,  # uvicorn logs through the root logger, and so through the filter
+        http=head_limited_protocol(max_head_bytes),
+        ws_max_size=max_message_bytes,  # one WebSocket message, like one body
+    )

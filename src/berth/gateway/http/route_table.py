@@ -19,12 +19,9 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
-from berth.domain import labels
+from berth.domain import labels, routing
 from berth.domain.context import Domain
-from berth.runtime.base import TaskId, TaskStatus
-from berth.store.models import ACTIVE_RUN_STATUSES, IngressRule, Run, Workload
+from berth.runtime.base import Runtime, TaskId, TaskState, TaskStatus
 
 
 @dataclass(frozen=True)
@@ -169,38 +166,43 @@ async def load_routes(
     their `dev.berth.run` label (falling back to `dev.berth.workload`). Raises
     `RuntimeDriverError` if the engine cannot be listed; requires `domain.runtime`.
     """
-    runtime = domain.runtime
-    if runtime is None:
-        raise ValueError("load_routes needs a domain with a runtime")
-    async with domain.store.reading() as session:
-        workloads = list(
-            await session.scalars(
-                select(Workload).where(
-                    Workload.deleted_at.is_(None),
-                    ((Workload.type == "service") & Workload.port.is_not(None))
-                    | (Workload.type == "container"),
-                )
-            )
-        )
-        ids = [w.id for w in workloads]
-        running_runs = list(
-            await session.scalars(
-                # Pending too: a task the reconciler has just started is routable before its
-                # run is recorded as running (only tasks the engine reports running count).
-                select(Run).where(Run.workload_id.in_(ids), Run.status.in_(ACTIVE_RUN_STATUSES))
-            )
-        )
-        rules = list(
-            await session.scalars(select(IngressRule).where(IngressRule.workload_id.in_(ids)))
-        )
-    tasks = [
-        task
-        for task in await runtime.list_tasks(labels.instance_selector(domain.instance_id))
-        if task.status == TaskStatus.RUNNING
-    ]
+    runtime = _runtime_of(domain)
+    records = await routing.routable(domain)
+    tasks = await runtime.list_tasks(labels.instance_selector(domain.instance_id))
+    return _build_routes(records, tasks, http_port=http_port, https_port=https_port)
+
+
+async def load_workload_routes(
+    domain: Domain, workload_id: str, *, http_port: int, https_port: int | None = None
+) -> dict[RouteKey, Route]:
+    """One workload's routes, as `load_routes` builds them, from one indexed read of the
+    store and a listing of that workload's tasks only; empty when it is not routable (no
+    such workload, deleted, a service without a port, a container without rules)."""
+    runtime = _runtime_of(domain)
+    records = await routing.routable(domain, workload_id=workload_id)
+    if not records.workloads:
+        return {}
+    tasks = await runtime.list_tasks(labels.workload_selector(domain.instance_id, workload_id))
+    return _build_routes(records, tasks, http_port=http_port, https_port=https_port)
+
+
+def _runtime_of(domain: Domain) -> Runtime:
+    if domain.runtime is None:
+        raise ValueError("loading routes needs a domain with a runtime")
+    return domain.runtime
+
+
+def _build_routes(
+    records: routing.Routable,
+    listed: list[TaskState],
+    *,
+    http_port: int,
+    https_port: int | None,
+) -> dict[RouteKey, Route]:
+    tasks = [task for task in listed if task.status == TaskStatus.RUNNING]
     by_run = {task.labels.get(labels.RUN, ""): task for task in tasks}
     tasks_of: dict[str, list[tuple[str, TaskId, Mapping[int, tuple[str, int]]]]] = {}
-    for run in running_runs:
+    for run in records.active_runs:
         task = by_run.get(run.id)
         if task is not None:
             tasks_of.setdefault(run.workload_id, []).append((run.id, task.task_id, task.ports))
@@ -210,7 +212,7 @@ async def load_routes(
 
     mapping: dict[RouteKey, Route] = {}
     service_ports = [http_port] if https_port is None else [http_port, https_port]
-    for workload in workloads:
+    for workload in records.workloads:
         if workload.type != "service" or workload.port is None:
             continue
         upstreams: list[Upstream] = []
@@ -221,7 +223,7 @@ async def load_routes(
                 upstreams.append(LoopbackAddress(published[0], published[1], inside))
         for listen in service_ports:
             mapping[(workload.id, listen)] = Route(workload.id, tuple(upstreams))
-    for rule in rules:
+    for rule in records.rules:
         listen_port = gateway_port_for(rule.port, http_port=http_port, https_port=https_port)
         if listen_port is None:
             continue

@@ -9,7 +9,9 @@ on picks among that workload's routes. A route lists the upstreams to spread req
   `Runtime.open_port` (a connection made inside the task's network namespace).
 
 A route with no upstreams means the workload exists but has no running task (the gateway
-answers 503 saying so); no route at all means there is no such service (also 503).
+holds the request while it wakes, or answers 503 saying why not); no route at all, once
+the workload was looked up (`load_workload_routes`, see `route_lookup`), means there is no
+such service (also 503).
 """
 
 from __future__ import annotations
@@ -76,7 +78,14 @@ class RouteTable:
 
     `set_routes` swaps in a new immutable mapping in one assignment, so a lookup sees either
     the old table or the new one, and requests already forwarded keep their upstream
-    connection (route changes never drop in-flight requests).
+    connection (route changes never drop in-flight requests). `add_found` swaps in a copy
+    with one workload's routes replaced, for a workload a request named before the whole
+    table knew it.
+
+    Reads of the store overlap (a whole table is built while one workload is looked up), so
+    each says which read it came from (`begin_read`): one workload's routes read after the
+    read a whole table came from are kept over what that table says of it, until a table
+    read later still replaces them.
     """
 
     def __init__(self, public_domain: str, routes: Mapping[RouteKey, Route] | None = None) -> None:
@@ -85,10 +94,47 @@ class RouteTable:
         self._routes: Mapping[RouteKey, Route] = dict(routes or {})
         self._changed = asyncio.Event()
         self._hosts: dict[str, str | None] = {}
+        self._reads = 0
+        """How many reads `begin_read` began: a read's number orders it among the others."""
+        self._table_read = 0
+        """The read the whole table last set came from."""
+        self._found: dict[str, tuple[int, dict[RouteKey, Route]]] = {}
+        """Workloads `add_found` put in the table, with the read each came from."""
 
-    def set_routes(self, mapping: Mapping[RouteKey, Route]) -> None:
-        """Atomically replace the whole table with a copy of `mapping`."""
-        self._routes = dict(mapping)
+    def begin_read(self) -> int:
+        """Call before reading the store for routes; pass the number to `set_routes` or
+        `add_found` with what was read."""
+        self._reads += 1
+        return self._reads
+
+    def set_routes(self, mapping: Mapping[RouteKey, Route], *, read: int | None = None) -> None:
+        """Atomically replace the whole table with a copy of `mapping`, built from the read
+        numbered `read` (None: as of now). A workload `add_found` added from a later read
+        keeps its routes over what `mapping` says of it."""
+        read = self.begin_read() if read is None else read
+        self._table_read = read
+        self._found = {wid: found for wid, found in self._found.items() if found[0] > read}
+        routes = dict(mapping)
+        if self._found:
+            routes = {key: route for key, route in routes.items() if key[0] not in self._found}
+            for _read, found in self._found.values():
+                routes.update(found)
+        self._swap(routes)
+
+    def add_found(self, workload_id: str, routes: Mapping[RouteKey, Route], *, read: int) -> None:
+        """Put `workload_id`'s routes (all of them, built from the read numbered `read`) in
+        the table in place of those it has; nothing if the whole table came from a later
+        read (it knows better)."""
+        if read < self._table_read:
+            return
+        found = {key: route for key, route in routes.items() if key[0] == workload_id}
+        self._found[workload_id] = (read, found)
+        table = {key: route for key, route in self._routes.items() if key[0] != workload_id}
+        table.update(found)
+        self._swap(table)
+
+    def _swap(self, routes: dict[RouteKey, Route]) -> None:
+        self._routes = routes
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 

@@ -90,18 +90,36 @@ def test_a_wake_that_never_answers_times_out_clearly(server: BerthServer, tenant
         port=8080,
         replicas=0,
     )
-
-    def answer() -> httpx.Response | None:
-        # The gateway learns of a new service from its route refresh, a moment after the
-        # create: until then the name is unknown to it (503 no_route).
-        response = get(server, svc["id"])
-        unknown = response.status_code == 503 and response.json().get("code") == "no_route"
-        return None if unknown else response
-
-    response = wait_for(answer, timeout=40, what="the gateway to know the new service")
+    response = get(server, svc["id"])
     assert response.status_code == 504, response.text
     assert response.json()["code"] == "wake_timeout"
     assert svc["id"] in response.json()["error"]
+
+
+def test_a_service_answers_its_public_url_the_moment_it_is_created(
+    server: BerthServer, tenant: Tenant
+) -> None:
+    """A request right after the create (on a connection already open, so it arrives before
+    the gateway's routes are refreshed) is held until the service answers, asleep or not:
+    never 503 `no_route`."""
+    with httpx.Client(base_url=f"http://127.0.0.1:{server.gateway_port}", timeout=60) as gateway:
+        warm = gateway.get("/", headers={"Host": "warm-up.localhost"})
+        assert warm.json()["code"] == "no_route"
+        for name, asleep in (("at-once-asleep", True), ("at-once-awake", False)):
+            svc = create(
+                tenant.client,
+                name=name,
+                type="service",
+                command=HTTPD,
+                port=8080,
+                scale_to_zero=asleep,
+                replicas=0 if asleep else 1,
+            )
+            response = gateway.get("/", headers={"Host": f"{svc['id']}.localhost"})
+            assert (response.status_code, response.text.strip()) == (200, "awake"), (
+                name,
+                response.text,
+            )
 
 
 def test_scale_to_zero_needs_a_service_with_a_port(tenant: Tenant) -> None:

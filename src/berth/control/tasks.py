@@ -7,8 +7,8 @@ from datetime import datetime
 
 from berth.domain import labels
 from berth.domain.lifecycle import RunResult
+from berth.domain.records import Run, Workload
 from berth.runtime.base import TaskSpec, TaskState
-from berth.store.models import Run, Workload
 
 
 def task_name(instance_id: str, run_id: str) -> str:

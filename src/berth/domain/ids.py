@@ -42,3 +42,8 @@ def new_approval_id() -> str:
 
 def new_shell_session_id() -> str:
     return "ses_" + secrets.token_hex(8)
+
+
+def is_workload_id(name: str) -> bool:
+    """Whether `name` has the form `new_workload_id` gives (12 lowercase hex digits)."""
+    return len(name) == 12 and all(c in "0123456789abcdef" for c in name)

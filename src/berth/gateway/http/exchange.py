@@ -112,15 +112,48 @@ class Exchange:
 
     def start(self) -> None:
         """Route the request: forward it at once on a pooled connection, or connect (or
-        wake the service) in a task."""
+        wake the service) in a task. A Host naming a workload the table does not know is
+        looked up first (in a task), and answered `no_route` only if that finds nothing."""
         self.started = True
         client = self.client
         gateway = client.gateway
         route = gateway.route_table.resolve(self.host, client.listen_port)
-        if route is None:
-            name = self.host.rsplit(":", 1)[0] if self.host else "(no Host header)"
-            self.error(503, "no_route", f"no service at {name}", None)
+        if route is not None:
+            self._forward(route)
             return
+        workload_id = gateway.route_table.workload_of(self.host)
+        if workload_id is not None and gateway.route_finder is not None:
+            self.task = asyncio.ensure_future(self._find(workload_id))
+            return
+        self._no_route()
+
+    def _no_route(self) -> None:
+        name = self.host.rsplit(":", 1)[0] if self.host else "(no Host header)"
+        self.error(503, "no_route", f"no service at {name}", None)
+
+    async def _find(self, workload_id: str) -> None:
+        """Route a request for a workload the table does not know, once it is looked up."""
+        client = self.client
+        finder = client.gateway.route_finder
+        assert finder is not None
+        try:
+            route = await finder.find(workload_id, client.listen_port)
+            if self.answered or client.closed:
+                return
+            if route is None:
+                self._no_route()
+            else:
+                self._forward(route)
+        except Exception:
+            log.exception("gateway: looking up a route failed")
+            self._no_route()
+        finally:
+            client.flush()
+
+    def _forward(self, route: Route) -> None:
+        """Forward the request along `route`: at once on a pooled connection, else in a
+        task that connects (or wakes the service) first."""
+        gateway = self.client.gateway
         self.route = route
         if gateway.on_request is not None:
             gateway.on_request(route.workload_id)

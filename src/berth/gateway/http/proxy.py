@@ -109,13 +109,20 @@ class Waker(Protocol):
         """Start the workload if it sleeps; return once it accepts connections."""
 
 
+class RouteFinder(Protocol):
+    async def find(self, workload_id: str, listen_port: int) -> Route | None:
+        """The route for a workload the table does not know (yet), or None."""
+
+
 class HttpGateway:
     """The HTTP reverse proxy on `host`:`port` (and each of `extra_ports`).
 
     `start` binds every port (raising `OSError` if one is taken) and returns; `stop` closes
     the listeners, cuts open client connections and empties the upstream pool. `scheme` is
     what `X-Forwarded-Proto` says (a TLS front end passes "https"). `runtime` is needed
-    only for `TaskPort` upstreams. Port 0 binds a free port; `ports` lists those bound.
+    only for `TaskPort` upstreams. `route_finder`, when given, is asked about a Host that
+    names a workload the table does not know before the request is answered `no_route`
+    (a workload created a moment ago). Port 0 binds a free port; `ports` lists those bound.
     `connection_limit` (shared by the gateways of one server) limits new connections per
     client address (see the module docstring); None leaves them unlimited.
     """
@@ -132,6 +139,7 @@ class HttpGateway:
         scheme: str = "http",
         max_idle_per_upstream: int = 64,
         waker: Waker | None = None,
+        route_finder: RouteFinder | None = None,
         on_request: Callable[[str], None] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         connection_limit: TokenBuckets | None = None,
@@ -141,6 +149,7 @@ class HttpGateway:
         self._ssl = ssl_context
         self._runtime = runtime
         self.waker = waker
+        self.route_finder = route_finder
         self.on_request = on_request
         self.route_table = route_table
         self.timeouts = timeouts or GatewayTimeouts()

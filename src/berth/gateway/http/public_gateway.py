@@ -3,7 +3,8 @@
 `PublicGateway.start` listens on the HTTP port (and the HTTPS port when a certificate is
 configured: one certificate for `*.<public domain>`, routing by the Host header and SNI
 name alike), loads the routes, and keeps them and the extra listeners that containers'
-ingress rules need (8000-8999) in step with the store. Its ports must be decided first
+ingress rules need (8000-8999) in step with the store; a request for a workload the routes
+do not know yet looks that one workload up (`route_lookup`). Its ports must be decided first
 (`berth.gateway.http.default_ports.resolve_gateway_ports`). Both listeners share one limit of new
 connections per client address (`BERTH_GATEWAY_CONNECTIONS_PER_SECOND`, `..._BURST`).
 
@@ -23,6 +24,7 @@ from collections.abc import Callable
 from berth.config import Settings
 from berth.domain.context import Domain
 from berth.gateway.http.proxy import HttpGateway
+from berth.gateway.http.route_lookup import RouteLookup
 from berth.gateway.http.route_refresh import RouteRefresher
 from berth.gateway.http.route_table import RouteTable, gateway_port_for
 from berth.gateway.http.scale_to_zero import IdleScaler, ServiceWaker
@@ -78,12 +80,16 @@ class PublicGateway:
             timeout=settings.gateway_wake_timeout_seconds,
             start_now=start_now,
         )
+        self.lookup = RouteLookup(
+            domain, self.routes, http_port=self.http_port, https_port=self.https_port
+        )
         self.http = HttpGateway(
             host=settings.gateway_host,
             port=self.http_port,
             route_table=self.routes,
             runtime=runtime,
             waker=waker,
+            route_finder=self.lookup,
             on_request=self.idle.saw_request,
             connection_limit=limit,
         )
@@ -94,6 +100,7 @@ class PublicGateway:
                 route_table=self.routes,
                 runtime=runtime,
                 waker=waker,
+                route_finder=self.lookup,
                 on_request=self.idle.saw_request,
                 ssl_context=context,
                 scheme="https",
@@ -112,6 +119,7 @@ class PublicGateway:
             https_port=self.https_port,
             interval=settings.reconcile_interval_seconds,
             on_reload=self._follow_rule_ports,
+            on_change=self.lookup.forget,
         )
 
     async def open_rule_port(self, port: int) -> None:

@@ -3,7 +3,9 @@
 A reload builds the whole table (`load_routes`) and swaps it in at once, so requests in
 flight are never dropped by a change. It runs when tasks start or finish, workloads change
 or go, and ingress rules change (coalescing bursts of events into one reload), and every
-`interval` seconds to catch anything missed.
+`interval` seconds to catch anything missed. A request that arrives before the reload that
+follows a change finds a workload the table does not know through `route_lookup`; an event
+about a workload tells that lookup (`on_change`) it may look again at once.
 """
 
 from __future__ import annotations
@@ -44,25 +46,29 @@ class RouteRefresher:
         https_port: int | None,
         interval: float,
         on_reload: Callable[[], Awaitable[None]] | None = None,
+        on_change: Callable[[str], None] | None = None,
     ) -> None:
+        """`on_reload` runs after each reload; `on_change(workload_id)` as soon as an event
+        about a workload's routes arrives, before the reload it leads to."""
         self._domain = domain
         self._table = table
         self._http_port = http_port
         self._https_port = https_port
         self._interval = interval
         self._on_reload = on_reload
+        self._on_change = on_change
         self._task: asyncio.Task[None] | None = None
 
     async def reload(self) -> None:
+        read = self._table.begin_read()
         try:
-            self._table.set_routes(
-                await load_routes(
-                    self._domain, http_port=self._http_port, https_port=self._https_port
-                )
+            routes = await load_routes(
+                self._domain, http_port=self._http_port, https_port=self._https_port
             )
         except RuntimeDriverError as exc:
             log.warning("routes not refreshed, the engine cannot be read: %s", exc)
             return
+        self._table.set_routes(routes, read=read)
         if self._on_reload is not None:
             await self._on_reload()
 
@@ -78,6 +84,10 @@ class RouteRefresher:
                 await self._task
             self._task = None
 
+    def _changed(self, workload_id: str | None) -> None:
+        if workload_id is not None and self._on_change is not None:
+            self._on_change(workload_id)
+
     async def _run(self, events: Subscription) -> None:
         try:
             while True:
@@ -85,9 +95,11 @@ class RouteRefresher:
                     event = await asyncio.wait_for(events.get(), self._interval)
                     if event.kind not in ROUTING_EVENTS:
                         continue
+                    self._changed(event.workload_id)
                     if event.kind not in ("run.started", "task.started"):  # no waiting
                         await asyncio.sleep(COALESCE_SECONDS)
-                    events.take_waiting()  # one reload covers them
+                    for waiting in events.take_waiting():  # one reload covers them
+                        self._changed(waiting.workload_id)
                 except TimeoutError:
                     pass
                 try:

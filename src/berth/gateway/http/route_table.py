@@ -9,7 +9,9 @@ on picks among that workload's routes. A route lists the upstreams to spread req
   `Runtime.open_port` (a connection made inside the task's network namespace).
 
 A route with no upstreams means the workload exists but has no running task (the gateway
-answers 503 saying so); no route at all means there is no such service (also 503).
+holds the request while it wakes, or answers 503 saying why not); no route at all, once
+the workload was looked up (`load_workload_routes`, see `route_lookup`), means there is no
+such service (also 503).
 """
 
 from __future__ import annotations
@@ -19,12 +21,9 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
-from berth.domain import labels
+from berth.domain import labels, routing
 from berth.domain.context import Domain
-from berth.runtime.base import TaskId, TaskStatus
-from berth.store.models import ACTIVE_RUN_STATUSES, IngressRule, Run, Workload
+from berth.runtime.base import Runtime, TaskId, TaskState, TaskStatus
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,14 @@ class RouteTable:
 
     `set_routes` swaps in a new immutable mapping in one assignment, so a lookup sees either
     the old table or the new one, and requests already forwarded keep their upstream
-    connection (route changes never drop in-flight requests).
+    connection (route changes never drop in-flight requests). `add_found` swaps in a copy
+    with one workload's routes replaced, for a workload a request named before the whole
+    table knew it.
+
+    Reads of the store overlap (a whole table is built while one workload is looked up), so
+    each says which read it came from (`begin_read`): one workload's routes read after the
+    read a whole table came from are kept over what that table says of it, until a table
+    read later still replaces them.
     """
 
     def __init__(self, public_domain: str, routes: Mapping[RouteKey, Route] | None = None) -> None:
@@ -88,10 +94,47 @@ class RouteTable:
         self._routes: Mapping[RouteKey, Route] = dict(routes or {})
         self._changed = asyncio.Event()
         self._hosts: dict[str, str | None] = {}
+        self._reads = 0
+        """How many reads `begin_read` began: a read's number orders it among the others."""
+        self._table_read = 0
+        """The read the whole table last set came from."""
+        self._found: dict[str, tuple[int, dict[RouteKey, Route]]] = {}
+        """Workloads `add_found` put in the table, with the read each came from."""
 
-    def set_routes(self, mapping: Mapping[RouteKey, Route]) -> None:
-        """Atomically replace the whole table with a copy of `mapping`."""
-        self._routes = dict(mapping)
+    def begin_read(self) -> int:
+        """Call before reading the store for routes; pass the number to `set_routes` or
+        `add_found` with what was read."""
+        self._reads += 1
+        return self._reads
+
+    def set_routes(self, mapping: Mapping[RouteKey, Route], *, read: int | None = None) -> None:
+        """Atomically replace the whole table with a copy of `mapping`, built from the read
+        numbered `read` (None: as of now). A workload `add_found` added from a later read
+        keeps its routes over what `mapping` says of it."""
+        read = self.begin_read() if read is None else read
+        self._table_read = read
+        self._found = {wid: found for wid, found in self._found.items() if found[0] > read}
+        routes = dict(mapping)
+        if self._found:
+            routes = {key: route for key, route in routes.items() if key[0] not in self._found}
+            for _read, found in self._found.values():
+                routes.update(found)
+        self._swap(routes)
+
+    def add_found(self, workload_id: str, routes: Mapping[RouteKey, Route], *, read: int) -> None:
+        """Put `workload_id`'s routes (all of them, built from the read numbered `read`) in
+        the table in place of those it has; nothing if the whole table came from a later
+        read (it knows better)."""
+        if read < self._table_read:
+            return
+        found = {key: route for key, route in routes.items() if key[0] == workload_id}
+        self._found[workload_id] = (read, found)
+        table = {key: route for key, route in self._routes.items() if key[0] != workload_id}
+        table.update(found)
+        self._swap(table)
+
+    def _swap(self, routes: dict[RouteKey, Route]) -> None:
+        self._routes = routes
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
@@ -169,38 +212,43 @@ async def load_routes(
     their `dev.berth.run` label (falling back to `dev.berth.workload`). Raises
     `RuntimeDriverError` if the engine cannot be listed; requires `domain.runtime`.
     """
-    runtime = domain.runtime
-    if runtime is None:
-        raise ValueError("load_routes needs a domain with a runtime")
-    async with domain.store.reading() as session:
-        workloads = list(
-            await session.scalars(
-                select(Workload).where(
-                    Workload.deleted_at.is_(None),
-                    ((Workload.type == "service") & Workload.port.is_not(None))
-                    | (Workload.type == "container"),
-                )
-            )
-        )
-        ids = [w.id for w in workloads]
-        running_runs = list(
-            await session.scalars(
-                # Pending too: a task the reconciler has just started is routable before its
-                # run is recorded as running (only tasks the engine reports running count).
-                select(Run).where(Run.workload_id.in_(ids), Run.status.in_(ACTIVE_RUN_STATUSES))
-            )
-        )
-        rules = list(
-            await session.scalars(select(IngressRule).where(IngressRule.workload_id.in_(ids)))
-        )
-    tasks = [
-        task
-        for task in await runtime.list_tasks(labels.instance_selector(domain.instance_id))
-        if task.status == TaskStatus.RUNNING
-    ]
+    runtime = _runtime_of(domain)
+    records = await routing.routable(domain)
+    tasks = await runtime.list_tasks(labels.instance_selector(domain.instance_id))
+    return _build_routes(records, tasks, http_port=http_port, https_port=https_port)
+
+
+async def load_workload_routes(
+    domain: Domain, workload_id: str, *, http_port: int, https_port: int | None = None
+) -> dict[RouteKey, Route]:
+    """One workload's routes, as `load_routes` builds them, from one indexed read of the
+    store and a listing of that workload's tasks only; empty when it is not routable (no
+    such workload, deleted, a service without a port, a container without rules)."""
+    runtime = _runtime_of(domain)
+    records = await routing.routable(domain, workload_id=workload_id)
+    if not records.workloads:
+        return {}
+    tasks = await runtime.list_tasks(labels.workload_selector(domain.instance_id, workload_id))
+    return _build_routes(records, tasks, http_port=http_port, https_port=https_port)
+
+
+def _runtime_of(domain: Domain) -> Runtime:
+    if domain.runtime is None:
+        raise ValueError("loading routes needs a domain with a runtime")
+    return domain.runtime
+
+
+def _build_routes(
+    records: routing.Routable,
+    listed: list[TaskState],
+    *,
+    http_port: int,
+    https_port: int | None,
+) -> dict[RouteKey, Route]:
+    tasks = [task for task in listed if task.status == TaskStatus.RUNNING]
     by_run = {task.labels.get(labels.RUN, ""): task for task in tasks}
     tasks_of: dict[str, list[tuple[str, TaskId, Mapping[int, tuple[str, int]]]]] = {}
-    for run in running_runs:
+    for run in records.active_runs:
         task = by_run.get(run.id)
         if task is not None:
             tasks_of.setdefault(run.workload_id, []).append((run.id, task.task_id, task.ports))
@@ -210,7 +258,7 @@ async def load_routes(
 
     mapping: dict[RouteKey, Route] = {}
     service_ports = [http_port] if https_port is None else [http_port, https_port]
-    for workload in workloads:
+    for workload in records.workloads:
         if workload.type != "service" or workload.port is None:
             continue
         upstreams: list[Upstream] = []
@@ -221,7 +269,7 @@ async def load_routes(
                 upstreams.append(LoopbackAddress(published[0], published[1], inside))
         for listen in service_ports:
             mapping[(workload.id, listen)] = Route(workload.id, tuple(upstreams))
-    for rule in rules:
+    for rule in records.rules:
         listen_port = gateway_port_for(rule.port, http_port=http_port, https_port=https_port)
         if listen_port is None:
             continue

@@ -1,0 +1,93 @@
+"""What the controllers read of the store: the runs they act on, and what acting on one needs.
+
+The reconciler acts on the engine outside any transaction; each function here is one short
+read, and what it returns may be stale by the time the caller acts on it. Changes go through
+`lifecycle`, whose writes are guarded by what they expect, so acting on a stale read changes
+nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from berth.domain.context import Domain
+from berth.domain.secrets import decrypted_environment
+from berth.store.models import ACTIVE_RUN_STATUSES, Run, Workload
+
+
+@dataclass(frozen=True)
+class ActiveRuns:
+    """Every active (pending or running) run, and every workload, deleted ones included
+    (a deleted workload's runs are still active until their tasks are gone)."""
+
+    runs: list[Run]
+    workloads: dict[str, Workload]
+
+
+async def active_runs(domain: Domain) -> ActiveRuns:
+    """The active runs and all workloads, read together (one snapshot)."""
+    async with domain.store.reading() as session:
+        runs = list(await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES))))
+        workloads = {w.id: w for w in await session.scalars(select(Workload))}
+    return ActiveRuns(runs=runs, workloads=workloads)
+
+
+async def get_run(domain: Domain, run_id: str) -> Run | None:
+    """The run as stored now, or None if there is no such run (any more)."""
+    if not run_id:
+        return None
+    async with domain.store.reading() as session:
+        return await session.get(Run, run_id)
+
+
+async def run_is_active(domain: Domain, run_id: str) -> bool:
+    """Whether the run is still pending or running."""
+    run = await get_run(domain, run_id)
+    return run is not None and run.status in ACTIVE_RUN_STATUSES
+
+
+async def workload_type(domain: Domain, workload_id: str) -> str | None:
+    """The workload's type (`service`, `job`, ...), or None if there is no such workload."""
+    async with domain.store.reading() as session:
+        return await session.scalar(select(Workload.type).where(Workload.id == workload_id))
+
+
+@dataclass(frozen=True)
+class WorkloadLaunch:
+    """One live workload's active runs, with the environment its tasks start with."""
+
+    workload: Workload
+    runs: list[Run]
+    env: dict[str, str]
+
+
+async def workload_launch(
+    domain: Domain, workload_id: str, *, skip: Collection[str] = ()
+) -> WorkloadLaunch | None:
+    """The workload's active runs but those whose ids are in `skip` at the moment they are
+    read (a live collection: runs someone else acts on), and its task environment (secrets
+    decrypted); None if the workload does not exist or is deleted."""
+    async with domain.store.reading() as session:
+        workload = await session.get(Workload, workload_id)
+        if workload is None or workload.deleted_at is not None:
+            return None
+        runs = [
+            run
+            for run in await session.scalars(
+                select(Run).where(
+                    Run.workload_id == workload_id, Run.status.in_(ACTIVE_RUN_STATUSES)
+                )
+            )
+            if run.id not in skip
+        ]
+        env = await decrypted_environment(domain, session, workload)
+    return WorkloadLaunch(workload=workload, runs=runs, env=env)
+
+
+async def task_environment(domain: Domain, workload: Workload) -> dict[str, str]:
+    """The environment a task of `workload` starts with: `env`, then secrets over it."""
+    async with domain.store.reading() as session:
+        return await decrypted_environment(domain, session, workload)

@@ -46,7 +46,7 @@ from bench.__main__ import git_describe, remove_instance_leftovers
 from bench.engine import Engine
 from bench.gateway import UNITS, process
 from bench.server import BerthServer, free_port
-from berth.testing.load_mix import new_public_key
+from berth.testing.load.mix import new_public_key
 from berth.testing.process_memory import tree_cpu_seconds
 
 RESULTS = Path(__file__).resolve().parent / "results" / "api.json"

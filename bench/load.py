@@ -43,7 +43,6 @@ import httpx
 
 from bench.__main__ import git_describe, remove_instance_leftovers
 from bench.engine import Engine
-from bench.server import BerthServer, free_port
 from berth.config import Settings
 from berth.testing.load.baseline import BareClient, bare_app
 from berth.testing.load.driver import drive
@@ -52,6 +51,7 @@ from berth.testing.load.record import LoadRecord
 from berth.testing.load.run import LoadRun, new_http, run_berth_load, tenants_needed
 from berth.testing.load.tenants import create_tenants
 from berth.testing.process_memory import tree_cpu_seconds
+from berth.testing.server import BerthServer, free_port
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "load.json"
 SERVER_LOG_PROBLEMS = re.compile(r"Traceback|database is locked| ERROR ")
@@ -185,10 +185,6 @@ async def session(args: argparse.Namespace, work: Path, meta: dict[str, Any]) ->
     overrides = {
         "BERTH_DEFAULT_GATED_ACTIONS": "[]",
         "BERTH_RATE_LIMIT_PER_SECOND": "0",
-        "BERTH_SSH_HOST": "127.0.0.1",
-        "BERTH_SSH_PORT": str(free_port()),
-        "BERTH_GATEWAY_HOST": "127.0.0.1",
-        "BERTH_GATEWAY_PORT": str(free_port()),
     }
     overrides.update(item.split("=", 1) for item in args.env)
     meta["server_overrides"] = overrides

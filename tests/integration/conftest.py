@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.conftest import wait_for
-from tests.integration.server import BerthServer, Tenant
+from tests.support.server import BerthServer, Tenant
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from berth.domain import labels
-from tests.integration.server import BerthServer
+from tests.support.server import BerthServer
 
 ENGINE_SOCKET = "/var/run/docker.sock"
 

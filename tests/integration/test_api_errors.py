@@ -16,7 +16,7 @@ import pytest
 
 from tests.integration.conftest import create
 from tests.integration.engine import engine_machine
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

@@ -15,8 +15,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from tests.integration.conftest import wait_workload
-from tests.integration.server import FAST_CONTROLLERS, BerthServer, Tenant
 from tests.integration.test_exec_and_shell import read_until
+from tests.support.server import FAST_CONTROLLERS, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

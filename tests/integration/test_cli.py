@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from berth.sdk import AsyncClient, BadRequest, Client, NotFound
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

@@ -29,8 +29,8 @@ import pytest
 
 from tests.conftest import wait_for
 from tests.integration.conftest import create, wait_workload
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
 from tests.integration.test_cli import BERTH, clean_env, ok, run_berth
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

@@ -15,8 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
+from berth.testing.server import free_port
 from tests.conftest import wait_for
-from tests.integration.server import BerthServer, Tenant, free_port
+from tests.support.server import BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

@@ -28,9 +28,9 @@ from websockets.sync.client import connect
 from berth.domain.billing import MINIMUM_BILLED_SECONDS
 from tests.conftest import wait_for
 from tests.integration.conftest import create, wait_workload
-from tests.integration.server import BerthServer, Tenant
 from tests.integration.test_crash_safety import label_value
 from tests.integration.test_exec_and_shell import open_shell, read_until
+from tests.support.server import BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

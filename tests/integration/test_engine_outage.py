@@ -28,7 +28,7 @@ import pytest
 from tests.conftest import wait_for
 from tests.integration.conftest import create, wait_workload
 from tests.integration.private_engine import PrivateEngine
-from tests.integration.server import BerthServer, Tenant
+from tests.support.server import BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

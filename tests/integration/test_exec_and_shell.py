@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from tests.integration.conftest import create, wait_workload
-from tests.integration.server import BerthServer, Tenant
+from tests.support.server import BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

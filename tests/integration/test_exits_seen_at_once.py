@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import create, wait_workload
-from tests.integration.server import BerthServer, Tenant
+from tests.support.server import BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

@@ -18,7 +18,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.conftest import wait_for
-from tests.integration.server import BerthServer, Tenant
+from tests.support.server import BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

@@ -33,8 +33,9 @@ from berth.gateway.http.route_table import (
     load_routes,
 )
 from berth.runtime.factory import create_runtime
+from berth.testing.server import free_port
 from tests.integration.conftest import create, wait_workload
-from tests.integration.server import BerthServer, Tenant, free_port
+from tests.support.server import BerthServer, Tenant
 
 HTTPD = "mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 8080 -h /www"
 

@@ -26,7 +26,7 @@ import pytest
 
 from berth.testing.load.run import run_berth_load, tenants_needed
 from berth.testing.load.tenants import create_tenants
-from tests.integration.server import TEST_IMAGE, BerthServer
+from tests.support.server import TEST_IMAGE, BerthServer
 
 pytestmark = pytest.mark.engine
 

@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 
 from tests.conftest import wait_for
 from tests.integration.conftest import create
-from tests.integration.server import BerthServer
+from tests.support.server import BerthServer
 
 pytestmark = pytest.mark.engine
 

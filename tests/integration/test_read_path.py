@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import create
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

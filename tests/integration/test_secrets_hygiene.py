@@ -29,9 +29,10 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from berth.testing.server import BERTH
 from tests.integration.conftest import wait_workload
-from tests.integration.server import BERTH, TEST_IMAGE, BerthServer
 from tests.integration.test_tenancy_routes import read_until
+from tests.support.server import TEST_IMAGE, BerthServer
 
 pytestmark = pytest.mark.engine
 

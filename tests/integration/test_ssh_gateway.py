@@ -14,7 +14,6 @@ import os
 import pty
 import secrets
 import select
-import socket
 import struct
 import subprocess
 import termios
@@ -33,6 +32,7 @@ from berth.gateway.ssh.gateway import SshGateway
 from berth.gateway.ssh.limits import SshLimits
 from berth.runtime.base import ExecSpec, TaskId, TaskSpec, TaskStatus
 from berth.runtime.docker import DockerRuntime
+from berth.testing.server import free_port
 from tests.contract.drivers import IMAGE, RUN_LABEL, SOCKET, poll
 
 pytestmark = pytest.mark.engine
@@ -332,13 +332,6 @@ async def test_interactive_shell_on_a_terminal(box: Box) -> None:
 
 
 # -- port forwarding --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def test_local_port_forward_reaches_the_containers_loopback(box: Box) -> None:

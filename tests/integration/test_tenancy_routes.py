@@ -31,8 +31,8 @@ from websockets.sync.client import ClientConnection, connect
 from berth.app import create_app
 from tests.conftest import wait_for
 from tests.integration.conftest import create, wait_workload
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
 from tests.integration.test_containers import new_public_key
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

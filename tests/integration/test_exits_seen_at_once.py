@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import create, wait_workload
+from tests.support.api import create, wait_workload
 from tests.support.server import BerthServer, Tenant
 
 pytestmark = pytest.mark.engine

@@ -19,8 +19,8 @@ from cryptography.x509.oid import NameOID
 from websockets.sync.client import connect
 
 from berth.testing.server import free_port
-from tests.conftest import wait_for
-from tests.integration.conftest import create, wait_workload
+from berth.testing.waiting import wait_for
+from tests.support.api import create, wait_workload
 from tests.support.server import BerthServer
 
 pytestmark = pytest.mark.engine

@@ -9,7 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.integration.conftest import create
+from tests.support.api import create
 from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine

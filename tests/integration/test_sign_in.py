@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from berth.testing.server import BERTH
-from tests.integration.test_cli import clean_env, ok, run_berth
+from tests.support.cli import clean_env, ok, run_berth
 from tests.support.server import BerthServer
 
 pytestmark = pytest.mark.engine

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_containers import new_public_key
+from tests.support.keys import new_public_key
 from tests.support.server import TEST_IMAGE, Tenant
 
 pytestmark = pytest.mark.engine

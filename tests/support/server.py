@@ -117,30 +117,12 @@ class BerthServer(launcher.BerthServer):
         return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
     def remove_containers(self) -> None:
+        """Remove the server's containers, then its volumes and networks, from the engine."""
         ids = [c["ID"] for c in self.containers()]
         if ids:
             subprocess.run(["docker", "rm", "-f", *ids], check=False, capture_output=True)
-        subprocess.run(
-            [
-                "docker",
-                "volume",
-                "prune",
-                "-f",
-                "--filter",
-                f"label=dev.berth.instance={self.instance_id()}",
-            ],
-            check=False,
-            capture_output=True,
-        )
-        subprocess.run(
-            [
-                "docker",
-                "network",
-                "prune",
-                "-f",
-                "--filter",
-                f"label=dev.berth.instance={self.instance_id()}",
-            ],
-            check=False,
-            capture_output=True,
-        )
+        label = f"label=dev.berth.instance={self.instance_id()}"
+        for kind in ("volume", "network"):
+            subprocess.run(
+                ["docker", kind, "prune", "-f", "--filter", label], check=False, capture_output=True
+            )

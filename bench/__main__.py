@@ -29,9 +29,9 @@ from bench.runner import (
     Bench,
     Results,
 )
-from bench.server import BerthServer, free_port
 from bench.stats import figure_record, goal_record, render_breakdown, render_goal, render_table
 from berth.config import Settings
+from berth.testing.server import BerthServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -206,10 +206,6 @@ def main(argv: list[str] | None = None) -> int:
     # speed, so the company's policy gates nothing here (recorded with the results).
     overrides = {
         "BERTH_DEFAULT_GATED_ACTIONS": "[]",
-        "BERTH_SSH_HOST": "127.0.0.1",
-        "BERTH_SSH_PORT": str(free_port()),
-        "BERTH_GATEWAY_HOST": "127.0.0.1",
-        "BERTH_GATEWAY_PORT": str(free_port()),
         # One key polls every --poll-ms, for berth's samples and the polled baseline's:
         # more than the default per-key rate limit allows for long.
         "BERTH_RATE_LIMIT_PER_SECOND": "0",
@@ -234,9 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare_src is not None:
         source = str(args.compare_src.resolve())
         meta["compared_src"] = source
-        compared = {**overrides, "BERTH_SSH_PORT": str(free_port())}
-        compared["BERTH_GATEWAY_PORT"] = str(free_port())
-        servers.append(BerthServer(workdir / "compared", env={**compared, "PYTHONPATH": source}))
+        servers.append(BerthServer(workdir / "compared", env={**overrides, "PYTHONPATH": source}))
     began = time.monotonic()
 
     async def session() -> Results:

@@ -7,7 +7,7 @@ Three reads, each against a bare FastAPI app that answers the very bytes berth a
 - `GET /v1/compute`: a list of 100 such workloads;
 - `GET /compute/containers/{id}`: a running dev box made through the Containers API.
 
-berth runs as `berth serve` (`bench.server.BerthServer`) with per-key rate limiting off
+berth runs as `berth serve` (`berth.testing.server.BerthServer`) with per-key rate limiting off
 (`BERTH_RATE_LIMIT_PER_SECOND=0`) and approval gating off; the bare app runs in its own
 process on the same server stack (`berth.server.uvicorn.run_asgi_server`: uvicorn, the same loop,
 HTTP implementation and options). `wrk` drives both with `--connections` (32) keep-alive
@@ -45,9 +45,9 @@ import httpx
 from bench.__main__ import git_describe, remove_instance_leftovers
 from bench.engine import Engine
 from bench.gateway import UNITS, process
-from bench.server import BerthServer, free_port
-from berth.testing.load_mix import new_public_key
+from berth.testing.load.mix import new_public_key
 from berth.testing.process_memory import tree_cpu_seconds
+from berth.testing.server import BerthServer, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "api.json"
 LISTED = 100
@@ -215,10 +215,6 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     overrides = {
         "BERTH_DEFAULT_GATED_ACTIONS": "[]",
         "BERTH_RATE_LIMIT_PER_SECOND": "0",
-        "BERTH_SSH_HOST": "127.0.0.1",
-        "BERTH_SSH_PORT": str(free_port()),
-        "BERTH_GATEWAY_HOST": "127.0.0.1",
-        "BERTH_GATEWAY_PORT": str(free_port()),
     }
     server = BerthServer(work / "data", env=overrides)
     try:

@@ -40,16 +40,10 @@ from berth.config import Settings
 from berth.gateway.http.proxy import HttpGateway
 from berth.gateway.http.public_gateway import connection_limit
 from berth.gateway.http.route_table import LoopbackAddress, Route, RouteTable
+from berth.testing.server import free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "gateway.json"
 HOST = "app.localhost"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_port(port: int, timeout: float = 10.0) -> None:

@@ -3,11 +3,11 @@
 `--clients` (32) concurrent clients, each with its own keep-alive connection, send a mix of
 valid reads and writes on both API dialects (the Workloads API under /v1, company-scoped and
 per-user, and the Containers API under /compute) for `--seconds` (180) after `--warmup` (10)
-unmeasured seconds; see `berth.testing.load_mix` for the mix. berth runs as `berth serve`
+unmeasured seconds; see `berth.testing.load.mix` for the mix. berth runs as `berth serve`
 with its default settings (approval gating off, per-key rate limiting off so the API itself
 is measured, SSH and the HTTP gateway on free loopback ports).
 
-The baseline is a bare ASGI app (`berth.testing.load_baseline.bare_app`: reads the body,
+The baseline is a bare ASGI app (`berth.testing.load.baseline.bare_app`: reads the body,
 answers a small JSON body) served by the same uvicorn stack and options as berth
 (`berth.server.uvicorn.run_asgi_server`), driven by the same client code with the same number of
 clients and the same share of writes, for the same measured time: half before berth's run
@@ -43,15 +43,15 @@ import httpx
 
 from bench.__main__ import git_describe, remove_instance_leftovers
 from bench.engine import Engine
-from bench.server import BerthServer, free_port
 from berth.config import Settings
-from berth.testing.load_baseline import BareClient, bare_app
-from berth.testing.load_driver import drive
-from berth.testing.load_mix import write_share
-from berth.testing.load_record import LoadRecord
-from berth.testing.load_run import LoadRun, new_http, run_berth_load, tenants_needed
-from berth.testing.load_tenants import create_tenants
+from berth.testing.load.baseline import BareClient, bare_app
+from berth.testing.load.driver import drive
+from berth.testing.load.mix import write_share
+from berth.testing.load.record import LoadRecord
+from berth.testing.load.run import LoadRun, new_http, run_berth_load, tenants_needed
+from berth.testing.load.tenants import create_tenants
 from berth.testing.process_memory import tree_cpu_seconds
+from berth.testing.server import BerthServer, free_port
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "load.json"
 SERVER_LOG_PROBLEMS = re.compile(r"Traceback|database is locked| ERROR ")
@@ -185,10 +185,6 @@ async def session(args: argparse.Namespace, work: Path, meta: dict[str, Any]) ->
     overrides = {
         "BERTH_DEFAULT_GATED_ACTIONS": "[]",
         "BERTH_RATE_LIMIT_PER_SECOND": "0",
-        "BERTH_SSH_HOST": "127.0.0.1",
-        "BERTH_SSH_PORT": str(free_port()),
-        "BERTH_GATEWAY_HOST": "127.0.0.1",
-        "BERTH_GATEWAY_PORT": str(free_port()),
     }
     overrides.update(item.split("=", 1) for item in args.env)
     meta["server_overrides"] = overrides

@@ -42,8 +42,8 @@ import httpx
 
 from bench.__main__ import engine_info, git_describe, remove_instance_leftovers
 from bench.engine import BENCH_LABEL, Engine, Json
-from bench.server import BerthServer, free_port
 from bench.stats import CLI, ENGINE, Series, figure_record
+from berth.testing.server import BerthServer, free_port
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "wake.json"
 SERVICE_PORT = 8080
@@ -572,18 +572,10 @@ def main(argv: list[str] | None = None) -> int:
         print("the docker CLI is needed (it is the baseline)", file=sys.stderr)
         return 2
     socket_path = args.docker_socket.removeprefix("unix://")
-    gateway_port = free_port()
-    # As `python -m bench`: nothing gated (an agent's key; approval is a human's wait), SSH
-    # and the HTTP gateway on loopback ports of their own.
-    overrides = {
-        "BERTH_DEFAULT_GATED_ACTIONS": "[]",
-        "BERTH_SSH_HOST": "127.0.0.1",
-        "BERTH_SSH_PORT": str(free_port()),
-        "BERTH_GATEWAY_HOST": "127.0.0.1",
-        "BERTH_GATEWAY_PORT": str(gateway_port),
-    }
+    # As `python -m bench`: nothing gated (an agent's key; approval is a human's wait); SSH
+    # and the HTTP gateway on loopback ports of their own (the launcher's default).
+    overrides = {"BERTH_DEFAULT_GATED_ACTIONS": "[]"}
     overrides.update(item.split("=", 1) for item in args.env)
-    gateway_port = int(overrides["BERTH_GATEWAY_PORT"])
     meta: dict[str, Any] = {
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "iterations": args.iterations,
@@ -602,6 +594,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     workdir = Path(tempfile.mkdtemp(prefix="berth-bench-wake-"))
     server = BerthServer(workdir / "data", env=overrides)
+    gateway_port = server.gateway_port
     began = time.monotonic()
 
     async def session() -> tuple[dict[str, dict[str, Series]], dict[str, Any]]:

@@ -1,35 +1,16 @@
-"""Shared test helpers: waiting on a condition with a deadline (never a bare sleep), and a
-database at the newest schema to start tests' data directories from."""
+"""Fixtures for every tier: a database at the newest schema to start tests' data directories
+from. Helpers that tests import live in `tests/support` (see its README)."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
 from berth.config import Settings
 from berth.store.db import Store
-
-T = TypeVar("T")
-
-
-def wait_for(
-    probe: Callable[[], T | None], *, timeout: float = 30.0, interval: float = 0.1, what: str = ""
-) -> T:
-    """Call `probe` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}; last={last!r}")
 
 
 @pytest.fixture(scope="session")

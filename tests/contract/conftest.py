@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.contract.drivers import DRIVERS, Env, open_driver
+from tests.support.drivers import DRIVERS, Env, open_driver
 
 
 @pytest.fixture(params=DRIVERS)

@@ -23,7 +23,8 @@ from berth.runtime.base import (
     TaskNotFound,
     TaskStatus,
 )
-from tests.contract.drivers import IMAGE, RUN_LABEL, Env, poll, poll_until
+from berth.testing.waiting import poll, poll_until
+from tests.support.drivers import IMAGE, RUN_LABEL, Env
 
 
 async def collect_logs(env: Env, task_id: TaskId, **kwargs: Any) -> list[LogLine]:

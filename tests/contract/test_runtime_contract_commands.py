@@ -21,7 +21,8 @@ from berth.runtime.base import (
     TaskNotFound,
     TaskStatus,
 )
-from tests.contract.drivers import Env, lines, read_until
+from tests.support.drivers import Env, lines
+from tests.support.streams import read_session_until
 
 # -- exec -------------------------------------------------------------------------------------
 
@@ -147,16 +148,18 @@ async def test_terminal_session(env: Env) -> None:
     session = await env.runtime.open_terminal(task, ["sh"], cols=80, rows=24)
     try:
         # Like on any terminal, what is typed before the shell is ready may be dropped.
-        await read_until(session, lambda text: "# " in text)
+        await read_session_until(session, lambda text: "# " in text)
         await session.write(b"echo $TERM; stty size\n")
-        await read_until(session, lambda text: {"xterm-256color", "24 80"} <= set(lines(text)))
+        await read_session_until(
+            session, lambda text: {"xterm-256color", "24 80"} <= set(lines(text))
+        )
 
         await session.write(b"echo hello\n")
-        await read_until(session, lambda text: "hello" in lines(text))
+        await read_session_until(session, lambda text: "hello" in lines(text))
 
         await session.resize(cols=120, rows=40)
         await session.write(b"stty size\n")
-        await read_until(session, lambda text: "40 120" in lines(text))
+        await read_session_until(session, lambda text: "40 120" in lines(text))
 
         await session.write(b"exit 5\n")
         assert await asyncio.wait_for(session.wait(), 10) == 5
@@ -184,7 +187,7 @@ async def test_terminal_of_a_command_that_ends_at_once(env: Env) -> None:
         task, ["sh", "-c", "echo bye; exit 4"], cols=80, rows=24
     )
     try:
-        await read_until(session, lambda text: "bye" in lines(text))
+        await read_session_until(session, lambda text: "bye" in lines(text))
         assert await asyncio.wait_for(session.wait(), 10) == 4
     finally:
         await session.close()

@@ -19,7 +19,7 @@ from berth.domain import accounts
 from berth.domain.context import Domain
 from berth.runtime.memory import MemoryRuntime
 from berth.server.app import create_app
-from tests.integration.server import free_port
+from berth.testing.server import free_port
 
 
 @dataclass

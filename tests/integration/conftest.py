@@ -1,17 +1,15 @@
 """Integration fixtures: one real berth server per session (costs ~2 s to start), a fresh
-user per test (so tests never see each other's workloads), and helpers to wait on state."""
+user per test (so tests never see each other's workloads), and a crashable server of a test's
+own. Helpers for what tests do with them live in `tests/support`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
 
-from tests.conftest import wait_for
-from tests.integration.server import BerthServer, Tenant
+from tests.support.server import BerthServer, Tenant
 
 
 @pytest.fixture(scope="session")
@@ -43,44 +41,3 @@ def tenant(server: BerthServer) -> Iterator[Tenant]:
     for workload in t.client.get("/v1/compute").json().get("workloads", []):
         t.client.delete(f"/v1/compute/{workload['id']}")
     t.client.close()
-
-
-def workload_state(client: httpx.Client, workload_id: str) -> dict[str, Any]:
-    response = client.get(f"/v1/compute/{workload_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def wait_workload(
-    client: httpx.Client,
-    workload_id: str,
-    predicate: Callable[[dict[str, Any]], bool],
-    *,
-    timeout: float = 30,
-    what: str = "",
-) -> dict[str, Any]:
-    seen: list[dict[str, Any]] = []
-
-    def probe() -> dict[str, Any] | None:
-        state = workload_state(client, workload_id)
-        seen[:] = [state]
-        return state if predicate(state) else None
-
-    try:
-        return wait_for(probe, timeout=timeout, interval=0.2, what=what or "workload state")
-    except AssertionError as exc:
-        last = seen[0] if seen else {}
-        summary = {k: last.get(k) for k in ("status", "status_reason", "running_tasks")}
-        runs = [
-            (r["status"], r["exit_code"], r["status_reason"]) for r in last.get("recent_runs", [])
-        ]
-        raise AssertionError(f"{exc}; workload {workload_id}: {summary}, runs {runs[:5]}") from None
-
-
-def create(client: httpx.Client, **body: Any) -> dict[str, Any]:
-    body.setdefault("image", "berth-test/busybox:latest")
-    response = client.post("/v1/compute", json=body)
-    assert response.status_code == 201, response.text
-    created: dict[str, Any] = response.json()
-    return created

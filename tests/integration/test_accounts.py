@@ -20,8 +20,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tests.integration.conftest import create
-from tests.integration.server import BERTH, TEST_IMAGE, BerthServer, Tenant
+from berth.testing.server import BERTH
+from tests.support.api import create
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

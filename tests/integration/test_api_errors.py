@@ -14,9 +14,9 @@ import httpx
 import jwt
 import pytest
 
-from tests.integration.conftest import create
-from tests.integration.engine import engine_machine
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
+from tests.support.api import assert_refused, create
+from tests.support.engine import engine_machine
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 
@@ -45,25 +45,6 @@ def job(**overrides: Any) -> dict[str, Any]:
 
 def without(body: dict[str, Any], field: str) -> dict[str, Any]:
     return {k: v for k, v in body.items() if k != field}
-
-
-def assert_refused(
-    response: httpx.Response, *, status: int, field: str | None, code: str | None = None
-) -> dict[str, Any]:
-    """A 4xx JSON error body naming `field` (or a sub-field of it) in `field` and the message."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body: dict[str, Any] = response.json()
-    assert {"error", "code", "field"} <= body.keys(), body
-    assert isinstance(body["error"], str) and body["error"], body
-    if code is not None:
-        assert body["code"] == code, body
-    if field is None:
-        assert body["field"] is None, body
-    else:
-        assert body["field"] == field or str(body["field"]).startswith(field + "."), body
-        assert field in body["error"], body
-    return body
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import pytest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from tests.integration.conftest import wait_workload
-from tests.integration.server import FAST_CONTROLLERS, BerthServer, Tenant
-from tests.integration.test_exec_and_shell import read_until
+from tests.support.api import wait_workload
+from tests.support.server import FAST_CONTROLLERS, BerthServer, Tenant
+from tests.support.streams import read_ws_until
 
 pytestmark = pytest.mark.engine
 
@@ -339,7 +339,7 @@ def test_an_approved_shell_is_opened_when_its_agent_collects_it_and_only_once(
     session = repeated.json()["session"]
     with connect(f"{session['streamUrl']}?token={session['tokenValue']}") as ws:
         ws.send(b"echo collected-$((40+2))\n")
-        read_until(ws, "collected-42")
+        read_ws_until(ws, "collected-42")
         ws.send(b"exit\n")
 
     again = agent.client.get(f"/v1/approvals/{approval_id}").json()

@@ -8,58 +8,22 @@ The CLI runs as a subprocess, the way a user runs it, with the server and key in
 from __future__ import annotations
 
 import json
-import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
 from berth.sdk import AsyncClient, BadRequest, Client, NotFound
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
+from tests.support.cli import clean_env, ok, run_berth
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
-
-BERTH = [sys.executable, "-m", "berth.cli.main"]
-
-
-def run_berth(
-    *args: str,
-    env: dict[str, str],
-    stdin: str | None = None,
-    timeout: float = 120,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*BERTH, *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
-def clean_env(config_home: Path, **extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("BERTH_URL", "BERTH_API_KEY", "BERTH_CONFIG")
-    }
-    return {**env, "XDG_CONFIG_HOME": str(config_home), **extra}
 
 
 @pytest.fixture
 def cli_env(server: BerthServer, tenant: Tenant, tmp_path: Path) -> dict[str, str]:
     return clean_env(tmp_path / "config", BERTH_URL=server.url, BERTH_API_KEY=tenant.key)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    assert "Traceback" not in result.stderr, result.stderr
-    return result.stdout
 
 
 def test_a_job_from_create_wait_to_delete(cli_env: dict[str, str]) -> None:

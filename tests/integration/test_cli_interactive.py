@@ -13,7 +13,6 @@ import fcntl
 import json
 import os
 import re
-import select
 import signal
 import struct
 import subprocess
@@ -27,10 +26,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import wait_for
-from tests.integration.conftest import create, wait_workload
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
-from tests.integration.test_cli import BERTH, clean_env, ok, run_berth
+from berth.testing.server import BERTH
+from berth.testing.waiting import wait_for
+from tests.support.api import create, wait_workload
+from tests.support.cli import clean_env, ok, run_berth
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
+from tests.support.streams import read_fd_until
 
 pytestmark = pytest.mark.engine
 
@@ -119,21 +120,10 @@ class Pty:
         self, pattern: re.Pattern[bytes], start: int, timeout: float = 15
     ) -> re.Match[bytes]:
         """Read until `pattern` matches the output from offset `start`; fail at the deadline."""
-        deadline = time.monotonic() + timeout
-        while True:
-            match = pattern.search(self.seen, start)
-            if match:
-                return match
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, f"never saw {pattern.pattern!r} in {self.seen[start:]!r}"
-            ready, _, _ = select.select([self.master], [], [], remaining)
-            if ready:
-                try:
-                    chunk = os.read(self.master, 65536)
-                except OSError:  # EIO: the CLI exited and closed its side
-                    chunk = b""
-                assert chunk, f"the terminal closed; output: {self.seen[start:]!r}"
-                self.seen += chunk
+        match, self.seen = read_fd_until(
+            self.master, lambda out: pattern.search(out, start), seen=self.seen, timeout=timeout
+        )
+        return match
 
     def stty_size(self) -> tuple[int, int]:
         """Run `stty size` in the remote shell; the (rows, cols) it prints."""

@@ -7,7 +7,6 @@ import json
 import re
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,18 +16,12 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.conftest import wait_for
-from tests.integration.server import BerthServer, Tenant
+from berth.testing.waiting import wait_for
+from tests.support.keys import new_public_key
+from tests.support.server import BerthServer, Tenant
+from tests.support.streams import read_ws_until
 
 pytestmark = pytest.mark.engine
-
-
-def new_public_key(tmp_path: Path, name: str = "id") -> str:
-    path = tmp_path / name
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)], check=True
-    )
-    return (tmp_path / f"{name}.pub").read_text().strip()
 
 
 @pytest.fixture
@@ -79,12 +72,7 @@ def terminal(server: BerthServer, tenant: Tenant, box_id: str, query: str = "") 
 
 def run_in_terminal(ws: ClientConnection, command: str, marker: str) -> str:
     ws.send(f"{command}; echo {marker}-$((1+1))\n".encode())
-    seen = ""
-    deadline = time.monotonic() + 20
-    while f"{marker}-2" not in seen:
-        frame = ws.recv(timeout=max(deadline - time.monotonic(), 0.1))
-        seen += frame.decode(errors="replace") if isinstance(frame, bytes) else frame
-    return seen
+    return read_ws_until(ws, f"{marker}-2", timeout=20)
 
 
 def test_a_container_goes_pending_initializing_running_stopped_over_the_websocket(

@@ -4,8 +4,6 @@ gateway's host key and the files under mount paths."""
 
 from __future__ import annotations
 
-import os
-import select
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -15,8 +13,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import wait_for
-from tests.integration.server import BerthServer, Tenant, free_port
+from berth.testing.server import free_port
+from berth.testing.waiting import wait_for
+from tests.support.server import BerthServer, Tenant
+from tests.support.streams import read_fd_until
 
 pytestmark = pytest.mark.engine
 
@@ -278,21 +278,10 @@ REVOKE_SLACK = 0.25
 polling the ssh processes and of a loaded test machine)."""
 
 
-def read_until(process: subprocess.Popen[bytes], marker: bytes, timeout: float = 20) -> bytes:
-    """Read the process's stdout until `marker` shows (select, with a deadline)."""
+def read_until(process: subprocess.Popen[bytes], marker: bytes) -> None:
+    """Read the process's stdout until `marker` shows."""
     assert process.stdout is not None
-    fd = process.stdout.fileno()
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while marker not in seen:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not select.select([fd], [], [], remaining)[0]:
-            raise AssertionError(f"{marker!r} not seen; output: {seen!r}")
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            raise AssertionError(f"{marker!r} not seen before the end; output: {seen!r}")
-        seen += chunk
-    return seen
+    read_fd_until(process.stdout.fileno(), lambda output: marker in output)
 
 
 def open_sessions(

@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import wait_for
-from tests.integration.conftest import create, wait_workload
-from tests.integration.server import BerthServer, Tenant
+from berth.testing.waiting import wait_for
+from tests.support.api import create, wait_workload
+from tests.support.engine import label_value
+from tests.support.server import BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 
@@ -165,11 +166,3 @@ def assert_converged(server: BerthServer, tenant: Tenant, traffic: Traffic) -> N
         return all(owner in live for owner in owners) and len(containers) == expected
 
     wait_for(no_orphans, timeout=60, what="the engine to hold only owned tasks")
-
-
-def label_value(labels: str, key: str) -> str:
-    for pair in labels.split(","):
-        name, _, value = pair.partition("=")
-        if name == key:
-            return value
-    return ""

@@ -26,11 +26,11 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from berth.domain.billing import MINIMUM_BILLED_SECONDS
-from tests.conftest import wait_for
-from tests.integration.conftest import create, wait_workload
-from tests.integration.server import BerthServer, Tenant
-from tests.integration.test_crash_safety import label_value
-from tests.integration.test_exec_and_shell import open_shell, read_until
+from berth.testing.waiting import wait_for
+from tests.support.api import create, open_shell, wait_workload
+from tests.support.engine import label_value
+from tests.support.server import BerthServer, Tenant
+from tests.support.streams import read_ws_until
 
 pytestmark = pytest.mark.engine
 
@@ -134,7 +134,7 @@ def test_sigkill_during_scales_secrets_runs_and_shells_loses_nothing_and_bills_e
         cut_session, spare_session = shell_sessions(tenant, ids["secreted"])
         with connect(cut_session["url"]) as shell:
             shell.send("echo shell-ready\n")
-            read_until(shell, "shell-ready")
+            read_ws_until(shell, "shell-ready")
             traffic = ChangeTraffic(server, tenant, ids, tag=f"r{round_number}")
             kill_during(server, traffic, needed=chance.randint(1, 4))
             # The open shell is cut: its client sees the connection close, not a hang.
@@ -270,7 +270,7 @@ def assert_spare_token_works_or_is_refused(spare: dict[str, str]) -> None:
     try:
         with connect(spare["url"]) as ws:
             ws.send("echo spare-works; exit\n")
-            read_until(ws, "spare-works")
+            read_ws_until(ws, "spare-works")
     except InvalidStatus as refused:
         assert 400 <= refused.response.status_code < 500, refused.response
 

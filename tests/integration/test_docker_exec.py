@@ -23,8 +23,10 @@ from berth.runtime.base import (
     TaskId,
 )
 from berth.runtime.docker import DockerRuntime
-from tests.contract.drivers import SOCKET, Env, poll, read_until
-from tests.integration.test_docker_runtime import engine_get
+from berth.testing.waiting import poll
+from tests.support.drivers import SOCKET, Env
+from tests.support.engine import engine_get
+from tests.support.streams import read_session_until
 
 pytestmark = pytest.mark.engine
 
@@ -125,7 +127,7 @@ async def test_closing_a_terminal_kills_its_command_and_jobs(env: Env) -> None:
     session = await env.runtime.open_terminal(task, ["sh"], cols=80, rows=24)
     exec_id = getattr(session, "exec_id", None)
     assert isinstance(exec_id, str)
-    await read_until(session, lambda text: "# " in text)
+    await read_session_until(session, lambda text: "# " in text)
     await session.write(b"sleep 100 & sleep 200\n")
 
     async def both_run() -> bool | None:

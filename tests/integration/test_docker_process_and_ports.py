@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from berth.runtime.docker import DockerRuntime
-from tests.contract.drivers import SOCKET, Env
+from tests.support.drivers import SOCKET, Env
 
 pytestmark = pytest.mark.engine
 

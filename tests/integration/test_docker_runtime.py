@@ -26,18 +26,10 @@ from berth.runtime.base import (
 )
 from berth.runtime.docker import DockerRuntime
 from berth.runtime.factory import create_runtime
-from tests.contract.drivers import IMAGE, SOCKET, Env
+from tests.support.drivers import IMAGE, SOCKET, Env
+from tests.support.engine import engine_get
 
 pytestmark = pytest.mark.engine
-
-
-async def engine_get(path: str) -> Any:
-    """Raw engine API, to check what the driver asked the engine for."""
-    transport = httpx.AsyncHTTPTransport(uds=SOCKET)
-    async with httpx.AsyncClient(transport=transport, base_url="http://docker/v1.41") as client:
-        response = await client.get(path)
-        response.raise_for_status()
-        return response.json()
 
 
 @pytest.fixture

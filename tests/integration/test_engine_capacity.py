@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.engine import engine_machine
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
-from tests.integration.test_containers import new_public_key
+from tests.support.engine import engine_machine
+from tests.support.keys import new_public_key
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

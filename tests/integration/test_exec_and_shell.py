@@ -11,10 +11,11 @@ from typing import Any
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
-from tests.integration.conftest import create, wait_workload
-from tests.integration.server import BerthServer, Tenant
+from tests.support.api import create, open_shell, wait_workload
+from tests.support.server import BerthServer, Tenant
+from tests.support.streams import read_ws_until
 
 pytestmark = pytest.mark.engine
 
@@ -96,24 +97,6 @@ def test_a_command_string_needs_sh_in_the_image(tenant: Tenant) -> None:
     assert (argv["exit_code"], argv["stdout"]) == (0, "hi\n")
 
 
-def open_shell(tenant: Tenant, workload_id: str) -> dict[str, Any]:
-    response = tenant.client.post(f"/v1/compute/{workload_id}/shell")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def read_until(ws: ClientConnection, needle: str, timeout: float = 15) -> str:
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while needle not in seen:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"never saw {needle!r} in {seen!r}"
-        frame = ws.recv(timeout=remaining)
-        seen += frame.decode(errors="replace") if isinstance(frame, bytes) else frame
-    return seen
-
-
 def test_a_shell_session_works_with_a_plain_websocket_client(
     box: tuple[Tenant, dict[str, Any]],
 ) -> None:
@@ -124,7 +107,7 @@ def test_a_shell_session_works_with_a_plain_websocket_client(
     url = opened["session"]["streamUrl"] + "?token=" + opened["session"]["tokenValue"]
     with connect(url) as ws:
         ws.send("echo hello-$((6*7))\n")
-        read_until(ws, "hello-42")
+        read_ws_until(ws, "hello-42")
         ws.send("exit 3\n")
         with pytest.raises(ConnectionClosed) as closed:
             while True:
@@ -156,7 +139,7 @@ def test_the_subprotocol_resizes_and_reports_the_exit_code(
         assert ws.subprotocol == "berth.shell.v1"
         ws.send(json.dumps({"type": "resize", "cols": 123, "rows": 45}))
         ws.send(b"stty size\n")
-        read_until(ws, "45 123")
+        read_ws_until(ws, "45 123")
         ws.send(b"exit 7\n")
         frames = []
         with pytest.raises(ConnectionClosed):
@@ -182,7 +165,7 @@ def test_a_raw_shell_takes_its_size_from_the_stream_url(
     with connect(f"{url}&cols=132&rows=40") as ws:
         assert ws.subprotocol is None
         ws.send(b"stty size\n")
-        read_until(ws, "40 132")
+        read_ws_until(ws, "40 132")
 
 
 @pytest.mark.parametrize("misuse", ["wrong", "reused", "expired", "foreign", "missing"])
@@ -217,7 +200,7 @@ def test_the_session_ends_when_the_task_stops(tenant: Tenant) -> None:
     session = open_shell(tenant, svc["id"])["session"]
     with connect(f"{session['streamUrl']}?token={session['tokenValue']}") as ws:
         ws.send("echo ready\n")
-        read_until(ws, "ready")
+        read_ws_until(ws, "ready")
         tenant.client.post(f"/v1/compute/{svc['id']}/stop")
         with pytest.raises(ConnectionClosed):
             while True:
@@ -250,7 +233,7 @@ def test_exec_and_shell_right_after_a_secret_set_reach_the_new_generation(tenant
     session = open_shell(tenant, svc["id"])["session"]
     with connect(f"{session['streamUrl']}?token={session['tokenValue']}") as ws:
         ws.send(b'echo "token=$TOKEN."\n')
-        read_until(ws, "token=shell.")
+        read_ws_until(ws, "token=shell.")
         ws.send(b"exit 0\n")
         with pytest.raises(ConnectionClosed) as closed:
             while True:

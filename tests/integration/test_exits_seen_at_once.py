@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import create, wait_workload
-from tests.integration.server import BerthServer, Tenant
+from tests.support.api import create, wait_workload
+from tests.support.server import BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

@@ -43,7 +43,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

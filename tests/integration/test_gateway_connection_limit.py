@@ -12,9 +12,10 @@ import pytest
 
 from berth.gateway.http.proxy import HttpGateway
 from berth.gateway.http.route_table import Route, RouteTable
+from berth.testing.server import free_port
 from berth.token_buckets import TokenBuckets
-from tests.integration.server import BerthServer, free_port
-from tests.integration.test_http_gateway import Upstream
+from tests.support.http_gateway import Upstream
+from tests.support.server import BerthServer
 
 BURST = 3
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -17,8 +16,9 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.conftest import wait_for
-from tests.integration.server import BerthServer, Tenant
+from berth.testing.waiting import wait_for
+from tests.support.server import BerthServer, Tenant
+from tests.support.streams import read_ws_until
 
 pytestmark = pytest.mark.engine
 
@@ -93,10 +93,7 @@ def in_terminal(server: BerthServer, tenant: Tenant, box_id: str, command: str) 
         f"?token={tenant.key}"
     ) as ws:
         ws.send(f"{command}; echo done-$((1+1))\n".encode())
-        seen, deadline = "", time.monotonic() + 20
-        while "done-2" not in seen:
-            frame = ws.recv(timeout=max(deadline - time.monotonic(), 0.1))
-            seen += frame.decode(errors="replace") if isinstance(frame, bytes) else frame
+        read_ws_until(ws, "done-2", timeout=20)
 
 
 def get(port: int, host: str) -> httpx.Response | None:

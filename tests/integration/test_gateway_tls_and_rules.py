@@ -18,9 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from websockets.sync.client import connect
 
-from tests.conftest import wait_for
-from tests.integration.conftest import create, wait_workload
-from tests.integration.server import BerthServer, free_port
+from berth.testing.server import free_port
+from berth.testing.waiting import wait_for
+from tests.support.api import create, wait_workload
+from tests.support.server import BerthServer
 
 pytestmark = pytest.mark.engine
 

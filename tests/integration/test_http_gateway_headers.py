@@ -16,12 +16,12 @@ import httpx
 
 from berth.gateway.http.proxy import WakeOutcome
 from berth.gateway.http.route_table import Route
-from tests.integration.test_http_gateway import (
+from tests.support.http_gateway import (
     Upstream,
-    _response,
     connect_through,
     echo_behind_gateway,
     gateway,
+    http_response,
     key,
 )
 
@@ -42,7 +42,7 @@ class HeaderUpstream(Upstream):
             writer.write(b"HTTP/1.0 599\r\nContent-Length: 7\r\n\r\nunusual")
         elif target.startswith("/status/"):
             status = int(target.rsplit("/", 1)[1])
-            writer.write(_response(status, b"unusual"))
+            writer.write(http_response(status, b"unusual"))
         elif target == "/hop":
             writer.write(
                 b"HTTP/1.1 200 OK\r\n"

@@ -15,11 +15,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import wait_for
-from tests.integration.conftest import create, wait_workload
-from tests.integration.engine import running_tasks_of, task_gateway, task_ip
-from tests.integration.server import BerthServer, Tenant
-from tests.integration.test_containers import new_public_key
+from berth.testing.waiting import wait_for
+from tests.support.api import create, wait_workload
+from tests.support.engine import running_tasks_of, task_gateway, task_ip
+from tests.support.keys import new_public_key
+from tests.support.server import BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

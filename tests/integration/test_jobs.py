@@ -6,9 +6,9 @@ from datetime import datetime
 
 import pytest
 
-from tests.conftest import wait_for
-from tests.integration.conftest import create, wait_workload
-from tests.integration.server import BerthServer, Tenant
+from berth.testing.waiting import wait_for
+from tests.support.api import create, wait_workload
+from tests.support.server import BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

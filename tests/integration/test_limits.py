@@ -27,10 +27,9 @@ from berth.schemas.limits import (
     MAX_EXEC_STDIN_CHARS,
     MAX_SECRETS,
 )
-from tests.integration.conftest import create, wait_workload
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
-from tests.integration.test_api_errors import assert_refused
-from tests.integration.test_containers import new_public_key
+from tests.support.api import assert_refused, create, wait_workload
+from tests.support.keys import new_public_key
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pytest
 
-from berth.testing.load_run import run_berth_load, tenants_needed
-from berth.testing.load_tenants import create_tenants
-from tests.integration.server import TEST_IMAGE, BerthServer
+from berth.testing.load.run import run_berth_load, tenants_needed
+from berth.testing.load.tenants import create_tenants
+from tests.support.server import TEST_IMAGE, BerthServer
 
 pytestmark = pytest.mark.engine
 

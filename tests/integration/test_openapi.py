@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.server import BerthServer
+from tests.support.server import BerthServer
 
 pytestmark = pytest.mark.engine
 

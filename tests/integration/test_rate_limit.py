@@ -16,9 +16,9 @@ from websockets.exceptions import InvalidStatus
 from websockets.http11 import Response
 from websockets.sync.client import connect
 
-from tests.conftest import wait_for
-from tests.integration.conftest import create
-from tests.integration.server import BerthServer
+from berth.testing.waiting import wait_for
+from tests.support.api import create
+from tests.support.server import BerthServer
 
 pytestmark = pytest.mark.engine
 

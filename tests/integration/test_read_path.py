@@ -9,8 +9,8 @@ import time
 import httpx
 import pytest
 
-from tests.integration.conftest import create
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
+from tests.support.api import create
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for
-from tests.integration.server import BerthServer
+from berth.testing.waiting import wait_for
+from tests.support.server import BerthServer
 
 ROOT = Path(__file__).resolve().parents[2]
 

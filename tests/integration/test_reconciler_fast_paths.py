@@ -27,7 +27,8 @@ from berth.runtime.docker import DockerRuntime
 from berth.schemas.workloads import WorkloadCreate
 from berth.server.bootstrap import open_domain
 from berth.store.models import Run
-from tests.contract.drivers import IMAGE, SOCKET, poll
+from berth.testing.waiting import poll
+from tests.support.drivers import IMAGE, SOCKET
 
 pytestmark = pytest.mark.engine
 

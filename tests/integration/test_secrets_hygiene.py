@@ -29,9 +29,10 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
-from tests.integration.conftest import wait_workload
-from tests.integration.server import BERTH, TEST_IMAGE, BerthServer
-from tests.integration.test_tenancy_routes import read_until
+from berth.testing.server import BERTH
+from tests.support.api import wait_workload
+from tests.support.server import TEST_IMAGE, BerthServer
+from tests.support.streams import read_ws_until
 
 pytestmark = pytest.mark.engine
 
@@ -254,7 +255,7 @@ def test_no_plaintext_secret_or_credential_is_kept_logged_or_echoed(gated: Berth
         assert seen["result"]["body"]["session"]["tokenValue"] == "(hidden)"
         with connect(f"{session['streamUrl']}?token={shell_token}") as ws:
             ws.send(b"echo shell-$((20+1))\n")
-            read_until(ws, "shell-21")
+            read_ws_until(ws, "shell-21")
             ws.send(b"exit\n")
 
         # The containers' status stream, with the API key in its URL.

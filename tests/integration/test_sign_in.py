@@ -19,8 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.server import BERTH, BerthServer
-from tests.integration.test_cli import clean_env, ok, run_berth
+from berth.testing.server import BERTH
+from tests.support.cli import clean_env, ok, run_berth
+from tests.support.server import BerthServer
 
 pytestmark = pytest.mark.engine
 

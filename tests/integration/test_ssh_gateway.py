@@ -14,7 +14,6 @@ import os
 import pty
 import secrets
 import select
-import socket
 import struct
 import subprocess
 import termios
@@ -33,7 +32,10 @@ from berth.gateway.ssh.gateway import SshGateway
 from berth.gateway.ssh.limits import SshLimits
 from berth.runtime.base import ExecSpec, TaskId, TaskSpec, TaskStatus
 from berth.runtime.docker import DockerRuntime
-from tests.contract.drivers import IMAGE, RUN_LABEL, SOCKET, poll
+from berth.testing.server import free_port
+from berth.testing.waiting import poll
+from tests.support.drivers import IMAGE, RUN_LABEL, SOCKET
+from tests.support.streams import read_fd_until
 
 pytestmark = pytest.mark.engine
 
@@ -282,18 +284,9 @@ def drive_terminal(argv: list[str]) -> tuple[int, str]:
             os._exit(127)
     output = b""
 
-    def read_until(marker: bytes, within: float = SSH_TIMEOUT) -> None:
+    def read_until(marker: bytes) -> None:
         nonlocal output
-        deadline = time.monotonic() + within
-        while marker not in output:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"{marker!r} not seen; output so far: {output!r}")
-            if select.select([fd], [], [], remaining)[0]:
-                try:
-                    output += os.read(fd, 4096)
-                except OSError:  # EIO: ssh ended.
-                    raise AssertionError(f"{marker!r} not seen; output: {output!r}") from None
+        _, output = read_fd_until(fd, lambda out: marker in out, seen=output, timeout=SSH_TIMEOUT)
 
     try:
         os.write(fd, b"echo hello-$((6*7))\n")
@@ -332,13 +325,6 @@ async def test_interactive_shell_on_a_terminal(box: Box) -> None:
 
 
 # -- port forwarding --------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 async def test_local_port_forward_reaches_the_containers_loopback(box: Box) -> None:

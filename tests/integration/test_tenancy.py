@@ -16,8 +16,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import create, wait_workload
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
+from tests.support.api import create, wait_workload
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
 

@@ -29,10 +29,11 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from berth.server.app import create_app
-from tests.conftest import wait_for
-from tests.integration.conftest import create, wait_workload
-from tests.integration.server import TEST_IMAGE, BerthServer, Tenant
-from tests.integration.test_containers import new_public_key
+from berth.testing.waiting import wait_for
+from tests.support.api import create, open_shell, wait_workload
+from tests.support.keys import new_public_key
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
+from tests.support.streams import read_ws_until
 
 pytestmark = pytest.mark.engine
 
@@ -82,22 +83,6 @@ def ws_url(server: BerthServer, path: str) -> str:
     return server.url.replace("http", "ws", 1) + path
 
 
-def open_shell(owner: Tenant, workload_id: str) -> dict[str, Any]:
-    response = owner.client.post(f"/v1/compute/{workload_id}/shell")
-    assert response.status_code == 200, response.text
-    session: dict[str, Any] = response.json()["session"]
-    return session
-
-
-def read_until(ws: ClientConnection, marker: str, timeout: float = 30) -> str:
-    seen = b""
-    deadline = time.monotonic() + timeout
-    while marker.encode() not in seen:
-        frame = ws.recv(timeout=max(0.1, deadline - time.monotonic()))
-        seen += frame if isinstance(frame, bytes) else frame.encode()
-    return seen.decode(errors="replace")
-
-
 def rolled_out(state: dict[str, Any], *, replaced: str) -> bool:
     """Whether a roll is over: one task runs, none starts, and the replaced run has ended
     (so no shell or exec below can land in a task being stopped)."""
@@ -135,10 +120,10 @@ def estate(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Estate]:
         )
         run_id = next(r["id"] for r in state["recent_runs"] if r["status"] == "running")
 
-        shell = open_shell(owner, svc["id"])
+        shell = open_shell(owner, svc["id"])["session"]
         with connect(f"{shell['streamUrl']}?token={shell['tokenValue']}") as ws:
             ws.send(b"echo owners-shell-$((40+2))\n")
-            read_until(ws, "owners-shell-42")
+            read_ws_until(ws, "owners-shell-42")
             ws.send(b"exit\n")
 
         gated = owner.client.post(f"/v1/compute/{svc['id']}/exec", json={"command": "true"})
@@ -557,11 +542,11 @@ def test_another_users_terminal_is_refused_at_the_handshake(estate: Estate) -> N
     # The owner's own key opens the same terminal.
     with connect(f"{ws_url(estate.server, path)}?token={estate.owner.key}") as ws:
         ws.send(b"echo owners-terminal-$((6*7))\n")
-        read_until(ws, "owners-terminal-42")
+        read_ws_until(ws, "owners-terminal-42")
 
 
 def test_another_users_credentials_cannot_claim_a_shell_session(estate: Estate) -> None:
-    session = open_shell(estate.owner, estate.ids.workload)
+    session = open_shell(estate.owner, estate.ids.workload)["session"]
     for credential in estate.intruder_credentials():
         with pytest.raises(InvalidStatus) as refused:
             connect(f"{session['streamUrl']}?token={credential}", open_timeout=30)
@@ -569,7 +554,7 @@ def test_another_users_credentials_cannot_claim_a_shell_session(estate: Estate) 
     # The refusals did not use the session up: its own token still opens it.
     with connect(f"{session['streamUrl']}?token={session['tokenValue']}") as ws:
         ws.send(b"echo owners-shell-$((7*6))\n")
-        read_until(ws, "owners-shell-42")
+        read_ws_until(ws, "owners-shell-42")
         ws.send(b"exit\n")
 
 

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.server import TEST_IMAGE, Tenant
-from tests.integration.test_containers import new_public_key
+from tests.support.keys import new_public_key
+from tests.support.server import TEST_IMAGE, Tenant
 
 pytestmark = pytest.mark.engine
 

@@ -2,6 +2,7 @@
 
 Tests that judge how berth configured a task (privileges, mounts, networks) ask the engine
 directly, as an operator would with `docker inspect`, instead of trusting berth's own view.
+The engine a test can stop and restart is `private_engine.py`'s.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from typing import Any
 import httpx
 
 from berth.domain import labels
-from tests.integration.server import BerthServer
+from tests.support.server import BerthServer
 
 ENGINE_SOCKET = "/var/run/docker.sock"
 
 
 def engine_client() -> httpx.Client:
+    """A client of the engine's API (unversioned paths)."""
     return httpx.Client(
         transport=httpx.HTTPTransport(uds=ENGINE_SOCKET), base_url="http://engine", timeout=30
     )
@@ -57,3 +59,21 @@ def engine_machine() -> tuple[float, int]:
     with engine_client() as engine:
         info = engine.get("/info").json()
     return float(info["NCPU"]), int(info["MemTotal"]) // 2**20
+
+
+async def engine_get(path: str) -> Any:
+    """Raw engine API (v1.41), to check what a driver asked the engine for."""
+    transport = httpx.AsyncHTTPTransport(uds=ENGINE_SOCKET)
+    async with httpx.AsyncClient(transport=transport, base_url="http://docker/v1.41") as client:
+        response = await client.get(path)
+        response.raise_for_status()
+        return response.json()
+
+
+def label_value(labels: str, key: str) -> str:
+    """One label's value from `docker ps`'s `Labels` column (`k=v,k=v`); "" when absent."""
+    for pair in labels.split(","):
+        name, _, value = pair.partition("=")
+        if name == key:
+            return value
+    return ""

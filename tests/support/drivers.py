@@ -1,4 +1,5 @@
-"""The drivers the runtime contract is checked against, and a test's view of one.
+"""The drivers the runtime contract is checked against (`tests/contract`), and a test's view
+of one (also the Docker driver's own tests in `tests/integration/test_docker_*.py`).
 
 Every driver gets the same commands (busybox's `sh`, `echo`, `cat`, `sleep`, `httpd`...: the
 in-memory driver's toy shell means the same by them as the test image does). The in-memory
@@ -8,20 +9,19 @@ is the same polling with a deadline for both.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from berth.runtime.base import InteractiveSession, Runtime, TaskId, TaskSpec, TaskState, TaskStatus
+from berth.runtime.base import Runtime, TaskId, TaskSpec, TaskState, TaskStatus
 from berth.runtime.docker import DockerRuntime
 from berth.runtime.memory import MemoryRuntime
+from berth.testing.waiting import poll
+from tests.support.engine import ENGINE_SOCKET as SOCKET
+from tests.support.server import TEST_IMAGE as IMAGE
 
-SOCKET = "/var/run/docker.sock"
-IMAGE = "berth-test/busybox:latest"
 RUN_LABEL = "berth.test.run"
 
 DRIVERS = (
@@ -29,8 +29,6 @@ DRIVERS = (
     pytest.param("docker", id="docker", marks=pytest.mark.engine),
 )
 """Every driver the contract holds for; the Docker one needs the engine (marked `engine`)."""
-
-T = TypeVar("T")
 
 
 def open_driver(name: str) -> Runtime:
@@ -80,45 +78,6 @@ class Env:
             await self.runtime.remove(state.task_id)
         await self.runtime.remove_volumes(self.labels)
         await self.runtime.remove_networks(self.labels)
-
-
-async def poll_until(check: Callable[[], Awaitable[T | None]], within: float) -> T | None:
-    """Call `check` until it returns something other than None; None at the deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = await check()
-        if result is not None or loop.time() > deadline:
-            return result
-        await asyncio.sleep(0.05)
-
-
-async def poll(check: Callable[[], Awaitable[T | None]], within: float = 15.0) -> T:
-    """Like `poll_until`, failing the test at the deadline."""
-    result = await poll_until(check, within)
-    if result is None:
-        pytest.fail(f"condition not met within {within}s")
-    return result
-
-
-async def read_until(
-    session: InteractiveSession, seen: Callable[[str], bool], within: float = 10.0
-) -> str:
-    """Read the terminal until `seen(all output so far)`; fail the test at the deadline."""
-    output = b""
-    try:
-        async with asyncio.timeout(within):
-            while not seen(output.decode(errors="replace")):
-                chunk = await session.read()
-                if not chunk:
-                    break
-                output += chunk
-    except TimeoutError:
-        pass
-    text = output.decode(errors="replace")
-    if not seen(text):
-        pytest.fail(f"terminal output never matched within {within}s: {text!r}")
-    return text
 
 
 def lines(text: str) -> list[str]:

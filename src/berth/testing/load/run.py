@@ -16,11 +16,11 @@ from typing import Any
 
 import httpx
 
-from berth.testing.load_driver import drive
-from berth.testing.load_mix import LoadClient, RateGate, TenantAccess
-from berth.testing.load_record import LoadRecord
-from berth.testing.load_setup import prepare_tenant
-from berth.testing.load_verify import Verification, verify_clients, wait_runs_finished
+from berth.testing.load.driver import drive
+from berth.testing.load.mix import LoadClient, RateGate, TenantAccess
+from berth.testing.load.record import LoadRecord
+from berth.testing.load.setup import prepare_tenant
+from berth.testing.load.verify import Verification, verify_clients, wait_runs_finished
 from berth.testing.process_memory import (
     MIB,
     MemoryGrowth,

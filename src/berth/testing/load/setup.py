@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from berth.testing.load_mix import TenantAccess, TenantFixtures, new_public_key
+from berth.testing.load.mix import TenantAccess, TenantFixtures, new_public_key
 
 SETUP_TIMEOUT = 120.0
 

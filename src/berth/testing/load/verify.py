@@ -1,6 +1,6 @@
 """After a load run: every acknowledged write is visible, and nothing deleted came back.
 
-Each client owned what it wrote (see `load_mix`), so its `Ledger` is the exact expected
+Each client owned what it wrote (see `mix`), so its `Ledger` is the exact expected
 state. `verify_clients` reads it back through the API with a fresh connection and lists each
 discrepancy; `wait_runs_finished` waits (with a deadline) until every acknowledged job run
 has finished and reports those that did not succeed, so a run the reconciler lost under load
@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from berth.testing.load_mix import LoadClient
+from berth.testing.load.mix import LoadClient
 
 FINISHED = {"succeeded", "failed", "stopped", "timed_out"}
 

@@ -13,7 +13,7 @@ import time
 from berth.config import Settings
 from berth.domain import accounts
 from berth.server.bootstrap import open_domain
-from berth.testing.load_mix import TenantAccess
+from berth.testing.load.mix import TenantAccess
 
 
 async def create_tenants(settings: Settings, count: int, *, label: str) -> list[TenantAccess]:

@@ -16,8 +16,8 @@ from typing import Any
 
 import httpx
 
-from berth.testing.load_mix import RecordingClient
-from berth.testing.load_record import LoadRecord
+from berth.testing.load.mix import RecordingClient
+from berth.testing.load.record import LoadRecord
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import wait_for
+from berth.testing.waiting import wait_for
 
 BUSYBOX = Path("/bin/busybox")
 HOST_BRIDGE = "docker0"

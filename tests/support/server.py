@@ -1,4 +1,5 @@
-"""A real berth server in a subprocess on a free loopback port, and clients for it.
+"""The test suite's berth server: `berth.testing.server`'s launcher with the fast controller
+intervals the tests need, tenants made in-process, and the server's engine objects.
 
 Each server has its own data directory and so its own instance id: tasks of different test
 servers sharing the engine never see each other.
@@ -9,10 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +21,8 @@ import httpx
 from berth.config import Settings
 from berth.domain import accounts
 from berth.server.bootstrap import open_domain
-from tests.conftest import wait_for
+from berth.testing import server as launcher
 
-BERTH = [sys.executable, "-m", "berth.cli.main"]
 TEST_IMAGE = "berth-test/busybox:latest"
 
 FAST_CONTROLLERS = {
@@ -44,13 +41,6 @@ FAST_CONTROLLERS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @dataclass
 class Tenant:
     user_id: str
@@ -58,73 +48,11 @@ class Tenant:
     client: httpx.Client
 
 
-class BerthServer:
+class BerthServer(launcher.BerthServer):
+    """A berth server with `FAST_CONTROLLERS` under the caller's `env`."""
+
     def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.ssh_port = free_port()
-        self.gateway_port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **os.environ,
-            **FAST_CONTROLLERS,
-            "BERTH_SSH_HOST": "127.0.0.1",
-            "BERTH_SSH_PORT": str(self.ssh_port),
-            "BERTH_GATEWAY_HOST": "127.0.0.1",
-            "BERTH_GATEWAY_PORT": str(self.gateway_port),
-            **(env or {}),
-        }
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [*BERTH, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
-            env=self.env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_for(self._healthy, timeout=30, what=f"berth on {self.url} (log: {self.log_path})")
-
-    def _healthy(self) -> bool:
-        assert self.process is not None
-        if self.process.poll() is not None:
-            raise AssertionError(f"berth exited: {self.log_path.read_text()[-3000:]}")
-        try:
-            return httpx.get(self.url + "/healthz", timeout=1).text == "ok"
-        except httpx.HTTPError:
-            return False
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, as in a crash."""
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def instance_id(self) -> str:
-        return (self.data_dir / "instance.id").read_text().strip().lower()
-
-    def admin(self, *args: str) -> dict[str, Any]:
-        out = subprocess.run(
-            [*BERTH, "admin", *args, "--data-dir", str(self.data_dir)],
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        result: dict[str, Any] = json.loads(out.stdout)
-        return result
+        super().__init__(data_dir, env={**FAST_CONTROLLERS, **(env or {})})
 
     def new_tenant(self, *, credits: float | None = None, operator: bool = False) -> Tenant:
         """A new user and key, made in-process on the server's data directory (the same
@@ -189,30 +117,12 @@ class BerthServer:
         return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
     def remove_containers(self) -> None:
+        """Remove the server's containers, then its volumes and networks, from the engine."""
         ids = [c["ID"] for c in self.containers()]
         if ids:
             subprocess.run(["docker", "rm", "-f", *ids], check=False, capture_output=True)
-        subprocess.run(
-            [
-                "docker",
-                "volume",
-                "prune",
-                "-f",
-                "--filter",
-                f"label=dev.berth.instance={self.instance_id()}",
-            ],
-            check=False,
-            capture_output=True,
-        )
-        subprocess.run(
-            [
-                "docker",
-                "network",
-                "prune",
-                "-f",
-                "--filter",
-                f"label=dev.berth.instance={self.instance_id()}",
-            ],
-            check=False,
-            capture_output=True,
-        )
+        label = f"label=dev.berth.instance={self.instance_id()}"
+        for kind in ("volume", "network"):
+            subprocess.run(
+                ["docker", kind, "prune", "-f", "--filter", label], check=False, capture_output=True
+            )

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from berth.testing.load_record import LoadRecord
+from berth.testing.load.record import LoadRecord
 
 
 class Steps(Protocol):

@@ -4,7 +4,7 @@ Each client acts for one tenant (a user, with that user's API key or session tok
 *owns* the objects it writes: its services and their secrets, its SSH keys, one ingress port
 of one of the tenant's containers, the mount paths or the SSH switch of one container. No two
 clients write the same object, so each client's `Ledger` knows exactly what the server must
-show afterwards; `verify` (in `load_verify`) checks that every acknowledged write is there.
+show afterwards; `verify` (in `verify`) checks that every acknowledged write is there.
 Clients of one tenant still share the user's rows (quotas, lists) and all share the store,
 which is where contention lives.
 
@@ -25,7 +25,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from berth.testing.load_record import LoadRecord
+from berth.testing.load.record import LoadRecord
 
 MAX_SERVICES_PER_CLIENT = 6
 MAX_KEYS_PER_CLIENT = 2

@@ -1,0 +1,126 @@
+"""A real berth server in a subprocess, as the test suite and the benchmarks start it.
+
+`berth serve` with its own data directory (so its own instance id: servers sharing one engine
+never see each other's tasks), its API, SSH gateway and HTTP gateway on free loopback ports.
+The server's environment is the launcher's without any `BERTH_*` variable, plus those ports,
+plus what the caller passes: a server runs with exactly the settings its launcher names. The
+benchmarks pass none beyond their own, so their figures describe what a user gets; the tests
+add their fast controller intervals (`tests/support/server.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from berth.testing.waiting import wait_for
+
+BERTH = [sys.executable, "-m", "berth.cli.main"]
+"""The `berth` command (server and admin commands alike): the one place naming its module."""
+
+
+def free_port() -> int:
+    """A loopback port free now (the kernel's pick; another process may take it later)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class BerthServer:
+    """One `berth serve` process. `start` returns once it answers `/healthz`."""
+
+    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
+        self.env = {
+            **inherited,
+            "BERTH_SSH_HOST": "127.0.0.1",
+            "BERTH_SSH_PORT": str(free_port()),
+            "BERTH_GATEWAY_HOST": "127.0.0.1",
+            "BERTH_GATEWAY_PORT": str(free_port()),
+            **(env or {}),
+        }
+        self.ssh_port = int(self.env["BERTH_SSH_PORT"])
+        self.gateway_port = int(self.env["BERTH_GATEWAY_PORT"])
+        self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [*BERTH, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for(self._healthy, timeout=timeout, what=f"berth on {self.url}")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.log_tail()}") from None
+
+    def _healthy(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"berth exited at start:\n{self.log_tail()}")
+        try:
+            return httpx.get(self.url + "/healthz", timeout=1).text == "ok"
+        except httpx.HTTPError:
+            return False
+
+    def log_tail(self, chars: int = 3000) -> str:
+        """The end of the server's log (stdout and stderr), for a failure message."""
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return "(no log)"
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown code runs, as in a crash."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        """SIGTERM and wait for a clean shutdown (SIGKILL after 20 s)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def instance_id(self) -> str:
+        return (self.data_dir / "instance.id").read_text().strip().lower()
+
+    def admin(self, *args: str) -> dict[str, Any]:
+        """Run `berth admin ARGS` on the server's data directory; its JSON output."""
+        out = subprocess.run(
+            [*BERTH, "admin", *args, "--data-dir", str(self.data_dir)],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        result: dict[str, Any] = json.loads(out.stdout)
+        return result
+
+    def new_key(self) -> str:
+        """A new user's API key, made with `berth admin` as an operator would."""
+        user = self.admin("create-user", "--email", f"user-{time.monotonic_ns()}@example.com")
+        key: str = self.admin("create-key", "--user", user["id"])["key"]
+        return key

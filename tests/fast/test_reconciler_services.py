@@ -198,3 +198,14 @@ async def test_stopping_a_service_stops_its_task_and_starting_it_runs_a_new_one(
     await workloads.start_workload(platform.domain, actor, service)
     await platform.reconcile()
     assert [r.status for r in await platform.runs(service)] == ["stopped", "running"]
+
+
+async def test_a_change_that_leaves_a_stop_to_do_asks_for_a_pass(
+    platform: Platform, actor: Actor
+) -> None:
+    service = await create_service(platform, actor)
+    await platform.reconcile()
+    await workloads.stop_workload(platform.domain, actor, service)
+    platform.reconciler.workload_changed(service)
+    await platform.reconciler.settle()
+    assert platform.reconciler.pass_requested

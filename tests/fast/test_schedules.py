@@ -97,3 +97,13 @@ async def test_the_scheduler_loop_fires_by_berths_clock(platform: Platform, acto
             await loop
     (run,) = await platform.runs(schedule)
     assert run.created_at == at(5)
+
+
+async def test_creating_a_schedule_asks_for_no_reconcile_pass(
+    platform: Platform, actor: Actor
+) -> None:
+    # A full pass reads every workload: one per create made n creates cost n squared.
+    schedule = await create_schedule(platform, actor, "echo tick")
+    platform.reconciler.workload_changed(schedule)
+    await platform.reconciler.settle()
+    assert not platform.reconciler.pass_requested

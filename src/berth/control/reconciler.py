@@ -106,6 +106,11 @@ class Reconciler:
         """Ask for a pass as soon as possible."""
         self._wake.set()
 
+    @property
+    def pass_requested(self) -> bool:
+        """Whether a pass was asked for (`kick`) and has not begun yet."""
+        return self._wake.is_set()
+
     def _now(self) -> datetime:
         return self._domain.clock.now()
 
@@ -291,8 +296,8 @@ class Reconciler:
         """Plan one changed workload's runs (a service's or container's: a job's or
         schedule's are made by the change itself) and launch its pending ones, as a pass
         would (without listing the engine: a launch finds a task made before by its name),
-        then wait for those launches. True (no pass needed) if it launched something, each
-        launch left its run running, and nothing else of the workload waits on a pass."""
+        then wait for those launches. True (no pass needed) if each launch (if any) left its
+        run running and nothing else of the workload waits on a pass."""
         kind = await active_runs.workload_type(self._domain, workload_id)
         if kind in PLANNED_TYPES:
             async with self._plan_lock:
@@ -320,7 +325,10 @@ class Reconciler:
                 launches.append(launch)
         await lifecycle.refresh_statuses(self._domain, self._now(), workload_id=workload_id)
         if not launches:
-            return False
+            # Nothing to start (a schedule made, a secret set, a scale that plans nothing):
+            # a pass is needed only for what passes do (standbys, stops). Not asking for one
+            # keeps a change's cost independent of how many other workloads exist.
+            return not for_a_pass
         await asyncio.wait(launches)
         return not for_a_pass and all(not t.cancelled() and t.result() for t in launches)
 

@@ -42,9 +42,9 @@ from typing import Any
 
 import httpx
 
-from bench.__main__ import git_describe, remove_instance_leftovers
 from bench.engine import Engine
 from bench.gateway import UNITS, process
+from bench.harness import git_describe, remove_instance_leftovers
 from berth.testing.load.mix import new_public_key
 from berth.testing.process_memory import tree_cpu_seconds
 from berth.testing.server import BerthServer, free_port

@@ -132,3 +132,60 @@ def listed_port(container: Json, container_port: int) -> int | None:
         if entry.get("PrivatePort") == container_port and entry.get("PublicPort"):
             return int(entry["PublicPort"])
     return None
+
+
+def container_body(
+    image: str, command: str, ports: dict[int, str], host_config: Json | None = None
+) -> Json:
+    """What `docker create -p 127.0.0.1:HOST:PORT … IMAGE /bin/sh -c COMMAND` sends, labelled
+    as the bench's: `ports` maps each container port to its host port ("": the engine picks
+    one); `host_config` adds HostConfig fields (see `run_flags`)."""
+    keys = {port: f"{port}/tcp" for port in ports}
+    return {
+        "Image": image,
+        "Cmd": ["/bin/sh", "-c", command],
+        "Labels": {BENCH_LABEL: "1"},
+        "ExposedPorts": {key: {} for key in keys.values()},
+        "HostConfig": {
+            **(host_config or {}),
+            "PortBindings": {
+                keys[port]: [{"HostIp": "127.0.0.1", "HostPort": host}]
+                for port, host in ports.items()
+            },
+        },
+    }
+
+
+def run_flags(config: Json) -> list[str]:
+    """The `docker run` flags that set these HostConfig fields, as `container_body` would:
+    network, init, memory, CPU and pids limits, security options, dropped capabilities,
+    cgroup namespace and log driver (other fields are not translated)."""
+    flags: list[str] = []
+    if config.get("NetworkMode"):
+        flags += ["--network", config["NetworkMode"]]
+    if config.get("Init"):
+        flags.append("--init")
+    if config.get("Memory"):
+        flags += ["--memory", str(config["Memory"])]
+    if config.get("MemorySwap"):
+        flags += ["--memory-swap", str(config["MemorySwap"])]
+    if config.get("NanoCpus"):
+        flags += ["--cpus", f"{config['NanoCpus'] / 1e9:g}"]
+    if config.get("CpuQuota"):
+        flags += ["--cpu-quota", str(config["CpuQuota"])]
+    if config.get("CpuPeriod"):
+        flags += ["--cpu-period", str(config["CpuPeriod"])]
+    if config.get("PidsLimit"):
+        flags += ["--pids-limit", str(config["PidsLimit"])]
+    for option in config.get("SecurityOpt") or []:
+        flags += ["--security-opt", option]
+    for cap in config.get("CapDrop") or []:
+        flags += ["--cap-drop", cap]
+    if config.get("CgroupnsMode"):
+        flags += ["--cgroupns", config["CgroupnsMode"]]
+    log = config.get("LogConfig") or {}
+    if log.get("Type"):
+        flags += ["--log-driver", log["Type"]]
+        for name, value in (log.get("Config") or {}).items():
+            flags += ["--log-opt", f"{name}={value}"]
+    return flags

@@ -41,8 +41,8 @@ from typing import Any
 
 import httpx
 
-from bench.__main__ import git_describe, remove_instance_leftovers
 from bench.engine import Engine
+from bench.harness import git_describe, remove_instance_leftovers
 from berth.config import Settings
 from berth.testing.load.baseline import BareClient, bare_app
 from berth.testing.load.driver import drive

@@ -11,15 +11,18 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 
-from bench.engine import BENCH_LABEL, Engine, Json, listed_port, published_port
+from bench.engine import BENCH_LABEL, Json, container_body, listed_port, published_port
+from bench.harness import BenchError, BerthBench, since
 from bench.stats import CLI, ENGINE, Series
+from berth.domain.labels import RUN as RUN_LABEL
+from berth.domain.labels import WORKLOAD as WORKLOAD_LABEL
 from berth.runtime.base import TaskSpec
 from berth.runtime.docker.mapping import create_body
 from berth.schemas.workloads import WorkloadCreate
@@ -27,9 +30,6 @@ from berth.schemas.workloads import WorkloadCreate
 SERVICE_COMMAND = "exec httpd -f -p 8080"
 SERVICE_PORT = 8080
 JOB_COMMAND = "true"
-
-WORKLOAD_LABEL = "dev.berth.workload"
-RUN_LABEL = "dev.berth.run"
 
 T = TypeVar("T")
 
@@ -89,10 +89,6 @@ JOB_STEPS = {
 }
 
 
-class BenchError(RuntimeError):
-    pass
-
-
 @dataclass
 class Results:
     series: dict[str, dict[str, Series]] = field(
@@ -108,48 +104,27 @@ class Results:
     )
 
 
-def _since(t0: float) -> float:
-    return time.perf_counter() - t0
-
-
 def _wall(value: str | None) -> float | None:
     return datetime.fromisoformat(value).timestamp() if value else None
 
 
-class Bench:
-    def __init__(
-        self,
-        *,
-        api: httpx.AsyncClient,
-        engine: Engine,
-        image: str,
-        poll: float,
-        timeout: float,
-        use_cli: bool,
-        network: str,
-        berth_variant: str = BERTH,
-    ) -> None:
-        self.api = api
-        self.engine = engine
-        self.image = image
-        self.poll = poll
-        self.timeout = timeout
-        self.use_cli = use_cli
-        self.network = network
-        self.berth_variant = berth_variant
-        """The variant this bench's berth samples are recorded as (`BERTH_COMPARED` for a
-        second server built from another source tree)."""
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(1.0), limits=httpx.Limits(max_keepalive_connections=0)
-        )
+@dataclass(kw_only=True, eq=False)
+class Bench(BerthBench):
+    use_cli: bool
+    network: str
+    """The bench's own network, standing for the user's in berth's container spec."""
+    berth_variant: str = BERTH
+    """The variant this bench's berth samples are recorded as (`BERTH_COMPARED` for a
+    second server built from another source tree)."""
+    request_timeout: ClassVar[float] = 1.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.job_id: str | None = None
         self._last_steps: dict[str, float] = {}
         defaults = WorkloadCreate.model_fields
         self.cpu = float(defaults["cpu"].default)
         self.memory_mb = int(defaults["memory_mb"].default)
-
-    async def close(self) -> None:
-        await self.http.aclose()
 
     def variants(self) -> list[str]:
         return [BERTH, ENGINE, ENGINE_SPEC, ENGINE_SPEC_BRIDGE, ENGINE_SPEC_POLLED] + (
@@ -158,40 +133,15 @@ class Bench:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    async def _until(self, probe: Callable[[], Awaitable[Any]], what: str) -> Any:
-        """Call `probe` every `poll` seconds (start to start) until it returns non-None."""
-        deadline = time.perf_counter() + self.timeout
-        while True:
-            started = time.perf_counter()
-            result = await probe()
-            if result is not None:
-                return result
-            if started > deadline:
-                raise BenchError(f"timed out after {self.timeout:.0f}s waiting for {what}")
-            await asyncio.sleep(max(0.0, self.poll - (time.perf_counter() - started)))
-
     async def _first_http(self, port: int, t0: float) -> float:
         async def probe() -> float | None:
             try:
                 await self.http.get(f"http://127.0.0.1:{port}/")
             except httpx.TransportError:
                 return None
-            return _since(t0)
+            return since(t0)
 
-        result: float = await self._until(probe, f"an HTTP answer on 127.0.0.1:{port}")
-        return result
-
-    async def _docker(self, *args: str) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            "docker",
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise BenchError(f"docker {args[0]} failed ({proc.returncode}): {err.decode()[-500:]}")
-        return out.decode().strip()
+        return await self.until(probe, f"an HTTP answer on 127.0.0.1:{port}")
 
     def _spec_body(self, command: str, ports: tuple[int, ...], *, bridge: bool = False) -> Json:
         """The create body berth's Docker driver would send for this workload: on a network
@@ -212,16 +162,7 @@ class Bench:
 
     def _plain_body(self, command: str, ports: tuple[int, ...]) -> Json:
         """What `docker run -d [-p 127.0.0.1::PORT] IMAGE /bin/sh -c COMMAND` sends."""
-        keys = [f"{port}/tcp" for port in ports]
-        return {
-            "Image": self.image,
-            "Cmd": ["/bin/sh", "-c", command],
-            "Labels": {BENCH_LABEL: "1"},
-            "ExposedPorts": {key: {} for key in keys},
-            "HostConfig": {
-                "PortBindings": {key: [{"HostIp": "127.0.0.1", "HostPort": ""}] for key in keys}
-            },
-        }
+        return container_body(self.image, command, {port: "" for port in ports})
 
     async def _polling_berth(self, path: str, work: Awaitable[T]) -> T:
         """Run `work` while GETting `path` from berth every poll, as a berth sample's client
@@ -244,12 +185,6 @@ class Bench:
         finally:
             done.set()
             await poller
-
-    async def _gone(self, label: str) -> None:
-        async def probe() -> bool | None:
-            return True if not await self.engine.containers(label) else None
-
-        await self._until(probe, f"containers labelled {label} to be removed")
 
     # -- service: create → running, create → first HTTP answer ---------------------------
 
@@ -298,19 +233,22 @@ class Bench:
         t0_wall = time.time()
         t0 = time.perf_counter()
         response = await self.api.post("/v1/compute", json=body)
-        post = _since(t0)
+        post = since(t0)
         if response.status_code != 201:
             raise BenchError(f"create answered {response.status_code}: {response.text}")
         workload_id = str(response.json()["id"])
         try:
             # Like a user, look for the service's port only once berth says its task runs.
-            task_running, body = await self._berth_watch(
-                workload_id, t0, lambda b: b["running_tasks"] >= 1, "a running task"
+            task_running, workload = await self.watch(
+                workload_id, t0, lambda b: b["running_tasks"] >= 1, f"a task of {workload_id}"
             )
-            run = next((r for r in body["recent_runs"] if r["status"] == "running"), {})
+            run: Json = next((r for r in workload["recent_runs"] if r["status"] == "running"), {})
             (status_running, _), http = await asyncio.gather(
-                self._berth_watch(
-                    workload_id, t0, lambda b: b["status"] == "running", "status running"
+                self.watch(
+                    workload_id,
+                    t0,
+                    lambda b: b["status"] == "running",
+                    f"status running of {workload_id}",
                 ),
                 self._berth_http(workload_id, t0),
             )
@@ -325,43 +263,6 @@ class Bench:
         self._last_steps = steps
         return task_running, http
 
-    async def _berth_watch(
-        self, workload_id: str, t0: float, done: Callable[[Json], bool], what: str
-    ) -> tuple[float, Json]:
-        """GET the workload every `poll` until `done(body)`; (seconds since t0, body)."""
-
-        async def probe() -> tuple[float, Json] | None:
-            response = await self.api.get(f"/v1/compute/{workload_id}")
-            now = _since(t0)
-            if response.status_code != 200:
-                raise BenchError(f"GET workload answered {response.status_code}: {response.text}")
-            body: Json = response.json()
-            if body["status"] in ("failed", "crash_loop"):
-                raise BenchError(f"service {body['status']}: {body['status_reason']}")
-            return (now, body) if done(body) else None
-
-        result: tuple[float, Json] = await self._until(probe, f"{what} of {workload_id}")
-        return result
-
-    async def create_anchor(self) -> str:
-        """A long-running service of the same user, kept for the whole run: the user's
-        network then always has an endpoint, so berth never removes and re-creates it
-        between samples (the steady state of a user who already runs something)."""
-        body = {
-            "name": f"bench-anchor-{uuid.uuid4().hex[:8]}",
-            "type": "service",
-            "image": self.image,
-            "command": "exec sleep 86400",
-        }
-        response = await self.api.post("/v1/compute", json=body)
-        if response.status_code != 201:
-            raise BenchError(f"anchor create answered {response.status_code}: {response.text}")
-        workload_id = str(response.json()["id"])
-        await self._berth_watch(
-            workload_id, time.perf_counter(), lambda b: b["status"] == "running", "status running"
-        )
-        return workload_id
-
     async def _berth_http(self, workload_id: str, t0: float) -> float:
         async def port_probe() -> int | None:
             for container in await self.engine.containers(f"{WORKLOAD_LABEL}={workload_id}"):
@@ -370,21 +271,8 @@ class Bench:
                     return port
             return None
 
-        port: int = await self._until(port_probe, f"service {workload_id}'s published port")
+        port = await self.until(port_probe, f"service {workload_id}'s published port")
         return await self._first_http(port, t0)
-
-    async def delete_workload(self, workload_id: str) -> None:
-        """Delete and wait until berth is quiet again: task removed, workload purged."""
-        response = await self.api.delete(f"/v1/compute/{workload_id}")
-        if response.status_code not in (200, 404):
-            raise BenchError(f"delete answered {response.status_code}: {response.text}")
-        await self._gone(f"{WORKLOAD_LABEL}={workload_id}")
-
-        async def purged() -> bool | None:
-            response = await self.api.get(f"/v1/compute/{workload_id}")
-            return True if response.status_code == 404 else None
-
-        await self._until(purged, f"workload {workload_id} to be purged")
 
     async def _engine_service(self, body: Json) -> tuple[float, float]:
         t0 = time.perf_counter()
@@ -400,8 +288,8 @@ class Bench:
                     raise BenchError(f"baseline container exited: {data['State']}")
                 return None
 
-            data = await self._until(probe, "the baseline container to run")
-            running = _since(t0)
+            data = await self.until(probe, "the baseline container to run")
+            running = since(t0)
             port = published_port(data, SERVICE_PORT)
             if port is None:
                 raise BenchError("the baseline container has no published port")
@@ -411,7 +299,7 @@ class Bench:
 
     async def _cli_service(self) -> tuple[float, float]:
         t0 = time.perf_counter()
-        container_id = await self._docker(
+        container_id = await self.docker(
             "run",
             "-d",
             "--label",
@@ -426,12 +314,12 @@ class Bench:
         try:
 
             async def probe() -> bool | None:
-                out = await self._docker("inspect", "-f", "{{.State.Running}}", container_id)
+                out = await self.docker("inspect", "-f", "{{.State.Running}}", container_id)
                 return True if out == "true" else None
 
-            await self._until(probe, "the CLI container to run")
-            running = _since(t0)
-            mapping = await self._docker("port", container_id, f"{SERVICE_PORT}/tcp")
+            await self.until(probe, "the CLI container to run")
+            running = since(t0)
+            mapping = await self.docker("port", container_id, f"{SERVICE_PORT}/tcp")
             port = int(mapping.splitlines()[0].rsplit(":", 1)[1])
             return running, await self._first_http(port, t0)
         finally:
@@ -484,7 +372,7 @@ class Bench:
     async def _berth_run_recorded(self, run_id: str, t0: float) -> tuple[float, dict[str, Any]]:
         async def probe() -> tuple[float, dict[str, Any]] | None:
             response = await self.api.get(f"/v1/compute/{self.job_id}/runs", params={"limit": 5})
-            now = _since(t0)
+            now = since(t0)
             if response.status_code != 200:
                 raise BenchError(f"GET runs answered {response.status_code}: {response.text}")
             run = next((r for r in response.json()["runs"] if r["id"] == run_id), None)
@@ -496,16 +384,16 @@ class Bench:
                 raise BenchError(f"run {run_id} exited {run['exit_code']}")
             return now, run
 
-        result: tuple[float, dict[str, Any]] = await self._until(probe, f"run {run_id}'s exit")
+        result = await self.until(probe, f"run {run_id}'s exit")
         # Let berth finish the run (it removes the task after recording) before going on.
-        await self._gone(f"{RUN_LABEL}={run_id}")
+        await self.gone(f"{RUN_LABEL}={run_id}")
         return result
 
     async def _berth_job(self) -> float:
         t0_wall = time.time()
         t0 = time.perf_counter()
         response = await self.api.post(f"/v1/compute/{self.job_id}/run")
-        post = _since(t0)
+        post = since(t0)
         if response.status_code != 201:
             raise BenchError(f"run answered {response.status_code}: {response.text}")
         recorded, run = await self._berth_run_recorded(str(response.json()["id"]), t0)
@@ -523,7 +411,7 @@ class Bench:
         try:
             await self.engine.start(container_id)
             code = await self.engine.wait(container_id)
-            elapsed = _since(t0)
+            elapsed = since(t0)
         finally:
             await self.engine.remove(container_id)
         if code != 0:
@@ -534,7 +422,7 @@ class Bench:
         name = f"berth-bench-{uuid.uuid4().hex[:12]}"
         t0 = time.perf_counter()
         try:
-            await self._docker(
+            await self.docker(
                 "run",
                 "--name",
                 name,
@@ -545,6 +433,6 @@ class Bench:
                 "-c",
                 JOB_COMMAND,
             )
-            return _since(t0)
+            return since(t0)
         finally:
             await self.engine.remove(name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,25 +70,62 @@ def _cell(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _table(
+    header: str, figures: dict[str, dict[str, Any]], row: Callable[[str, dict[str, Any]], str]
+) -> str:
+    """`header`, a rule, then each figure's title and `row(variant, summary)` per variant."""
+    lines = [header, "-" * len(header)]
+    for figure in figures.values():
+        lines.append(figure["title"])
+        lines += [row(variant, summary) for variant, summary in figure["variants"].items()]
+    return "\n".join(lines)
+
+
+def _count(summary: dict[str, Any]) -> str:
+    """How many samples, and `!N` when N failed."""
+    errors = len(summary["errors"])
+    return f"{summary['n']}" + (f"!{errors}" if errors else "")
+
+
 def render_table(figures: dict[str, dict[str, Any]]) -> str:
     header = (
         f"{'figure / variant':<52} {'n':>3} {'p50 ms':>8} {'p90 ms':>8} {'mean ms':>8}"
         f" {'÷engine':>8} {'÷CLI':>6}"
     )
-    lines = [header, "-" * len(header)]
-    for figure in figures.values():
-        lines.append(figure["title"])
-        for summary in figure["variants"].values():
-            label = "  " + summary["label"]
-            errors = len(summary["errors"])
-            n = f"{summary['n']}" + (f"!{errors}" if errors else "")
-            lines.append(
-                f"{label:<52} {n:>3} {_cell(summary['p50_ms'], '.0f'):>8}"
-                f" {_cell(summary['p90_ms'], '.0f'):>8} {_cell(summary['mean_ms'], '.0f'):>8}"
-                f" {_cell(summary['p50_ratio_vs_engine_api'], '.2f'):>8}"
-                f" {_cell(summary['p50_ratio_vs_docker_cli'], '.2f'):>6}"
-            )
-    return "\n".join(lines)
+
+    def row(_: str, summary: dict[str, Any]) -> str:
+        label = "  " + summary["label"]
+        return (
+            f"{label:<52} {_count(summary):>3} {_cell(summary['p50_ms'], '.0f'):>8}"
+            f" {_cell(summary['p90_ms'], '.0f'):>8} {_cell(summary['mean_ms'], '.0f'):>8}"
+            f" {_cell(summary['p50_ratio_vs_engine_api'], '.2f'):>8}"
+            f" {_cell(summary['p50_ratio_vs_docker_cli'], '.2f'):>6}"
+        )
+
+    return _table(header, figures, row)
+
+
+def render_target_table(figures: dict[str, dict[str, Any]], *, berth: str, target: float) -> str:
+    """The table with the docker CLI as the baseline: ratios to it, then to the engine API,
+    and whether `berth`'s variant is within `target` times the docker CLI's p50."""
+    header = (
+        f"{'figure / variant':<48} {'n':>4} {'p50 ms':>8} {'p90 ms':>8} {'mean ms':>8}"
+        f" {'÷docker':>8} {'÷API':>6} {'target':>8}"
+    )
+
+    def row(variant: str, s: dict[str, Any]) -> str:
+        verdict = ""
+        if variant == berth and s["p50_ratio_vs_docker_cli"] is not None:
+            ok = s["p50_ratio_vs_docker_cli"] <= target
+            verdict = f"<={target:g} " + ("ok" if ok else "MISS")
+        return (
+            f"  {s['label']:<46} {_count(s):>4} {_cell(s['p50_ms'], '.0f'):>8}"
+            f" {_cell(s['p90_ms'], '.0f'):>8} {_cell(s['mean_ms'], '.0f'):>8}"
+            f" {_cell(s['p50_ratio_vs_docker_cli'], '.2f'):>8}"
+            f" {_cell(s['p50_ratio_vs_engine_api'], '.2f'):>6} {verdict:>8}"
+        )
+
+    return _table(header, figures, row)
 
 
 GOAL_RATIO = 1.3

@@ -209,3 +209,19 @@ async def test_a_change_that_leaves_a_stop_to_do_asks_for_a_pass(
     platform.reconciler.workload_changed(service)
     await platform.reconciler.settle()
     assert platform.reconciler.pass_requested
+
+
+async def test_a_rolls_new_task_starting_asks_for_the_pass_that_stops_the_old(
+    platform: Platform, actor: Actor
+) -> None:
+    # The change's own launch starts the new task; the old one must not wait for the
+    # periodic pass (it may be minutes away) to be replaced.
+    service = await create_service(platform, actor)
+    await platform.reconcile()
+    await secrets.set_secret(platform.domain, actor, service, key="TOKEN", value="s3cret")
+    platform.reconciler.workload_changed(service)
+    await platform.reconciler.settle()
+    old, new = await platform.runs(service)
+    assert (new.generation, new.status) == (2, "running")
+    assert old.status == "running"
+    assert platform.reconciler.pass_requested

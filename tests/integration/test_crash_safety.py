@@ -31,6 +31,7 @@ class Traffic:
         self.job_id = job_id
         self.created: dict[str, str] = {}  # id -> type, for every 201
         self.deleted: set[str] = set()  # every 200 on delete
+        self.maybe_deleted: set[str] = set()  # deletes sent whose answer the crash cut off
         self.runs: list[str] = []  # every 201 on run
         self.lock = threading.Lock()
         self.stop = threading.Event()
@@ -70,6 +71,9 @@ class Traffic:
         try:
             response = client.delete(f"/v1/compute/{candidates[0]}")
         except httpx.HTTPError:
+            # Committed or not: the kill may fall between the commit and the answer.
+            with self.lock:
+                self.maybe_deleted.add(candidates[0])
             return
         if response.status_code == 200:
             with self.lock:
@@ -128,6 +132,8 @@ def assert_converged(server: BerthServer, tenant: Tenant, traffic: Traffic) -> N
         response = api.get(f"/v1/compute/{workload_id}")
         if workload_id in traffic.deleted:
             assert response.status_code == 404, f"deleted {workload_id} came back"
+            continue
+        if workload_id in traffic.maybe_deleted and response.status_code == 404:
             continue
         assert response.status_code == 200, f"acknowledged create {workload_id} was lost"
         if kind == "service":

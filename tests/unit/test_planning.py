@@ -74,6 +74,13 @@ def test_a_new_generation_starts_beside_the_old_task_before_replacing_it() -> No
     assert plan.stop == [("old", "replaced")]
 
 
+def test_an_older_run_that_never_started_is_stopped_at_once() -> None:
+    # Planned before a roll (e.g. while the engine was away): it would serve nothing.
+    never_started = run("old", generation=1, status="pending")
+    plan = plan_service(service(replicas=1, generation=2), [never_started], NOW)
+    assert plan.create_slots == [0] and plan.stop == [("old", "replaced")]
+
+
 def test_no_replacement_starts_while_the_service_backs_off() -> None:
     plan = plan_service(service(replicas=1, backoff_until=NOW + timedelta(seconds=3)), [], NOW)
     assert plan.create_slots == []

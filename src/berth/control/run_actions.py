@@ -157,7 +157,7 @@ class RunActions:
         state, else its `start` event, else an inspect. A task known to have ended (one that
         finished while berth was down) is finished at once; any other's end comes as a
         `die` event (held until this operation ends if it comes meanwhile). True if the run
-        was recorded running (settled)."""
+        was recorded running and nothing waits on its start (settled)."""
         started_at = task.started_at
         if started_at is None:
             started_at, task = await self._start_time(task)
@@ -169,7 +169,9 @@ class RunActions:
         if task.status is TaskStatus.EXITED:
             await self.finish(run, task)
             return False
-        return started
+        # Settled only if nothing waits on this start (a roll's older runs, a stop asked
+        # for meanwhile): otherwise the operation's end asks for a pass.
+        return started and not await active_runs.leaves_work_for_a_pass(self._domain, run)
 
     async def _start_time(self, task: TaskState) -> tuple[datetime | None, TaskState]:
         """When a task the engine runs (or ran) started: from its `start` event or an

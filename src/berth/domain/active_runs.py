@@ -49,6 +49,29 @@ async def run_is_active(domain: Domain, run_id: str) -> bool:
     return run is not None and run.status in ACTIVE_RUN_STATUSES
 
 
+async def leaves_work_for_a_pass(domain: Domain, run: Run) -> bool:
+    """Whether a run that just started leaves its workload something only a pass does: the
+    run itself was asked to stop while it launched, or runs of an older generation still
+    serve until it runs (a roll: they are stopped once their replacements run)."""
+    async with domain.store.reading() as session:
+        stop_requested = await session.scalar(select(Run.stop_requested).where(Run.id == run.id))
+        if stop_requested:
+            return True
+        if run.generation <= 1:
+            return False
+        older = await session.scalar(
+            select(Run.id)
+            .where(
+                Run.workload_id == run.workload_id,
+                Run.status.in_(ACTIVE_RUN_STATUSES),
+                Run.generation < run.generation,
+                Run.stop_requested.is_(False),
+            )
+            .limit(1)
+        )
+        return older is not None
+
+
 async def workload_type(domain: Domain, workload_id: str) -> str | None:
     """The workload's type (`service`, `job`, ...), or None if there is no such workload."""
     async with domain.store.reading() as session:

@@ -30,8 +30,8 @@ def plan_service(workload: Workload, active: Sequence[Run], now: datetime) -> Se
 
     Each replica slot should hold one run of the current generation. A run of an older
     generation (secrets changed) is stopped once its replacement runs, so a roll never leaves
-    a slot empty while the new task starts. While the service backs off after a crash, no new
-    run is created.
+    a slot empty while the new task starts; one that has not started yet is stopped at once.
+    While the service backs off after a crash, no new run is created.
 
     A service that scales to zero keeps, while it sleeps, one standby run (current
     generation, slot 0) whose task the reconciler creates but does not start; waking then
@@ -76,6 +76,9 @@ def plan_service(workload: Workload, active: Sequence[Run], now: datetime) -> Se
         plan.stop += [(run.id, "replaced") for run in live_current[1:]]
         if not surge or (live_current and live_current[0].status == "running"):
             plan.stop += [(run.id, "replaced") for run in live_older]
+        else:
+            # An older run that never started serves nothing meanwhile: no reason to start it.
+            plan.stop += [(run.id, "replaced") for run in live_older if run.status == "pending"]
     plan.stop += [(run.id, "scaled down") for run in live if run.slot >= workload.replicas]
     return plan
 

@@ -17,6 +17,9 @@ if [ "${1:-}" = "--test" ]; then
   command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
   command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)  # the private engine's bridge
   command -v ps >/dev/null 2>&1 || need_apt+=(procps)    # process listings searched for secrets
+  # The suites' PostgreSQL pass starts its own server from these programs (no cluster of
+  # the package's is needed).
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 fi
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -22,6 +22,7 @@ from berth.domain.context import Domain
 from berth.domain.views import read_views
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.db import Store
+from berth.store.errors import StoreUnavailable
 from berth.store.reads import ConnectionReader
 
 COUNT = select(func.count()).select_from(table("t"))
@@ -56,7 +57,7 @@ async def counted_statements(store: Store) -> AsyncIterator[list[str]]:
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
     prepared = None
-    if hasattr(store, "read"):
+    if store.url.startswith("sqlite"):
         await store.read(lambda reader: None)  # opens the prepared reads' connection
         prepared = store._prepared_reader
         assert prepared is not None
@@ -191,7 +192,8 @@ async def test_a_writer_waits_for_another_process_asleep_and_then_commits(
     tmp_path: Path,
 ) -> None:
     """The loop keeps running while another process holds the write lock; the write goes
-    through once it is released, and gives up (database is locked) after the busy timeout."""
+    through once it is released, and gives up (database is locked, a `StoreUnavailable` to
+    retry) after the busy timeout."""
     path = tmp_path / "writes.db"
     store = Store(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=2000)
     other = sqlite3.connect(path, isolation_level=None)
@@ -226,9 +228,12 @@ async def test_a_writer_waits_for_another_process_asleep_and_then_commits(
         quick = Store(f"sqlite+aiosqlite:///{path}", busy_timeout_ms=100)
         other.execute("BEGIN IMMEDIATE")
         try:
-            with pytest.raises(OperationalError, match="database is locked"):
+            # A caller may retry: the API answers it 503 with Retry-After.
+            with pytest.raises(StoreUnavailable) as refused:
                 async with quick.transaction() as session:
                     await session.execute(text("INSERT INTO t VALUES (2)"))
+            assert isinstance(refused.value.__cause__, OperationalError)
+            assert "database is locked" in str(refused.value.__cause__)
         finally:
             other.execute("ROLLBACK")
             await quick.close()

@@ -3,7 +3,10 @@ step at a time, with readers for what a step left in the store and on the "engin
 
 from __future__ import annotations
 
-from sqlalchemy import literal_column, select
+import itertools
+from typing import Any
+
+from sqlalchemy import event, select
 
 from berth.clock import ManualClock
 from berth.control.reconciler import Reconciler
@@ -14,6 +17,16 @@ from berth.store.models import Run, User, Workload
 
 STOP_GRACE = 1.0
 BACKOFF_MAX = 60.0
+
+_insert_order: dict[str, int] = {}
+_inserts = itertools.count()
+
+
+@event.listens_for(Run, "after_insert")
+def _remember_insert_order(_mapper: Any, _connection: Any, run: Run) -> None:
+    """Runs written at one instant of the manual clock are told apart by the order they were
+    written in, on any database (SQLite's rowid has no portable equivalent)."""
+    _insert_order[run.id] = next(_inserts)
 
 
 class Platform:
@@ -40,12 +53,8 @@ class Platform:
         """Every run of the workload, oldest first (standby runs included); runs made at
         one instant of the manual clock in the order they were written."""
         async with self.domain.store.reading() as session:
-            rows = await session.scalars(
-                select(Run)
-                .where(Run.workload_id == workload_id)
-                .order_by(Run.created_at, literal_column("runs.rowid"))
-            )
-            return list(rows)
+            rows = await session.scalars(select(Run).where(Run.workload_id == workload_id))
+            return sorted(rows, key=lambda run: (run.created_at, _insert_order.get(run.id, -1)))
 
     async def run(self, run_id: str) -> Run:
         async with self.domain.store.reading() as session:

@@ -4,12 +4,14 @@ recorded, timeouts, the kernel's OOM kill, and a run that cannot start."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func, select
 
-from berth.domain import workloads
+from berth.domain import accounts, ledger, workloads
 from berth.domain.auth import Actor
 from berth.domain.billing import MINIMUM_BILLED_SECONDS
 from berth.domain.lifecycle import meter_running_runs
 from berth.schemas.workloads import WorkloadCreate
+from berth.store.models import CreditEntry, Run, User
 from tests.fast.platform import Platform
 
 IMAGE = "berth/busybox:latest"
@@ -148,3 +150,41 @@ async def test_a_manual_run_of_a_job_runs_again(platform: Platform, actor: Actor
         ("manual", "succeeded"),
     ]
     assert runs[1].created_at == platform.clock.now()
+
+
+async def test_the_balance_is_the_ledgers_sum_after_runs_ticks_refunds_and_grants(
+    platform: Platform, actor: Actor
+) -> None:
+    """Every change of a balance is a ledger entry written with it: after jobs metered by
+    ticks, settled (with a refund of ticks past the end), grants and an adjustment, the
+    balance equals the sum of the ledger, and each run's cost the sum of its entries."""
+    domain = platform.domain
+    jobs = [
+        await create_job(platform, actor, name=f"j{n}", command=f"sleep {n + 3}", cpu=0.5)
+        for n in range(3)
+    ]
+    await platform.reconcile()
+    for _ in range(4):
+        platform.clock.advance(2.5)
+        await meter_running_runs(domain, platform.clock.now())
+        await accounts.update_user(domain, actor.user_id, add_credits=0.125)
+    await platform.reconcile()
+    await accounts.update_user(domain, actor.user_id, credits=42.5)
+    platform.clock.advance(1)
+    await workloads.trigger_run(domain, actor, jobs[0])
+    await platform.reconcile()
+    platform.clock.advance(5)
+    await platform.reconcile()
+
+    async with domain.store.reading() as session:
+        user = await session.get(User, actor.user_id)
+        assert user is not None
+        assert await ledger.ledger_sum(session, actor.user_id) == user.credits_micro
+        for job in jobs:
+            for run in await session.scalars(select(Run).where(Run.workload_id == job)):
+                assert run.status == "succeeded" and run.credits_micro > 0
+                charged = await session.scalar(
+                    select(func.sum(CreditEntry.amount_micro)).where(CreditEntry.run_id == run.id)
+                )
+                assert -charged == run.credits_micro
+    assert user.credits_micro < 42_500_000  # the last run was charged after the adjustment

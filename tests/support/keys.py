@@ -1,9 +1,12 @@
-"""SSH keys for tests, made with OpenSSH's own tools."""
+"""SSH keys for tests, made with OpenSSH's own tools (or, for keys only added, in process)."""
 
 from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 
 def new_public_key(tmp_path: Path, name: str = "id") -> str:
@@ -14,3 +17,11 @@ def new_public_key(tmp_path: Path, name: str = "id") -> str:
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(path)], check=True
     )
     return (tmp_path / f"{name}.pub").read_text().strip()
+
+
+def public_key_only() -> str:
+    """A new ed25519 public key's OpenSSH line, made in the test's process: for tests that
+    need many keys to add, never one to log in with (no private key is kept)."""
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return line.decode()

@@ -156,6 +156,18 @@ async def _engine_unavailable(_request: Request, exc: Exception) -> JSONResponse
     )
 
 
+async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+    """The database could not serve the call now (restarting, a lost connection, a
+    transaction given up to break a deadlock): 503 with `Retry-After`, never a 500."""
+    assert isinstance(exc, errors.StoreUnavailable)
+    log.warning("a request found the database unavailable: %s", exc.__cause__ or exc)
+    return JSONResponse(
+        error_body(exc.message, code="database_unavailable"),
+        status_code=503,
+        headers={"Retry-After": str(exc.retry_after)},
+    )
+
+
 async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
     return JSONResponse(
@@ -168,5 +180,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_exception_handler(errors.DomainError, _domain_error)
     app.add_exception_handler(RuntimeUnavailable, _engine_unavailable)
+    app.add_exception_handler(errors.StoreUnavailable, _store_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

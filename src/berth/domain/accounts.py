@@ -16,6 +16,8 @@ from berth.domain.context import Domain
 from berth.domain.crypto import hash_api_key, new_api_key
 from berth.domain.errors import Conflict, Invalid, NotFound, PrimitiveDisabled
 from berth.domain.ids import new_api_key_id, new_company_id, new_user_id
+from berth.domain.ledger import micro_credits, post
+from berth.domain.locks import lock_user
 from berth.store.models import AccountKit, ApiKey, Company, User
 from berth.store.reads import Reader
 
@@ -38,7 +40,9 @@ async def create_user(
     if "@" not in email or len(email) > 320:
         raise Invalid("email: must be an e-mail address", field="email")
     defaults = domain.kit_defaults
+    starting = micro_credits(defaults.credits if credits is None else credits)
     async with domain.store.transaction() as session:
+        # The unique index on e-mail is the guard; this is its clear message.
         if await session.scalar(select(User).where(User.email == email)):
             raise Conflict(f"email: a user with e-mail {email!r} already exists", field="email")
         company = await session.scalar(select(Company).order_by(Company.created_at).limit(1))
@@ -56,10 +60,11 @@ async def create_user(
             company_id=company.id,
             email=email,
             name=name,
-            credits=defaults.credits if credits is None else credits,
+            credits_micro=0,
         )
         session.add(user)
         await session.flush()
+        post(session, user, starting, kind="grant")
         if company.default_user_id is None:
             company.default_user_id = user.id
         kit = AccountKit(
@@ -115,14 +120,14 @@ async def update_user(
     ):
         _check_not_below(field, count, 0)
     async with domain.store.transaction() as session:
-        user = await session.get(User, user_id)
+        user = await lock_user(session, user_id)
         kit = await session.get(AccountKit, user_id)
         if user is None or kit is None:
             raise NotFound(f"user {user_id} not found")
         if credits is not None:
-            user.credits = credits
+            post(session, user, micro_credits(credits) - user.credits_micro, kind="adjustment")
         if add_credits is not None:
-            user.credits += add_credits
+            post(session, user, micro_credits(add_credits), kind="grant")
         if compute_enabled is not None:
             kit.compute_enabled = compute_enabled
         if max_cpu is not None:
@@ -137,7 +142,7 @@ async def update_user(
             kit.max_containers = max_containers
         if max_ssh_keys is not None:
             kit.max_ssh_keys = max_ssh_keys
-        if user.credits < 0:
+        if user.credits_micro < 0:
             raise Invalid("credits: the balance may not go below 0", field="credits")
     return user, kit
 
@@ -206,10 +211,23 @@ _USER_AND_KIT = (
 )
 
 
-async def load_compute_user(session: AsyncSession, user_id: str) -> tuple[User, AccountKit]:
+_USER_AND_KIT_LOCKED = _USER_AND_KIT.with_for_update(of=User).execution_options(
+    populate_existing=True
+)
+
+
+async def load_compute_user(
+    session: AsyncSession, user_id: str, *, lock: bool = False
+) -> tuple[User, AccountKit]:
     """The acting user and kit, checking that compute is enabled (403 otherwise). One query
-    for both (this runs in almost every call of the API)."""
-    row = (await session.execute(_USER_AND_KIT, {"user_id": user_id})).first()
+    for both (this runs in almost every call of the API).
+
+    With `lock` (every write on the user's behalf) the user's row stays locked until the
+    transaction ends (`berth.domain.locks`): the user's writes follow one another, so what
+    they check (quotas, free names, the balance, a workload's state) still holds when they
+    write."""
+    statement = _USER_AND_KIT_LOCKED if lock else _USER_AND_KIT
+    row = (await session.execute(statement, {"user_id": user_id})).first()
     if row is None:
         raise NotFound(f"user {user_id} not found")
     user, kit = row

@@ -39,6 +39,7 @@ from berth.domain.errors import (
     NotFound,
 )
 from berth.domain.ids import new_approval_id
+from berth.domain.locks import locked
 from berth.store.models import ApiKey, Approval, AuditEvent, Company
 
 GATEABLE_ACTIONS = ("create", "exec", "shell")
@@ -251,7 +252,7 @@ async def _current_status(domain: Domain, approval: Approval) -> str:
     if approval.status != "pending" or approval.expires_at > domain.clock.now():
         return approval.status
     async with domain.store.transaction() as session:
-        fresh = await session.get(Approval, approval.id)
+        fresh = await locked(session, Approval, approval.id)
         if fresh is not None and fresh.status == "pending":
             fresh.status = "expired"
             _audit(session, fresh, actor="berth", what="approval.expired")
@@ -301,7 +302,7 @@ async def decide(
     if await _current_status(domain, approval) == "expired":
         raise Gone(f"approval {approval_id} expired")
     async with domain.store.transaction() as session:
-        fresh = await session.get(Approval, approval_id)
+        fresh = await locked(session, Approval, approval_id)
         assert fresh is not None
         if fresh.status != "pending":
             raise Conflict(f"approval {approval_id} was already {fresh.status}")

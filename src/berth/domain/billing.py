@@ -8,6 +8,11 @@ task's end is recorded, its usage is settled to exactly its billed time, from th
 start to the engine's finish and at least `MINIMUM_BILLED_SECONDS`: what ticks missed is
 charged, and ticks that ran past it (the task ended unseen, e.g. while berth was down, and a
 tick after the restart charged the run up to then) are refunded.
+
+Money is integer micro-credits. A run's cost is always its whole usage priced and rounded
+once (`cost_micro`), and each increment charged is the difference from what was charged
+before, so increments never add up rounding errors: a run costs the same however many ticks
+metered it. The caller posts the returned amount to the ledger (`berth.domain.ledger`).
 """
 
 from __future__ import annotations
@@ -16,32 +21,42 @@ from datetime import datetime, timedelta
 
 from berth.domain.context import Pricing
 from berth.domain.errors import PaymentRequired
-from berth.store.models import Run, User
+from berth.store.models import MICRO_CREDITS_PER_CREDIT, Run, User
 
 MINIMUM_BILLED_SECONDS = 1.0
 """A run whose task started is billed its exact running time, but at least this long: a task
 that exits at once (`true`) still held its allocation while the engine started it."""
 
 
-def accrue_run_usage(run: Run, user: User, *, until: datetime, pricing: Pricing) -> float:
-    """Add the usage of `run` from `metered_until` (or its start) to `until`; debit `user`.
+def cost_micro(vcpu_seconds: float, gb_seconds: float, pricing: Pricing) -> int:
+    """The price of an amount of usage in micro-credits, rounded to the nearest (halves to
+    even)."""
+    credits = vcpu_seconds * pricing.per_vcpu_second + gb_seconds * pricing.per_gb_second
+    return round(credits * MICRO_CREDITS_PER_CREDIT)
 
-    Returns the credits charged. A run that has not started, or is already metered past
-    `until`, accrues nothing.
+
+def _charge_to_usage(run: Run, pricing: Pricing) -> int:
+    """Bring the run's cost to the price of its usage; the micro-credits newly charged."""
+    cost = cost_micro(run.vcpu_seconds, run.gb_seconds, pricing)
+    charged = cost - run.credits_micro
+    run.credits_micro = cost
+    return charged
+
+
+def accrue_run_usage(run: Run, *, until: datetime, pricing: Pricing) -> int:
+    """Add the usage of `run` from `metered_until` (or its start) to `until`.
+
+    Returns the micro-credits charged, for the caller to take from the user's balance. A run
+    that has not started, or is already metered past `until`, accrues nothing.
     """
     start = run.metered_until or run.started_at
     if start is None or until <= start:
-        return 0.0
+        return 0
     seconds = (until - start).total_seconds()
-    vcpu_seconds = run.cpu * seconds
-    gb_seconds = run.memory_mb / 1024 * seconds
-    charged = vcpu_seconds * pricing.per_vcpu_second + gb_seconds * pricing.per_gb_second
-    run.vcpu_seconds += vcpu_seconds
-    run.gb_seconds += gb_seconds
-    run.credits += charged
+    run.vcpu_seconds += run.cpu * seconds
+    run.gb_seconds += run.memory_mb / 1024 * seconds
     run.metered_until = until
-    user.credits -= charged
-    return charged
+    return _charge_to_usage(run, pricing)
 
 
 def billed_seconds(started_at: datetime, finished_at: datetime) -> float:
@@ -49,33 +64,25 @@ def billed_seconds(started_at: datetime, finished_at: datetime) -> float:
     return max((finished_at - started_at).total_seconds(), MINIMUM_BILLED_SECONDS)
 
 
-def settle_run_usage(run: Run, user: User, *, finished_at: datetime, pricing: Pricing) -> float:
-    """Bring `run`'s usage to exactly `billed_seconds` from its start to `finished_at`;
-    adjust `user` by the difference.
+def settle_run_usage(run: Run, *, finished_at: datetime, pricing: Pricing) -> int:
+    """Bring `run`'s usage to exactly `billed_seconds` from its start to `finished_at`.
 
     Charges what ticks missed, or refunds what they charged past it; settling again changes
-    nothing. Returns the net credits charged (negative for a refund). A run that never
-    started is billed nothing.
+    nothing. Returns the net micro-credits charged (negative for a refund), for the caller
+    to take from the user's balance. A run that never started is billed nothing.
     """
     if run.started_at is None:
-        return 0.0
+        return 0
     seconds = billed_seconds(run.started_at, finished_at)
-    vcpu_seconds = run.cpu * seconds
-    gb_seconds = run.memory_mb / 1024 * seconds
-    charged = (vcpu_seconds - run.vcpu_seconds) * pricing.per_vcpu_second + (
-        gb_seconds - run.gb_seconds
-    ) * pricing.per_gb_second
-    run.vcpu_seconds = vcpu_seconds
-    run.gb_seconds = gb_seconds
-    run.credits += charged
+    run.vcpu_seconds = run.cpu * seconds
+    run.gb_seconds = run.memory_mb / 1024 * seconds
     run.metered_until = run.started_at + timedelta(seconds=seconds)
-    user.credits -= charged
-    return charged
+    return _charge_to_usage(run, pricing)
 
 
 def require_credits(user: User) -> None:
     """Refuse work that would start a task when the balance is used up."""
-    if user.credits <= 0:
+    if user.credits_micro <= 0:
         raise PaymentRequired(
             f"no credits left (balance {user.credits:.4f}); ask the operator to add credits"
         )

@@ -110,7 +110,7 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
     capacity = await engine_capacity(domain)
     now = domain.clock.now()
     async with domain.store.transaction() as session:
-        user, kit = await load_compute_user(session, actor.user_id)
+        user, kit = await load_compute_user(session, actor.user_id, lock=True)
         count = await session.scalar(
             select(func.count())
             .select_from(Workload)
@@ -274,7 +274,7 @@ async def _live_view(
 async def delete_container(domain: Domain, actor: Actor, container_id: str) -> None:
     """Gone from the API at once; the reconciler removes its task, then its volumes."""
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_container(session, actor, container_id)
         now = domain.clock.now()
         workload.deleted_at, workload.desired_state = now, "stopped"
@@ -293,7 +293,7 @@ async def delete_container(domain: Domain, actor: Actor, container_id: str) -> N
 
 async def start_container(domain: Domain, actor: Actor, container_id: str) -> ContainerView:
     async with domain.store.transaction() as session:
-        user, _kit = await load_compute_user(session, actor.user_id)
+        user, _kit = await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_container(session, actor, container_id)
         require_credits(user)
         if workload.desired_state != "running" or workload.status in ("stopped", "failed"):
@@ -310,7 +310,7 @@ async def stop_container(domain: Domain, actor: Actor, container_id: str) -> Con
     """The task is removed; the volumes stay for the next start. The answer says
     `stopping` while the task is still there (`stopped` if there is none)."""
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_container(session, actor, container_id)
         workload.desired_state = "stopped"
         workload.updated_at = domain.clock.now()
@@ -322,7 +322,7 @@ async def stop_container(domain: Domain, actor: Actor, container_id: str) -> Con
 
 async def set_ssh_enabled(domain: Domain, actor: Actor, container_id: str, enabled: bool) -> bool:
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_container(session, actor, container_id)
         workload.ssh_enabled = enabled
         workload.updated_at = domain.clock.now()
@@ -356,7 +356,7 @@ async def set_mount_paths(
     """Store the new paths; a running container is restarted onto them (True)."""
     normalised = validate_mount_paths(paths)
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_container(session, actor, container_id)
         changed = normalised != list(workload.mount_paths)
         restart = changed and workload.desired_state == "running"

@@ -6,6 +6,10 @@ body such as `{"error": "cpu: must be at most 4 (your limit)", "field": "cpu"}`.
 
 from __future__ import annotations
 
+# The database could not serve the call now (retry shortly): raised by the store itself,
+# below the domain, and named here so that callers find every error in one place.
+from berth.store.errors import StoreUnavailable as StoreUnavailable
+
 
 class DomainError(Exception):
     code = "error"

@@ -51,7 +51,7 @@ async def add_rule(
     if not 1 <= target <= 65535:
         raise Invalid("target port out of range (1-65535)", field="target_port")
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_container(session, actor, container_id)
         if listeners is not None:
             try:
@@ -93,7 +93,7 @@ async def list_rules(domain: Domain, actor: Actor, container_id: str) -> list[In
 
 async def remove_rule(domain: Domain, actor: Actor, container_id: str, port: int) -> None:
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_container(session, actor, container_id)
         rule = await session.scalar(
             select(IngressRule).where(

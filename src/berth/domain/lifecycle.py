@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from berth.domain.billing import accrue_run_usage, settle_run_usage
 from berth.domain.context import Domain
 from berth.domain.events import Event
+from berth.domain.ledger import post
+from berth.domain.locks import lock_user, lock_users, locked
 from berth.domain.planning import crash_backoff, plan_service, ran_long_enough
 from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.workloads import new_replica_run
@@ -27,7 +29,6 @@ from berth.store.models import (
     Run,
     Secret,
     ShellSession,
-    User,
     Workload,
 )
 
@@ -120,7 +121,7 @@ async def mark_standby_prepared(domain: Domain, run_id: str, *, task_id: str) ->
     """Record the created (not started) task of a standby run, so a wake can start it
     without looking for it first."""
     async with domain.store.transaction() as session:
-        run = await session.get(Run, run_id)
+        run = await locked(session, Run, run_id)
         if run is not None and run.status == "pending":
             run.task_id = task_id
 
@@ -130,7 +131,7 @@ async def mark_run_started(
 ) -> bool:
     """Record that a pending run's task runs; False if the run was no longer pending."""
     async with domain.store.transaction() as session:
-        run = await session.get(Run, run_id)
+        run = await locked(session, Run, run_id)
         if run is None or run.status != "pending":
             return False
         run.status = "running"
@@ -156,15 +157,16 @@ async def record_run_result(
     before its replacement starts (1 s, 2 s, 4 s... up to `backoff_max`).
     """
     async with domain.store.transaction() as session:
-        run = await session.get(Run, run_id)
+        run = await locked(session, Run, run_id)
         if run is None or run.status not in ACTIVE_RUN_STATUSES:
             return False
-        user = await session.get(User, run.user_id)
+        user = await lock_user(session, run.user_id)
         workload = await session.get(Workload, run.workload_id)
         if result.started_at is not None:
             run.started_at = result.started_at
         if user is not None:
-            settle_run_usage(run, user, finished_at=result.finished_at, pricing=domain.pricing)
+            charged = settle_run_usage(run, finished_at=result.finished_at, pricing=domain.pricing)
+            post(session, user, -charged, kind="usage", run_id=run.id)
         run.exit_code = result.exit_code
         run.finished_at = result.finished_at
         run.logs_archived = result.logs_archived
@@ -308,12 +310,21 @@ async def purge_deleted_workloads(domain: Domain, *, keep: Collection[str] = ())
 async def meter_running_runs(domain: Domain, now: datetime) -> None:
     """One meter tick: accrue usage of every running task up to `now`."""
     async with domain.store.transaction() as session:
-        runs = list(await session.scalars(select(Run).where(Run.status == "running")))
-        users = {u.id: u for u in await session.scalars(select(User))}
+        runs = list(
+            await session.scalars(
+                select(Run)
+                .where(Run.status == "running")
+                .order_by(Run.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        )
+        users = await lock_users(session, {run.user_id for run in runs})
         for run in runs:
             user = users.get(run.user_id)
             if user is not None:
-                accrue_run_usage(run, user, until=now, pricing=domain.pricing)
+                charged = accrue_run_usage(run, until=now, pricing=domain.pricing)
+                post(session, user, -charged, kind="usage", run_id=run.id)
 
 
 def _publish_run(domain: Domain, run: Run, kind: str) -> None:

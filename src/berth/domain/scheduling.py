@@ -23,12 +23,16 @@ async def fire_due_schedules(domain: Domain, now: datetime) -> datetime | None:
     fired: list[Workload] = []
     async with domain.store.transaction() as session:
         due = await session.scalars(
-            select(Workload).where(
+            select(Workload)
+            .where(
                 Workload.type == "schedule",
                 Workload.deleted_at.is_(None),
                 Workload.desired_state == "running",
                 Workload.next_run_at <= now,
             )
+            .order_by(Workload.id)
+            .with_for_update()  # a fire and a concurrent change of the schedule follow each other
+            .execution_options(populate_existing=True)
         )
         for workload in due:
             assert workload.schedule_expr is not None
@@ -42,7 +46,7 @@ async def fire_due_schedules(domain: Domain, now: datetime) -> datetime | None:
                 workload.status_reason = (
                     f"skipped the fire at {now:%Y-%m-%d %H:%M:%S}Z: the previous run still runs"
                 )
-            elif user is None or user.credits <= 0:
+            elif user is None or user.credits_micro <= 0:
                 workload.status_reason = "skipped a fire: no credits left"
             else:
                 session.add(new_scheduled_run(workload, now=now))

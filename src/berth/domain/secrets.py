@@ -37,7 +37,7 @@ async def set_secret(
     ciphertext = domain.cipher.encrypt(value)
     now = domain.clock.now()
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_workload(session, actor, workload_id)
         existing = {
             row.key: row
@@ -59,7 +59,7 @@ async def set_secret(
 
 async def delete_secret(domain: Domain, actor: Actor, workload_id: str, key: str) -> None:
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_workload(session, actor, workload_id)
         secret = await _owned_secret(session, workload_id, key)
         await session.delete(secret)

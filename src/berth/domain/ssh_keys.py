@@ -56,7 +56,7 @@ def parse_public_key(text: str) -> tuple[str, str]:
 async def add_key(domain: Domain, actor: Actor, *, name: str, public_key: str) -> SshKey:
     normalised, fingerprint = parse_public_key(public_key)
     async with domain.store.transaction() as session:
-        _user, kit = await load_compute_user(session, actor.user_id)
+        _user, kit = await load_compute_user(session, actor.user_id, lock=True)
         count = await session.scalar(
             select(func.count()).select_from(SshKey).where(SshKey.user_id == actor.user_id)
         )
@@ -89,7 +89,7 @@ async def delete_key(domain: Domain, actor: Actor, key_id: int) -> None:
     """Delete a key; containers that selected it stop accepting it at once, and SSH sessions
     opened with it are cut (`SSH_KEY_DELETED`)."""
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await load_compute_user(session, actor.user_id, lock=True)
         key = await session.get(SshKey, key_id)
         if key is None or key.user_id != actor.user_id:
             raise NotFound("ssh key not found")

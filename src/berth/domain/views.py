@@ -18,7 +18,7 @@ from sqlalchemy import ColumnElement, Select, bindparam, func, select
 
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound
-from berth.store.models import Run, Secret, Workload
+from berth.store.models import Run, Secret, Workload, credits_of
 from berth.store.reads import Reader
 
 RECENT_RUNS = 10
@@ -66,7 +66,11 @@ class RunRecord(NamedTuple):
     finished_at: datetime | None
     vcpu_seconds: float
     gb_seconds: float
-    credits: float
+    credits_micro: int
+
+    @property
+    def credits(self) -> float:
+        return credits_of(self.credits_micro)
 
 
 WORKLOAD_COLUMNS = tuple(getattr(Workload, name) for name in WorkloadRecord._fields)

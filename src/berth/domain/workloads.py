@@ -23,6 +23,7 @@ from berth.domain.context import Domain
 from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
 from berth.domain.ids import new_run_id, new_workload_id
+from berth.domain.locks import locked
 from berth.domain.schedules import Schedule, parse_schedule
 from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.views import WorkloadView, read_view, read_views
@@ -37,14 +38,14 @@ async def validate_create(domain: Domain, actor: Actor, body: WorkloadCreate) ->
     refused before it is queued for approval."""
     capacity = await engine_capacity(domain)
     async with domain.store.reading() as session:
-        await _check_create(session, actor, body, capacity)
+        await _check_create(session, actor, body, capacity, lock=False)
 
 
 async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) -> WorkloadView:
     capacity = await engine_capacity(domain)
     now = domain.clock.now()
     async with domain.store.transaction() as session:
-        user, schedule = await _check_create(session, actor, body, capacity)
+        user, schedule = await _check_create(session, actor, body, capacity, lock=True)
         workload = Workload(
             id=new_workload_id(),
             user_id=user.id,
@@ -95,7 +96,7 @@ async def get_workload(domain: Domain, actor: Actor, workload_id: str) -> Worklo
 async def delete_workload(domain: Domain, actor: Actor, workload_id: str) -> None:
     """Hide the workload at once and stop its in-flight runs; the reconciler removes the rest."""
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_workload(session, actor, workload_id)
         now = domain.clock.now()
         workload.deleted_at = now
@@ -109,7 +110,7 @@ async def delete_workload(domain: Domain, actor: Actor, workload_id: str) -> Non
 async def start_workload(domain: Domain, actor: Actor, workload_id: str) -> WorkloadView:
     """Services: run again (a scaled-to-zero service gets one replica). Schedules: resume."""
     async with domain.store.transaction() as session:
-        user, _kit = await load_compute_user(session, actor.user_id)
+        user, _kit = await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_workload(session, actor, workload_id)
         if workload.type == "job":
             raise Conflict("a job is not started: trigger a run with POST .../run")
@@ -134,7 +135,7 @@ async def start_workload(domain: Domain, actor: Actor, workload_id: str) -> Work
 async def stop_workload(domain: Domain, actor: Actor, workload_id: str) -> WorkloadView:
     """Services scale to zero, schedules pause, and in-flight runs of any type are stopped."""
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_workload(session, actor, workload_id)
         if workload.type != "job":
             workload.desired_state = "stopped"
@@ -150,7 +151,7 @@ async def scale_workload(
     domain: Domain, actor: Actor, workload_id: str, *, count: int
 ) -> WorkloadView:
     async with domain.store.transaction() as session:
-        user, kit = await load_compute_user(session, actor.user_id)
+        user, kit = await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_workload(session, actor, workload_id)
         if workload.type != "service":
             raise Conflict(f"only services scale; this workload is a {workload.type}")
@@ -180,7 +181,7 @@ async def scale_workload(
 async def trigger_run(domain: Domain, actor: Actor, workload_id: str) -> Run:
     """Start a job or schedule run now (a manual run is not subject to schedule overlap)."""
     async with domain.store.transaction() as session:
-        user, _kit = await load_compute_user(session, actor.user_id)
+        user, _kit = await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_workload(session, actor, workload_id)
         if workload.type == "service":
             raise Conflict("a service runs continuously; use start, stop or scale")
@@ -192,11 +193,16 @@ async def trigger_run(domain: Domain, actor: Actor, workload_id: str) -> Run:
 
 
 async def _check_create(
-    session: AsyncSession, actor: Actor, body: WorkloadCreate, capacity: Capacity | None
+    session: AsyncSession,
+    actor: Actor,
+    body: WorkloadCreate,
+    capacity: Capacity | None,
+    *,
+    lock: bool,
 ) -> tuple[User, Schedule | None]:
     _check_fields_fit_type(body)
     schedule = parse_schedule(body.schedule_expr) if body.schedule_expr is not None else None
-    user, kit = await load_compute_user(session, actor.user_id)
+    user, kit = await load_compute_user(session, actor.user_id, lock=lock)
     _check_limits(kit, cpu=body.cpu, memory_mb=body.memory_mb, replicas=body.replicas)
     refuse_beyond_engine(capacity, cpu=body.cpu, memory_mb=body.memory_mb)
     count = await session.scalar(
@@ -327,7 +333,9 @@ async def wake_service(domain: Domain, workload_id: str) -> Wake:
     already runs or starts. Raises `NotFound` for anything but a live service and
     `PaymentRequired` when its user has no credits."""
     async with domain.store.transaction() as session:
-        workload = await session.get(Workload, workload_id)
+        # Two wakes racing (two gateway requests, two replicas) wake once: the second waits
+        # for the workload's row and then sees it running.
+        workload = await locked(session, Workload, workload_id)
         if workload is None or workload.type != "service" or workload.deleted_at is not None:
             raise NotFound(f"workload {workload_id} not found")
         if workload.desired_state == "running" and workload.replicas > 0:
@@ -371,7 +379,7 @@ async def scale_idle_service_to_zero(
     """Stop an opted-in service that has had no request since `idle_since` (long enough
     ago: the caller checked its idle timeout). False if it changed meanwhile."""
     async with domain.store.transaction() as session:
-        workload = await session.get(Workload, workload_id)
+        workload = await locked(session, Workload, workload_id)
         if (
             workload is None
             or not workload.scale_to_zero

@@ -19,6 +19,7 @@ milliseconds under load, so queued writers waited seconds). Reading connections 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from berth.store.checkpoints import Checkpointer
+from berth.store.errors import is_transient, unavailable
 from berth.store.inline_sqlite import inline_connector, open_inline
 from berth.store.migrate import upgrade
 from berth.store.reads import (
@@ -104,12 +106,26 @@ class Store:
         (see the module's docstring), then takes the write lock up front (`BEGIN IMMEDIATE`)
         so it never fails on an upgrade from read to write. Transactions must not nest."""
         async with self._writer_queue:
-            session = await self._while_busy(self._begin_write)
+            try:
+                session = await self._while_busy(self._begin_write)
+            except Exception as error:
+                if is_transient(error, connecting=True):
+                    raise unavailable(error) from error
+                raise
             try:
                 yield session
+            except BaseException as error:
+                await _quietly(session.rollback())
+                await _quietly(session.close())
+                if isinstance(error, Exception) and is_transient(error):
+                    raise unavailable(error) from error
+                raise
+            try:
                 await session.commit()
-            except BaseException:
-                await session.rollback()
+            except Exception as error:
+                await _quietly(session.rollback())
+                if is_transient(error, connecting=True):
+                    raise unavailable(error) from error
                 raise
             finally:
                 await session.close()
@@ -147,7 +163,12 @@ class Store:
         """A session for reads only; nothing is committed."""
         if self._sqlite_path is None:
             async with self._sessions() as session:
-                yield session
+                try:
+                    yield session
+                except Exception as error:
+                    if is_transient(error, connecting=True):
+                        raise unavailable(error) from error
+                    raise
             return
         # Closed directly: `async with` closes an AsyncSession in a task of its own (so that a
         # cancellation cannot cut the close short), which costs the request a trip through
@@ -173,8 +194,13 @@ class Store:
                 return queries(reader)
             finally:
                 reader.end()
-        async with self.reader.connect() as connection:
-            return await connection.run_sync(lambda sync: queries(ConnectionReader(sync)))
+        try:
+            async with self.reader.connect() as connection:
+                return await connection.run_sync(lambda sync: queries(ConnectionReader(sync)))
+        except Exception as error:
+            if is_transient(error, connecting=True):
+                raise unavailable(error) from error
+            raise
 
     async def read_first(self, statement: AnySelect, params: Params) -> Row | None:
         """`Store.read` of one statement's first row: a single statement is its own snapshot,
@@ -222,6 +248,13 @@ class Store:
             cursor.execute("PRAGMA wal_autocheckpoint=0")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+
+async def _quietly(step: Awaitable[None]) -> None:
+    """Roll back or close after a failure, without hiding the failure: on a connection that
+    is gone, these fail too, and the error that matters is the first."""
+    with contextlib.suppress(Exception):
+        await step
 
 
 def _sqlite_file(url: str) -> str | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -49,6 +50,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+MICRO_CREDITS_PER_CREDIT = 1_000_000
+"""Money is kept in integers of a millionth of a credit: sums are exact, whatever the order
+of the additions, and the ledger's sum is the balance to the last unit."""
+
+
+def credits_of(micro_credits: int) -> float:
+    """The credits (a float, as the API shows them) of an amount of micro-credits."""
+    return micro_credits / MICRO_CREDITS_PER_CREDIT
+
+
+NEVER_REUSED_IDS = {"sqlite_autoincrement": True}
+"""Integer ids come from a counter that only grows: SQLite's AUTOINCREMENT (without it SQLite
+hands the largest id of a deleted row to the next row), a sequence on PostgreSQL."""
+
+
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
 
@@ -78,8 +94,33 @@ class User(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str | None] = mapped_column(String(200))
-    credits: Mapped[float] = mapped_column(Float, default=0.0)
+    credits_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+    """The balance in micro-credits; always the sum of the user's `CreditEntry` rows (only
+    `berth.domain.ledger` changes it)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    @property
+    def credits(self) -> float:
+        return credits_of(self.credits_micro)
+
+
+class CreditEntry(Base):
+    """One change of a user's balance: a grant or adjustment by the operator, or the usage
+    (a charge, or a refund when settling) of one run. Written in the transaction that makes
+    the change it records."""
+
+    __tablename__ = "credit_ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id"), index=True)
+    amount_micro: Mapped[int] = mapped_column(BigInteger)
+    """Positive adds to the balance, negative takes from it."""
+    kind: Mapped[str] = mapped_column(String(16))
+    """`grant`, `adjustment` (the operator set the balance) or `usage`."""
+    run_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = NEVER_REUSED_IDS
 
 
 class AccountKit(Base):
@@ -170,7 +211,10 @@ class SshKey(Base):
     fingerprint: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (UniqueConstraint("user_id", "fingerprint", name="uq_ssh_key_user_fp"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "fingerprint", name="uq_ssh_key_user_fp"),
+        NEVER_REUSED_IDS,
+    )
 
 
 class ContainerSshKey(Base):
@@ -191,7 +235,10 @@ class IngressRule(Base):
     target_port: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (UniqueConstraint("workload_id", "port", name="uq_ingress_port"),)
+    __table_args__ = (
+        UniqueConstraint("workload_id", "port", name="uq_ingress_port"),
+        NEVER_REUSED_IDS,
+    )
 
 
 class Secret(Base):
@@ -204,7 +251,10 @@ class Secret(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
-    __table_args__ = (UniqueConstraint("workload_id", "key", name="uq_secret_key"),)
+    __table_args__ = (
+        UniqueConstraint("workload_id", "key", name="uq_secret_key"),
+        NEVER_REUSED_IDS,
+    )
 
 
 class Run(Base):
@@ -238,11 +288,17 @@ class Run(Base):
     metered_until: Mapped[datetime | None] = mapped_column()
     vcpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     gb_seconds: Mapped[float] = mapped_column(Float, default=0.0)
-    credits: Mapped[float] = mapped_column(Float, default=0.0)
+    credits_micro: Mapped[int] = mapped_column(BigInteger, default=0)
+    """What the run's usage cost so far, in micro-credits (`billing` keeps it equal to the
+    sum of its `usage` ledger entries)."""
     logs_archived: Mapped[bool] = mapped_column(Boolean, default=False)
     standby: Mapped[bool] = mapped_column(Boolean, default=False)
     """A run kept ready for a scaled-to-zero service: its task is created, not started, so
     a wake only starts it. Hidden from readers until promoted (`standby` false)."""
+
+    @property
+    def credits(self) -> float:
+        return credits_of(self.credits_micro)
 
     __table_args__ = (
         Index("ix_runs_workload_created", "workload_id", "created_at"),
@@ -291,6 +347,8 @@ class AuditEvent(Base):
     subject: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = NEVER_REUSED_IDS
 
 
 class ShellSession(Base):

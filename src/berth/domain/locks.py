@@ -1,0 +1,58 @@
+"""Row locks for read-then-write guards.
+
+On SQLite every write transaction holds the database's one write lock from its start
+(`BEGIN IMMEDIATE`), so a check and the write it guards can never interleave with another
+writer. PostgreSQL runs writers side by side (READ COMMITTED): a guard there first locks the
+row that every competing writer must lock too (`SELECT ... FOR UPDATE`, which waits for the
+holder's commit and then reads the newest version), and its checks run after it, each
+statement seeing what the earlier holder committed. On SQLite the lock clause is left out
+(SQLAlchemy renders no `FOR UPDATE` there) and costs nothing.
+
+What each guard locks:
+- a user's row: every count or sum over what the user owns (quotas of workloads,
+  containers and SSH keys, unique live names) and every change of the balance;
+- the row that moves state (a run, an approval, a shell session): the move re-reads the
+  state under the lock, so only one of two racing moves sees the state it expects.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from berth.store.models import Base, User
+
+M = TypeVar("M", bound=Base)
+
+
+async def lock_user(session: AsyncSession, user_id: str) -> User | None:
+    """The user's row, locked until the transaction ends, as it is now."""
+    user: User | None = await session.scalar(
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return user
+
+
+async def locked(session: AsyncSession, model: type[M], key: object) -> M | None:
+    """`session.get` of a row locked until the transaction ends, read afresh under the lock."""
+    return await session.get(model, key, with_for_update=True, populate_existing=True)
+
+
+async def lock_users(session: AsyncSession, user_ids: set[str]) -> dict[str, User]:
+    """Several users' rows locked in one order (by id), so two transactions locking some of
+    the same users never wait for each other in a circle."""
+    if not user_ids:
+        return {}
+    rows = await session.scalars(
+        select(User)
+        .where(User.id.in_(sorted(user_ids)))
+        .order_by(User.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {user.id: user for user in rows}

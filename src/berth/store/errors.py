@@ -1,0 +1,66 @@
+"""Database errors a caller should retry: `StoreUnavailable`, and the test of what is one.
+
+A database that restarts, drops a connection, or ends a transaction to break a deadlock
+answers a call with an error that says nothing about the call itself; the same call shortly
+after succeeds. The store turns those into `StoreUnavailable` (the API answers 503 with
+`Retry-After`); every other database error stays what it is, a bug to see in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+from sqlalchemy.exc import DBAPIError
+
+RETRY_AFTER_SECONDS = 1
+
+TRANSIENT_SQLSTATES = {
+    "40001",  # serialization_failure
+    "40P01",  # deadlock_detected
+    "55P03",  # lock_not_available
+    "53300",  # too_many_connections
+    "57P01",  # admin_shutdown (a restart or a stop of the server)
+    "57P02",  # crash_shutdown
+    "57P03",  # cannot_connect_now (starting up, shutting down, in recovery)
+}
+"""PostgreSQL's error codes for a call that may succeed when retried; besides these, every
+code of class 08 (connection exceptions)."""
+
+
+class StoreUnavailable(Exception):
+    """The database could not serve the call now; the same call may succeed shortly."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retry_after = RETRY_AFTER_SECONDS
+
+
+def is_transient(error: BaseException, *, connecting: bool = False) -> bool:
+    """Whether `error` (raised by the database or its driver) says nothing about the call
+    but that it may succeed when retried. With `connecting` (the error came from opening
+    a connection, beginning or committing, not from the caller's own code) a network error
+    counts too: the server is away (refused, unreachable, silent)."""
+    if isinstance(error, StoreUnavailable):
+        return True
+    if connecting and isinstance(error, (ConnectionError, asyncio.TimeoutError, socket.gaierror)):
+        return True
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    original = error.orig
+    state = getattr(original, "pgcode", None) or getattr(original, "sqlstate", None)
+    if isinstance(state, str):
+        return state in TRANSIENT_SQLSTATES or state.startswith("08")
+    # SQLite: another process held the write lock past the busy timeout.
+    return "database is locked" in str(original)
+
+
+def unavailable(error: BaseException) -> StoreUnavailable:
+    """The `StoreUnavailable` to raise from `error`."""
+    kind = type(getattr(error, "orig", None) or error).__name__
+    return StoreUnavailable(
+        f"the database is unavailable ({kind}); retry in {RETRY_AFTER_SECONDS} s"
+    )

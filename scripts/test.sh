@@ -10,9 +10,10 @@
 #                            the runtime contract on the in-memory driver; nothing marked
 #                            `engine`). It only makes .venv if it is missing.
 #
-# Where PostgreSQL is installed (scripts/setup.sh --test installs it), the store, domain and
-# fast suites run a second time on a PostgreSQL server started for the run
-# (BERTH_TEST_DATABASE=postgresql; see tests/support/postgres.py).
+# The whole suite then runs the store, domain and fast suites a second time on a PostgreSQL
+# server started for the run (setup.sh --test installs PostgreSQL; BERTH_TEST_DATABASE=postgresql,
+# see tests/support/postgres.py). Run that pass alone with
+#   BERTH_TEST_DATABASE=postgresql .venv/bin/pytest -m "not engine" tests/domain tests/fast
 #
 # Further arguments go to pytest (e.g. -x, -k name, a test file of the tier).
 set -euo pipefail
@@ -34,8 +35,7 @@ if $fast; then
   pytest -m "not engine" tests/unit tests/domain tests/contract tests/fast "$@"
 else
   echo "== pytest" && pytest "$@"
-fi
-if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+  # setup.sh --test installed PostgreSQL; the suites that reach the store run on it too.
   echo "== pytest (store, domain and fast suites on PostgreSQL)"
-  BERTH_TEST_DATABASE=postgresql pytest -m "not engine" tests/domain tests/fast "$@"
+  BERTH_TEST_DATABASE=postgresql pytest -m "not engine" tests/domain tests/fast
 fi

@@ -47,6 +47,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--public-domain", help="domain of public URLs (default: $BERTH_PUBLIC_DOMAIN or localhost)"
     )
+    serve.add_argument(
+        "--runtime",
+        choices=["docker", "kubernetes"],
+        help="where tasks run (default: $BERTH_RUNTIME or docker)",
+    )
+    serve.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="the cluster for --runtime kubernetes (default: $BERTH_KUBECONFIG, else the "
+        "in-cluster service account, else ~/.kube/config)",
+    )
     serve.add_argument("--log-level", default=os.environ.get("BERTH_LOG_LEVEL", "info"))
     add_admin_parser(commands, _data_dir_args)
     add_client_parsers(commands)
@@ -63,6 +74,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         "gateway_port",
         "gateway_tls_port",
         "public_domain",
+        "runtime",
+        "kubeconfig",
     ):
         value = getattr(args, name, None)
         if value is not None:

@@ -77,6 +77,8 @@ from berth.runtime.kubernetes.watch import list_pods, pod_events
 
 START_TIMEOUT = 300.0
 """How long a launch waits for the container to run (an image pull may take this long)."""
+FOLLOW_END_TIMEOUT = 10.0
+"""How long a followed log that ended waits for the pod's status to show the end."""
 STOP_MARGIN = 30.0
 """Beyond the pod's grace period, how long a stop waits for the kubelet to end it."""
 
@@ -343,6 +345,21 @@ class KubernetesRuntime:
                     yield line
         for line in decoder.finish():
             yield line
+        if follow:
+            await self._until_ended(task_id)
+
+    async def _until_ended(self, task_id: TaskId) -> None:
+        """Wait (bounded) until the pod's status says what the end of a followed log said:
+        the kubelet closes the log as the container ends, and reports the end a moment later."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + FOLLOW_END_TIMEOUT
+        delay = 0.02
+        while loop.time() < deadline:
+            pod = await self._pod(task_id)
+            if pod is None or task_state(pod).status is TaskStatus.EXITED:
+                return
+            await asyncio.sleep(delay)
+            delay = min(delay * 1.5, 0.2)
 
     async def _logs_from_kubelet(self, pod: Json, since: datetime | None) -> list[LogLine] | None:
         """The container's log file from its kubelet (stdout and stderr apart), or None when

@@ -47,9 +47,13 @@ class Settings(BaseSettings):
     database_url: str | None = None
     """SQLAlchemy async URL; default `sqlite+aiosqlite:///<data_dir>/berth.db`."""
     docker_host: str = Field(default_factory=_default_docker_host)
-    runtime: Literal["docker", "memory"] = "docker"
-    """The runtime driver: `docker` (the engine at `docker_host`), or `memory`, an engine
-    simulated in berth's own process that runs nothing (for tests, never for real work)."""
+    runtime: Literal["docker", "kubernetes", "memory"] = "docker"
+    """The runtime driver: `docker` (the engine at `docker_host`), `kubernetes` (the cluster
+    of `kubeconfig`), or `memory`, an engine simulated in berth's own process that runs
+    nothing (for tests, never for real work)."""
+    kubeconfig: Path | None = None
+    """The cluster for `runtime = "kubernetes"`; unset: the service account of the pod
+    berth runs in, else `~/.kube/config` (see docs/kubernetes.md)."""
     public_domain: str = "localhost"
     """Containers' hostnames are `<id>.<public domain>` (`*.localhost` resolves to loopback)."""
     ssh_host: str = "0.0.0.0"

@@ -183,4 +183,4 @@ async def test_the_factory_and_the_settings_select_the_in_memory_driver(
     assert isinstance(runtime, MemoryRuntime) and runtime.clock is clock
     assert Settings(runtime="memory").runtime == "memory"
     with pytest.raises(ValidationError):
-        Settings(runtime="kubernetes")
+        Settings(runtime="nomad")  # kubernetes is a driver now

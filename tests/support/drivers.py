@@ -17,23 +17,34 @@ import pytest
 
 from berth.runtime.base import Runtime, TaskId, TaskSpec, TaskState, TaskStatus
 from berth.runtime.docker import DockerRuntime
+from berth.runtime.kubernetes import KubernetesRuntime
 from berth.runtime.memory import MemoryRuntime
 from berth.testing.waiting import poll
 from tests.support.engine import ENGINE_SOCKET as SOCKET
 from tests.support.server import TEST_IMAGE as IMAGE
 
 RUN_LABEL = "berth.test.run"
+KUBECONFIG = os.environ.get("BERTH_TEST_KUBECONFIG", "")
+"""A cluster for the Kubernetes driver (tests/README or docs/kubernetes.md says how)."""
 
 DRIVERS = (
     pytest.param("memory", id="memory"),
     pytest.param("docker", id="docker", marks=pytest.mark.engine),
+    pytest.param("kubernetes", id="kubernetes", marks=pytest.mark.engine),
 )
-"""Every driver the contract holds for; the Docker one needs the engine (marked `engine`)."""
+"""Every driver the contract holds for; the Docker one needs the engine (marked `engine`),
+the Kubernetes one a cluster named by `BERTH_TEST_KUBECONFIG`."""
 
 
 def open_driver(name: str) -> Runtime:
     if name == "memory":
         return MemoryRuntime()
+    if name == "kubernetes":
+        if not KUBECONFIG:
+            pytest.skip("no cluster: set BERTH_TEST_KUBECONFIG to a kubeconfig to run these")
+        # A namespace of its own per test for tasks without a tenant network; removed with
+        # everything in it by `Env.clean_up`.
+        return KubernetesRuntime(KUBECONFIG, namespace=f"berth-test-{secrets.token_hex(4)}")
     if not os.path.exists(SOCKET):
         pytest.skip(f"no container engine at {SOCKET}")
     return DockerRuntime(SOCKET)
@@ -78,6 +89,8 @@ class Env:
             await self.runtime.remove(state.task_id)
         await self.runtime.remove_volumes(self.labels)
         await self.runtime.remove_networks(self.labels)
+        if isinstance(self.runtime, KubernetesRuntime):
+            await self.runtime.remove_namespace(self.runtime.namespace)
 
 
 def lines(text: str) -> list[str]:

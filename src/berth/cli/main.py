@@ -42,6 +42,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         "gateway_port",
         "gateway_tls_port",
         "public_domain",
+        "runtime",
+        "kubeconfig",
     ):
         value = getattr(args, name, None)
         if value is not None:

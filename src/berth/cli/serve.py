@@ -10,6 +10,7 @@ import argparse
 import importlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from berth.config import Settings
@@ -38,6 +39,17 @@ def add_serve_parser(
     )
     serve.add_argument(
         "--public-domain", help="domain of public URLs (default: $BERTH_PUBLIC_DOMAIN or localhost)"
+    )
+    serve.add_argument(
+        "--runtime",
+        choices=["docker", "kubernetes"],
+        help="where tasks run (default: $BERTH_RUNTIME or docker)",
+    )
+    serve.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="the cluster for --runtime kubernetes (default: $BERTH_KUBECONFIG, else the "
+        "in-cluster service account, else ~/.kube/config)",
     )
     serve.add_argument("--log-level", default=os.environ.get("BERTH_LOG_LEVEL", "info"))
 

@@ -51,7 +51,11 @@ def create_app(
         # Public URLs name the gateway's port, so it is decided before the domain is built.
         resolved = resolve_gateway_ports(settings)
         driver = runtime or create_runtime(
-            settings.docker_host, driver=settings.runtime, clock=clock
+            settings.docker_host,
+            driver=settings.runtime,
+            clock=clock,
+            kubeconfig=settings.kubeconfig,
+            stop_grace_seconds=settings.stop_grace_seconds,
         )
         domain = await open_domain(resolved, runtime=driver, clock=clock)
         controllers = Controllers(

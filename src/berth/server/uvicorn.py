@@ -39,7 +39,7 @@ def serve(settings: Settings, *, log_level: str) -> None:
     print(
         f"berth serving the API on http://{settings.host}:{settings.port}, SSH on "
         f"{settings.ssh_host}:{settings.ssh_port} "
-        f"(data in {settings.data_dir.resolve()}, engine {settings.docker_host})",
+        f"(data in {settings.data_dir.resolve()}, engine {_engine(settings)})",
         file=sys.stderr,
         flush=True,
     )
@@ -51,6 +51,12 @@ def serve(settings: Settings, *, log_level: str) -> None:
         max_head_bytes=settings.max_request_head_bytes,
         max_message_bytes=settings.max_request_bytes,
     )
+
+
+def _engine(settings: Settings) -> str:
+    if settings.runtime == "kubernetes":
+        return f"kubernetes ({settings.kubeconfig or 'in-cluster or ~/.kube/config'})"
+    return settings.docker_host
 
 
 def run_asgi_server(

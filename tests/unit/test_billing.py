@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from berth.domain.billing import accrue_run_usage, cost_micro, require_credits, settle_run_usage
 from berth.domain.context import Pricing
-from berth.domain.errors import PaymentRequired
+from berth.domain.errors import Invalid, PaymentRequired
+from berth.domain.ledger import micro_credits
 from berth.store.models import Run, User, credits_of
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -135,3 +137,11 @@ def test_money_is_exact_however_many_ticks_metered_a_run() -> None:
     assert ticked.credits_micro == cost_micro(ticked.vcpu_seconds, ticked.gb_seconds, prices)
     assert ticked_user.credits_micro == once_user.credits_micro
     assert ticked_user.credits_micro + ticked.credits_micro == 10_000_000
+
+
+def test_an_amount_that_is_not_a_finite_number_of_credits_is_refused_naming_the_field() -> None:
+    for amount in (math.nan, math.inf, -math.inf, 1e20):
+        with pytest.raises(Invalid) as refused:
+            micro_credits(amount, field="add_credits")
+        assert refused.value.field == "add_credits"
+    assert micro_credits(1.5) == 1_500_000

@@ -309,8 +309,11 @@ class Reconciler:
         if launch_state is None:
             return False
         workload, active, env = launch_state.workload, launch_state.runs, launch_state.env
-        # A pass prepares standbys and carries out stops.
-        for_a_pass = any(run.standby or run.stop_requested for run in active)
+        # A pass prepares standbys and carries out stops; and a run another operation holds
+        # may have read this workload before the change (e.g. before a stop was asked).
+        for_a_pass = launch_state.skipped or any(
+            run.standby or run.stop_requested for run in active
+        )
         launches: list[asyncio.Task[bool]] = []
         for run in active:
             if run.status != "pending" or run.standby or run.stop_requested:

@@ -127,7 +127,7 @@ async def update_user(
         if credits is not None:
             post(session, user, micro_credits(credits) - user.credits_micro, kind="adjustment")
         if add_credits is not None:
-            post(session, user, micro_credits(add_credits), kind="grant")
+            post(session, user, micro_credits(add_credits, field="add_credits"), kind="grant")
         if compute_enabled is not None:
             kit.compute_enabled = compute_enabled
         if max_cpu is not None:

@@ -85,6 +85,8 @@ class WorkloadLaunch:
     workload: Workload
     runs: list[Run]
     env: dict[str, str]
+    skipped: bool = False
+    """Whether runs were left out because an operation was under way on them."""
 
 
 async def workload_launch(
@@ -97,17 +99,17 @@ async def workload_launch(
         workload = await session.get(Workload, workload_id)
         if workload is None or workload.deleted_at is not None:
             return None
-        runs = [
-            run
-            for run in await session.scalars(
+        read = list(
+            await session.scalars(
                 select(Run).where(
                     Run.workload_id == workload_id, Run.status.in_(ACTIVE_RUN_STATUSES)
                 )
             )
-            if run.id not in skip
-        ]
+        )
         env = await decrypted_environment(domain, session, workload)
-    return WorkloadLaunch(workload=workload, runs=runs, env=env)
+    # Filtered after the last await: an operation that started meanwhile is left alone.
+    runs = [run for run in read if run.id not in skip]
+    return WorkloadLaunch(workload=workload, runs=runs, env=env, skipped=len(runs) < len(read))
 
 
 async def task_environment(domain: Domain, workload: Workload) -> dict[str, str]:

@@ -8,17 +8,28 @@ balance follow each other on PostgreSQL as they do under SQLite's single writer.
 
 from __future__ import annotations
 
+import math
+
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from berth.domain.errors import Invalid
 from berth.store.models import MICRO_CREDITS_PER_CREDIT, CreditEntry, User
 
 KINDS = ("grant", "adjustment", "usage")
 
 
-def micro_credits(credits: float) -> int:
+MAX_CREDITS = 1e12
+"""Amounts beyond this (and NaN, infinities) are refused: a 64-bit count of micro-credits
+holds about 9.2e12 credits, and no operator means more."""
+
+
+def micro_credits(credits: float, *, field: str = "credits") -> int:
     """An amount of credits given as a number (the API's and the command line's unit), in
-    micro-credits: rounded to the nearest one, halves to even."""
+    micro-credits: rounded to the nearest one, halves to even. Raises `Invalid` naming
+    `field` for a value that is not finite or beyond `MAX_CREDITS`."""
+    if not math.isfinite(credits) or abs(credits) > MAX_CREDITS:
+        raise Invalid(f"must be a finite number of at most {MAX_CREDITS:.0e} credits", field=field)
     return round(credits * MICRO_CREDITS_PER_CREDIT)
 
 

@@ -18,7 +18,7 @@ from berth.domain.billing import accrue_run_usage, settle_run_usage
 from berth.domain.context import Domain
 from berth.domain.events import Event
 from berth.domain.ledger import post
-from berth.domain.locks import lock_user, lock_users, locked
+from berth.domain.locks import lock_owner_then, lock_owners
 from berth.domain.planning import crash_backoff, plan_service, ran_long_enough
 from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.workloads import new_replica_run
@@ -63,6 +63,9 @@ async def converge_desired_runs(
             if not await _plan_runs(session, now, workload_id):
                 return
     async with domain.store.transaction() as session:
+        # Owners first (see `locks`): a plan writes runs of any number of users.
+        scope = [] if workload_id is None else [Workload.id == workload_id]
+        await lock_owners(session, Workload, *scope)
         await _plan_runs(session, now, workload_id)
 
 
@@ -121,7 +124,7 @@ async def mark_standby_prepared(domain: Domain, run_id: str, *, task_id: str) ->
     """Record the created (not started) task of a standby run, so a wake can start it
     without looking for it first."""
     async with domain.store.transaction() as session:
-        run = await locked(session, Run, run_id)
+        _, run = await lock_owner_then(session, Run, run_id)
         if run is not None and run.status == "pending":
             run.task_id = task_id
 
@@ -131,7 +134,7 @@ async def mark_run_started(
 ) -> bool:
     """Record that a pending run's task runs; False if the run was no longer pending."""
     async with domain.store.transaction() as session:
-        run = await locked(session, Run, run_id)
+        _, run = await lock_owner_then(session, Run, run_id)
         if run is None or run.status != "pending":
             return False
         run.status = "running"
@@ -157,10 +160,9 @@ async def record_run_result(
     before its replacement starts (1 s, 2 s, 4 s... up to `backoff_max`).
     """
     async with domain.store.transaction() as session:
-        run = await locked(session, Run, run_id)
+        user, run = await lock_owner_then(session, Run, run_id)
         if run is None or run.status not in ACTIVE_RUN_STATUSES:
             return False
-        user = await lock_user(session, run.user_id)
         workload = await session.get(Workload, run.workload_id)
         if result.started_at is not None:
             run.started_at = result.started_at
@@ -235,6 +237,7 @@ async def refresh_statuses(
     if not stale:
         return
     async with domain.store.transaction() as session:
+        await lock_owners(session, Workload, Workload.id.in_(stale))
         workloads = list(await session.scalars(select(Workload).where(Workload.id.in_(stale))))
         changed = await derive_statuses(session, workloads, now)
     publish_statuses(domain, changed)
@@ -268,6 +271,7 @@ async def purge_deleted_workloads(domain: Domain, *, keep: Collection[str] = ())
     run_ids: list[str] = []
     idle_users: list[str] = []
     async with domain.store.transaction() as session:
+        await lock_owners(session, Workload, Workload.deleted_at.is_not(None))
         deleted = list(
             await session.scalars(select(Workload).where(Workload.deleted_at.is_not(None)))
         )
@@ -310,16 +314,16 @@ async def purge_deleted_workloads(domain: Domain, *, keep: Collection[str] = ())
 async def meter_running_runs(domain: Domain, now: datetime) -> None:
     """One meter tick: accrue usage of every running task up to `now`."""
     async with domain.store.transaction() as session:
+        users = await lock_owners(session, Run, Run.status == "running")
         runs = list(
             await session.scalars(
                 select(Run)
-                .where(Run.status == "running")
+                .where(Run.status == "running", Run.user_id.in_(sorted(users)))
                 .order_by(Run.id)
                 .with_for_update()
                 .execution_options(populate_existing=True)
             )
         )
-        users = await lock_users(session, {run.user_id for run in runs})
         for run in runs:
             user = users.get(run.user_id)
             if user is not None:

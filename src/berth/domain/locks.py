@@ -13,18 +13,26 @@ What each guard locks:
   containers and SSH keys, unique live names) and every change of the balance;
 - the row that moves state (a run, an approval, a shell session): the move re-reads the
   state under the lock, so only one of two racing moves sees the state it expects.
+
+The order, so that no two transactions wait for each other in a circle: **the owning users'
+rows first** (several: by id, `lock_users`), then the rows of theirs a transaction changes.
+An API write locks its user and then writes the user's workloads and runs; so a controller's
+write of a run or a workload (a run started or finished, a meter tick, a plan, a status, a
+wake) locks the run's or workload's owner first too (`lock_owner_then`), even where it needs
+nothing of the user's row: two writers of one user's rows then queue on that one row.
 """
 
 from __future__ import annotations
 
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from berth.store.models import Base, User
+from berth.store.models import Base, Run, User, Workload
 
 M = TypeVar("M", bound=Base)
+Owned = TypeVar("Owned", Run, Workload)
 
 
 async def lock_user(session: AsyncSession, user_id: str) -> User | None:
@@ -56,3 +64,25 @@ async def lock_users(session: AsyncSession, user_ids: set[str]) -> dict[str, Use
         .execution_options(populate_existing=True)
     )
     return {user.id: user for user in rows}
+
+
+async def lock_owner_then(
+    session: AsyncSession, model: type[Owned], key: str
+) -> tuple[User | None, Owned | None]:
+    """The owning user's row locked, then the run's or workload's (in that order, see the
+    module's docstring), both read afresh under their locks; (None, None) if there is no
+    such row."""
+    owner = await session.scalar(select(model.user_id).where(model.id == key))
+    if owner is None:
+        return None, None
+    user = await lock_user(session, owner)
+    return user, await locked(session, model, key)
+
+
+async def lock_owners(
+    session: AsyncSession, model: type[Owned], *conditions: ColumnElement[bool]
+) -> dict[str, User]:
+    """The rows of the users owning the runs or workloads matching `conditions`, locked
+    in id order: taken before a transaction that writes several users' rows."""
+    user_ids = set(await session.scalars(select(model.user_id).where(*conditions).distinct()))
+    return await lock_users(session, user_ids)

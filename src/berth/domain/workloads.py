@@ -23,7 +23,7 @@ from berth.domain.context import Domain
 from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
 from berth.domain.ids import new_run_id, new_workload_id
-from berth.domain.locks import locked
+from berth.domain.locks import lock_owner_then
 from berth.domain.schedules import Schedule, parse_schedule
 from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.views import WorkloadView, read_view, read_views
@@ -335,7 +335,7 @@ async def wake_service(domain: Domain, workload_id: str) -> Wake:
     async with domain.store.transaction() as session:
         # Two wakes racing (two gateway requests, two replicas) wake once: the second waits
         # for the workload's row and then sees it running.
-        workload = await locked(session, Workload, workload_id)
+        _, workload = await lock_owner_then(session, Workload, workload_id)
         if workload is None or workload.type != "service" or workload.deleted_at is not None:
             raise NotFound(f"workload {workload_id} not found")
         if workload.desired_state == "running" and workload.replicas > 0:
@@ -379,7 +379,7 @@ async def scale_idle_service_to_zero(
     """Stop an opted-in service that has had no request since `idle_since` (long enough
     ago: the caller checked its idle timeout). False if it changed meanwhile."""
     async with domain.store.transaction() as session:
-        workload = await locked(session, Workload, workload_id)
+        _, workload = await lock_owner_then(session, Workload, workload_id)
         if (
             workload is None
             or not workload.scale_to_zero

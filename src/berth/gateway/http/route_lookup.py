@@ -95,8 +95,7 @@ class RouteLookup:
         except Exception as exc:
             log.warning("could not look up the routes of %s: %s", workload_id, exc)
             return
-        if routes:
-            self._table.add_found(workload_id, routes, read=read)
+        self._table.add_found(workload_id, routes, read=read)
 
     def _looked_up(self, workload_id: str, lookup: asyncio.Task[None]) -> None:
         if self._looking.get(workload_id) is not lookup:

@@ -122,12 +122,14 @@ class RouteTable:
         self._swap(routes)
 
     def add_found(self, workload_id: str, routes: Mapping[RouteKey, Route], *, read: int) -> None:
-        """Put `workload_id`'s routes (all of them, built from the read numbered `read`) in
-        the table in place of those it has; nothing if the whole table came from a later
-        read (it knows better)."""
+        """Put `workload_id`'s routes (all of them, built from the read numbered `read`; none:
+        it serves nothing now) in the table in place of those it has; nothing if the whole
+        table came from a later read (it knows better)."""
         if read < self._table_read:
             return
         found = {key: route for key, route in routes.items() if key[0] == workload_id}
+        if not found and workload_id not in self._found:
+            return  # nothing to serve, nothing served before: the table stays as it is
         self._found[workload_id] = (read, found)
         table = {key: route for key, route in self._routes.items() if key[0] != workload_id}
         table.update(found)

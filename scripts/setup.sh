@@ -13,10 +13,12 @@ need_apt=()
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)  # the dashboard's front-end libraries
 if [ "${1:-}" = "--test" ]; then
   command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
   command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)  # the private engine's bridge
   command -v ps >/dev/null 2>&1 || need_apt+=(procps)    # process listings searched for secrets
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the dashboard's browser tests
 fi
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -40,6 +42,7 @@ if ! engine_up; then
 fi
 
 bash scripts/venv.sh  # the Python environment, from the lock file
+bash scripts/dashboard-assets.sh  # xterm.js for the dashboard, from package-lock.json
 
 engine_api() { curl -sf --unix-socket /var/run/docker.sock "http://engine/v1.41$1" "${@:2}"; }
 if ! engine_api /images/berth/busybox:latest/json >/dev/null; then

@@ -40,6 +40,12 @@
 
   if (document.body.dataset.live && window.EventSource) {
     const source = new EventSource("/events");
+    // Page scripts listen for "berth:approval" and "berth:workload" on the document.
+    for (const name of ["approval", "workload"]) {
+      source.addEventListener(name, function (event) {
+        document.dispatchEvent(new CustomEvent("berth:" + name, { detail: JSON.parse(event.data) }));
+      });
+    }
     source.addEventListener("approval", function () { refreshCount(); refreshRegions("approval"); });
     source.addEventListener("workload", function () { refreshRegions("workload"); });
     source.addEventListener("resync", function () { refreshCount(); refreshRegions("resync"); });

@@ -153,6 +153,11 @@ def test_an_agents_call_appears_in_the_open_inbox_and_runs_once_approved(
     expect(page.locator(".runs")).to_contain_text("succeeded", timeout=60_000)
     screenshot(page, shots, "workload-detail")
 
+    page.goto(f"{board.url}/usage")  # the run's credits, behind the charts
+    expect(page.locator("#per-workload")).to_contain_text("greeter")
+    expect(page.locator("#usage-runs")).to_contain_text("greeter")
+    screenshot(page, shots, "usage")
+
 
 def test_pages_are_readable_at_a_phones_width(
     board: BerthServer, browser: Browser, shots: Path
@@ -162,7 +167,7 @@ def test_pages_are_readable_at_a_phones_width(
     try:
         page = context.new_page()
         sign_in(page, board, human)
-        for name in ("approvals", "workloads", "workloads/new"):
+        for name in ("approvals", "workloads", "workloads/new", "boxes", "keys", "usage"):
             page.goto(f"{board.url}/{name}")
             overflow = page.evaluate(
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"

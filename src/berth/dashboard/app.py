@@ -14,7 +14,14 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
-from berth.dashboard import approval_pages, auth_pages, box_pages, live, workload_pages
+from berth.dashboard import (
+    approval_pages,
+    auth_pages,
+    box_pages,
+    live,
+    usage_pages,
+    workload_pages,
+)
 from berth.dashboard.render import ENV, STATIC
 from berth.dashboard.session import CsrfRefused, SignInRequired, sign_in_redirect
 from berth.domain.errors import DomainError
@@ -69,6 +76,6 @@ def install_dashboard(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _error_page(api_handler))
     app.add_exception_handler(SignInRequired, _sign_in_required)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
-    for module in (auth_pages, approval_pages, live, workload_pages, box_pages):
+    for module in (auth_pages, approval_pages, live, workload_pages, box_pages, usage_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")

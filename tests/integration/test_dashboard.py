@@ -9,6 +9,7 @@ gated), so agents' calls wait for the human in the browser.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -243,3 +244,35 @@ def test_the_dashboard_stays_out_of_the_api_document(board: BerthServer) -> None
     paths = httpx.get(f"{board.url}/openapi.json", timeout=30).json()["paths"]
     assert all(path.startswith(("/v1/", "/compute", "/healthz")) for path in paths), paths
     assert not any(path.startswith(("/approvals", "/workloads", "/sign-in")) for path in paths)
+
+
+def test_an_invitation_link_sets_the_first_password_once(
+    board: BerthServer, page: Page, shots: Path
+) -> None:
+    email = f"invitee-{time.monotonic_ns()}@example.com"
+    user_id = board.admin("create-user", "--email", email)["id"]
+    invited = board.admin("invite", "--user", user_id, "--base-url", board.url)
+    assert invited["link"].startswith(f"{board.url}/invite/")
+
+    page.goto(invited["link"])
+    expect(page.get_by_text(email)).to_be_visible()
+    screenshot(page, shots, "invitation")
+    page.get_by_label("Password", exact=True).fill("correct horse battery staple")
+    page.get_by_label("The same password again").fill("correct horse battery stapler")
+    page.get_by_role("button", name="Set password and sign in").click()
+    expect(page.get_by_role("alert")).to_contain_text("The two passwords differ")
+
+    page.get_by_label("Password", exact=True).fill("correct horse battery staple")
+    page.get_by_label("The same password again").fill("correct horse battery staple")
+    page.get_by_role("button", name="Set password and sign in").click()
+    expect(page).to_have_url(f"{board.url}/workloads")  # signed in; nothing pending
+
+    again = page.goto(invited["link"])
+    assert again is not None and again.status == 410
+    expect(page.get_by_role("alert")).to_contain_text("already used")
+    signed_in = httpx.post(
+        f"{board.url}/v1/auth/sign-in",
+        json={"email": email, "password": "correct horse battery staple"},
+        timeout=30,
+    )
+    assert signed_in.status_code == 200, signed_in.text

@@ -18,6 +18,7 @@ from berth.dashboard import (
     approval_pages,
     auth_pages,
     box_pages,
+    invite_pages,
     live,
     usage_pages,
     workload_pages,
@@ -76,6 +77,14 @@ def install_dashboard(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _error_page(api_handler))
     app.add_exception_handler(SignInRequired, _sign_in_required)
     app.add_exception_handler(CsrfRefused, _csrf_refused)
-    for module in (auth_pages, approval_pages, live, workload_pages, box_pages, usage_pages):
+    for module in (
+        auth_pages,
+        invite_pages,
+        approval_pages,
+        live,
+        workload_pages,
+        box_pages,
+        usage_pages,
+    ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")

@@ -48,7 +48,8 @@ async def events(request: Request) -> StreamingResponse:
             yield "retry: 2000\n\n"
             while True:
                 try:
-                    event = await asyncio.wait_for(subscription.get(), KEEPALIVE_SECONDS)
+                    async with asyncio.timeout(KEEPALIVE_SECONDS):  # not wait_for: see
+                        event = await subscription.get()  # gateway/http/route_refresh.py
                 except TimeoutError:
                     if await request.is_disconnected():
                         return

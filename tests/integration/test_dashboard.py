@@ -168,7 +168,15 @@ def test_pages_are_readable_at_a_phones_width(
     try:
         page = context.new_page()
         sign_in(page, board, human)
-        for name in ("approvals", "workloads", "workloads/new", "boxes", "keys", "usage"):
+        for name in (
+            "approvals",
+            "workloads",
+            "workloads/new",
+            "boxes",
+            "keys",
+            "usage",
+            "policy",
+        ):
             page.goto(f"{board.url}/{name}")
             overflow = page.evaluate(
                 "document.documentElement.scrollWidth - document.documentElement.clientWidth"

@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from tests.support.browser import DESKTOP, PHONE, chromium, new_human, screenshot, sign_in
 from tests.support.keys import new_public_key
-from tests.support.server import BerthServer
+from tests.support.server import TEST_IMAGE, BerthServer
 
 pytestmark = pytest.mark.engine
 
@@ -75,3 +76,37 @@ def test_a_dev_box_terminal_runs_commands_and_follows_the_window_size(
     page.keyboard.type("stty size\n")
     expect(page.locator(".xterm-rows")).to_contain_text(f"{rows} {cols}")
     screenshot(page, shots, "phone-dev-box")
+
+
+def test_the_approval_policy_page_decides_what_agents_wait_for(
+    server: BerthServer, page: Page, shots: Path
+) -> None:
+    """On the suite's shared server (nothing gated): gate `create` from the page, see an
+    agent's create wait, then gate nothing again."""
+    human = new_human(server)
+    sign_in(page, server, human)
+    page.goto(f"{server.url}/policy")
+    page.get_by_label("create").check()
+    page.get_by_label("Open for (seconds)").fill("10")
+    page.get_by_role("button", name="Save policy").click()
+    expect(page.locator("#e-ttl")).to_contain_text("greater than or equal to")
+    try:
+        page.get_by_label("create").check()
+        page.get_by_label("Open for (seconds)").fill("3600")
+        page.get_by_role("button", name="Save policy").click()
+        expect(page.get_by_label("create")).to_be_checked()
+        screenshot(page, shots, "approval-policy")
+        body = {"name": "gated", "type": "job", "image": TEST_IMAGE}
+        asked = httpx.post(
+            f"{server.url}/v1/compute",
+            json=body,
+            headers={"Authorization": f"Bearer {human.key}"},
+            timeout=30,
+        )
+        assert asked.status_code == 202, asked.text
+    finally:
+        page.goto(f"{server.url}/policy")
+        for action in ("create", "exec", "shell"):
+            page.get_by_label(action).uncheck()
+        page.get_by_role("button", name="Save policy").click()
+        expect(page.get_by_label("create")).not_to_be_checked()

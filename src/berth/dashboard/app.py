@@ -1,8 +1,8 @@
 """`install_dashboard(app)`: the dashboard's routes, static files and error pages.
 
 The routes are included after the API's, none in the OpenAPI document; their paths (`/`,
-`/sign-in`, `/approvals`, `/workloads`, `/boxes`, `/keys`, `/usage`, `/events`, `/static`)
-share no prefix with the API's (`/v1`, `/compute`, `/healthz`).
+`/sign-in`, `/invite`, `/approvals`, `/workloads`, `/boxes`, `/keys`, `/usage`, `/policy`,
+`/events`, `/static`) share no prefix with the API's (`/v1`, `/compute`, `/healthz`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from berth.dashboard import (
     box_pages,
     invite_pages,
     live,
+    policy_pages,
     usage_pages,
     workload_pages,
 )
@@ -85,6 +86,7 @@ def install_dashboard(app: FastAPI) -> None:
         workload_pages,
         box_pages,
         usage_pages,
+        policy_pages,
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")

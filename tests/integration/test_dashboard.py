@@ -217,6 +217,47 @@ def test_a_create_with_bad_input_shows_the_error_next_to_its_field(
     page.get_by_role("button", name="Create").click()
     expect(page.get_by_role("heading", name="sleeper")).to_be_visible()
     expect(page.locator("#workload-status")).to_have_text("running", timeout=60_000)
+    screenshot(page, shots, "workload-service")
+
+
+def test_a_workloads_secrets_exec_and_delete_from_its_page(
+    board: BerthServer, page: Page, shots: Path
+) -> None:
+    human = new_human(board)
+    sign_in(page, board, human)
+    page.goto(f"{board.url}/workloads/new")
+    page.get_by_label("Name").fill("worker")
+    page.get_by_label("Type").select_option("service")
+    page.get_by_label("Image").fill(TEST_IMAGE)
+    page.get_by_label("Command").fill("sleep 300")
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator("#workload-status")).to_have_text("running", timeout=60_000)
+
+    page.get_by_label("Key").fill("API_TOKEN")
+    page.get_by_label("Value").fill("s3cret value")
+    page.get_by_role("button", name="Set secret").click()
+    secret = page.locator(".secrets li", has_text="API_TOKEN")
+    expect(secret.locator("output")).to_have_text("••••••")  # hidden until asked
+    expect(page.locator("body")).not_to_contain_text("s3cret value")
+    secret.get_by_role("button", name="Reveal").click()
+    expect(secret.locator("output")).to_have_text("s3cret value")
+
+    expect(page.locator("#workload-status")).to_have_text("running", timeout=60_000)
+    page.get_by_label("Command", exact=True).fill("echo $((6*7))")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(page.locator("#exec-stdout")).to_have_text("42\n")
+    expect(page.locator("#exec-exit")).to_have_text("0")
+
+    page.get_by_role("button", name="Delete secret API_TOKEN").click()
+    expect(page.locator(".secrets")).not_to_contain_text("API_TOKEN")
+
+    page.once("dialog", lambda dialog: dialog.dismiss())  # asked first; "no" keeps it
+    page.get_by_role("button", name="Delete…").click()
+    expect(page.get_by_role("heading", name="worker")).to_be_visible()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Delete…").click()
+    expect(page).to_have_url(f"{board.url}/workloads")
+    assert agent(board, human).get("/v1/compute").json()["workloads"] == []
 
 
 def test_a_second_user_sees_none_of_the_first_users_data(

@@ -13,6 +13,7 @@ need_apt=()
 command -v dockerd >/dev/null 2>&1 || need_apt+=(docker.io)
 [ -x /bin/busybox ] || need_apt+=(busybox-static)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)  # the dashboard's front-end libraries
 if [ "${1:-}" = "--test" ]; then
   command -v ssh >/dev/null 2>&1 || need_apt+=(openssh-client)
   command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)  # the private engine's bridge
@@ -20,6 +21,7 @@ if [ "${1:-}" = "--test" ]; then
   # The suites' PostgreSQL pass starts its own server from these programs (no cluster of
   # the package's is needed).
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)  # the dashboard's browser tests
 fi
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -43,6 +45,7 @@ if ! engine_up; then
 fi
 
 bash scripts/venv.sh  # the Python environment, from the lock file
+bash scripts/dashboard-assets.sh  # xterm.js for the dashboard, from package-lock.json
 
 engine_api() { curl -sf --unix-socket /var/run/docker.sock "http://engine/v1.41$1" "${@:2}"; }
 if ! engine_api /images/berth/busybox:latest/json >/dev/null; then

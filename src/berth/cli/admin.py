@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from berth.config import Settings
-from berth.domain import accounts, approvals, sign_in
+from berth.domain import accounts, approvals, invitations, sign_in
 from berth.domain.context import Domain
 from berth.domain.errors import DomainError, Invalid
 from berth.domain.records import AccountKit, User
@@ -33,6 +33,7 @@ def run_admin_reporting_errors(args: argparse.Namespace, settings: Settings) -> 
 def run_admin(args: argparse.Namespace, settings: Settings) -> int:
     """Run the admin command the parser chose (`args.admin_handler` names it)."""
     handler = HANDLERS[args.admin_handler]
+    args.served_at = f"http://{settings.host}:{settings.port}"  # for links (`invite`)
 
     async def main() -> dict[str, Any]:
         domain = await open_domain(settings)
@@ -89,6 +90,17 @@ def read_password() -> str:
 async def _set_password(domain: Domain, args: argparse.Namespace) -> dict[str, Any]:
     await sign_in.set_password(domain, args.user, read_password())
     return {"user_id": args.user, "password_set": True}
+
+
+async def _invite(domain: Domain, args: argparse.Namespace) -> dict[str, Any]:
+    invitation = await invitations.invite(domain, args.user)
+    base = (args.base_url or args.served_at).rstrip("/")
+    return {
+        "user_id": invitation.user_id,
+        "email": invitation.email,
+        "link": f"{base}/invite/{invitation.token}",
+        "expires_at": invitation.expires_at.isoformat(),
+    }
 
 
 async def _create_key(domain: Domain, args: argparse.Namespace) -> dict[str, Any]:
@@ -154,6 +166,7 @@ HANDLERS: dict[str, Callable[[Domain, argparse.Namespace], Awaitable[dict[str, A
     "create_user": _create_user,
     "create_key": _create_key,
     "set_password": _set_password,
+    "invite": _invite,
     "revoke_key": _revoke_key,
     "token": _token,
     "update_user": _update_user,

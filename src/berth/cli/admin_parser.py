@@ -33,6 +33,17 @@ def add_admin_parser(
     data_dir_args(password)
     password.set_defaults(admin_handler="set_password")
 
+    invite = commands.add_parser(
+        "invite",
+        help="print a one-time link where the user sets their password in the dashboard",
+    )
+    invite.add_argument("--user", required=True)
+    invite.add_argument(
+        "--base-url", help="where people reach berth (default: http://HOST:PORT of the settings)"
+    )
+    data_dir_args(invite)
+    invite.set_defaults(admin_handler="invite")
+
     key = commands.add_parser("create-key", help="create an API key; printed once")
     key.add_argument("--user", help="the key's user id")
     key.add_argument("--operator", action="store_true", help="an operator key of the company")

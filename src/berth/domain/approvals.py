@@ -38,6 +38,7 @@ from berth.domain.errors import (
     Invalid,
     NotFound,
 )
+from berth.domain.events import Event
 from berth.domain.ids import new_approval_id
 from berth.domain.locks import locked
 from berth.store.models import ApiKey, Approval, AuditEvent, Company
@@ -125,6 +126,7 @@ async def _create(
     async with domain.store.transaction() as session:
         session.add(approval)
         _audit(session, approval, actor=actor.principal.key_id or "", what="approval.requested")
+    publish_approval(domain, approval)
     return approval
 
 
@@ -224,6 +226,18 @@ def result_body(domain: Domain, approval: Approval) -> bytes | None:
     return domain.cipher.decrypt(approval.result_body).encode()
 
 
+def publish_approval(domain: Domain, approval: Approval) -> None:
+    """Tell subscribers (the dashboard's live inbox) that one of the user's approvals was
+    asked for, decided or executed; the event names it, readers load it with its rights."""
+    domain.bus.publish(
+        Event(
+            "approval.changed",
+            user_id=approval.user_id,
+            data={"approval_id": approval.id, "status": approval.status},
+        )
+    )
+
+
 def _note(approval: Approval) -> str:
     return f": {approval.note}" if approval.note else ""
 
@@ -317,6 +331,7 @@ async def decide(
             what="approval.approved" if approve else "approval.rejected",
             detail={"note": note} if note else None,
         )
+    publish_approval(domain, fresh)
     return fresh
 
 
@@ -335,6 +350,7 @@ async def record_result(domain: Domain, approval_id: str, response: StoredRespon
             what="approval.executed",
             detail={"status_code": response.status_code},
         )
+    publish_approval(domain, approval)
     return approval
 
 
@@ -449,3 +465,17 @@ async def approval_events(
             select(AuditEvent).where(AuditEvent.subject == approval_id).order_by(AuditEvent.id)
         )
         return list(rows)
+
+
+async def key_names(domain: Domain, principal: Principal, key_ids: set[str]) -> dict[str, str]:
+    """The names of the keys that asked (one query for a whole list), of the caller's company
+    only; a key without a name is shown by its id."""
+    if not key_ids:
+        return {}
+    async with domain.store.reading() as session:
+        rows = await session.execute(
+            select(ApiKey.id, ApiKey.name, ApiKey.prefix).where(
+                ApiKey.id.in_(key_ids), ApiKey.company_id == principal.company_id
+            )
+        )
+        return {key_id: name or f"{prefix}…" for key_id, name, prefix in rows}

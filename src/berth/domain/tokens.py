@@ -40,6 +40,27 @@ class TokenSigner:
         claims = {"sub": user_id, "typ": "session", "iat": now, "exp": expires_at}
         return SessionToken(jwt.encode(claims, self._key, algorithm="HS256"), expires_at)
 
+    def issue_invitation(self, user_id: str, state: str, *, ttl_seconds: int) -> SessionToken:
+        """A token for setting `user_id`'s password once: `state` fingerprints the password
+        the user has now, so the token dies when a password is set. It is no session token
+        (`verify` refuses it)."""
+        now = datetime.now(UTC).replace(microsecond=0)
+        expires_at = now + timedelta(seconds=ttl_seconds)
+        claims = {"sub": user_id, "typ": "invite", "st": state, "iat": now, "exp": expires_at}
+        return SessionToken(jwt.encode(claims, self._key, algorithm="HS256"), expires_at)
+
+    def verify_invitation(self, token: str) -> tuple[str, str]:
+        """(user id, password state) of an invitation token; `Unauthenticated` otherwise."""
+        try:
+            claims = jwt.decode(token, self._key, algorithms=["HS256"])
+        except jwt.ExpiredSignatureError as exc:
+            raise Unauthenticated("this invitation expired; ask for a new one") from exc
+        except jwt.PyJWTError as exc:
+            raise Unauthenticated("this invitation link is not valid") from exc
+        if claims.get("typ") != "invite" or not isinstance(claims.get("sub"), str):
+            raise Unauthenticated("this invitation link is not valid")
+        return str(claims["sub"]), str(claims.get("st", ""))
+
     def verify(self, token: str) -> str:
         """Return the token's user id; raise `Unauthenticated` if it is invalid or expired.
         A token verified before is only checked for expiry (a session client sends the same

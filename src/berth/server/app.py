@@ -23,6 +23,7 @@ from berth.api.routes.workloads import build_workloads_router
 from berth.clock import SYSTEM_CLOCK, Clock
 from berth.config import Settings
 from berth.control.supervisor import Controllers
+from berth.dashboard.app import install_dashboard
 from berth.domain.shells import end_orphaned_sessions
 from berth.domain.sign_in import SignInFailures
 from berth.gateway.http.default_ports import resolve_gateway_ports
@@ -134,4 +135,5 @@ def create_app(
     app.include_router(build_workloads_router(user_prefix, path_user_actor))
     app.include_router(build_execution_router(user_prefix, path_user_actor))
     install_request_limits(app, settings)
+    install_dashboard(app)  # last: its pages are tried after every API route
     return app

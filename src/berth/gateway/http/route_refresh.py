@@ -92,7 +92,10 @@ class RouteRefresher:
         try:
             while True:
                 try:
-                    event = await asyncio.wait_for(events.get(), self._interval)
+                    # Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that
+                    # arrives as an event does, and `stop` would then wait forever.
+                    async with asyncio.timeout(self._interval):
+                        event = await events.get()
                     if event.kind not in ROUTING_EVENTS:
                         continue
                     self._changed(event.workload_id)

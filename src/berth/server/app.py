@@ -33,6 +33,7 @@ from berth.gateway.ssh.limits import SshLimits
 from berth.runtime.base import Runtime
 from berth.runtime.factory import create_runtime
 from berth.server.bootstrap import instance_id, open_domain
+from berth.server.mcp_endpoint import install_mcp_endpoint
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -93,7 +94,8 @@ def create_app(
         app.state.rule_listeners = public
         controllers.start()
         try:
-            yield
+            async with mcp.running():
+                yield
         finally:
             await public.stop()
             await ssh.stop()
@@ -133,5 +135,6 @@ def create_app(
     user_prefix = "/v1/users/{user_id}/compute"
     app.include_router(build_workloads_router(user_prefix, path_user_actor))
     app.include_router(build_execution_router(user_prefix, path_user_actor))
+    mcp = install_mcp_endpoint(app)
     install_request_limits(app, settings)
     return app

@@ -4,6 +4,7 @@ environment) and streamable HTTP (`/mcp` on the API port, Bearer key)."""
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +23,7 @@ from mcp.types import CallToolResult, TextContent
 
 from berth.testing.waiting import poll
 from tests.support.api import wait_workload
+from tests.support.cli import clean_env, ok, run_berth
 from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
@@ -326,3 +328,27 @@ def test_the_mcp_endpoint_is_not_in_the_openapi_document(mcp_server: BerthServer
     document = httpx.get(f"{mcp_server.url}/openapi.json").json()
     assert "/mcp" not in document["paths"]
     assert all(not path.startswith("/mcp") for path in document["paths"])
+
+
+async def test_a_client_configured_by_berth_mcp_config_drives_berth(
+    mcp_server: BerthServer, agent: Tenant, tmp_path: Path
+) -> None:
+    env = clean_env(tmp_path)
+    ok(run_berth("login", "--url", mcp_server.url, "--key", agent.key, env=env))
+    printed = ok(await anyio.to_thread.run_sync(lambda: run_berth("mcp", "config", env=env)))
+    assert agent.key not in printed, "the key stays in the file berth login wrote"
+    entry = json.loads(printed)["mcpServers"]["berth"]
+    assert entry["env"] == {"BERTH_URL": mcp_server.url}
+    params = StdioServerParameters(
+        command=entry["command"], args=entry["args"], env={**env, **entry["env"]}
+    )
+    async with (
+        stdio_client(params) as (read, write),
+        ClientSession(read, write, read_timeout_seconds=timedelta(seconds=60)) as session,
+    ):
+        await session.initialize()
+        assert structured(await session.call_tool("workloads_list", {})) == {"workloads": []}
+
+    http = json.loads(ok(run_berth("mcp", "config", "--transport", "http", env=env)))
+    assert http["mcpServers"]["berth"]["url"] == f"{mcp_server.url}/mcp"
+    assert http["mcpServers"]["berth"]["headers"] == {"Authorization": "Bearer ${BERTH_API_KEY}"}

@@ -51,8 +51,13 @@ def client_config(transport: str, url: str, key_in_file: bool) -> dict[str, Any]
                 }
             }
         }
-    command = shutil.which("berth") or "berth"
-    entry: dict[str, Any] = {"command": command, "args": ["mcp"], "env": {URL_ENV: url}}
+    installed = shutil.which("berth")
+    # Without `berth` on PATH (a virtual environment not activated), the interpreter that
+    # runs this command starts the server the same way.
+    command, args = (
+        (installed, ["mcp"]) if installed else (sys.executable, ["-m", "berth.cli.main", "mcp"])
+    )
+    entry: dict[str, Any] = {"command": command, "args": args, "env": {URL_ENV: url}}
     if not key_in_file:
         entry["env"][KEY_ENV] = "nv_sk_..."
     return {"mcpServers": {"berth": entry}}

@@ -94,8 +94,7 @@ def create_app(
         app.state.rule_listeners = public
         controllers.start()
         try:
-            async with mcp.running():
-                yield
+            yield
         finally:
             await public.stop()
             await ssh.stop()
@@ -135,6 +134,6 @@ def create_app(
     user_prefix = "/v1/users/{user_id}/compute"
     app.include_router(build_workloads_router(user_prefix, path_user_actor))
     app.include_router(build_execution_router(user_prefix, path_user_actor))
-    mcp = install_mcp_endpoint(app)
+    install_mcp_endpoint(app)
     install_request_limits(app, settings)
     return app

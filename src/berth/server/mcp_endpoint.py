@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -37,13 +38,6 @@ class McpEndpoint:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self.server = build_server(self._client_for, stateless_http=True)
-        self.server.streamable_http_app()  # makes the session manager
-
-    @asynccontextmanager
-    async def running(self) -> AsyncIterator[None]:
-        """Serve MCP requests for the application's lifetime."""
-        async with self.server.session_manager.run():
-            yield
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
@@ -57,7 +51,16 @@ class McpEndpoint:
             )
             await response(scope, receive, send)
             return
-        await self.server.session_manager.handle_request(scope, receive, send)
+        # A manager of the request's own: a stateless request needs nothing that outlives it,
+        # and its tasks then live and end in the request's task (none is left to the
+        # application's lifespan, which may end in another task than it began).
+        manager = StreamableHTTPSessionManager(
+            self.server._mcp_server,
+            stateless=True,
+            security_settings=self.server.settings.transport_security,
+        )
+        async with manager.run():
+            await manager.handle_request(scope, receive, send)
 
     @asynccontextmanager
     async def _client_for(self, ctx: Ctx) -> AsyncIterator[AsyncClient]:
@@ -70,10 +73,9 @@ class McpEndpoint:
             yield client
 
 
-def install_mcp_endpoint(app: FastAPI) -> McpEndpoint:
-    """Route `/mcp` to berth's MCP server; the lifespan must enter `running()`."""
+def install_mcp_endpoint(app: FastAPI) -> None:
+    """Route `/mcp` to berth's MCP server."""
     endpoint = McpEndpoint(app)
     app.router.routes.append(
         Route(MCP_PATH, endpoint, methods=["GET", "POST", "DELETE"], include_in_schema=False)
     )
-    return endpoint

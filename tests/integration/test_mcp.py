@@ -21,8 +21,6 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
-from berth.testing.waiting import poll
-from tests.support.api import wait_workload
 from tests.support.cli import clean_env, ok, run_berth
 from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
@@ -137,6 +135,7 @@ async def test_the_tools_are_listed_with_schemas_and_truthful_annotations(
         "devboxes_ssh_command",
         "service_url",
         "approval_wait",
+        "workloads_wait",
     ):
         assert name in tools, name
         assert tools[name].description and tools[name].outputSchema, name
@@ -211,11 +210,12 @@ async def test_a_gated_create_waits_for_a_human_and_approval_wait_returns_the_jo
         again = structured(await session.call_tool("approval_wait", {"approval_id": approval_id}))
         assert again["result"]["id"] == job["id"]
 
-        async def finished() -> dict[str, Any] | None:
-            got = structured(await session.call_tool("workloads_get", {"workload_id": job["id"]}))
-            return got if got["status"] == "succeeded" else None
-
-        done = await poll(finished, 60, interval=0.5, what="the approved job to succeed")
+        done = structured(
+            await session.call_tool(
+                "workloads_wait", {"workload_id": job["id"], "until": "finished", "timeout": 60}
+            )
+        )
+        assert done["status"] == "succeeded", done
         assert done["recent_runs"][0]["exit_code"] == 0
         names = [
             w["name"]
@@ -239,10 +239,13 @@ async def test_exec_returns_the_exit_code_and_both_outputs(
     )
     assert response.status_code == 201, response.text
     workload_id = response.json()["id"]
-    await anyio.to_thread.run_sync(
-        lambda: wait_workload(agent.client, workload_id, lambda w: w["running_tasks"] == 1)
-    )
     async with connect(transport, mcp_server, agent.key) as session:
+        up = structured(
+            await session.call_tool(
+                "workloads_wait", {"workload_id": workload_id, "until": "running", "timeout": 60}
+            )
+        )
+        assert up["status"] == "running" and up["running_tasks"] == 1, up
         ran = structured(
             await session.call_tool(
                 "workloads_exec",

@@ -3,8 +3,10 @@ secrets. Create and exec may be gated: they then return `pending_approval`, not 
 
 from __future__ import annotations
 
+import time
 from typing import Annotated, Any, Literal
 
+import anyio
 from mcp.server.fastmcp import FastMCP
 from mcp.types import ToolAnnotations
 from pydantic import Field
@@ -25,6 +27,13 @@ from berth.schemas.workloads import ExecResult, RunOut, SecretKeyOut, WorkloadOu
 from berth.sdk import ApprovalPending, AsyncClient
 
 WorkloadId = Annotated[str, Field(description="The workload's id (from workloads_list).")]
+
+WAIT_POLL_SECONDS = 1.0
+SETTLED = {
+    "running": frozenset({"running"}),
+    "finished": frozenset({"succeeded", "failed", "timed_out", "stopped", "idle"}),
+}
+"""The workload statuses each `workloads_wait` target ends on (docs/api.md, Status)."""
 
 READ = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True)
 """Reads change nothing."""
@@ -48,6 +57,35 @@ def register(server: FastMCP, source: ClientSource) -> None:
         """One workload: its status, spec, public URL (services), running tasks and recent
         runs (a job's exit code is in `recent_runs[0].exit_code`)."""
         return await through_api(source, ctx, lambda c: c.compute.get(workload_id))
+
+    @server.tool(annotations=READ)
+    async def workloads_wait(
+        workload_id: WorkloadId,
+        ctx: Ctx,
+        until: Annotated[
+            Literal["running", "finished"],
+            Field(
+                description="running: a service has all its tasks up; finished: a job's "
+                "latest run has ended (succeeded, failed, timed_out or stopped)."
+            ),
+        ] = "finished",
+        timeout: Annotated[  # noqa: ASYNC109 (the tool's own parameter: a polling deadline)
+            float, Field(ge=0, le=3600, description="Seconds to wait at most.")
+        ] = 300,
+    ) -> WorkloadOut:
+        """Wait, reporting progress, until a workload gets there; returns it as it is then
+        (also at the timeout: check `status`). A job's exit code is in
+        `recent_runs[0].exit_code`."""
+        started = time.monotonic()
+        while True:
+            workload = await through_api(source, ctx, lambda c: c.compute.get(workload_id))
+            waited = time.monotonic() - started
+            if workload.status in SETTLED[until] or waited >= timeout:
+                return workload
+            await ctx.report_progress(
+                waited, timeout, f"{workload.name} is {workload.status} ({waited:.0f}s)"
+            )
+            await anyio.sleep(min(WAIT_POLL_SECONDS, timeout - waited))
 
     @server.tool(annotations=change(destructive=False, idempotent=False))
     async def workloads_create(

@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_serve_parser(commands, _data_dir_args)
     add_admin_parser(commands, _data_dir_args)
     add_client_parsers(commands)
+    commands.add_parser("mcp", help="serve berth's tools to an AI agent over MCP (stdio)")
     return parser
 
 
@@ -53,6 +54,13 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def main(argv: list[str] | None = None) -> int:
     argv, trailing = split_trailing_command(sys.argv[1:] if argv is None else list(argv))
+    if argv[:1] == ["mcp"]:
+        # The MCP server (and its SDK) loads only for `berth mcp`, so other commands start fast.
+        mcp = importlib.import_module("berth.mcp.stdio")
+        mcp_parser = argparse.ArgumentParser(prog="berth")
+        mcp.add_mcp_parser(mcp_parser.add_subparsers(dest="command", required=True))
+        mcp_code: int = mcp.run_mcp(mcp_parser.parse_args(argv))
+        return mcp_code
     args = build_parser().parse_args(argv)
     if args.command in CLIENT_COMMANDS:
         return run_client(args, trailing)

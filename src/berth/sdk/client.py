@@ -27,6 +27,7 @@ from berth.sdk.approvals import ApprovalsAPI, AsyncApprovalsAPI
 from berth.sdk.compute import ComputeAPI
 from berth.sdk.compute_async import AsyncComputeAPI
 from berth.sdk.config import resolve_credentials
+from berth.sdk.containers_async import AsyncContainersAPI
 
 DEFAULT_TIMEOUT = 30.0
 """Seconds for connecting and for each read (exec waits longer: its own timeout + 15 s)."""
@@ -108,6 +109,7 @@ class AsyncClient:
         core = AsyncTransport(self._http, base_url=self.base_url, timeout=timeout)
         self.compute = AsyncComputeAPI(core, user_id)
         self.approvals = AsyncApprovalsAPI(core)
+        self.containers = AsyncContainersAPI(core)
 
     @classmethod
     def from_env(

@@ -34,6 +34,7 @@ from berth.gateway.ssh.limits import SshLimits
 from berth.runtime.base import Runtime
 from berth.runtime.factory import create_runtime
 from berth.server.bootstrap import instance_id, open_domain
+from berth.server.mcp_endpoint import install_mcp_endpoint
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -134,6 +135,7 @@ def create_app(
     user_prefix = "/v1/users/{user_id}/compute"
     app.include_router(build_workloads_router(user_prefix, path_user_actor))
     app.include_router(build_execution_router(user_prefix, path_user_actor))
+    install_mcp_endpoint(app)
     install_request_limits(app, settings)
     install_dashboard(app)  # last: its pages are tried after every API route
     return app

@@ -1,0 +1,78 @@
+"""Dev box tools (`/compute/containers`): long-lived containers reached over SSH."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.fastmcp import FastMCP
+from pydantic import Field
+
+from berth.mcp.calls import ClientSource, Ctx, through_api
+from berth.mcp.models import DevBoxList, Done, SshCommand
+from berth.mcp.tools_workloads import READ, change
+from berth.schemas.containers import ContainerOut
+
+DevBoxId = Annotated[str, Field(description="The dev box's id (from devboxes_list).")]
+
+
+def register(server: FastMCP, source: ClientSource) -> None:
+    @server.tool(annotations=READ)
+    async def devboxes_list(ctx: Ctx) -> DevBoxList:
+        """List your dev boxes with status, size, usage and the SSH command of each."""
+        boxes = await through_api(source, ctx, lambda c: c.containers.list())
+        return DevBoxList(dev_boxes=boxes)
+
+    @server.tool(annotations=change(destructive=False, idempotent=False))
+    async def devboxes_create(
+        ctx: Ctx,
+        name: Annotated[str, Field(description="Display name, 1-63 characters.")],
+        ssh_key_ids: Annotated[
+            list[int], Field(min_length=1, description="Ids of your SSH keys allowed in.")
+        ],
+        instance_type: Annotated[str, Field(description="Size, e.g. `nano`.")] = "nano",
+        memory_mb: Annotated[int, Field(ge=64, le=65536)] = 512,
+        storage_gb: Annotated[int, Field(ge=1, le=1024)] = 5,
+        ssh_enabled: Annotated[bool, Field(description="Allow SSH in at once.")] = True,
+    ) -> ContainerOut:
+        """Create and start a dev box (costs credits while it runs). Its `ssh_command` opens
+        a shell in it once it is `running`."""
+        return await through_api(
+            source,
+            ctx,
+            lambda c: c.containers.create(
+                name=name,
+                ssh_key_ids=ssh_key_ids,
+                instance_type=instance_type,
+                memory_mb=memory_mb,
+                storage_gb=storage_gb,
+                ssh_enabled=ssh_enabled,
+            ),
+        )
+
+    @server.tool(annotations=change(destructive=True, idempotent=True))
+    async def devboxes_delete(dev_box_id: DevBoxId, ctx: Ctx) -> Done:
+        """Delete a dev box and its disk: what is stored in it is lost."""
+        await through_api(source, ctx, lambda c: c.containers.delete(dev_box_id))
+        return Done(detail=f"deleted dev box {dev_box_id}")
+
+    @server.tool(annotations=change(destructive=False, idempotent=True))
+    async def devboxes_start(dev_box_id: DevBoxId, ctx: Ctx) -> ContainerOut:
+        """Start a stopped dev box (its disk is kept; costs credits while it runs)."""
+        return await through_api(source, ctx, lambda c: c.containers.start(dev_box_id))
+
+    @server.tool(annotations=change(destructive=True, idempotent=True))
+    async def devboxes_stop(dev_box_id: DevBoxId, ctx: Ctx) -> ContainerOut:
+        """Stop a dev box: its processes end, its disk is kept."""
+        return await through_api(source, ctx, lambda c: c.containers.stop(dev_box_id))
+
+    @server.tool(annotations=READ)
+    async def devboxes_ssh_command(dev_box_id: DevBoxId, ctx: Ctx) -> SshCommand:
+        """The command line that opens an SSH shell in a dev box (for a human, or a terminal
+        you control), and whether SSH is enabled on it."""
+        box = await through_api(source, ctx, lambda c: c.containers.get(dev_box_id))
+        return SshCommand(
+            dev_box_id=box.id,
+            ssh_command=box.ssh_command,
+            ssh_enabled=box.ssh_enabled,
+            status=box.status,
+        )

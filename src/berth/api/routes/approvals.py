@@ -42,7 +42,7 @@ DECISION_ERRORS = workload_errors(400, 403, 404, 409, 410, 422)
     "",
     response_model=ApprovalList,
     summary="List approvals, pending first, then newest first, a page at a time",
-    responses=workload_errors(400, 422),
+    responses=workload_errors(422),
 )
 async def list_approvals(
     domain: DomainDep,

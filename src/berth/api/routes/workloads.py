@@ -80,7 +80,7 @@ def build_workloads_router(
         "",
         response_model=WorkloadList,
         summary="List the user's workloads, newest first, a page at a time",
-        responses=workload_errors(400, 422),
+        responses=workload_errors(422),
     )
     async def list_workloads(
         request: Request,
@@ -193,7 +193,7 @@ def build_workloads_router(
         "/{workload_id}/runs",
         response_model=RunList,
         summary="List runs, newest first, a page at a time",
-        responses=workload_errors(400, 422),
+        responses=workload_errors(422),
     )
     async def list_runs(
         workload_id: str,
@@ -244,7 +244,7 @@ def build_workloads_router(
         "/{workload_id}/secrets",
         response_model=SecretKeyOut,
         summary="Set an encrypted env var (redeploys a running service)",
-        responses=workload_errors(400, 422),
+        responses=workload_errors(422),
     )
     async def set_secret(
         workload_id: str, body: SecretSet, domain: DomainDep, actor: Actor = ActorDep

@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     crash_backoff_max_seconds: float = 60.0
     token_ttl_seconds: int = 12 * 3600
     log_max_bytes: int = 20 * 1024 * 1024
+    run_retention_count: int = Field(default=1000, ge=1)
+    """Finished runs (with their archived logs) kept per workload; older ones are pruned."""
+    run_retention_days: float = Field(default=0, ge=0)
+    """Finished runs older than this many days are pruned too; 0 keeps them (count only)."""
+    run_retention_interval_seconds: float = Field(default=60.0, gt=0)
+    """How often the retention controller looks for runs to prune."""
     """Per task: the engine keeps at most this much output, and so does berth's archive."""
     max_request_bytes: int = Field(default=1024 * 1024, ge=1)
     """The largest HTTP request body the API reads (a larger one is answered 413), and the

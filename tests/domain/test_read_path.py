@@ -19,7 +19,8 @@ from sqlalchemy.exc import OperationalError
 from berth.domain import secrets, workloads
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
-from berth.domain.views import read_views
+from berth.domain.paging import PageRequest
+from berth.domain.views import WorkloadFilter, WorkloadView, read_view_page
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.db import Store
 from berth.store.errors import StoreUnavailable
@@ -38,6 +39,12 @@ def schedule(name: str) -> WorkloadCreate:
             "schedule_expr": "0 0 1 1 *",
         }
     )
+
+
+def all_views(domain: Domain, reader: Any, user_id: str) -> list[WorkloadView]:
+    """The first page (of the largest size) of the user's workloads, newest first."""
+    request = PageRequest(limit=500, after=None)
+    return read_view_page(domain, reader, user_id, request, WorkloadFilter()).items
 
 
 @asynccontextmanager
@@ -119,8 +126,8 @@ async def test_a_workload_view_costs_a_few_queries_however_many_workloads(
         view = await workloads.get_workload(domain, actor, created[0].workload.id)
     assert view.secret_keys == ["K"] and view.workload.name == "s0"
     async with counted_statements(domain.store) as listed:
-        views = await workloads.list_workloads(domain, actor)
-    assert [v.workload.name for v in views] == [f"s{n}" for n in range(6)]
+        views = (await workloads.list_workloads(domain, actor)).items
+    assert [v.workload.name for v in views] == [f"s{n}" for n in reversed(range(6))]
     assert len(one) <= 4, one
     assert len(listed) <= 4, listed
 
@@ -134,13 +141,13 @@ async def test_prepared_reads_give_what_sqlalchemy_gives(domain: Domain, actor: 
     created = await workloads.create_workload(domain, actor, job)
     await workloads.create_workload(domain, actor, schedule("s"))
     await secrets.set_secret(domain, actor, created.workload.id, key="K", value="v")
-    prepared = await domain.store.read(lambda reader: read_views(domain, reader, actor.user_id))
+    prepared = await domain.store.read(lambda reader: all_views(domain, reader, actor.user_id))
     async with domain.store.reader.connect() as connection:
         plain = await connection.run_sync(
-            lambda sync: read_views(domain, ConnectionReader(sync), actor.user_id)
+            lambda sync: all_views(domain, ConnectionReader(sync), actor.user_id)
         )
     assert prepared == plain
-    first = prepared[0]
+    first = prepared[-1]
     assert first.workload.command == ["sh", "-c", "true"] and first.secret_keys == ["K"]
     assert first.workload.created_at.tzinfo is not None
     assert first.workload.scale_to_zero is False

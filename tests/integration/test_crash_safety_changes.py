@@ -38,7 +38,9 @@ ROUNDS = 3
 JOB_COMMAND = "sleep 1; echo metered"
 """Long enough that some runs are running at each kill and end while berth is down."""
 ROUNDING = 1e-8
-"""The API rounds credits to 8 decimals."""
+"""The API rounds figures to 8 decimals."""
+COST_ROUNDING = 0.5e-6 + ROUNDING
+"""A run's cost is its usage priced and rounded once to a whole micro-credit."""
 USAGE_TOLERANCE_SECONDS = 0.25
 """Slack on "no more than allocation x running time": timestamps are rounded in transit."""
 
@@ -307,7 +309,7 @@ def assert_billing_exact(server: BerthServer, tenant: Tenant, balance_before: fl
     allocated = {w["id"]: w["cpu"] for w in workloads}
     for run in runs:
         assert run["credits"] == pytest.approx(
-            run["vcpu_seconds"] * prices[0] + run["gb_seconds"] * prices[1], abs=ROUNDING
+            run["vcpu_seconds"] * prices[0] + run["gb_seconds"] * prices[1], abs=COST_ROUNDING
         ), run
         if not run["started_at"]:
             assert run["vcpu_seconds"] == 0, run
@@ -321,8 +323,9 @@ def assert_billing_exact(server: BerthServer, tenant: Tenant, balance_before: fl
         assert run["vcpu_seconds"] > 0, f"a run that ran was billed nothing: {run}"
     charged = sum(run["credits"] for run in runs)
     balance_after = server.admin("show-user", "--user", tenant.user_id)["credits"]
-    # Each figure is rounded to 8 decimals in transit; a lost or doubled meter tick of the
-    # smallest task here (0.25 vCPU for 1 s) would be 2.5e-5 credits, far above that.
+    # Balances and costs are whole micro-credits, so they agree exactly but for the 8-decimal
+    # rounding in transit; a lost or doubled meter tick of the smallest task here (0.25 vCPU
+    # for 1 s) would be 2.5e-5 credits, far above that.
     assert balance_before - balance_after == pytest.approx(charged, abs=ROUNDING * (len(runs) + 2))
     print(
         f"\n{len(runs)} runs billed {charged:.6f} credits; "

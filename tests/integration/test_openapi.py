@@ -257,3 +257,28 @@ def test_authenticated_operations_declare_bearer_security_and_401(
                 continue
             assert operation.get("security") == [{"bearer": []}], (method, path)
             assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+
+
+PAGED_LISTS = {
+    "/v1/compute": ("workloads", {"limit", "cursor", "type", "status", "name_prefix"}),
+    "/v1/users/{user_id}/compute": ("workloads", {"limit", "cursor", "type", "status"}),
+    "/v1/compute/{workload_id}/runs": ("runs", {"limit", "cursor"}),
+    "/v1/approvals": ("approvals", {"limit", "cursor", "status"}),
+    "/compute/containers": ("containers", {"limit", "cursor"}),
+    "/compute/ssh-keys": ("ssh_keys", {"limit", "cursor"}),
+}
+
+
+@pytest.mark.parametrize("path", sorted(PAGED_LISTS))
+def test_every_list_declares_its_paging_parameters_and_next_cursor(
+    openapi: dict[str, Any], path: str
+) -> None:
+    field, parameters = PAGED_LISTS[path]
+    operation = openapi["paths"][path]["get"]
+    declared = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+    assert parameters <= set(declared), declared
+    limit = declared["limit"]["schema"]["anyOf"][0]
+    assert (limit["minimum"], limit["maximum"]) == (1, 500)
+    answer = operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    properties = openapi["components"]["schemas"][answer.rsplit("/", 1)[1]]["properties"]
+    assert {field, "next_cursor"} <= set(properties)

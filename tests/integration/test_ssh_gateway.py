@@ -12,6 +12,7 @@ import asyncio
 import fcntl
 import os
 import pty
+import re
 import secrets
 import select
 import struct
@@ -274,6 +275,10 @@ async def test_host_key_is_kept_across_restarts(box: Box) -> None:
 # -- interactive terminal ---------------------------------------------------------------------
 
 
+STTY_SIZE = re.compile(rb"\r\n(\d+ \d+)\r\n")
+"""`stty size`'s answer in a terminal's output."""
+
+
 def drive_terminal(argv: list[str]) -> tuple[int, str]:
     """Run `argv` (ssh -tt) on a pseudo-terminal, type into it: (exit status, output)."""
     pid, fd = pty.fork()
@@ -293,8 +298,21 @@ def drive_terminal(argv: list[str]) -> tuple[int, str]:
         read_until(b"hello-42")
         # A window change on our side reaches the shell in the container.
         fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
-        os.write(fd, b"stty size\n")
-        read_until(b"33 111")
+        # ssh sends the window change when its loop sees SIGWINCH, which may be after it
+        # forwarded what was typed next: ask again until the shell reports the new size.
+        deadline = time.monotonic() + SSH_TIMEOUT
+        while True:
+            asked = len(output)
+            os.write(fd, b"stty size\n")
+            size, output = read_fd_until(
+                fd,
+                lambda out, asked=asked: (found := STTY_SIZE.search(out, asked)) and found[1],
+                seen=output,
+                timeout=SSH_TIMEOUT,
+            )
+            if size == b"33 111":
+                break
+            assert time.monotonic() < deadline, f"the size stayed {size!r}; output: {output!r}"
         os.write(fd, b"exit 4\n")
         deadline = time.monotonic() + SSH_TIMEOUT
         while time.monotonic() < deadline:

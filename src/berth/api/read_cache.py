@@ -36,9 +36,16 @@ class ReadCache:
         self._by_store = weakref.WeakKeyDictionary()
 
     async def respond(
-        self, domain: Domain, key: Hashable, build: Callable[[], Awaitable[BaseModel]]
+        self,
+        domain: Domain,
+        key: Hashable,
+        build: Callable[[], Awaitable[BaseModel]],
+        *,
+        omit_none: frozenset[str] = frozenset(),
     ) -> Response:
-        """The JSON answer of `build()`, or the one kept for `key` if nothing changed since."""
+        """The JSON answer of `build()`, or the one kept for `key` if nothing changed since.
+        A list's key holds its query parameters (page, filters): each page is kept apart.
+        `omit_none` names top-level fields left out of the answer while they are null."""
         version = domain.data_version()
         entries = self._by_store.get(domain.store)
         if version is not None and entries is not None:
@@ -46,8 +53,7 @@ class ReadCache:
             if kept is not None and kept[0] == version:
                 entries.move_to_end(key)
                 return _json(kept[1])
-        model = await build()
-        body = model.__pydantic_serializer__.to_json(model, by_alias=True)
+        body = _to_json(await build(), omit_none)
         if version is not None:
             if entries is None:
                 entries = self._by_store.setdefault(domain.store, OrderedDict())
@@ -56,6 +62,17 @@ class ReadCache:
             while len(entries) > self.max_entries:
                 entries.popitem(last=False)
         return _json(body)
+
+
+def json_response(model: BaseModel, *, omit_none: frozenset[str] = frozenset()) -> Response:
+    """`model` as a JSON answer, leaving out the `omit_none` fields while they are null."""
+    return _json(_to_json(model, omit_none))
+
+
+def _to_json(model: BaseModel, omit_none: frozenset[str]) -> bytes:
+    left_out = {name for name in omit_none if getattr(model, name) is None}
+    exclude = left_out or None
+    return model.__pydantic_serializer__.to_json(model, by_alias=True, exclude=exclude)
 
 
 def _json(body: bytes) -> Response:

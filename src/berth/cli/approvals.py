@@ -8,6 +8,7 @@ from typing import Any, get_args
 
 from berth.cli.context import Context, Handler, UsageError
 from berth.cli.output import approval_details, approval_rows, key_values, model_pairs, print_json
+from berth.cli.paging import add_page_arguments, note_next_page, one_page
 from berth.schemas.approvals import ApprovalAction, ApprovalOut, ApprovalPolicy
 
 ACTIONS: tuple[str, ...] = get_args(ApprovalAction)
@@ -24,8 +25,9 @@ def add_approvals_parser(subparsers: Any, common: Sequence[argparse.ArgumentPars
         parser.set_defaults(client_handler=handler)
         return parser
 
-    listing = command("list", _list, "list approvals, pending first")
+    listing = command("list", _list, "list approvals, pending first, then newest first")
     listing.add_argument("--status", choices=["pending", "approved", "rejected", "expired"])
+    add_page_arguments(listing)
     command("show", _show, "show an approval with its request and result").add_argument("id")
     for name, handler in (("approve", _approve), ("reject", _reject)):
         decide = command(name, handler, f"{name} a pending call (humans only)")
@@ -48,11 +50,17 @@ def _show_approval(ctx: Context, approval: ApprovalOut) -> None:
 
 
 def _list(ctx: Context, args: argparse.Namespace) -> int:
-    approvals = ctx.client.approvals.list(args.status)
+    next_cursor = None
+    if one_page(args):
+        page = ctx.client.approvals.page(args.status, limit=args.limit, cursor=args.cursor)
+        approvals, next_cursor = page.approvals, page.next_cursor
+    else:
+        approvals = ctx.client.approvals.list(args.status)
     if ctx.json:
-        print_json(ctx.out, {"approvals": approvals})
+        print_json(ctx.out, {"approvals": approvals, "next_cursor": next_cursor})
     else:
         ctx.out.write(approval_rows(approvals))
+        note_next_page(ctx, next_cursor)
     return 0
 
 

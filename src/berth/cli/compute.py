@@ -20,6 +20,7 @@ from berth.cli.output import (
     workload_details,
     workload_rows,
 )
+from berth.cli.paging import add_page_arguments, note_next_page, one_page
 from berth.cli.progress import Progress
 from berth.cli.terminal import run_shell, terminal_size
 from berth.schemas.workloads import WorkloadOut
@@ -43,7 +44,11 @@ def add_compute_parser(subparsers: Any, common: Sequence[argparse.ArgumentParser
         parser.set_defaults(client_handler=handler)
         return parser
 
-    command("list", _list, "list workloads")
+    listing = command("list", _list, "list workloads, newest first")
+    listing.add_argument("--type", dest="workload_type", choices=["service", "job", "schedule"])
+    listing.add_argument("--status", help="only workloads in this status (e.g. running)")
+    listing.add_argument("--name-prefix", help="only workloads whose name starts so")
+    add_page_arguments(listing)
 
     create = command("create", _create, "create a workload")
     create.add_argument("--name", required=True)
@@ -87,7 +92,7 @@ def add_compute_parser(subparsers: Any, common: Sequence[argparse.ArgumentParser
 
     runs = command("runs", _runs, "list runs, newest first")
     runs.add_argument("id")
-    runs.add_argument("--limit", type=int)
+    add_page_arguments(runs)
 
     logs = command("logs", _logs, "print a run's output")
     logs.add_argument("id")
@@ -144,11 +149,18 @@ def _show_workload(ctx: Context, workload: WorkloadOut) -> None:
 
 
 def _list(ctx: Context, args: argparse.Namespace) -> int:
-    workloads = ctx.client.compute.list()
+    keep = {"type": args.workload_type, "status": args.status, "name_prefix": args.name_prefix}
+    next_cursor = None
+    if one_page(args):
+        page = ctx.client.compute.page(limit=args.limit, cursor=args.cursor, **keep)
+        workloads, next_cursor = page.workloads, page.next_cursor
+    else:
+        workloads = ctx.client.compute.list(**keep)
     if ctx.json:
-        print_json(ctx.out, {"workloads": workloads})
+        print_json(ctx.out, {"workloads": workloads, "next_cursor": next_cursor})
     else:
         ctx.out.write(workload_rows(workloads))
+        note_next_page(ctx, next_cursor)
     return 0
 
 
@@ -251,11 +263,17 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _runs(ctx: Context, args: argparse.Namespace) -> int:
-    runs = ctx.client.compute.runs(args.id, limit=args.limit)
+    next_cursor = None
+    if one_page(args):
+        page = ctx.client.compute.runs_page(args.id, limit=args.limit, cursor=args.cursor)
+        runs, next_cursor = page.runs, page.next_cursor
+    else:
+        runs = list(ctx.client.compute.iter_runs(args.id))
     if ctx.json:
-        print_json(ctx.out, {"runs": runs})
+        print_json(ctx.out, {"runs": runs, "next_cursor": next_cursor})
     else:
         ctx.out.write(run_rows(runs))
+        note_next_page(ctx, next_cursor)
     return 0
 
 

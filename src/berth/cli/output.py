@@ -16,8 +16,11 @@ from berth.schemas.workloads import RunOut, ShellSessionSummary, WorkloadOut
 NONE = "-"
 
 
-def to_json(data: BaseModel | Sequence[BaseModel] | Mapping[str, Any]) -> Any:
-    """JSON-ready data of a model, a list of models, or a mapping holding models."""
+def to_json(data: BaseModel | Sequence[BaseModel] | Mapping[str, Any] | str | None) -> Any:
+    """JSON-ready data of a model, a list of models, or a mapping holding models (or plain
+    values, such as a list's `next_cursor`)."""
+    if data is None or isinstance(data, str | int | float):
+        return data
     if isinstance(data, BaseModel):
         return data.model_dump(mode="json", by_alias=True)
     if isinstance(data, Mapping):

@@ -7,7 +7,9 @@ import contextlib
 
 from berth.control.loops import relay_domain_events, run_meter, run_scheduler, watch_engine
 from berth.control.reconciler import Reconciler
+from berth.control.retention import run_retention
 from berth.domain.context import Domain
+from berth.domain.retention import RunRetention
 from berth.runtime.base import Runtime
 
 
@@ -23,6 +25,8 @@ class Controllers:
         stop_grace: float,
         backoff_max: float,
         log_max_bytes: int,
+        retention: RunRetention | None = None,
+        retention_interval: float = 60.0,
     ) -> None:
         self.domain = domain
         self.runtime = runtime
@@ -37,6 +41,8 @@ class Controllers:
             backoff_max=backoff_max,
             log_max_bytes=log_max_bytes,
         )
+        self.retention = retention
+        self.retention_interval = retention_interval
         self._tasks: list[asyncio.Task[None]] = []
 
     def start(self) -> None:
@@ -53,6 +59,9 @@ class Controllers:
                 relay_domain_events(subscription, self.reconciler, scheduler_wake), name="relay"
             ),
         ]
+        if self.retention is not None:
+            pruning = run_retention(self.domain, self.retention, self.retention_interval)
+            self._tasks.append(asyncio.create_task(pruning, name="retention"))
 
     async def stop(self) -> None:
         for task in self._tasks:

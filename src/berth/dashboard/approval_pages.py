@@ -15,8 +15,9 @@ from fastapi.responses import JSONResponse, RedirectResponse
 from berth.api.gate import replay
 from berth.dashboard.render import fragment, page, pending_count
 from berth.dashboard.session import changing, domain_of, form_of, viewer
-from berth.domain import approvals
+from berth.domain import approval_lists, approvals
 from berth.domain.errors import DomainError
+from berth.schemas.paging import MAX_PAGE_SIZE
 
 router = APIRouter(include_in_schema=False)
 HISTORY_SHOWN = 50
@@ -33,9 +34,11 @@ async def home(request: Request) -> Response:
 
 async def _lists(request: Request) -> dict[str, Any]:
     signed_in = await viewer(request)
-    rows = await approvals.list_approvals(
-        domain_of(request), signed_in.actor.principal, status=None
+    # Pending first, then newest first: one page holds every pending one a person can read.
+    found = await approval_lists.list_approvals(
+        domain_of(request), signed_in.actor.principal, status=None, limit=MAX_PAGE_SIZE
     )
+    rows = found.items
     pending = [row for row in rows if row.status == "pending"]
     decided = [row for row in rows if row.status != "pending"][:HISTORY_SHOWN]
     names = await approvals.key_names(

@@ -12,7 +12,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from berth.dashboard.session import Viewer, domain_of
-from berth.domain import approvals
+from berth.domain import approval_lists
+from berth.schemas.paging import MAX_PAGE_SIZE
 
 TEMPLATES = Path(__file__).parent / "templates"
 STATIC = Path(__file__).parent / "static"
@@ -67,10 +68,10 @@ ENV.globals["duration"] = _duration
 
 
 async def pending_count(request: Request, signed_in: Viewer) -> int:
-    rows = await approvals.list_approvals(
-        domain_of(request), signed_in.actor.principal, status="pending"
+    found = await approval_lists.list_approvals(
+        domain_of(request), signed_in.actor.principal, status="pending", limit=MAX_PAGE_SIZE
     )
-    return len(rows)
+    return len(found.items)
 
 
 async def page(

@@ -43,20 +43,27 @@ RUNS_SHOWN = 20
 EXEC_TIMEOUT_SECONDS = 60.0
 
 
-async def _rows(request: Request, signed_in: Viewer) -> list[Any]:
-    return await workloads.list_workloads(domain_of(request), signed_in.actor)
+async def _rows(request: Request, signed_in: Viewer) -> dict[str, Any]:
+    """One page of workloads, newest first (`?cursor=` from the page's "Older" link; a
+    cursor that is not one shows the first page), and the next page's cursor."""
+    domain, cursor = domain_of(request), request.query_params.get("cursor")
+    try:
+        found = await workloads.list_workloads(domain, signed_in.actor, cursor=cursor)
+    except Invalid:
+        found = await workloads.list_workloads(domain, signed_in.actor)
+    return {"rows": found.items, "next_cursor": found.next_cursor}
 
 
 @router.get("/workloads")
 async def workload_list(request: Request) -> Response:
     signed_in = await viewer(request)
-    return await page(request, "workloads.html", signed_in, rows=await _rows(request, signed_in))
+    return await page(request, "workloads.html", signed_in, **await _rows(request, signed_in))
 
 
 @router.get("/workloads/fragment")
 async def workload_list_fragment(request: Request) -> Response:
     signed_in = await viewer(request)
-    return fragment("workloads_table.html", rows=await _rows(request, signed_in))
+    return fragment("workloads_table.html", **await _rows(request, signed_in))
 
 
 @router.get("/workloads/new")

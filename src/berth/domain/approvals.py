@@ -146,7 +146,7 @@ async def _answer_repeat(
                 f"approval {approval_id} is for a different request "
                 f"({approval.method} {approval.path} with its original body)"
             )
-        status = await _current_status(domain, approval)
+        status = await current_status(domain, approval)
         if status == "pending":
             raise ApprovalRequired(approval.id)
         if status == "rejected":
@@ -261,7 +261,7 @@ async def _load_for_caller(domain: Domain, principal: Principal, approval_id: st
     return approval
 
 
-async def _current_status(domain: Domain, approval: Approval) -> str:
+async def current_status(domain: Domain, approval: Approval) -> str:
     """The status, turning an overdue pending approval into `expired` (and auditing it)."""
     if approval.status != "pending" or approval.expires_at > domain.clock.now():
         return approval.status
@@ -274,27 +274,9 @@ async def _current_status(domain: Domain, approval: Approval) -> str:
     return "expired"
 
 
-async def list_approvals(
-    domain: Domain, principal: Principal, *, status: str | None
-) -> list[Approval]:
-    """The approvals the caller may see (`_visible_to`), pending first, newest first."""
-    async with domain.store.reading() as session:
-        query = select(Approval).where(Approval.company_id == principal.company_id)
-        if principal.kind == "session":
-            query = query.where(Approval.user_id == principal.user_id)
-        elif not principal.is_operator:
-            query = query.where(Approval.key_id == principal.key_id)
-        rows = list(await session.scalars(query.order_by(Approval.created_at.desc())))
-    for row in rows:
-        await _current_status(domain, row)
-    if status is not None:
-        rows = [row for row in rows if row.status == status]
-    return sorted(rows, key=lambda row: row.status != "pending")
-
-
 async def get_approval(domain: Domain, principal: Principal, approval_id: str) -> Approval:
     approval = await _load_for_caller(domain, principal, approval_id)
-    await _current_status(domain, approval)
+    await current_status(domain, approval)
     return approval
 
 
@@ -313,7 +295,7 @@ async def decide(
     approval = await _load_for_caller(domain, principal, approval_id)
     if principal.kind != "session" or principal.user_id is None:
         raise Forbidden("approvals are decided by a human: use a session token, not an API key")
-    if await _current_status(domain, approval) == "expired":
+    if await current_status(domain, approval) == "expired":
         raise Gone(f"approval {approval_id} expired")
     async with domain.store.transaction() as session:
         fresh = await locked(session, Approval, approval_id)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, func, select
+from sqlalchemy import and_, bindparam, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain import labels
@@ -26,6 +26,7 @@ from berth.domain.errors import Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
 from berth.domain.ids import new_workload_id
 from berth.domain.mounts import validate_mount_paths
+from berth.domain.paging import Page, Position, make_page, page_request
 from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.workloads import publish_changed
 from berth.runtime.base import RuntimeDriverError
@@ -212,22 +213,54 @@ _CONTAINER_ROWS = select(
     Workload.deleted_at.is_(None),
 )
 _ONE_CONTAINER = _CONTAINER_ROWS.where(Workload.id == bindparam("container_id"))
-_USERS_CONTAINERS = _CONTAINER_ROWS.order_by(Workload.created_at)
+_CONTAINER_ORDER = (Workload.created_at, Workload.id)
+_FIRST_CONTAINERS = _CONTAINER_ROWS.order_by(*_CONTAINER_ORDER).limit(bindparam("limit_plus_one"))
+_LATER_CONTAINERS = (
+    _CONTAINER_ROWS.where(
+        or_(
+            Workload.created_at > bindparam("after_created_at", type_=Workload.created_at.type),
+            and_(
+                Workload.created_at == bindparam("after_created_at"),
+                Workload.id > bindparam("after_id"),
+            ),
+        )
+    )
+    .order_by(*_CONTAINER_ORDER)
+    .limit(bindparam("limit_plus_one"))
+)
+CONTAINER_LIST = "containers"
+"""The name a container list's cursors carry."""
 
 
-async def list_containers(domain: Domain, actor: Actor) -> list[ContainerView]:
-    """The user's dev boxes in two queries, with their last measured usage."""
+async def list_containers(
+    domain: Domain, actor: Actor, *, limit: int | None = None, cursor: str | None = None
+) -> Page[ContainerView]:
+    """One page of the user's dev boxes, oldest first (creation time, then id), in two
+    queries, with their last measured usage."""
+    request = page_request(CONTAINER_LIST, limit, cursor)
 
     def read(reader: Reader) -> list[tuple[ContainerRecord, bool, str | None]]:
         check_compute_user(reader, actor.user_id)
-        rows = reader.all(_USERS_CONTAINERS, {"user_id": actor.user_id})
+        params: dict[str, object] = {"user_id": actor.user_id, "limit_plus_one": request.limit + 1}
+        statement = _FIRST_CONTAINERS
+        if request.after is not None:
+            statement = _LATER_CONTAINERS
+            params["after_created_at"] = request.after.created_at
+            params["after_id"] = str(request.after.id)
+        rows = reader.all(statement, params)
         return [(ContainerRecord._make(row[:-2]), bool(row[-2]), row[-1]) for row in rows]
 
     found = await domain.store.read(read)
+    page = make_page(CONTAINER_LIST, found, request.limit, _position)
     # One after the other, not gathered: a view's usage is almost always the last measured
     # one, which takes no turn of the loop, while each gathered task would wait for one
     # behind every other ready request.
-    return [await _live_view(domain, *row) for row in found]
+    views = [await _live_view(domain, *row) for row in page.items]
+    return Page(items=views, next_cursor=page.next_cursor)
+
+
+def _position(row: tuple[ContainerRecord, bool, str | None]) -> Position:
+    return Position(created_at=row[0].created_at, id=row[0].id)
 
 
 async def get_container(domain: Domain, actor: Actor, container_id: str) -> ContainerView:

@@ -10,17 +10,17 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound
+from berth.domain.paging import Page, Position, make_page, page_request
 from berth.domain.workloads import owned_workload
 from berth.runtime.base import LogLine, RuntimeDriverError, TaskId
 from berth.store.models import Run
 
-MAX_LISTED_RUNS = 500
 PENDING_WAIT_SECONDS = 120.0
 
 
@@ -32,17 +32,37 @@ class RunOutput:
     lines: list[LogLine]
 
 
-async def list_runs(domain: Domain, actor: Actor, workload_id: str, *, limit: int) -> list[Run]:
+RUN_LIST = "runs"
+"""The name a run list's cursors carry."""
+
+
+async def list_runs(
+    domain: Domain,
+    actor: Actor,
+    workload_id: str,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+) -> Page[Run]:
+    """One page of the workload's runs, newest first (creation time, then id)."""
+    request = page_request(RUN_LIST, limit, cursor)
     async with domain.store.reading() as session:
         await load_compute_user(session, actor.user_id)
         await owned_workload(session, actor, workload_id)
+        query = select(Run).where(Run.workload_id == workload_id, Run.standby.is_(False))
+        if request.after is not None:
+            at, after_id = request.after.created_at, str(request.after.id)
+            query = query.where(
+                or_(Run.created_at < at, and_(Run.created_at == at, Run.id < after_id))
+            )
         rows = await session.scalars(
-            select(Run)
-            .where(Run.workload_id == workload_id, Run.standby.is_(False))
-            .order_by(Run.created_at.desc())
-            .limit(min(limit, MAX_LISTED_RUNS))
+            query.order_by(Run.created_at.desc(), Run.id.desc()).limit(request.limit + 1)
         )
-        return list(rows)
+        return make_page(RUN_LIST, list(rows), request.limit, _position)
+
+
+def _position(run: Run) -> Position:
+    return Position(created_at=run.created_at, id=run.id)
 
 
 async def find_run(

@@ -8,13 +8,14 @@ import hashlib
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 
 from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
+from berth.domain.paging import Page, Position, make_page, page_request
 from berth.store.models import ContainerSshKey, SshKey
 
 SSH_KEY_DELETED = "ssh_key.deleted"
@@ -76,13 +77,34 @@ async def add_key(domain: Domain, actor: Actor, *, name: str, public_key: str) -
     return key
 
 
-async def list_keys(domain: Domain, actor: Actor) -> list[SshKey]:
+SSH_KEY_LIST = "ssh_keys"
+"""The name an SSH key list's cursors carry."""
+
+
+async def list_keys(
+    domain: Domain, actor: Actor, *, limit: int | None = None, cursor: str | None = None
+) -> Page[SshKey]:
+    """One page of the user's keys, oldest first (creation time, then id): the order they
+    were added in."""
+    request = page_request(SSH_KEY_LIST, limit, cursor)
     async with domain.store.reading() as session:
         await load_compute_user(session, actor.user_id)
+        query = select(SshKey).where(SshKey.user_id == actor.user_id)
+        if request.after is not None:
+            if not isinstance(request.after.id, int):
+                raise Invalid("cursor: not a cursor of this list", field="cursor")
+            at, after_id = request.after.created_at, request.after.id
+            query = query.where(
+                or_(SshKey.created_at > at, and_(SshKey.created_at == at, SshKey.id > after_id))
+            )
         rows = await session.scalars(
-            select(SshKey).where(SshKey.user_id == actor.user_id).order_by(SshKey.id)
+            query.order_by(SshKey.created_at, SshKey.id).limit(request.limit + 1)
         )
-        return list(rows)
+        return make_page(SSH_KEY_LIST, list(rows), request.limit, _position)
+
+
+def _position(key: SshKey) -> Position:
+    return Position(created_at=key.created_at, id=key.id)
 
 
 async def delete_key(domain: Domain, actor: Actor, key_id: int) -> None:

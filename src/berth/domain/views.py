@@ -12,12 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select
+from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, func, or_, select
 
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound
+from berth.domain.paging import Page, PageRequest, Position, make_page
 from berth.store.models import Run, Secret, Workload, credits_of
 from berth.store.reads import Reader
 
@@ -97,14 +99,56 @@ _VISIBLE = (Workload.deleted_at.is_(None), Workload.type != "container")
 _ONE_WORKLOAD = select(*WORKLOAD_COLUMNS, _RUNNING_TASKS).where(
     Workload.id == bindparam("workload_id"), Workload.user_id == bindparam("user_id"), *_VISIBLE
 )
-_USERS_WORKLOADS = (
-    select(*WORKLOAD_COLUMNS, _RUNNING_TASKS)
-    .where(Workload.user_id == bindparam("user_id"), *_VISIBLE)
-    .order_by(Workload.created_at)
-)
-_USERS_VISIBLE_IDS = select(Workload.id).where(Workload.user_id == bindparam("user_id"), *_VISIBLE)
-"""The ids of a list: runs and secrets are selected by these, not by a list of ids (whose
-statement would be rendered anew for every length)."""
+
+
+@dataclass(frozen=True)
+class WorkloadFilter:
+    """What a list keeps: workloads of this type, in this status, whose name starts so."""
+
+    type: str | None = None
+    status: str | None = None
+    name_prefix: str | None = None
+
+
+@dataclass(frozen=True)
+class _PageStatements:
+    rows: Select[*tuple[Any, ...]]
+    runs: Select[*tuple[Any, ...]]
+    secrets: Select[*tuple[Any, ...]]
+
+
+@cache
+def _page_statements(
+    by_type: bool, by_status: bool, by_prefix: bool, after: bool
+) -> _PageStatements:
+    """The statements of one page of a user's workloads, newest first, for one combination
+    of filters (built once each: the prepared reader keeps them compiled)."""
+    where: list[ColumnElement[bool]] = [Workload.user_id == bindparam("user_id"), *_VISIBLE]
+    if by_type:
+        where.append(Workload.type == bindparam("type"))
+    if by_status:
+        where.append(Workload.status == bindparam("status"))
+    if by_prefix:
+        where.append(Workload.name.startswith(bindparam("name_prefix")))
+    if after:
+        at = bindparam("after_created_at", type_=Workload.created_at.type)
+        where.append(
+            or_(
+                Workload.created_at < at,
+                and_(Workload.created_at == at, Workload.id < bindparam("after_id")),
+            )
+        )
+    order = (Workload.created_at.desc(), Workload.id.desc())
+    limit = bindparam("limit_plus_one", type_=Integer)
+    rows = select(*WORKLOAD_COLUMNS, _RUNNING_TASKS).where(*where).order_by(*order).limit(limit)
+    # The page's ids as a subquery: runs and secrets are selected by these, not by a list of
+    # ids (whose statement would be rendered anew for every length).
+    ids = select(Workload.id).where(*where).order_by(*order).limit(limit)
+    return _PageStatements(
+        rows=rows,
+        runs=_recent_runs(Run.workload_id.in_(ids)),
+        secrets=_secret_keys(Secret.workload_id.in_(ids)),
+    )
 
 
 def _recent_runs(workloads: ColumnElement[bool]) -> Select[*tuple[Any, ...]]:
@@ -132,8 +176,6 @@ def _secret_keys(workloads: ColumnElement[bool]) -> Select[str, str]:
 
 _ONE_WORKLOADS_RUNS = _recent_runs(Run.workload_id == bindparam("workload_id"))
 _ONE_WORKLOADS_SECRETS = _secret_keys(Secret.workload_id == bindparam("workload_id"))
-_USERS_RUNS = _recent_runs(Run.workload_id.in_(_USERS_VISIBLE_IDS))
-_USERS_SECRETS = _secret_keys(Secret.workload_id.in_(_USERS_VISIBLE_IDS))
 
 
 def public_url(domain: Domain, workload: WorkloadRecord | Workload) -> str | None:
@@ -158,16 +200,42 @@ def read_view(domain: Domain, reader: Reader, user_id: str, workload_id: str) ->
     return _assemble(domain, [row], runs, keys)[0]
 
 
-def read_views(domain: Domain, reader: Reader, user_id: str) -> list[WorkloadView]:
-    """The views of all the user's workloads, oldest first, in three queries whatever their
-    number. Runs inside `Store.read`."""
-    params = {"user_id": user_id}
-    rows = reader.all(_USERS_WORKLOADS, params)
-    if not rows:
-        return []
-    runs = reader.all(_USERS_RUNS, params)
-    keys = reader.all(_USERS_SECRETS, params)
-    return _assemble(domain, rows, runs, keys)
+def read_view_page(
+    domain: Domain, reader: Reader, user_id: str, request: PageRequest, keep: WorkloadFilter
+) -> Page[WorkloadView]:
+    """One page of the user's workloads, newest first (creation time, then id), in three
+    queries whatever the page's size. Runs inside `Store.read`."""
+    statements = _page_statements(
+        keep.type is not None,
+        keep.status is not None,
+        keep.name_prefix is not None,
+        request.after is not None,
+    )
+    params: dict[str, Any] = {"user_id": user_id, "limit_plus_one": request.limit + 1}
+    if keep.type is not None:
+        params["type"] = keep.type
+    if keep.status is not None:
+        params["status"] = keep.status
+    if keep.name_prefix is not None:
+        params["name_prefix"] = keep.name_prefix
+    if request.after is not None:
+        params["after_created_at"] = request.after.created_at
+        params["after_id"] = str(request.after.id)
+    rows = reader.all(statements.rows, params)
+    views: list[WorkloadView] = []
+    if rows:
+        runs = reader.all(statements.runs, params)
+        keys = reader.all(statements.secrets, params)
+        views = _assemble(domain, rows, runs, keys)
+    return make_page(WORKLOAD_LIST, views, request.limit, _position)
+
+
+WORKLOAD_LIST = "workloads"
+"""The name a workload list's cursors carry."""
+
+
+def _position(view: WorkloadView) -> Position:
+    return Position(created_at=view.workload.created_at, id=view.workload.id)
 
 
 def _assemble(

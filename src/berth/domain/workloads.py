@@ -9,6 +9,7 @@ status events that follow it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -24,9 +25,16 @@ from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
 from berth.domain.ids import new_run_id, new_workload_id
 from berth.domain.locks import lock_owner_then
+from berth.domain.paging import Page, page_request
 from berth.domain.schedules import Schedule, parse_schedule
 from berth.domain.statuses import derive_statuses, publish_statuses
-from berth.domain.views import WorkloadView, read_view, read_views
+from berth.domain.views import (
+    WORKLOAD_LIST,
+    WorkloadFilter,
+    WorkloadView,
+    read_view,
+    read_view_page,
+)
 from berth.runtime.base import Capacity
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import ACTIVE_RUN_STATUSES, AccountKit, Run, User, Workload
@@ -77,10 +85,54 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
     return await get_workload(domain, actor, workload.id)
 
 
-async def list_workloads(domain: Domain, actor: Actor) -> list[WorkloadView]:
-    def read(reader: Reader) -> list[WorkloadView]:
+WORKLOAD_STATUSES = frozenset(
+    {
+        "pending",
+        "deploying",
+        "running",
+        "crash_loop",
+        "failed",
+        "stopping",
+        "stopped",
+        "succeeded",
+        "timed_out",
+        "idle",
+        "scheduled",
+        "paused",
+    }
+)
+"""The statuses a visible workload can have (the `status` filter accepts these)."""
+WORKLOAD_TYPES = ("service", "job", "schedule")
+NAME_PREFIX = re.compile(r"^[a-z0-9-]{1,63}$")
+
+
+def validate_filter(keep: WorkloadFilter) -> WorkloadFilter:
+    """`Invalid` naming the filter whose value no workload could match by its rule."""
+    if keep.type is not None and keep.type not in WORKLOAD_TYPES:
+        raise Invalid("type: must be one of service, job, schedule", field="type")
+    if keep.status is not None and keep.status not in WORKLOAD_STATUSES:
+        known = ", ".join(sorted(WORKLOAD_STATUSES))
+        raise Invalid(f"status: must be one of {known}", field="status")
+    if keep.name_prefix is not None and not NAME_PREFIX.match(keep.name_prefix):
+        raise Invalid("name_prefix: 1 to 63 characters of a-z, 0-9 and '-'", field="name_prefix")
+    return keep
+
+
+async def list_workloads(
+    domain: Domain,
+    actor: Actor,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+    keep: WorkloadFilter | None = None,
+) -> Page[WorkloadView]:
+    """One page of the user's workloads, newest first (see `berth.domain.paging`)."""
+    request = page_request(WORKLOAD_LIST, limit, cursor)
+    keep = validate_filter(keep or WorkloadFilter())
+
+    def read(reader: Reader) -> Page[WorkloadView]:
         check_compute_user(reader, actor.user_id)
-        return read_views(domain, reader, actor.user_id)
+        return read_view_page(domain, reader, actor.user_id, request, keep)
 
     return await domain.store.read(read)
 

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from berth.schemas.paging import NextCursor
 from berth.schemas.request_body import StrictModel
 
 ApprovalAction = Literal["create", "exec", "shell"]
@@ -42,6 +43,7 @@ class ApprovalOut(BaseModel):
 
 class ApprovalList(BaseModel):
     approvals: list[ApprovalOut]
+    next_cursor: NextCursor = None
 
 
 class ApprovalDecision(StrictModel):

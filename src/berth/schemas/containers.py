@@ -9,6 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from berth.schemas.limits import PRINTABLE
+from berth.schemas.paging import NextCursor
 from berth.schemas.request_body import StrictModel
 
 MAX_SSH_KEY_IDS = 100
@@ -62,7 +63,10 @@ class ContainerOut(BaseModel):
 
 
 class ContainerList(BaseModel):
+    """The documented list; `next_cursor` is added only for a caller that pages."""
+
     containers: list[ContainerOut]
+    next_cursor: NextCursor = Field(None, json_schema_extra={"x-present": "paging only"})
 
 
 class StatusOk(BaseModel):
@@ -83,7 +87,10 @@ class SshKeyOut(BaseModel):
 
 
 class SshKeyList(BaseModel):
+    """The documented list; `next_cursor` is added only for a caller that pages."""
+
     ssh_keys: list[SshKeyOut]
+    next_cursor: NextCursor = Field(None, json_schema_extra={"x-present": "paging only"})
 
 
 class SshAccess(StrictModel):

@@ -24,6 +24,7 @@ from berth.schemas.limits import (
     Command,
     EnvTotal,
 )
+from berth.schemas.paging import NextCursor
 from berth.schemas.request_body import StrictModel
 
 WorkloadType = Literal["service", "job", "schedule"]
@@ -141,10 +142,12 @@ class WorkloadOut(BaseModel):
 
 class WorkloadList(BaseModel):
     workloads: list[WorkloadOut]
+    next_cursor: NextCursor = None
 
 
 class RunList(BaseModel):
     runs: list[RunOut]
+    next_cursor: NextCursor = None
 
 
 class LogEvent(BaseModel):

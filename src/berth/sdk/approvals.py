@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 
-from berth.schemas.approvals import ApprovalOut, ApprovalPolicy
+from berth.schemas.approvals import ApprovalList, ApprovalOut, ApprovalPolicy
 from berth.sdk._transport import AsyncTransport, SyncTransport
 from berth.sdk.errors import WaitTimeout
+from berth.sdk.paging import follow, follow_async
 from berth.sdk.routes import ApprovalRoutes
 
 DECIDED = frozenset({"approved", "rejected", "expired"})
@@ -34,8 +35,25 @@ class ApprovalsAPI:
         self._routes = ApprovalRoutes()
 
     def list(self, status: str | None = None) -> list[ApprovalOut]:
-        """The approvals the caller may see, pending first; `status` filters (`pending`, ...)."""
-        return self._t.call(self._routes.list(status)).approvals
+        """The approvals the caller may see, pending first, then newest first; `status`
+        filters (`pending`, ...). Follows the cursors to the last page."""
+        return list(self.iter(status))
+
+    def iter(
+        self, status: str | None = None, *, page_size: int | None = None
+    ) -> Iterator[ApprovalOut]:
+        """The approvals, fetched a page at a time as the iteration goes."""
+
+        def fetch(cursor: str | None) -> ApprovalList:
+            return self._t.call(self._routes.list(status, limit=page_size, cursor=cursor))
+
+        return follow(fetch, lambda page: page.approvals)
+
+    def page(
+        self, status: str | None = None, *, limit: int | None = None, cursor: str | None = None
+    ) -> ApprovalList:
+        """One page of approvals, with the `next_cursor` of the next (None on the last)."""
+        return self._t.call(self._routes.list(status, limit=limit, cursor=cursor))
 
     def get(self, approval_id: str) -> ApprovalOut:
         return self._t.call(self._routes.get(approval_id))
@@ -87,7 +105,20 @@ class AsyncApprovalsAPI:
         self._routes = ApprovalRoutes()
 
     async def list(self, status: str | None = None) -> list[ApprovalOut]:
-        return (await self._t.call(self._routes.list(status))).approvals
+        return [approval async for approval in self.iter(status)]
+
+    def iter(
+        self, status: str | None = None, *, page_size: int | None = None
+    ) -> AsyncIterator[ApprovalOut]:
+        async def fetch(cursor: str | None) -> ApprovalList:
+            return await self._t.call(self._routes.list(status, limit=page_size, cursor=cursor))
+
+        return follow_async(fetch, lambda page: page.approvals)
+
+    async def page(
+        self, status: str | None = None, *, limit: int | None = None, cursor: str | None = None
+    ) -> ApprovalList:
+        return await self._t.call(self._routes.list(status, limit=limit, cursor=cursor))
 
     async def get(self, approval_id: str) -> ApprovalOut:
         return await self._t.call(self._routes.get(approval_id))

@@ -17,16 +17,19 @@ from berth.schemas.workloads import (
     Deleted,
     ExecResult,
     LogsOut,
+    RunList,
     RunOut,
     SecretKeyOut,
     SecretValue,
     ShellSessionOut,
     ShellSessionSummary,
     WorkloadCreate,
+    WorkloadList,
     WorkloadOut,
 )
 from berth.sdk._transport import Call, SyncTransport, is_json
 from berth.sdk.errors import WaitTimeout
+from berth.sdk.paging import follow
 from berth.sdk.routes import Command, ComputeRoutes, create_body, exec_body, shell_body
 from berth.sdk.streams import (
     ExecEvent,
@@ -74,9 +77,48 @@ class ComputeAPI:
         """The same API on `/v1/users/{user_id}/compute` (`None`: company-scoped)."""
         return ComputeAPI(self._t, user_id)
 
-    def list(self) -> list[WorkloadOut]:
-        """The workloads, oldest first."""
-        return self._t.call(self._routes.list()).workloads
+    def list(
+        self,
+        *,
+        type: str | None = None,
+        status: str | None = None,
+        name_prefix: str | None = None,
+    ) -> list[WorkloadOut]:
+        """Every workload (that the filters keep), newest first, following the cursors."""
+        return builtins.list(self.iter(type=type, status=status, name_prefix=name_prefix))
+
+    def iter(
+        self,
+        *,
+        type: str | None = None,
+        status: str | None = None,
+        name_prefix: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[WorkloadOut]:
+        """The workloads, newest first, fetched a page (`page_size`, server default 100) at
+        a time as the iteration goes."""
+
+        def fetch(cursor: str | None) -> WorkloadList:
+            return self.page(
+                limit=page_size, cursor=cursor, type=type, status=status, name_prefix=name_prefix
+            )
+
+        return follow(fetch, lambda page: page.workloads)
+
+    def page(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        type: str | None = None,
+        status: str | None = None,
+        name_prefix: str | None = None,
+    ) -> WorkloadList:
+        """One page of workloads, with the `next_cursor` of the next (None on the last)."""
+        call = self._routes.list(
+            limit=limit, cursor=cursor, type=type, status=status, name_prefix=name_prefix
+        )
+        return self._t.call(call)
 
     def create(
         self,
@@ -116,8 +158,23 @@ class ComputeAPI:
         return self._t.call(self._routes.run(workload_id))
 
     def runs(self, workload_id: str, *, limit: int | None = None) -> builtins.list[RunOut]:
-        """The runs, newest first (server default 50, at most 500)."""
+        """The newest runs: one page (server default 100, at most 500). `iter_runs` walks
+        them all."""
         return self._t.call(self._routes.runs(workload_id, limit)).runs
+
+    def runs_page(
+        self, workload_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> RunList:
+        """One page of runs, newest first, with the `next_cursor` of the next."""
+        return self._t.call(self._routes.runs(workload_id, limit, cursor))
+
+    def iter_runs(self, workload_id: str, *, page_size: int | None = None) -> Iterator[RunOut]:
+        """Every run, newest first, fetched a page at a time as the iteration goes."""
+
+        def fetch(cursor: str | None) -> RunList:
+            return self.runs_page(workload_id, limit=page_size, cursor=cursor)
+
+        return follow(fetch, lambda page: page.runs)
 
     def run_logs(self, workload_id: str, run_id: str) -> LogsOut:
         """One run's output (to follow it: `logs(id, run_id=..., follow=True)`)."""

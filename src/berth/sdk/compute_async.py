@@ -14,16 +14,19 @@ from berth.schemas.workloads import (
     Deleted,
     ExecResult,
     LogsOut,
+    RunList,
     RunOut,
     SecretKeyOut,
     SecretValue,
     ShellSessionOut,
     ShellSessionSummary,
     WorkloadCreate,
+    WorkloadList,
     WorkloadOut,
 )
 from berth.sdk._transport import AsyncTransport, Call, is_json
 from berth.sdk.errors import WaitTimeout
+from berth.sdk.paging import follow_async
 from berth.sdk.routes import Command, ComputeRoutes, create_body, exec_body, shell_body
 from berth.sdk.streams import (
     ExecEvent,
@@ -66,8 +69,47 @@ class AsyncComputeAPI:
     def for_user(self, user_id: str | None) -> AsyncComputeAPI:
         return AsyncComputeAPI(self._t, user_id)
 
-    async def list(self) -> list[WorkloadOut]:
-        return (await self._t.call(self._routes.list())).workloads
+    async def list(
+        self,
+        *,
+        type: str | None = None,
+        status: str | None = None,
+        name_prefix: str | None = None,
+    ) -> list[WorkloadOut]:
+        """Every workload (that the filters keep), newest first, following the cursors."""
+        return [w async for w in self.iter(type=type, status=status, name_prefix=name_prefix)]
+
+    def iter(
+        self,
+        *,
+        type: str | None = None,
+        status: str | None = None,
+        name_prefix: str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[WorkloadOut]:
+        """The workloads, newest first, fetched a page at a time as the iteration goes."""
+
+        async def fetch(cursor: str | None) -> WorkloadList:
+            return await self.page(
+                limit=page_size, cursor=cursor, type=type, status=status, name_prefix=name_prefix
+            )
+
+        return follow_async(fetch, lambda page: page.workloads)
+
+    async def page(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        type: str | None = None,
+        status: str | None = None,
+        name_prefix: str | None = None,
+    ) -> WorkloadList:
+        """One page of workloads, with the `next_cursor` of the next (None on the last)."""
+        call = self._routes.list(
+            limit=limit, cursor=cursor, type=type, status=status, name_prefix=name_prefix
+        )
+        return await self._t.call(call)
 
     async def create(
         self,
@@ -100,6 +142,19 @@ class AsyncComputeAPI:
 
     async def runs(self, workload_id: str, *, limit: int | None = None) -> builtins.list[RunOut]:
         return (await self._t.call(self._routes.runs(workload_id, limit))).runs
+
+    async def runs_page(
+        self, workload_id: str, *, limit: int | None = None, cursor: str | None = None
+    ) -> RunList:
+        return await self._t.call(self._routes.runs(workload_id, limit, cursor))
+
+    def iter_runs(self, workload_id: str, *, page_size: int | None = None) -> AsyncIterator[RunOut]:
+        """Every run, newest first, fetched a page at a time as the iteration goes."""
+
+        async def fetch(cursor: str | None) -> RunList:
+            return await self.runs_page(workload_id, limit=page_size, cursor=cursor)
+
+        return follow_async(fetch, lambda page: page.runs)
 
     async def run_logs(self, workload_id: str, run_id: str) -> LogsOut:
         return await self._t.call(self._routes.logs(workload_id, run_id, follow=False))

@@ -71,6 +71,12 @@ def shell_body(*, task: str | None, cols: int | None, rows: int | None) -> dict[
     return {name: value for name, value in given.items() if value is not None}
 
 
+def _present(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The query parameters given (None: no query string at all)."""
+    given = {name: value for name, value in params.items() if value is not None}
+    return given or None
+
+
 class ComputeRoutes:
     """The Workloads API, company-scoped (`/v1/compute`) or per user
     (`/v1/users/{user_id}/compute`)."""
@@ -82,8 +88,23 @@ class ComputeRoutes:
     def _path(self, workload_id: str, *rest: str) -> str:
         return "/".join([self.base, segment(workload_id), *rest])
 
-    def list(self) -> Call[WorkloadList]:
-        return Call("GET", self.base, WorkloadList)
+    def list(
+        self,
+        *,
+        limit: int | None = None,
+        cursor: str | None = None,
+        type: str | None = None,
+        status: str | None = None,
+        name_prefix: str | None = None,
+    ) -> Call[WorkloadList]:
+        given = {
+            "limit": limit,
+            "cursor": cursor,
+            "type": type,
+            "status": status,
+            "name_prefix": name_prefix,
+        }
+        return Call("GET", self.base, WorkloadList, params=_present(given))
 
     def create(self, body: dict[str, Any]) -> Call[WorkloadOut]:
         return Call("POST", self.base, WorkloadOut, body=body)
@@ -106,8 +127,8 @@ class ComputeRoutes:
     def run(self, workload_id: str) -> Call[RunOut]:
         return Call("POST", self._path(workload_id, "run"), RunOut)
 
-    def runs(self, workload_id: str, limit: int | None) -> Call[RunList]:
-        params = {"limit": limit} if limit is not None else None
+    def runs(self, workload_id: str, limit: int | None, cursor: str | None = None) -> Call[RunList]:
+        params = _present({"limit": limit, "cursor": cursor})
         return Call("GET", self._path(workload_id, "runs"), RunList, params=params)
 
     def logs(self, workload_id: str, run_id: str | None, *, follow: bool) -> Call[LogsOut]:
@@ -151,8 +172,10 @@ class ApprovalRoutes:
 
     base = "/v1/approvals"
 
-    def list(self, status: str | None) -> Call[ApprovalList]:
-        params = {"status": status} if status is not None else None
+    def list(
+        self, status: str | None, *, limit: int | None = None, cursor: str | None = None
+    ) -> Call[ApprovalList]:
+        params = _present({"status": status, "limit": limit, "cursor": cursor})
         return Call("GET", self.base, ApprovalList, params=params)
 
     def get(self, approval_id: str) -> Call[ApprovalOut]:

@@ -24,6 +24,7 @@ from berth.clock import SYSTEM_CLOCK, Clock
 from berth.config import Settings
 from berth.control.supervisor import Controllers
 from berth.dashboard.app import install_dashboard
+from berth.domain.retention import RunRetention
 from berth.domain.shells import end_orphaned_sessions
 from berth.domain.sign_in import SignInFailures
 from berth.gateway.http.default_ports import resolve_gateway_ports
@@ -69,6 +70,8 @@ def create_app(
             stop_grace=settings.stop_grace_seconds,
             backoff_max=settings.crash_backoff_max_seconds,
             log_max_bytes=settings.log_max_bytes,
+            retention=RunRetention.of(settings.run_retention_count, settings.run_retention_days),
+            retention_interval=settings.run_retention_interval_seconds,
         )
         app.state.domain = domain
         app.state.settings = resolved

@@ -200,6 +200,8 @@ class Workload(Base):
     """Names are unique among a user's live workloads; checked in the creating transaction,
     which holds the write lock (a unique index cannot express "among rows not deleted")."""
 
+    __table_args__ = (Index("ix_workloads_user_created", "user_id", "created_at", "id"),)
+
 
 class SshKey(Base):
     __tablename__ = "ssh_keys"
@@ -333,6 +335,8 @@ class Approval(Base):
     executed_at: Mapped[datetime | None] = mapped_column()
     result_status: Mapped[int | None] = mapped_column(Integer)
     result_body: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+    __table_args__ = (Index("ix_approvals_company_created", "company_id", "created_at", "id"),)
 
 
 class AuditEvent(Base):

@@ -10,9 +10,10 @@ from fastapi import Query, Request
 from berth.api.deps import DomainDep, PrincipalDep
 from berth.api.gate import replay
 from berth.api.middleware.strict_json import StrictJsonRoute
+from berth.api.paging import CursorQuery, LimitQuery
 from berth.api.responses import workload_errors
 from berth.api.routing import PrefixedRouter
-from berth.domain import approvals
+from berth.domain import approval_lists, approvals
 from berth.domain.approvals import result_body as approval_result_body
 from berth.domain.auth import Principal
 from berth.domain.context import Domain
@@ -40,16 +41,23 @@ DECISION_ERRORS = workload_errors(400, 403, 404, 409, 410, 422)
 @router.get(
     "",
     response_model=ApprovalList,
-    summary="List approvals, pending first",
+    summary="List approvals, pending first, then newest first, a page at a time",
     responses=workload_errors(422),
 )
 async def list_approvals(
     domain: DomainDep,
     principal: PrincipalDep,
     status: Annotated[str | None, Query(pattern="^(pending|approved|rejected|expired)$")] = None,
+    limit: LimitQuery = None,
+    cursor: CursorQuery = None,
 ) -> ApprovalList:
-    rows = await approvals.list_approvals(domain, principal, status=status)
-    return ApprovalList(approvals=[approval_out(domain, row, principal) for row in rows])
+    page = await approval_lists.list_approvals(
+        domain, principal, status=status, limit=limit, cursor=cursor
+    )
+    return ApprovalList(
+        approvals=[approval_out(domain, row, principal) for row in page.items],
+        next_cursor=page.next_cursor,
+    )
 
 
 @router.get(

@@ -9,8 +9,9 @@ from fastapi import Depends, Path, Request, Response
 
 from berth.api.deps import DomainDep, company_actor, domain_of
 from berth.api.middleware.strict_json import StrictJsonRoute
+from berth.api.paging import CursorQuery, LimitQuery
 from berth.api.presenters import container_out, rule_out, ssh_key_out
-from berth.api.read_cache import ReadCache
+from berth.api.read_cache import ReadCache, json_response
 from berth.api.responses import container_errors
 from berth.api.routing import PrefixedRouter
 from berth.domain import containers, ingress, ssh_keys
@@ -53,15 +54,25 @@ def rule_listeners(request: Request) -> RuleListeners | None:
 RuleListenersDep = Annotated[RuleListeners | None, Depends(rule_listeners)]
 
 
-@router.get("/containers", response_model=ContainerList, summary="List containers")
-async def list_containers(request: Request, actor: ActorDep) -> Response:
+@router.get(
+    "/containers",
+    response_model=ContainerList,
+    summary="List containers, oldest first (pages with ?limit=&cursor=)",
+    responses=container_errors(400),
+)
+async def list_containers(
+    request: Request, actor: ActorDep, limit: LimitQuery = None, cursor: CursorQuery = None
+) -> Response:
     domain = domain_of(request)
 
     async def build() -> ContainerList:
-        views = await containers.list_containers(domain, actor)
-        return ContainerList(containers=[container_out(view) for view in views])
+        page = await containers.list_containers(domain, actor, limit=limit, cursor=cursor)
+        return ContainerList(
+            containers=[container_out(view) for view in page.items], next_cursor=page.next_cursor
+        )
 
-    return await reads.respond(domain, ("list", actor.user_id, domain.usage.epoch()), build)
+    key = ("list", actor.user_id, limit, cursor, domain.usage.epoch())
+    return await reads.respond(domain, key, build, omit_none=_documented_fields(limit, cursor))
 
 
 @router.post(
@@ -112,9 +123,25 @@ async def stop_container(container_id: str, domain: DomainDep, actor: ActorDep) 
     return container_out(await containers.stop_container(domain, actor, container_id))
 
 
-@router.get("/ssh-keys", response_model=SshKeyList, summary="List SSH keys")
-async def list_ssh_keys(domain: DomainDep, actor: ActorDep) -> SshKeyList:
-    return SshKeyList(ssh_keys=[ssh_key_out(k) for k in await ssh_keys.list_keys(domain, actor)])
+@router.get(
+    "/ssh-keys",
+    response_model=SshKeyList,
+    summary="List SSH keys, oldest first (pages with ?limit=&cursor=)",
+    responses=container_errors(400),
+)
+async def list_ssh_keys(
+    domain: DomainDep, actor: ActorDep, limit: LimitQuery = None, cursor: CursorQuery = None
+) -> Response:
+    page = await ssh_keys.list_keys(domain, actor, limit=limit, cursor=cursor)
+    listed = SshKeyList(ssh_keys=[ssh_key_out(k) for k in page.items], next_cursor=page.next_cursor)
+    return json_response(listed, omit_none=_documented_fields(limit, cursor))
+
+
+def _documented_fields(limit: int | None, cursor: str | None) -> frozenset[str]:
+    """A caller that sends no paging parameters gets the documented shape exactly: its
+    list, without `next_cursor` (it cannot have one: a first page holds every box and key
+    the quotas allow)."""
+    return frozenset({"next_cursor"}) if limit is None and cursor is None else frozenset()
 
 
 @router.post(

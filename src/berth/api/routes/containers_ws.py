@@ -34,6 +34,7 @@ from berth.domain.auth import Actor, authenticate, resolve_actor
 from berth.domain.context import Domain
 from berth.domain.errors import DomainError
 from berth.domain.events import Event
+from berth.schemas.paging import MAX_PAGE_SIZE
 
 router = PrefixedRouter(tags=["containers"])
 DEFAULT_COLS, DEFAULT_ROWS = 80, 24
@@ -61,7 +62,8 @@ async def container_updates(websocket: WebSocket) -> None:
     events = domain.bus.subscribe()
     try:
         await websocket.accept()
-        views = await containers.list_containers(domain, actor)
+        # One page holds every box: the container quota is far below a page.
+        views = (await containers.list_containers(domain, actor, limit=MAX_PAGE_SIZE)).items
         await websocket.send_json(
             {
                 "type": "containers",

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from berth.api.deps import DomainDep, domain_of
 from berth.api.gate import require_approval
 from berth.api.middleware.strict_json import StrictJsonRoute
+from berth.api.paging import CursorQuery, LimitQuery
 from berth.api.presenters import log_event, run_out, secret_key_out, workload_out
 from berth.api.read_cache import ReadCache
 from berth.api.responses import GATE_ERRORS, workload_errors
@@ -21,6 +22,8 @@ from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.records import Run
 from berth.domain.runs import RunOutput
+from berth.domain.views import WorkloadFilter
+from berth.domain.workloads import NAME_PREFIX, WORKLOAD_STATUSES
 from berth.schemas.workloads import (
     Deleted,
     LogsOut,
@@ -35,10 +38,26 @@ from berth.schemas.workloads import (
     WorkloadCreate,
     WorkloadList,
     WorkloadOut,
+    WorkloadType,
 )
 
 FollowQuery = Annotated[
     bool, Query(description="Stream the output as plain text lines until the task ends.")
+]
+TypeQuery = Annotated[WorkloadType | None, Query(description="Only workloads of this type.")]
+StatusQuery = Annotated[
+    str | None,
+    Query(
+        max_length=32,
+        description="Only workloads in this status (" + ", ".join(sorted(WORKLOAD_STATUSES)) + ").",
+    ),
+]
+NamePrefixQuery = Annotated[
+    str | None,
+    Query(
+        pattern=NAME_PREFIX.pattern,
+        description="Only workloads whose name starts with this (a-z, 0-9, '-').",
+    ),
 ]
 
 
@@ -57,15 +76,35 @@ def build_workloads_router(
     # The two reads agents poll take the domain from the request, not as a dependency:
     # FastAPI resolves each dependency anew on every request, at a cost near the read's own.
 
-    @router.get("", response_model=WorkloadList, summary="List the user's workloads")
-    async def list_workloads(request: Request, actor: Actor = ActorDep) -> Response:
+    @router.get(
+        "",
+        response_model=WorkloadList,
+        summary="List the user's workloads, newest first, a page at a time",
+        responses=workload_errors(422),
+    )
+    async def list_workloads(
+        request: Request,
+        limit: LimitQuery = None,
+        cursor: CursorQuery = None,
+        type: TypeQuery = None,
+        status: StatusQuery = None,
+        name_prefix: NamePrefixQuery = None,
+        actor: Actor = ActorDep,
+    ) -> Response:
         domain = domain_of(request)
+        keep = WorkloadFilter(type=type, status=status, name_prefix=name_prefix)
 
         async def build() -> WorkloadList:
-            views = await workloads.list_workloads(domain, actor)
-            return WorkloadList(workloads=[workload_out(view) for view in views])
+            page = await workloads.list_workloads(
+                domain, actor, limit=limit, cursor=cursor, keep=keep
+            )
+            return WorkloadList(
+                workloads=[workload_out(view) for view in page.items],
+                next_cursor=page.next_cursor,
+            )
 
-        return await reads.respond(domain, ("list", actor.user_id), build)
+        key = ("list", actor.user_id, limit, cursor, keep)
+        return await reads.respond(domain, key, build)
 
     @router.post(
         "",
@@ -153,17 +192,18 @@ def build_workloads_router(
     @router.get(
         "/{workload_id}/runs",
         response_model=RunList,
-        summary="List runs, newest first",
+        summary="List runs, newest first, a page at a time",
         responses=workload_errors(422),
     )
     async def list_runs(
         workload_id: str,
         domain: DomainDep,
         actor: Actor = ActorDep,
-        limit: Annotated[int, Query(ge=1, le=runs.MAX_LISTED_RUNS)] = 50,
+        limit: LimitQuery = None,
+        cursor: CursorQuery = None,
     ) -> RunList:
-        rows = await runs.list_runs(domain, actor, workload_id, limit=limit)
-        return RunList(runs=[run_out(run) for run in rows])
+        page = await runs.list_runs(domain, actor, workload_id, limit=limit, cursor=cursor)
+        return RunList(runs=[run_out(run) for run in page.items], next_cursor=page.next_cursor)
 
     @router.get(
         "/{workload_id}/runs/{run_id}/logs",
@@ -204,7 +244,7 @@ def build_workloads_router(
         "/{workload_id}/secrets",
         response_model=SecretKeyOut,
         summary="Set an encrypted env var (redeploys a running service)",
-        responses=workload_errors(400, 422),
+        responses=workload_errors(422),
     )
     async def set_secret(
         workload_id: str, body: SecretSet, domain: DomainDep, actor: Actor = ActorDep

@@ -38,8 +38,9 @@ def _instance_types(request: Request) -> list[tuple[str, str, float]]:
 async def _list_context(request: Request, signed_in: Viewer) -> dict[str, Any]:
     domain = domain_of(request)
     return {
-        "boxes": await containers.list_containers(domain, signed_in.actor),
-        "keys": await ssh_keys.list_keys(domain, signed_in.actor),
+        # One page holds them all: both are bounded by the user's quotas.
+        "boxes": (await containers.list_containers(domain, signed_in.actor)).items,
+        "keys": (await ssh_keys.list_keys(domain, signed_in.actor)).items,
         "instance_types": _instance_types(request),
     }
 
@@ -173,7 +174,7 @@ async def box_action(request: Request, box_id: str, action: str) -> Response:
 @router.get("/keys")
 async def key_list(request: Request) -> Response:
     signed_in = await viewer(request)
-    rows = await ssh_keys.list_keys(domain_of(request), signed_in.actor)
+    rows = (await ssh_keys.list_keys(domain_of(request), signed_in.actor)).items
     return await page(request, "keys.html", signed_in, keys=rows, form={}, errors=FormErrors())
 
 
@@ -188,7 +189,7 @@ async def add_key(request: Request) -> Response:
             raise Invalid("name: enter a name for the key", field="name")
         await ssh_keys.add_key(domain, signed_in.actor, name=name, public_key=public_key)
     except DomainError as exc:
-        rows = await ssh_keys.list_keys(domain, signed_in.actor)
+        rows = (await ssh_keys.list_keys(domain, signed_in.actor)).items
         return await page(
             request,
             "keys.html",

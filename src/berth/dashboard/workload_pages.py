@@ -136,7 +136,7 @@ async def _detail(
     domain = domain_of(request)
     actor = signed_in.actor
     view = await workloads.get_workload(domain, actor, workload_id)
-    run_rows = await runs.list_runs(domain, actor, workload_id, limit=RUNS_SHOWN)
+    run_rows = (await runs.list_runs(domain, actor, workload_id, limit=RUNS_SHOWN)).items
     shown = await runs.find_run(domain, actor, workload_id, run_id)
     output = await runs.read_output(domain, workload_id, shown)
     follow = shown is not None and shown.status in ("pending", "running")
@@ -162,7 +162,7 @@ async def runs_fragment(request: Request, workload_id: str) -> Response:
     signed_in = await viewer(request)
     domain = domain_of(request)
     view = await workloads.get_workload(domain, signed_in.actor, workload_id)
-    run_rows = await runs.list_runs(domain, signed_in.actor, workload_id, limit=RUNS_SHOWN)
+    run_rows = (await runs.list_runs(domain, signed_in.actor, workload_id, limit=RUNS_SHOWN)).items
     return fragment("workload_runs.html", w=view.workload, runs=run_rows)
 
 

@@ -67,6 +67,7 @@ def create_app(
             stop_grace=settings.stop_grace_seconds,
             backoff_max=settings.crash_backoff_max_seconds,
             log_max_bytes=settings.log_max_bytes,
+            lease_seconds=settings.lease_seconds,
         )
         app.state.domain = domain
         app.state.settings = resolved
@@ -76,7 +77,7 @@ def create_app(
         ssh = SshGateway(
             host=settings.ssh_host,
             port=settings.ssh_port,
-            host_key_path=settings.data_dir / "ssh_host_ed25519_key",
+            host_key_path=settings.keys_dir() / "ssh_host_ed25519_key",
             authorizer=DomainSshAuthorizer(domain),
             runtime=driver,
             limits=SshLimits(
@@ -88,8 +89,9 @@ def create_app(
             events=domain.bus,
         )
         await ssh.start()
-        public = PublicGateway(resolved, domain, driver, start_now=controllers.reconciler.start_now)
+        public = PublicGateway(resolved, domain, driver, start_now=controllers.start_now)
         await public.start()
+        controllers.lease("idle-scaler", public.idle.run_forever)
         app.state.rule_listeners = public
         controllers.start()
         try:

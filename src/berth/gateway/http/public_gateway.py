@@ -153,10 +153,8 @@ class PublicGateway:
         https = f", HTTPS on port {self.https_port}" if self.https is not None else ""
         log.info("HTTP gateway on %s port %d%s", self.http.host, self.http_port, https)
         await self.refresher.start()
-        self.idle.start()
 
     async def stop(self) -> None:
-        await self.idle.stop()
         await self.refresher.stop()
         if self.https is not None:
             await self.https.stop()

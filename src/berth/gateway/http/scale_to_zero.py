@@ -137,7 +137,6 @@ class IdleScaler:
         self._domain = domain
         self._interval = interval
         self._last_request: dict[str, datetime] = {}
-        self._task: asyncio.Task[None] | None = None
 
     def saw_request(self, workload_id: str) -> None:
         self._last_request[workload_id] = self._domain.clock.now()
@@ -155,16 +154,9 @@ class IdleScaler:
             ):
                 log.info("%s scaled to zero (idle %ss)", workload.id, workload.idle_timeout_seconds)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="idle-scaler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
+    async def run_forever(self) -> None:
+        """Scale idle services every interval (the server runs it while this replica holds
+        the `idle-scaler` lease, `berth.control.leadership`)."""
         while True:
             await asyncio.sleep(self._interval)
             try:

@@ -32,7 +32,7 @@ from berth.gateway.ssh.gateway import SshGateway
 from berth.gateway.ssh.limits import SshLimits
 from berth.runtime.base import Runtime
 from berth.runtime.factory import create_runtime
-from berth.server.bootstrap import instance_id, open_domain
+from berth.server.bootstrap import bridge_replicas, instance_id, open_domain
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -58,6 +58,7 @@ def create_app(
             stop_grace_seconds=settings.stop_grace_seconds,
         )
         domain = await open_domain(resolved, runtime=driver, clock=clock)
+        replicas = await bridge_replicas(domain)
         controllers = Controllers(
             domain,
             driver,
@@ -100,6 +101,8 @@ def create_app(
             await public.stop()
             await ssh.stop()
             await controllers.stop()
+            if replicas is not None:
+                await replicas.stop()
             await driver.close()
             await domain.close()
 

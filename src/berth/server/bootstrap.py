@@ -19,6 +19,7 @@ from berth.runtime.base import Runtime
 from berth.store.db import Store
 from berth.store.keyfiles import load_or_create_key
 from berth.store.logs import LogArchive
+from berth.store.notify import EventChannel
 from berth.store.transcripts import TranscriptStore
 
 
@@ -73,6 +74,19 @@ async def open_domain(
         instance_id=instance_id(settings),
         clock=clock,
     )
+
+
+async def bridge_replicas(domain: Domain) -> EventChannel | None:
+    """On PostgreSQL, connect this replica's event bus to the other replicas' (LISTEN/NOTIFY,
+    `store.notify`); the caller stops the channel returned. On SQLite (one process) None."""
+    if not domain.store.url.startswith("postgresql"):
+        return None
+    channel = EventChannel(
+        domain.store.url, on_message=domain.bus.receive, on_gap=domain.bus.resync
+    )
+    domain.bus.bridge(channel.send)
+    await channel.start()
+    return channel
 
 
 def instance_id(settings: Settings) -> str:

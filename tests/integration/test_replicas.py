@@ -142,3 +142,49 @@ def test_a_job_created_on_one_replica_runs_exactly_once(replicas: list[BerthServ
     assert [run["status"] for run in runs] == ["succeeded"]
     assert tasks_created(job["id"], since) == 1
     assert lease_holders(a) == dict.fromkeys(CONTROLLERS, a)
+
+
+def test_a_killed_lease_holder_is_taken_over_within_the_lease_and_fires_nothing_twice(
+    replicas: list[BerthServer],
+) -> None:
+    """`a` is killed just after its scheduler fired a schedule: `b` takes every controller
+    over within the lease (plus one renewal), records the fired run's end, does not fire
+    it again, and runs new work once."""
+    a, b = replicas
+    tenant = a.new_tenant()
+    on_b = client_of(b, tenant)
+    since = time.time()
+    every_minute = create(
+        tenant.client, name="tick", type="schedule", schedule_expr="* * * * *", command="sleep 2"
+    )
+
+    def fired() -> list[dict[str, object]] | None:
+        runs = on_b.get(f"/v1/compute/{every_minute['id']}/runs").json()["runs"]
+        return runs or None
+
+    first = wait_for(fired, timeout=75, interval=0.1, what="the first scheduled fire")
+    a.kill()
+    killed = time.monotonic()
+    wait_for(
+        lambda: lease_holders(b) == dict.fromkeys(CONTROLLERS, b),
+        timeout=LEASE_SECONDS * 3,
+        interval=0.1,
+        what="b to take every lease over",
+    )
+    takeover = time.monotonic() - killed
+    print(f"takeover after SIGKILL: {takeover:.2f}s (lease {LEASE_SECONDS:g}s)")
+    assert takeover <= LEASE_SECONDS + LEASE_SECONDS / 5 + 1.0
+
+    state = wait_workload(
+        on_b,
+        every_minute["id"],
+        lambda s: s["recent_runs"][-1]["status"] not in ("pending", "running"),
+        what="the fired run to end",
+    )
+    assert [run["id"] for run in state["recent_runs"]] == [first[0]["id"]]
+    assert tasks_created(every_minute["id"], since) == 1
+    on_b.delete(f"/v1/compute/{every_minute['id']}")
+
+    job = create(on_b, name="after", type="job", command="echo after")
+    wait_workload(on_b, job["id"], finished, what="a job created after the takeover")
+    assert len(on_b.get(f"/v1/compute/{job['id']}/runs").json()["runs"]) == 1

@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     meter_interval_seconds: float = 5.0
     stop_grace_seconds: float = 10.0
     crash_backoff_max_seconds: float = 60.0
+    lease_seconds: float = Field(default=15.0, ge=1.0)
+    """How long a replica's controller lease lasts without renewal: the longest another
+    replica waits to take over the controllers of one that died (renewed every fifth of it)."""
+    shared_dir: Path | None = None
+    """Where the keys every replica must share live (`secret.key`, `token.key`,
+    `instance.id`, `ssh_host_ed25519_key`); unset: the data directory. Replicas of one
+    installation point this at one directory (docs/operations.md)."""
     token_ttl_seconds: int = 12 * 3600
     log_max_bytes: int = 20 * 1024 * 1024
     run_retention_count: int = Field(default=1000, ge=1)
@@ -148,6 +155,10 @@ class Settings(BaseSettings):
     def tls_configured(self) -> bool:
         """Whether a certificate is configured, and so the gateway's HTTPS listener."""
         return self.tls_cert_file is not None and self.tls_key_file is not None
+
+    def keys_dir(self) -> Path:
+        """The directory of the keys replicas share (`shared_dir`, else the data dir)."""
+        return self.shared_dir if self.shared_dir is not None else self.data_dir
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -102,3 +102,27 @@ async def test_a_service_woken_twice_is_woken_once(platform: Platform, actor: Ac
     await put_to_sleep(platform, service)
     assert (await workloads.wake_service(platform.domain, service)).woken
     assert not (await workloads.wake_service(platform.domain, service)).woken
+
+
+async def test_requests_served_by_another_replica_keep_a_service_awake(
+    platform: Platform, actor: Actor
+) -> None:
+    """The idle scaler runs on one replica; requests another replica's gateway serves reach
+    it as `workload.activity` events (taken here from the bus, as `follow_activity` does
+    with what the bridge between replicas delivers)."""
+    service = await create_sleepy_service(platform, actor)
+    await platform.reconcile()
+    running, other_replica = (IdleScaler(platform.domain, interval=1) for _ in range(2))
+    events = platform.domain.bus.subscribe()
+    platform.clock.advance(50)
+    other_replica.saw_request(service)
+    other_replica.saw_request(service)  # announced once: within ACTIVITY_SHARE_SECONDS
+    announced = events.take_waiting()
+    assert [event.kind for event in announced] == ["workload.activity"]
+    running.heard(announced[0])
+    platform.clock.advance(30)  # 80 s since creation, 30 s since the request
+    await running.scale_idle_services()
+    assert (await platform.workload(service)).desired_state == "running"
+    platform.clock.advance(30)
+    await running.scale_idle_services()
+    assert (await platform.workload(service)).desired_state == "stopped"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from berth.control.reconciler import Reconciler
 from berth.domain import labels
@@ -81,11 +82,10 @@ async def watch_engine(runtime: Runtime, reconciler: Reconciler, instance_id: st
 
 
 async def relay_domain_events(
-    subscription: Subscription, reconciler: Reconciler, scheduler_wake: asyncio.Event
+    subscription: Subscription, changed: Callable[[str | None], None]
 ) -> None:
-    """Desired-state changes reach the reconciler (which launches what they ask for at
-    once) and wake the scheduler."""
+    """Hand each desired-state change (`workload.changed`) to `changed` (the reconciler,
+    which launches what it asks for at once, or the scheduler's wake-up)."""
     async for event in subscription:
         if event.kind == "workload.changed":
-            reconciler.workload_changed(event.workload_id)
-            scheduler_wake.set()
+            changed(event.workload_id)

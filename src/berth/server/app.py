@@ -34,7 +34,7 @@ from berth.gateway.ssh.gateway import SshGateway
 from berth.gateway.ssh.limits import SshLimits
 from berth.runtime.base import Runtime
 from berth.runtime.factory import create_runtime
-from berth.server.bootstrap import instance_id, open_domain
+from berth.server.bootstrap import bridge_replicas, instance_id, open_domain
 from berth.server.mcp_endpoint import install_mcp_endpoint
 
 
@@ -61,6 +61,7 @@ def create_app(
             stop_grace_seconds=settings.stop_grace_seconds,
         )
         domain = await open_domain(resolved, runtime=driver, clock=clock)
+        replicas = await bridge_replicas(domain)
         controllers = Controllers(
             domain,
             driver,
@@ -72,6 +73,7 @@ def create_app(
             log_max_bytes=settings.log_max_bytes,
             retention=RunRetention.of(settings.run_retention_count, settings.run_retention_days),
             retention_interval=settings.run_retention_interval_seconds,
+            lease_seconds=settings.lease_seconds,
         )
         app.state.domain = domain
         app.state.settings = resolved
@@ -81,7 +83,7 @@ def create_app(
         ssh = SshGateway(
             host=settings.ssh_host,
             port=settings.ssh_port,
-            host_key_path=settings.data_dir / "ssh_host_ed25519_key",
+            host_key_path=settings.keys_dir() / "ssh_host_ed25519_key",
             authorizer=DomainSshAuthorizer(domain),
             runtime=driver,
             limits=SshLimits(
@@ -93,8 +95,9 @@ def create_app(
             events=domain.bus,
         )
         await ssh.start()
-        public = PublicGateway(resolved, domain, driver, start_now=controllers.reconciler.start_now)
+        public = PublicGateway(resolved, domain, driver, start_now=controllers.start_now)
         await public.start()
+        controllers.lease("idle-scaler", public.idle.run_forever)
         app.state.rule_listeners = public
         controllers.start()
         try:
@@ -103,6 +106,8 @@ def create_app(
             await public.stop()
             await ssh.stop()
             await controllers.stop()
+            if replicas is not None:
+                await replicas.stop()
             await driver.close()
             await domain.close()
 

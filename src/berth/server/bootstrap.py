@@ -19,6 +19,7 @@ from berth.runtime.base import Runtime
 from berth.store.db import Store
 from berth.store.keyfiles import load_or_create_key
 from berth.store.logs import LogArchive
+from berth.store.notify import EventChannel
 from berth.store.transcripts import TranscriptStore
 
 
@@ -28,17 +29,19 @@ async def open_domain(
     data_dir = settings.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
+    settings.keys_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
     store = Store(settings.resolved_database_url())
     await store.create_schema()
     secret_key = os.environ.get("BERTH_SECRET_KEY", "").encode() or load_or_create_key(
-        data_dir / "secret.key"
+        settings.keys_dir() / "secret.key"
     )
     return Domain(
         store=store,
         bus=EventBus(),
         cipher=SecretCipher(secret_key),
         tokens=TokenSigner(
-            load_or_create_key(data_dir / "token.key"), ttl_seconds=settings.token_ttl_seconds
+            load_or_create_key(settings.keys_dir() / "token.key"),
+            ttl_seconds=settings.token_ttl_seconds,
         ),
         pricing=Pricing(
             per_vcpu_second=settings.price_per_vcpu_second,
@@ -73,6 +76,20 @@ async def open_domain(
     )
 
 
+async def bridge_replicas(domain: Domain) -> EventChannel | None:
+    """On PostgreSQL, connect this replica's event bus to the other replicas' (LISTEN/NOTIFY,
+    `store.notify`); the caller stops the channel returned. On SQLite (one process) None."""
+    if not domain.store.url.startswith("postgresql"):
+        return None
+    channel = EventChannel(
+        domain.store.url, on_message=domain.bus.receive, on_gap=domain.bus.resync
+    )
+    domain.bus.bridge(channel.send)
+    await channel.start()
+    return channel
+
+
 def instance_id(settings: Settings) -> str:
-    """This installation's id, labelled on its tasks; kept in the data directory."""
-    return load_or_create_key(settings.data_dir / "instance.id", nbytes=4).decode().lower()
+    """This installation's id, labelled on its tasks; kept beside the shared keys (every
+    replica of an installation adopts the same tasks)."""
+    return load_or_create_key(settings.keys_dir() / "instance.id", nbytes=4).decode().lower()

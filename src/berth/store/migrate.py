@@ -2,7 +2,8 @@
 
 Migrations are Alembic scripts in `berth/store/migrations/versions`; no `alembic.ini` is
 needed, so the server and the admin commands migrate the same way. The same scripts serve
-SQLite and PostgreSQL.
+SQLite and PostgreSQL. On PostgreSQL several replicas may start at once: each migrates
+under one advisory lock, so they take turns.
 
 On SQLite a migration that rebuilds a table (copy, drop, rename: SQLite's way of altering
 one) runs with foreign keys off, as SQLite's documentation prescribes, since dropping a
@@ -20,6 +21,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+MIGRATION_LOCK = 0x62657274
+"""The PostgreSQL advisory lock a migration holds (any number berth alone uses)."""
 
 
 def alembic_config(connection: Connection) -> Config:
@@ -44,6 +47,10 @@ async def _migrate(engine: AsyncEngine, run: Callable[[Connection], None]) -> No
             await _sqlite_foreign_keys(conn, on=False)
         try:
             async with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    # Replicas starting together migrate one after the other (DDL is
+                    # transactional there: the second finds the schema at head).
+                    await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
                 await conn.run_sync(run)
                 if sqlite:
                     broken = (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()

@@ -377,3 +377,13 @@ class ShellSession(Base):
 
 ACTIVE_RUN_STATUSES = ("pending", "running")
 FINISHED_RUN_STATUSES = ("succeeded", "failed", "stopped", "timed_out")
+
+
+class Lease(Base):
+    """Which replica runs a controller, until when (`berth.domain.leases`)."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[datetime] = mapped_column()

@@ -105,7 +105,8 @@ class BerthServer:
             self.process.wait()
 
     def instance_id(self) -> str:
-        return (self.data_dir / "instance.id").read_text().strip().lower()
+        keys_dir = Path(self.env.get("BERTH_SHARED_DIR") or self.data_dir)
+        return (keys_dir / "instance.id").read_text().strip().lower()
 
     def admin(self, *args: str) -> dict[str, Any]:
         """Run `berth admin ARGS` on the server's data directory; its JSON output."""

@@ -15,6 +15,8 @@ the gateway could not serve is refused rather than stored.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import errno
 import logging
 import ssl
@@ -71,6 +73,7 @@ class PublicGateway:
         self.http_port = settings.gateway_port
         self.https_port = settings.gateway_tls_port if context is not None else None
         limit = connection_limit(settings)
+        self._activity: asyncio.Task[None] | None = None
         self.idle = IdleScaler(domain, interval=min(settings.reconcile_interval_seconds, 5.0))
         waker = ServiceWaker(
             domain,
@@ -153,10 +156,13 @@ class PublicGateway:
         https = f", HTTPS on port {self.https_port}" if self.https is not None else ""
         log.info("HTTP gateway on %s port %d%s", self.http.host, self.http_port, https)
         await self.refresher.start()
-        self.idle.start()
+        self._activity = asyncio.create_task(self.idle.follow_activity(), name="activity")
 
     async def stop(self) -> None:
-        await self.idle.stop()
+        if self._activity is not None:
+            self._activity.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._activity
         await self.refresher.stop()
         if self.https is not None:
             await self.https.stop()

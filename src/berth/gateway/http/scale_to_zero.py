@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from berth.domain import containers, workloads
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound, PaymentRequired
+from berth.domain.events import Event
 from berth.gateway.http.proxy import WakeOutcome
 from berth.gateway.http.route_table import LoopbackAddress, Route, RouteTable
 from berth.runtime.base import Runtime, RuntimeDriverError
@@ -132,15 +133,58 @@ class ServiceWaker:
         return False
 
 
+ACTIVITY = "workload.activity"
+"""The event telling every replica's idle scaler that a service was requested."""
+ACTIVITY_SHARE_SECONDS = 5.0
+"""A replica announces requests to one service at most this often: the idle scaler, which
+runs on one replica, sees requests served by any replica at most this late."""
+
+
 class IdleScaler:
+    """Stops idle services. Requests reach every replica's gateway but the scaler runs on
+    one (the `idle-scaler` lease holder), so each replica announces the requests it serves
+    (`ACTIVITY` events, which cross replicas) and every replica's scaler follows them
+    (`follow_activity`), whether it runs now or may take over later."""
+
     def __init__(self, domain: Domain, *, interval: float) -> None:
         self._domain = domain
         self._interval = interval
         self._last_request: dict[str, datetime] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._announced: dict[str, datetime] = {}
 
     def saw_request(self, workload_id: str) -> None:
-        self._last_request[workload_id] = self._domain.clock.now()
+        now = self._domain.clock.now()
+        self._note(workload_id, now)
+        announced = self._announced.get(workload_id)
+        if announced is None or (now - announced).total_seconds() >= ACTIVITY_SHARE_SECONDS:
+            self._announced[workload_id] = now
+            self._domain.bus.publish(
+                Event(ACTIVITY, workload_id=workload_id, data={"at": now.isoformat()})
+            )
+
+    def heard(self, event: Event) -> None:
+        """Note a request another replica announced (other events are ignored)."""
+        if event.kind != ACTIVITY or event.workload_id is None:
+            return
+        try:
+            at = datetime.fromisoformat(str(event.data.get("at")))
+        except ValueError:
+            return
+        self._note(event.workload_id, at)
+
+    async def follow_activity(self) -> None:
+        """Forever: note the requests every replica announces."""
+        subscription = self._domain.bus.subscribe()
+        try:
+            async for event in subscription:
+                self.heard(event)
+        finally:
+            subscription.close()
+
+    def _note(self, workload_id: str, at: datetime) -> None:
+        last = self._last_request.get(workload_id)
+        if last is None or at > last:
+            self._last_request[workload_id] = at
 
     async def scale_idle_services(self) -> None:
         now = self._domain.clock.now()
@@ -155,16 +199,9 @@ class IdleScaler:
             ):
                 log.info("%s scaled to zero (idle %ss)", workload.id, workload.idle_timeout_seconds)
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="idle-scaler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
+    async def run_forever(self) -> None:
+        """Scale idle services every interval (the server runs it while this replica holds
+        the `idle-scaler` lease, `berth.control.leadership`)."""
         while True:
             await asyncio.sleep(self._interval)
             try:

@@ -1,0 +1,190 @@
+"""Several berth replicas on one PostgreSQL database and one engine: two real `berth serve`
+processes with their own data directories, sharing the keys directory (`BERTH_SHARED_DIR`).
+Each controller runs on the one replica holding its lease, events cross between replicas
+(LISTEN/NOTIFY), and a killed lease holder is replaced within the lease time."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from berth.domain import labels, leases
+from berth.server.bootstrap import open_domain
+from berth.testing.waiting import wait_for
+from tests.support.api import create, wait_workload
+from tests.support.keys import new_public_key
+from tests.support.postgres import PostgresServer
+from tests.support.server import BerthServer, Tenant
+
+pytestmark = pytest.mark.engine
+
+LEASE_SECONDS = 5.0
+CONTROLLERS = {"reconciler", "scheduler", "meter", "idle-scaler"}
+_databases = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, postgres: PostgresServer) -> Iterator[list[BerthServer]]:
+    """Replicas `a` and `b`; `a` started first, so it holds every lease."""
+    name = f"replicas_{next(_databases)}"
+    env = {
+        "BERTH_DATABASE_URL": postgres.create(name),
+        "BERTH_SHARED_DIR": str(tmp_path / "shared"),
+        "BERTH_LEASE_SECONDS": str(LEASE_SECONDS),
+        "BERTH_LOG_LEVEL": "info",
+    }
+    a, b = (BerthServer(tmp_path / n, env=env) for n in ("a", "b"))
+    try:
+        a.start()
+        wait_for(lambda: lease_holders(a) == dict.fromkeys(CONTROLLERS, a), what="a's leases")
+        b.start()
+        yield [a, b]
+    finally:
+        for server in (a, b):
+            server.stop()
+        a.remove_containers()
+        postgres.drop(name)
+
+
+def lease_holders(server: BerthServer) -> dict[str, BerthServer | str]:
+    """Each unexpired lease's holder: `server` when it is that process, else its id."""
+
+    async def read() -> dict[str, tuple[str, datetime]]:
+        domain = await open_domain(server.settings())
+        try:
+            return await leases.holders(domain)
+        finally:
+            await domain.store.close()
+
+    now = datetime.now(UTC)
+    pid = f":{server.process.pid}:" if server.process else "none"
+    return {
+        name: server if pid in holder else holder
+        for name, (holder, expires) in asyncio.run(read()).items()
+        if expires > now
+    }
+
+
+def client_of(server: BerthServer, tenant: Tenant) -> httpx.Client:
+    return httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {tenant.key}"}, timeout=30
+    )
+
+
+def tasks_created(workload_id: str, since: float) -> int:
+    """How many tasks the engine created for the workload since `since` (a Unix time),
+    removed ones included (its event log)."""
+    out = subprocess.run(
+        ["docker", "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
+         "--filter", "type=container", "--filter", "event=create",
+         "--filter", f"label={labels.WORKLOAD}={workload_id}", "--format", "{{.ID}}"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return len(out.stdout.split())
+
+
+def finished(state: dict[str, object]) -> bool:
+    runs = state.get("recent_runs")
+    return isinstance(runs, list) and bool(runs) and runs[0]["status"] == "succeeded"
+
+
+def test_a_container_created_through_one_replica_shows_on_the_others_websocket_at_once(
+    replicas: list[BerthServer], tmp_path: Path
+) -> None:
+    a, b = replicas
+    tenant = a.new_tenant()
+    key = tenant.client.post(
+        "/compute/ssh-keys", json={"name": "laptop", "public_key": new_public_key(tmp_path)}
+    )
+    assert key.status_code == 201, key.text
+    url = f"{b.url.replace('http', 'ws')}/compute/ws?token={tenant.key}"
+    with connect(url) as ws:
+        assert json.loads(ws.recv(timeout=10)) == {"type": "containers", "data": []}
+        created = tenant.client.post(
+            "/compute/containers", json={"name": "box", "ssh_key_ids": [key.json()["id"]]}
+        )
+        assert created.status_code == 201, created.text
+        answered = time.monotonic()
+        update = json.loads(ws.recv(timeout=5))
+        seen_after = time.monotonic() - answered
+    assert update["type"] == "container_status"
+    assert update["data"]["container_id"] == created.json()["id"]
+    assert seen_after < 1.0, f"replica b's WebSocket saw the change after {seen_after:.2f}s"
+    assert tenant.client.delete(f"/compute/containers/{created.json()['id']}").status_code == 200
+
+
+def test_a_job_created_on_one_replica_runs_exactly_once(replicas: list[BerthServer]) -> None:
+    a, b = replicas
+    tenant = a.new_tenant()
+    since = time.time()
+    job = create(tenant.client, name="once", type="job", command="echo once")
+    on_b = client_of(b, tenant)
+    wait_workload(on_b, job["id"], finished, what="the job to succeed")
+    runs = on_b.get(f"/v1/compute/{job['id']}/runs").json()["runs"]
+    assert [run["status"] for run in runs] == ["succeeded"]
+    assert tasks_created(job["id"], since) == 1
+    assert lease_holders(a) == dict.fromkeys(CONTROLLERS, a)
+
+
+def test_a_killed_lease_holder_is_taken_over_within_the_lease_and_fires_nothing_twice(
+    replicas: list[BerthServer],
+) -> None:
+    """`a` is killed just after its scheduler fired a schedule: `b` takes every controller
+    over within the lease (plus one renewal), records the fired run's end, does not fire
+    it again, and runs new work once."""
+    a, b = replicas
+    tenant = a.new_tenant()
+    on_b = client_of(b, tenant)
+    since = time.time()
+    every_minute = create(
+        tenant.client, name="tick", type="schedule", schedule_expr="* * * * *", command="sleep 2"
+    )
+
+    def fired() -> list[dict[str, object]] | None:
+        runs = on_b.get(f"/v1/compute/{every_minute['id']}/runs").json()["runs"]
+        return runs or None
+
+    first = wait_for(fired, timeout=75, interval=0.1, what="the first scheduled fire")
+    a.kill()
+    killed = time.monotonic()
+    wait_for(
+        lambda: lease_holders(b) == dict.fromkeys(CONTROLLERS, b),
+        timeout=LEASE_SECONDS * 3,
+        interval=0.1,
+        what="b to take every lease over",
+    )
+    takeover = time.monotonic() - killed
+    print(f"takeover after SIGKILL: {takeover:.2f}s (lease {LEASE_SECONDS:g}s)")
+    assert takeover <= LEASE_SECONDS + LEASE_SECONDS / 5 + 1.0
+
+    state = wait_workload(
+        on_b,
+        every_minute["id"],
+        lambda s: s["recent_runs"][-1]["status"] not in ("pending", "running"),
+        what="the fired run to end",
+    )
+    assert [run["id"] for run in state["recent_runs"]] == [first[0]["id"]]
+    assert tasks_created(every_minute["id"], since) == 1
+    on_b.delete(f"/v1/compute/{every_minute['id']}")
+
+    job = create(on_b, name="after", type="job", command="echo after")
+    wait_workload(on_b, job["id"], finished, what="a job created after the takeover")
+    assert len(on_b.get(f"/v1/compute/{job['id']}/runs").json()["runs"]) == 1

@@ -29,7 +29,7 @@ from tests.support.server import BerthServer, Tenant
 pytestmark = pytest.mark.engine
 
 LEASE_SECONDS = 5.0
-CONTROLLERS = {"reconciler", "scheduler", "meter", "idle-scaler"}
+CONTROLLERS = {"reconciler", "scheduler", "meter", "idle-scaler", "retention"}
 _databases = itertools.count()
 
 

@@ -138,12 +138,18 @@ class Objects:
     # -- claims ------------------------------------------------------------------------------
 
     async def ensure_claims(self, spec: TaskSpec, namespace: str) -> None:
+        """Each volume's claim, sized by the spec (else the driver's default). A claim that
+        exists keeps its size: a claim is never shrunk, and growing one needs a StorageClass
+        that allows expansion."""
+        size_gb = spec.volume_size_gb or self._volume_size_gb
         for volume, _ in spec.volumes:
-            await self._ensure_claim(volume, namespace, spec.volume_labels)
+            await self._ensure_claim(volume, namespace, spec.volume_labels, size_gb)
 
-    async def _ensure_claim(self, volume: str, namespace: str, labels: Mapping[str, str]) -> None:
+    async def _ensure_claim(
+        self, volume: str, namespace: str, labels: Mapping[str, str], size_gb: float
+    ) -> None:
         path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
-        body = claim_manifest(volume, namespace, labels, self._volume_size_gb)
+        body = claim_manifest(volume, namespace, labels, size_gb)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CLAIM_GONE_TIMEOUT
         while True:

@@ -230,14 +230,17 @@ def test_a_dev_box_over_ssh_keeps_its_mount_path_and_delete_removes_everything(
     assert len(cluster.names(NAMESPACES, tenant_selector)) == 1
     assert client.delete(box_path).status_code in (200, 204)
 
-    def all_gone() -> bool:
-        return not (
-            cluster.items(PODS, selector)
-            or cluster.items(CLAIMS, selector)
-            or cluster.names(NAMESPACES, tenant_selector)
-        )
+    def leftovers() -> dict[str, list[str]]:
+        return {
+            "pods": cluster.names(PODS, selector),
+            "claims": cluster.names(CLAIMS, selector),
+            "namespaces": cluster.names(NAMESPACES, tenant_selector),
+        }
 
-    wait_for(all_gone, timeout=60, what="the pod, claim and namespace deleted")
+    try:
+        wait_for(lambda: not any(leftovers().values()), timeout=60, what="all deleted")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; left: {leftovers()}") from None
 
 
 def test_an_image_the_cluster_lacks_fails_the_run_within_seconds(kube_tenant: Tenant) -> None:

@@ -54,6 +54,9 @@ class Settings(BaseSettings):
     kubeconfig: Path | None = None
     """The cluster for `runtime = "kubernetes"`; unset: the service account of the pod
     berth runs in, else `~/.kube/config` (see docs/kubernetes.md)."""
+    kubernetes_namespace: str = "berth"
+    """The namespace berth's own Kubernetes objects go in (image probes, tasks without a
+    tenant); each user's tasks have a namespace of their own."""
     public_domain: str = "localhost"
     """Containers' hostnames are `<id>.<public domain>` (`*.localhost` resolves to loopback)."""
     ssh_host: str = "0.0.0.0"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 from berth.testing.server import free_port
 from berth.testing.waiting import wait_for
 from tests.support.server import BerthServer, Tenant
+from tests.support.ssh import ssh, ssh_argv
 from tests.support.streams import read_fd_until
 
 pytestmark = pytest.mark.engine
@@ -33,51 +34,6 @@ def restartable(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServe
 def keygen(path: Path) -> str:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
     return path.with_suffix(".pub").read_text().strip()
-
-
-def ssh_argv(
-    server: BerthServer,
-    key: Path,
-    user: str,
-    *command: str,
-    known_hosts: Path,
-    strict: bool = False,
-    options: Sequence[str] = (),
-) -> list[str]:
-    return [
-        "ssh",
-        "-p",
-        str(server.ssh_port),
-        "-i",
-        str(key),
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        f"UserKnownHostsFile={known_hosts}",
-        "-o",
-        f"StrictHostKeyChecking={'yes' if strict else 'accept-new'}",
-        *options,
-        f"{user}@127.0.0.1",
-        *command,
-    ]
-
-
-def ssh(
-    server: BerthServer,
-    key: Path,
-    user: str,
-    *command: str,
-    known_hosts: Path,
-    strict: bool = False,
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ssh_argv(server, key, user, *command, known_hosts=known_hosts, strict=strict),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def running_box(tenant: Tenant, key_id: int, **body: Any) -> dict[str, Any]:

@@ -20,12 +20,11 @@ from berth.runtime.docker import DockerRuntime
 from berth.runtime.kubernetes import KubernetesRuntime
 from berth.runtime.memory import MemoryRuntime
 from berth.testing.waiting import poll
+from tests.support.cluster import KUBECONFIG, NO_CLUSTER, new_namespace
 from tests.support.engine import ENGINE_SOCKET as SOCKET
 from tests.support.server import TEST_IMAGE as IMAGE
 
 RUN_LABEL = "berth.test.run"
-KUBECONFIG = os.environ.get("BERTH_TEST_KUBECONFIG", "")
-"""A cluster for the Kubernetes driver (tests/README or docs/kubernetes.md says how)."""
 
 DRIVERS = (
     pytest.param("memory", id="memory"),
@@ -41,10 +40,10 @@ def open_driver(name: str) -> Runtime:
         return MemoryRuntime()
     if name == "kubernetes":
         if not KUBECONFIG:
-            pytest.skip("no cluster: set BERTH_TEST_KUBECONFIG to a kubeconfig to run these")
+            pytest.skip(NO_CLUSTER)
         # A namespace of its own per test for tasks without a tenant network; removed with
         # everything in it by `Env.clean_up`.
-        return KubernetesRuntime(KUBECONFIG, namespace=f"berth-test-{secrets.token_hex(4)}")
+        return KubernetesRuntime(KUBECONFIG, namespace=new_namespace())
     if not os.path.exists(SOCKET):
         pytest.skip(f"no container engine at {SOCKET}")
     return DockerRuntime(SOCKET)

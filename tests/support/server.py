@@ -1,6 +1,10 @@
 """The test suite's berth server: `berth.testing.server`'s launcher with the fast controller
 intervals the tests need, tenants made in-process, and the server's engine objects.
 
+`BerthServer(..., on_cluster=True)` runs berth with the Kubernetes driver on the cluster of
+`BERTH_TEST_KUBECONFIG` (skipping the test without one), its own objects in a namespace of
+its own; `remove_containers` then deletes that namespace and its users' namespaces.
+
 Each server has its own data directory and so its own instance id: tasks of different test
 servers sharing the engine never see each other.
 """
@@ -17,11 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from berth.config import Settings
 from berth.domain import accounts
 from berth.server.bootstrap import open_domain
 from berth.testing import server as launcher
+from tests.support import cluster
 
 TEST_IMAGE = "berth-test/busybox:latest"
 
@@ -49,10 +55,20 @@ class Tenant:
 
 
 class BerthServer(launcher.BerthServer):
-    """A berth server with `FAST_CONTROLLERS` under the caller's `env`."""
+    """A berth server with `FAST_CONTROLLERS` under the caller's `env`, on the Docker engine
+    or (`on_cluster`) on the test cluster."""
 
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None) -> None:
-        super().__init__(data_dir, env={**FAST_CONTROLLERS, **(env or {})})
+    def __init__(
+        self, data_dir: Path, *, env: dict[str, str] | None = None, on_cluster: bool = False
+    ) -> None:
+        self.namespace: str | None = None
+        driver: dict[str, str] = {}
+        if on_cluster:
+            if not cluster.KUBECONFIG:
+                pytest.skip(cluster.NO_CLUSTER)
+            self.namespace = cluster.new_namespace()
+            driver = cluster.server_env(self.namespace)
+        super().__init__(data_dir, env={**FAST_CONTROLLERS, **driver, **(env or {})})
 
     def new_tenant(self, *, credits: float | None = None, operator: bool = False) -> Tenant:
         """A new user and key, made in-process on the server's data directory (the same
@@ -117,7 +133,11 @@ class BerthServer(launcher.BerthServer):
         return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
 
     def remove_containers(self) -> None:
-        """Remove the server's containers, then its volumes and networks, from the engine."""
+        """Remove the server's containers, then its volumes and networks, from the engine
+        (on the cluster: its namespaces, with everything in them)."""
+        if self.namespace is not None:
+            cluster.remove_instance(self.instance_id(), self.namespace)
+            return
         ids = [c["ID"] for c in self.containers()]
         if ids:
             subprocess.run(["docker", "rm", "-f", *ids], check=False, capture_output=True)

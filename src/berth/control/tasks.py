@@ -62,6 +62,7 @@ def build_task_spec(
             **labels.workload_selector(instance_id, workload.id),
             labels.USER: workload.user_id,
         },
+        volume_size_gb=workload.storage_gb,
     )
 
 

@@ -79,6 +79,9 @@ class TaskSpec:
     """(volume name, absolute path in the task): persistent volumes, created on first use
     with `volume_labels`, kept when the task is removed."""
     volume_labels: Mapping[str, str] = field(default_factory=dict)
+    volume_size_gb: float | None = None
+    """The size each volume is made with (a dev box's `storage_gb`); None: the driver's own
+    default. A driver whose volumes have no size (Docker's, the in-memory one) ignores it."""
 
 
 class TaskStatus(enum.StrEnum):

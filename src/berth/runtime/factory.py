@@ -26,11 +26,13 @@ def create_runtime(
     clock: Clock = SYSTEM_CLOCK,
     kubeconfig: str | Path | None = None,
     stop_grace_seconds: float = 10.0,
+    namespace: str = "berth",
 ) -> Runtime:
     """The driver for `docker_host`: `unix:///path/to.sock` (Docker or Podman) or a bare path.
     With `driver="memory"`, the in-memory driver on `clock` (the address is not used). With
     `driver="kubernetes"`, the cluster of `kubeconfig` (None: the in-cluster service account,
-    else `~/.kube/config`), whose pods get `stop_grace_seconds` as their grace period.
+    else `~/.kube/config`), whose pods get `stop_grace_seconds` as their grace period, with
+    `namespace` for berth's own objects.
 
     Raises `ValueError` for schemes berth does not speak (tcp://, ssh://...), and
     `RuntimeDriverError` for a kubeconfig it cannot use.
@@ -38,7 +40,9 @@ def create_runtime(
     if driver == "memory":
         return MemoryRuntime(clock=clock)
     if driver == "kubernetes":
-        return KubernetesRuntime(kubeconfig, stop_grace_seconds=stop_grace_seconds)
+        return KubernetesRuntime(
+            kubeconfig, namespace=namespace, stop_grace_seconds=stop_grace_seconds
+        )
     if docker_host.startswith("unix://"):
         path = docker_host.removeprefix("unix://")
     elif docker_host.startswith("/"):

@@ -59,6 +59,7 @@ def create_app(
             clock=clock,
             kubeconfig=settings.kubeconfig,
             stop_grace_seconds=settings.stop_grace_seconds,
+            namespace=settings.kubernetes_namespace,
         )
         domain = await open_domain(resolved, runtime=driver, clock=clock)
         replicas = await bridge_replicas(domain)

@@ -7,6 +7,7 @@ directly without a server.
 from __future__ import annotations
 
 import os
+import secrets
 
 from berth.clock import SYSTEM_CLOCK, Clock
 from berth.config import Settings
@@ -15,9 +16,10 @@ from berth.domain.crypto import SecretCipher
 from berth.domain.events import EventBus
 from berth.domain.tokens import TokenSigner
 from berth.gateway.http.default_ports import HTTP_PORTS
+from berth.private_files import read_or_create_private_file
 from berth.runtime.base import Runtime
 from berth.store.db import Store
-from berth.store.keyfiles import load_or_create_key
+from berth.store.keyfiles import KeyFileError, load_or_create_key
 from berth.store.logs import LogArchive
 from berth.store.notify import EventChannel
 from berth.store.transcripts import TranscriptStore
@@ -91,5 +93,11 @@ async def bridge_replicas(domain: Domain) -> EventChannel | None:
 
 def instance_id(settings: Settings) -> str:
     """This installation's id, labelled on its tasks; kept beside the shared keys (every
-    replica of an installation adopts the same tasks)."""
-    return load_or_create_key(settings.keys_dir() / "instance.id", nbytes=4).decode().lower()
+    replica of an installation adopts the same tasks). A new one is lowercase hex, so it is
+    valid in every name and label value a runtime makes from it (Kubernetes refuses `_` in
+    pod names, and a label value starting or ending in `_`/`-`)."""
+    path = settings.keys_dir() / "instance.id"
+    value = read_or_create_private_file(path, lambda: secrets.token_hex(4).encode()).strip()
+    if not value:
+        raise KeyFileError(f"the instance id file {path} is empty; restore it from a backup")
+    return value.decode().lower()

@@ -79,13 +79,14 @@ class Objects:
             await self.delete_namespace(name)
 
     async def _holds_anything(self, namespace: str) -> bool:
+        """Whether a pod or claim not already being deleted is in the namespace. Those being
+        deleted do not keep it: deleting the namespace finishes them, and no later call
+        would come to remove a namespace kept for them."""
         for kind in ("pods", "persistentvolumeclaims"):
-            response = await self._api.request(
-                "GET", f"/api/v1/namespaces/{namespace}/{kind}", params={"limit": "1"}
-            )
+            response = await self._api.request("GET", f"/api/v1/namespaces/{namespace}/{kind}")
             if response.status_code != 200:
                 raise unexpected(f"listing {kind} in {namespace}", response)
-            if response.json().get("items"):
+            if any(not being_deleted(item) for item in response.json().get("items") or []):
                 return True
         return False
 
@@ -138,12 +139,18 @@ class Objects:
     # -- claims ------------------------------------------------------------------------------
 
     async def ensure_claims(self, spec: TaskSpec, namespace: str) -> None:
+        """Each volume's claim, sized by the spec (else the driver's default). A claim that
+        exists keeps its size: a claim is never shrunk, and growing one needs a StorageClass
+        that allows expansion."""
+        size_gb = spec.volume_size_gb or self._volume_size_gb
         for volume, _ in spec.volumes:
-            await self._ensure_claim(volume, namespace, spec.volume_labels)
+            await self._ensure_claim(volume, namespace, spec.volume_labels, size_gb)
 
-    async def _ensure_claim(self, volume: str, namespace: str, labels: Mapping[str, str]) -> None:
+    async def _ensure_claim(
+        self, volume: str, namespace: str, labels: Mapping[str, str], size_gb: float
+    ) -> None:
         path = f"/api/v1/namespaces/{namespace}/persistentvolumeclaims"
-        body = claim_manifest(volume, namespace, labels, self._volume_size_gb)
+        body = claim_manifest(volume, namespace, labels, size_gb)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + CLAIM_GONE_TIMEOUT
         while True:
@@ -199,10 +206,14 @@ class Objects:
                 raise unexpected(f"removing volume {name}", response)
 
     async def _claim_used(self, namespace: str, claim: str) -> bool:
+        """Whether a pod that is not being deleted mounts the claim (a removed task's pod may
+        still be terminating when its volumes are removed)."""
         response = await self._api.request("GET", f"/api/v1/namespaces/{namespace}/pods")
         if response.status_code != 200:
             raise unexpected(f"listing pods in {namespace}", response)
         for pod in response.json().get("items") or []:
+            if being_deleted(pod):
+                continue  # the claim's protection holds it until the pod is gone
             for volume in (pod.get("spec") or {}).get("volumes") or []:
                 if (volume.get("persistentVolumeClaim") or {}).get("claimName") == claim:
                     return True
@@ -213,3 +224,7 @@ class Objects:
         if response.status_code != 200:
             raise unexpected("listing nodes", response)
         return [str(node["metadata"]["name"]) for node in response.json().get("items") or []]
+
+
+def being_deleted(item: Json) -> bool:
+    return bool((item.get("metadata") or {}).get("deletionTimestamp"))

@@ -45,8 +45,10 @@ reads = ReadCache()
 `LiveUsage.epoch`): a kept answer is at most one memory time to live older than the figures."""
 
 
-def rule_listeners(request: Request) -> RuleListeners | None:
-    """The server's HTTP gateway, which must listen for a rule's port before it is added."""
+async def rule_listeners(request: Request) -> RuleListeners | None:
+    """The server's HTTP gateway, which must listen for a rule's port before it is added.
+    (A coroutine: FastAPI runs a plain-function dependency on its thread pool, and under load
+    that hand-off cost each rule change hundreds of milliseconds.)"""
     listeners: RuleListeners | None = getattr(request.app.state, "rule_listeners", None)
     return listeners
 

@@ -6,8 +6,9 @@ import asyncio
 
 import pytest
 
-from berth.runtime.docker.execs import ExecInfo, _Capture, _failed_to_start
+from berth.runtime.docker.execs import ExecInfo, _failed_to_start
 from berth.runtime.docker.upgrade import read_head
+from berth.runtime.output_capture import OutputCapture
 
 OCI_ERROR = (
     b'OCI runtime exec failed: exec failed: unable to start container process: exec: "/bin/sh":'
@@ -16,7 +17,7 @@ OCI_ERROR = (
 
 
 def test_capture_keeps_each_stream_up_to_its_limit() -> None:
-    capture = _Capture(5)
+    capture = OutputCapture(5)
     capture.add("stdout", b"abc")
     capture.add("stdout", b"defg")
     capture.add("stdout", b"hij")

@@ -35,11 +35,12 @@ from berth.runtime.base import (
     TaskNotFound,
 )
 from berth.runtime.docker.client import EngineClient
-from berth.runtime.docker.logs import FrameDemuxer, Stream
+from berth.runtime.docker.logs import FrameDemuxer
 from berth.runtime.docker.mapping import Json, engine_message, path_segment
 from berth.runtime.docker.procfs import kill_exec_process
 from berth.runtime.docker.sessions import DockerProcess, DockerTerminal, read_result
 from berth.runtime.docker.upgrade import READ_SIZE, Connection, UpgradeRefused
+from berth.runtime.output_capture import OutputCapture
 
 TERMINAL_ENV = {"TERM": "xterm-256color"}
 
@@ -86,26 +87,6 @@ class ExecInfo:
             pid=int(data.get("Pid") or 0),
             container_id=str(data.get("ContainerID") or ""),
         )
-
-
-class _Capture:
-    """Output of one stream kept up to a limit; what comes beyond is read and dropped."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(0, limit)
-        self.data: dict[Stream, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
-        self.truncated: dict[Stream, bool] = {"stdout": False, "stderr": False}
-
-    def add(self, stream: Stream, payload: bytes) -> None:
-        buffer = self.data[stream]
-        room = self.limit - len(buffer)
-        if len(payload) > room:
-            self.truncated[stream] = True
-            payload = payload[: max(room, 0)]
-        buffer += payload
-
-    def everything(self) -> bytes:
-        return bytes(self.data["stdout"] + self.data["stderr"])
 
 
 def _failed_to_start(info: ExecInfo, output: bytes) -> bool:
@@ -293,7 +274,7 @@ class DockerExec:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + spec.timeout_seconds
         connection = await self._start(task_id, exec_id, tty=False)
-        capture = _Capture(spec.max_output_bytes)
+        capture = OutputCapture(spec.max_output_bytes)
         runner = asyncio.create_task(self._run_to_end(task_id, exec_id, connection, spec, capture))
         ended = False
         try:
@@ -311,14 +292,7 @@ class DockerExec:
             if finished and not killed:
                 return await self._result(task_id, spec, runner.result(), capture)
             exit_code = runner.result().exit_code if finished else await self._exit_now(exec_id)
-            return ExecResult(
-                exit_code=exit_code,
-                stdout=bytes(capture.data["stdout"]),
-                stderr=bytes(capture.data["stderr"]),
-                stdout_truncated=capture.truncated["stdout"],
-                stderr_truncated=capture.truncated["stderr"],
-                timed_out=True,
-            )
+            return capture.result(exit_code, timed_out=True)
         finally:
             runner.cancel()
             await asyncio.wait({runner})
@@ -335,7 +309,7 @@ class DockerExec:
         exec_id: str,
         connection: Connection,
         spec: ExecSpec,
-        capture: _Capture,
+        capture: OutputCapture,
     ) -> ExecInfo:
         feeder = None
         if spec.stdin is not None:
@@ -365,7 +339,7 @@ class DockerExec:
         return None
 
     async def _result(
-        self, task_id: TaskId, spec: ExecSpec, info: ExecInfo, capture: _Capture
+        self, task_id: TaskId, spec: ExecSpec, info: ExecInfo, capture: OutputCapture
     ) -> ExecResult:
         output = capture.everything()
         if _failed_to_start(info, output):
@@ -377,13 +351,7 @@ class DockerExec:
                 stdout=b"",
                 stderr=output,
             )
-        return ExecResult(
-            exit_code=info.exit_code,
-            stdout=bytes(capture.data["stdout"]),
-            stderr=bytes(capture.data["stderr"]),
-            stdout_truncated=capture.truncated["stdout"],
-            stderr_truncated=capture.truncated["stderr"],
-        )
+        return capture.result(info.exit_code)
 
     # -- terminals -------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ from berth.runtime.kubernetes.channels import (
 )
 from berth.runtime.kubernetes.client import ApiClient, SubresourceRefused
 from berth.runtime.kubernetes.mapping import CONTAINER
+from berth.runtime.output_capture import OutputCapture
 
 Stream = Literal["stdout", "stderr"]
 TERMINAL_ENV = {"TERM": "xterm-256color"}
@@ -267,7 +268,7 @@ class KubernetesExec:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + spec.timeout_seconds
         channel = await self.start(spec.argv, spec.env, stdin=spec.stdin is not None, tty=False)
-        capture = _Capture(spec.max_output_bytes)
+        capture = OutputCapture(spec.max_output_bytes)
         try:
             feeder = None
             if spec.stdin is not None:
@@ -287,36 +288,12 @@ class KubernetesExec:
                 collector.result()
             if ending.exit_code is None and ending.failure and not timed_out:
                 raise self._failure(ending, spec.argv)
-            return ExecResult(
-                exit_code=ending.exit_code,
-                stdout=bytes(capture.data["stdout"]),
-                stderr=bytes(capture.data["stderr"]),
-                stdout_truncated=capture.truncated["stdout"],
-                stderr_truncated=capture.truncated["stderr"],
-                timed_out=timed_out,
-            )
+            return capture.result(ending.exit_code, timed_out=timed_out)
         finally:
             if not channel.ending.done():
                 with contextlib.suppress(Exception):
                     await self.kill(channel)
             await channel.close()
-
-
-class _Capture:
-    """Output of one stream kept up to a limit; what comes beyond is read and dropped."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = max(0, limit)
-        self.data: dict[Stream, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
-        self.truncated: dict[Stream, bool] = {"stdout": False, "stderr": False}
-
-    def add(self, stream: Stream, payload: bytes) -> None:
-        buffer = self.data[stream]
-        room = self.limit - len(buffer)
-        if len(payload) > room:
-            self.truncated[stream] = True
-            payload = payload[: max(room, 0)]
-        buffer += payload
 
 
 async def _feed(channel: ExecChannel, data: bytes) -> None:
@@ -325,7 +302,7 @@ async def _feed(channel: ExecChannel, data: bytes) -> None:
         await channel.close_stdin()
 
 
-async def _collect(channel: ExecChannel, capture: _Capture, spec: ExecSpec) -> None:
+async def _collect(channel: ExecChannel, capture: OutputCapture, spec: ExecSpec) -> None:
     while (item := await channel.output.get()) is not None:
         stream, payload = item
         capture.add(stream, payload)

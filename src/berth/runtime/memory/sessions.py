@@ -25,6 +25,7 @@ from berth.runtime.memory.shell import (
     Write,
     run_script,
 )
+from berth.runtime.output_capture import OutputCapture
 
 KILLED = 137
 """The exit code of a command killed (timeout, session closed, task ended)."""
@@ -42,32 +43,9 @@ class ExecReply:
     """The command never ends by itself: it is killed at its timeout."""
 
 
-class _Capture:
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.data: dict[Stream, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
-        self.truncated: dict[Stream, bool] = {"stdout": False, "stderr": False}
-
-    def add(self, stream: Stream, payload: bytes) -> None:
-        room = self.limit - len(self.data[stream])
-        if len(payload) > room:
-            self.truncated[stream] = True
-        self.data[stream] += payload[: max(room, 0)]
-
-    def result(self, exit_code: int | None, *, timed_out: bool = False) -> ExecResult:
-        return ExecResult(
-            exit_code=exit_code,
-            stdout=bytes(self.data["stdout"]),
-            stderr=bytes(self.data["stderr"]),
-            stdout_truncated=self.truncated["stdout"],
-            stderr_truncated=self.truncated["stderr"],
-            timed_out=timed_out,
-        )
-
-
 async def run_command(program: Program, spec: ExecSpec) -> ExecResult:
     """Run a one-off command to its end (or its timeout) and collect its output."""
-    capture = _Capture(spec.max_output_bytes)
+    capture = OutputCapture(spec.max_output_bytes)
     slept = 0.0
     reply: bytes | None = None
     while True:
@@ -92,7 +70,7 @@ async def run_command(program: Program, spec: ExecSpec) -> ExecResult:
 
 def scripted(reply: ExecReply, spec: ExecSpec) -> ExecResult:
     """A scripted answer as the command's result (its output limited as a real one's)."""
-    capture = _Capture(spec.max_output_bytes)
+    capture = OutputCapture(spec.max_output_bytes)
     capture.add("stdout", reply.stdout)
     capture.add("stderr", reply.stderr)
     if reply.hangs:

@@ -4,16 +4,18 @@ terminal runs, which workloads the status stream reports, and shell transcripts.
 from __future__ import annotations
 
 import subprocess
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from berth.domain import accounts, containers, lifecycle, shells, ssh_keys, workloads
+from berth.domain import accounts, containers, leases, lifecycle, shells, ssh_keys, workloads
 from berth.domain.auth import Actor, Principal
 from berth.domain.context import Domain
 from berth.domain.errors import Conflict, NotFound, PrimitiveDisabled
+from berth.domain.replicas import presence_name
 from berth.schemas.containers import ContainerCreate
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import Run
@@ -122,3 +124,38 @@ async def test_a_transcript_is_served_once_recorded_and_only_to_its_owner(
 
     with pytest.raises(NotFound):
         await shells.read_transcript(domain, actor, service.id, "sh_unknown")
+
+
+async def test_a_sweep_ends_only_the_sessions_of_replicas_that_are_gone(
+    domain: Domain, actor: Actor
+) -> None:
+    """Replicas `a` and `b` each serve a session; `a` keeps a presence lease, `b` has none
+    (it is gone). A sweep from replica `c` ends `b`'s session only, and `a`'s once its
+    presence has lapsed; its lapsed presence lease is deleted with it."""
+    body = WorkloadCreate(name="svc", type="service", image="img")
+    service = (await workloads.create_workload(domain, actor, body)).workload
+    await start_tasks(domain, service.id)
+    a, b, c = (replace(domain, replica_id=name) for name in ("a", "b", "c"))
+    assert await leases.hold(a, presence_name("a"), "a", seconds=60)
+
+    async def claimed_on(replica: Domain) -> str:
+        issued = await shells.open_session(
+            replica, actor, service.id, run_id=None, cols=80, rows=24, connect_seconds=60
+        )
+        await shells.claim_session(replica, issued.session.id, issued.token)
+        return issued.session.id
+
+    on_a, on_b = await claimed_on(a), await claimed_on(b)
+
+    async def statuses() -> dict[str, str]:
+        rows = await shells.list_sessions(domain, actor, service.id)
+        return {row.id: row.status for row in rows}
+
+    assert await shells.end_orphaned_sessions(b) == 0  # its own session, and a is alive
+    assert await shells.end_orphaned_sessions(c) == 1
+    assert await statuses() == {on_a: "active", on_b: "ended"}
+
+    assert await leases.hold(a, presence_name("a"), "a", seconds=-1)  # a stopped renewing
+    assert await shells.end_orphaned_sessions(c) == 1
+    assert await statuses() == {on_a: "ended", on_b: "ended"}
+    assert presence_name("a") not in await leases.holders(domain)

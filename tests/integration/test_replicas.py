@@ -19,17 +19,19 @@ import pytest
 from websockets.sync.client import connect
 
 from berth.domain import labels, leases
+from berth.domain.replicas import PRESENCE_PREFIX
 from berth.server.bootstrap import open_domain
 from berth.testing.waiting import wait_for
-from tests.support.api import create, wait_workload
+from tests.support.api import create, open_shell, wait_workload
 from tests.support.keys import new_public_key
 from tests.support.postgres import PostgresServer
 from tests.support.server import BerthServer, Tenant
+from tests.support.streams import read_ws_until
 
 pytestmark = pytest.mark.engine
 
 LEASE_SECONDS = 5.0
-CONTROLLERS = {"reconciler", "scheduler", "meter", "idle-scaler", "retention"}
+CONTROLLERS = {"reconciler", "scheduler", "meter", "idle-scaler", "retention", "sessions"}
 _databases = itertools.count()
 
 
@@ -65,7 +67,8 @@ def replicas(tmp_path: Path, postgres: PostgresServer) -> Iterator[list[BerthSer
 
 
 def lease_holders(server: BerthServer) -> dict[str, BerthServer | str]:
-    """Each unexpired lease's holder: `server` when it is that process, else its id."""
+    """Each unexpired controller lease's holder: `server` when it is that process, else its
+    id (replicas' presence leases are left out)."""
 
     async def read() -> dict[str, tuple[str, datetime]]:
         domain = await open_domain(server.settings())
@@ -79,7 +82,7 @@ def lease_holders(server: BerthServer) -> dict[str, BerthServer | str]:
     return {
         name: server if pid in holder else holder
         for name, (holder, expires) in asyncio.run(read()).items()
-        if expires > now
+        if expires > now and not name.startswith(PRESENCE_PREFIX)
     }
 
 
@@ -188,3 +191,39 @@ def test_a_killed_lease_holder_is_taken_over_within_the_lease_and_fires_nothing_
     job = create(on_b, name="after", type="job", command="echo after")
     wait_workload(on_b, job["id"], finished, what="a job created after the takeover")
     assert len(on_b.get(f"/v1/compute/{job['id']}/runs").json()["runs"]) == 1
+
+
+def test_a_shell_session_lives_on_the_replica_serving_it_and_ends_when_that_replica_dies(
+    replicas: list[BerthServer],
+) -> None:
+    """A session opened through `b` is served by `a` (any replica claims it); `b`
+    restarting leaves it alone (a replica ends only sessions of replicas that are gone);
+    killing `a` ends it on record once `a`'s presence lapses."""
+    a, b = replicas
+    tenant = a.new_tenant()
+    on_b = client_of(b, tenant)
+    svc = create(on_b, name="shells", type="service", command="sleep 3600")
+    wait_workload(on_b, svc["id"], lambda s: s["running_tasks"] == 1)
+    opened = open_shell(Tenant(client=on_b, key=tenant.key, user_id=tenant.user_id), svc["id"])
+    session_id = opened["session"]["sessionId"]
+    stream = f"{a.url.replace('http', 'ws')}/v1/shell/sessions/{session_id}/stream"
+
+    def status() -> str:
+        sessions = on_b.get(f"/v1/compute/{svc['id']}/shell/sessions").json()["sessions"]
+        return str(next(s["status"] for s in sessions if s["id"] == session_id))
+
+    with connect(f"{stream}?token={opened['session']['tokenValue']}") as ws:
+        ws.send("export KEPT=$((6*7)); echo set-$KEPT\n")
+        read_ws_until(ws, "set-42")
+        b.stop()
+        b.start()
+        ws.send("echo still-$KEPT\n")
+        read_ws_until(ws, "still-42")
+        assert status() == "active"
+        a.kill()
+    wait_for(
+        lambda: status() == "ended",
+        timeout=LEASE_SECONDS * 4,
+        interval=0.2,
+        what="the dead replica's session to be ended on record",
+    )

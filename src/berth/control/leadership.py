@@ -13,15 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import secrets
-import socket
 import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from berth.domain import leases
 from berth.domain.context import Domain
+from berth.domain.replicas import presence_name
 
 log = logging.getLogger("berth.control")
 
@@ -31,12 +29,6 @@ Work = Callable[[], Coroutine[Any, Any, None]]
 SAFETY_MARGIN = 0.2
 """Of a lease's length: a replica whose renewals fail stops its controller this much before
 the lease it last renewed can lapse (time to cancel, and for clocks to differ a little)."""
-
-
-def new_replica_id() -> str:
-    """This process's name as a lease holder: host, pid and a random part (a restarted
-    process never continues an earlier process's lease)."""
-    return f"{socket.gethostname()[:80]}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
 class Leadership:
@@ -80,8 +72,21 @@ class Leadership:
             await asyncio.sleep(self._renew_every)
 
     async def renew_once(self) -> None:
-        """One round: take or renew every lease at once; start or stop controllers to match."""
-        await asyncio.gather(*(self._renew(name) for name in self._work))
+        """One round: take or renew every lease at once; start or stop controllers to match.
+        The replica's presence lease is renewed with them (it shows the replica alive)."""
+        await asyncio.gather(self._renew_presence(), *(self._renew(name) for name in self._work))
+
+    async def _renew_presence(self) -> None:
+        with contextlib.suppress(Exception):  # the database is away: the next round retries
+            await asyncio.wait_for(
+                leases.hold(
+                    self.domain,
+                    presence_name(self.replica_id),
+                    self.replica_id,
+                    seconds=self._lease_seconds,
+                ),
+                self._lease_seconds * SAFETY_MARGIN,
+            )
 
     async def _renew(self, name: str) -> None:
         asked_at = self._monotonic()
@@ -119,7 +124,7 @@ class Leadership:
         its next round rather than after the leases lapse)."""
         for name in list(self._running):
             await self._stop(name)
-        for name in self._work:
+        for name in [*self._work, presence_name(self.replica_id)]:
             with contextlib.suppress(Exception):
                 await leases.release(self.domain, name, self.replica_id)
 

@@ -1,4 +1,5 @@
-"""The periodic controllers beside the reconciler: scheduler, meter and the engine watcher."""
+"""The periodic controllers beside the reconciler: scheduler, meter, session sweeper and
+the engine watcher."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from berth.domain.context import Domain
 from berth.domain.events import Subscription
 from berth.domain.lifecycle import meter_running_runs
 from berth.domain.scheduling import fire_due_schedules
+from berth.domain.shells import end_orphaned_sessions
 from berth.runtime.base import Runtime, RuntimeDriverError
 
 log = logging.getLogger("berth.control")
@@ -44,6 +46,18 @@ async def run_meter(domain: Domain, interval: float) -> None:
             await meter_running_runs(domain, domain.clock.now())
         except Exception:
             log.exception("meter tick failed; the next tick catches up")
+
+
+async def run_session_sweeper(domain: Domain, interval: float) -> None:
+    """Every `interval` seconds, end the shell sessions of replicas that are gone
+    (`shells.end_orphaned_sessions`)."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if ended := await end_orphaned_sessions(domain):
+                log.info("ended %d shell sessions of replicas that are gone", ended)
+        except Exception:
+            log.exception("session sweep failed; the next sweep catches up")
 
 
 WATCH_RETRY_MAX = 8.0

@@ -10,8 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from berth.control.leadership import Leadership, Work, new_replica_id
-from berth.control.loops import relay_domain_events, run_meter, run_scheduler, watch_engine
+from berth.control.leadership import Leadership, Work
+from berth.control.loops import (
+    relay_domain_events,
+    run_meter,
+    run_scheduler,
+    run_session_sweeper,
+    watch_engine,
+)
 from berth.control.reconciler import Reconciler
 from berth.control.retention import run_retention
 from berth.domain.context import Domain
@@ -54,13 +60,16 @@ class Controllers:
         )
         self.leadership = Leadership(
             domain,
-            replica_id=replica_id or new_replica_id(),
+            replica_id=replica_id or domain.replica_id,
             lease_seconds=lease_seconds,
             renew_every=lease_seconds / RENEWALS_PER_LEASE,
         )
         self.leadership.add("reconciler", self._reconcile)
         self.leadership.add("scheduler", self._schedule)
         self.leadership.add("meter", lambda: run_meter(self.domain, self.meter_interval))
+        self.leadership.add(
+            "sessions", lambda: run_session_sweeper(self.domain, interval=lease_seconds)
+        )
         if retention is not None:
             self.leadership.add(
                 "retention", lambda: run_retention(self.domain, retention, retention_interval)

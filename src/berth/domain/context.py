@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from berth.clock import SYSTEM_CLOCK, Clock
 from berth.domain.crypto import SecretCipher
 from berth.domain.events import EventBus
+from berth.domain.replicas import new_replica_id
 from berth.domain.tokens import TokenSigner
 from berth.domain.usage import LiveUsage
 from berth.runtime.base import Runtime
@@ -71,6 +72,8 @@ class Domain:
     """Where the domain and the controllers read the time (a test's `ManualClock`)."""
     usage: LiveUsage = field(default_factory=LiveUsage)
     """The last measured memory and storage of dev boxes, read by the Containers API."""
+    replica_id: str = field(default_factory=new_replica_id)
+    """This process among the replicas sharing the database (`berth.domain.replicas`)."""
 
     def data_version(self) -> int | None:
         """A number that changes with every commit to the database, by any process; None

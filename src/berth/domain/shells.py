@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 
 from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
@@ -22,8 +22,9 @@ from berth.domain.context import Domain
 from berth.domain.errors import Conflict, NotFound, Unauthenticated
 from berth.domain.execution import retiring, running_target
 from berth.domain.ids import new_shell_session_id
+from berth.domain.replicas import PRESENCE_PREFIX, presence_name
 from berth.domain.workloads import owned_workload
-from berth.store.models import Run, ShellSession, Workload
+from berth.store.models import Lease, Run, ShellSession, Workload
 
 LOGIN_SHELL = """\
 user=$(id -un 2>/dev/null) || user=root
@@ -126,7 +127,7 @@ async def claim_session(domain: Domain, session_id: str, token: str | None) -> C
                 ShellSession.status == "waiting",
                 ShellSession.connect_by > now,
             )
-            .values(status="active", connected_at=now)
+            .values(status="active", connected_at=now, served_by=domain.replica_id)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             raise Unauthenticated("invalid, used or expired shell session token")
@@ -155,17 +156,50 @@ async def end_session(domain: Domain, session_id: str, *, exit_code: int | None)
 
 
 async def end_orphaned_sessions(domain: Domain) -> int:
-    """At start-up: sessions a previous process left `active` lost their WebSocket with it
-    (a crash gives no chance to record their end); they are ended now, without an exit
-    code. Returns how many."""
+    """End the `active` sessions whose replica is gone: its WebSocket went with it (a crash
+    gives no chance to record the end), so they are ended now, without an exit code. A
+    replica is gone once its presence lease has lapsed (`berth.domain.replicas`); sessions
+    of live replicas, this one's included, are left alone. Presence leases lapsed for good
+    are deleted with them. Run at start-up and by the `sessions` controller; returns how
+    many sessions it ended."""
     now = domain.clock.now()
     async with domain.store.transaction() as session:
-        ended = await session.execute(
-            update(ShellSession)
-            .where(ShellSession.status == "active")
-            .values(status="ended", ended_at=now)
+        serving = set(
+            await session.scalars(
+                select(ShellSession.served_by).where(ShellSession.status == "active").distinct()
+            )
         )
-    return int(ended.rowcount)  # type: ignore[attr-defined]
+        rows = await session.execute(
+            select(Lease.name, Lease.expires_at).where(Lease.name.startswith(PRESENCE_PREFIX))
+        )
+        presences = {name: expires for name, expires in rows}
+        live = {
+            replica
+            for replica in serving
+            if replica is not None
+            and (replica == domain.replica_id or presences.get(presence_name(replica), now) > now)
+        }
+        gone = serving - live
+        ended = 0
+        if gone:
+            result = await session.execute(
+                update(ShellSession)
+                .where(
+                    ShellSession.status == "active",
+                    or_(
+                        ShellSession.served_by.in_([r for r in gone if r is not None]),
+                        ShellSession.served_by.is_(None),
+                    ),
+                )
+                .values(status="ended", ended_at=now),
+                execution_options={"synchronize_session": False},
+            )
+            ended = int(result.rowcount)  # type: ignore[attr-defined]
+        await session.execute(
+            delete(Lease).where(Lease.name.startswith(PRESENCE_PREFIX), Lease.expires_at <= now),
+            execution_options={"synchronize_session": False},
+        )
+    return ended
 
 
 async def list_sessions(domain: Domain, actor: Actor, workload_id: str) -> list[ShellSession]:

@@ -373,6 +373,9 @@ class ShellSession(Base):
     connected_at: Mapped[datetime | None] = mapped_column()
     ended_at: Mapped[datetime | None] = mapped_column()
     exit_code: Mapped[int | None] = mapped_column(Integer)
+    served_by: Mapped[str | None] = mapped_column(String(128))
+    """The replica holding the session's WebSocket while it is active
+    (`berth.domain.replicas`)."""
 
 
 ACTIVE_RUN_STATUSES = ("pending", "running")

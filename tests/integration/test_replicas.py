@@ -5,34 +5,32 @@ Each controller runs on the one replica holding its lease, events cross between 
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
-import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import pytest
 from websockets.sync.client import connect
 
-from berth.domain import labels, leases
-from berth.domain.replicas import PRESENCE_PREFIX
-from berth.server.bootstrap import open_domain
 from berth.testing.waiting import wait_for
 from tests.support.api import create, open_shell, wait_workload
 from tests.support.keys import new_public_key
 from tests.support.postgres import PostgresServer
+from tests.support.replicas import (
+    CONTROLLERS,
+    LEASE_SECONDS,
+    balance_and_ledger,
+    client_of,
+    finished,
+    lease_holders,
+    start_pair,
+    tasks_created,
+)
 from tests.support.server import BerthServer, Tenant
 from tests.support.streams import read_ws_until
 
 pytestmark = pytest.mark.engine
-
-LEASE_SECONDS = 5.0
-CONTROLLERS = {"reconciler", "scheduler", "meter", "idle-scaler", "retention", "sessions"}
-_databases = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -45,68 +43,8 @@ def postgres() -> Iterator[PostgresServer]:
 
 @pytest.fixture
 def replicas(tmp_path: Path, postgres: PostgresServer) -> Iterator[list[BerthServer]]:
-    """Replicas `a` and `b`; `a` started first, so it holds every lease."""
-    name = f"replicas_{next(_databases)}"
-    env = {
-        "BERTH_DATABASE_URL": postgres.create(name),
-        "BERTH_SHARED_DIR": str(tmp_path / "shared"),
-        "BERTH_LEASE_SECONDS": str(LEASE_SECONDS),
-        "BERTH_LOG_LEVEL": "info",
-    }
-    a, b = (BerthServer(tmp_path / n, env=env) for n in ("a", "b"))
-    try:
-        a.start()
-        wait_for(lambda: lease_holders(a) == dict.fromkeys(CONTROLLERS, a), what="a's leases")
-        b.start()
-        yield [a, b]
-    finally:
-        for server in (a, b):
-            server.stop()
-        a.remove_containers()
-        postgres.drop(name)
-
-
-def lease_holders(server: BerthServer) -> dict[str, BerthServer | str]:
-    """Each unexpired controller lease's holder: `server` when it is that process, else its
-    id (replicas' presence leases are left out)."""
-
-    async def read() -> dict[str, tuple[str, datetime]]:
-        domain = await open_domain(server.settings())
-        try:
-            return await leases.holders(domain)
-        finally:
-            await domain.store.close()
-
-    now = datetime.now(UTC)
-    pid = f":{server.process.pid}:" if server.process else "none"
-    return {
-        name: server if pid in holder else holder
-        for name, (holder, expires) in asyncio.run(read()).items()
-        if expires > now and not name.startswith(PRESENCE_PREFIX)
-    }
-
-
-def client_of(server: BerthServer, tenant: Tenant) -> httpx.Client:
-    return httpx.Client(
-        base_url=server.url, headers={"Authorization": f"Bearer {tenant.key}"}, timeout=30
-    )
-
-
-def tasks_created(workload_id: str, since: float) -> int:
-    """How many tasks the engine created for the workload since `since` (a Unix time),
-    removed ones included (its event log)."""
-    out = subprocess.run(
-        ["docker", "events", "--since", f"{since:.3f}", "--until", f"{time.time():.3f}",
-         "--filter", "type=container", "--filter", "event=create",
-         "--filter", f"label={labels.WORKLOAD}={workload_id}", "--format", "{{.ID}}"],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return len(out.stdout.split())
-
-
-def finished(state: dict[str, object]) -> bool:
-    runs = state.get("recent_runs")
-    return isinstance(runs, list) and bool(runs) and runs[0]["status"] == "succeeded"
+    with start_pair(tmp_path, postgres) as pair:
+        yield pair
 
 
 def test_a_container_created_through_one_replica_shows_on_the_others_websocket_at_once(
@@ -186,6 +124,8 @@ def test_a_killed_lease_holder_is_taken_over_within_the_lease_and_fires_nothing_
     )
     assert [run["id"] for run in state["recent_runs"]] == [first[0]["id"]]
     assert tasks_created(every_minute["id"], since) == 1
+    balance, ledger = balance_and_ledger(b, tenant.user_id)
+    assert balance == ledger
     on_b.delete(f"/v1/compute/{every_minute['id']}")
 
     job = create(on_b, name="after", type="job", command="echo after")

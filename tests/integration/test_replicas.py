@@ -6,10 +6,12 @@ Each controller runs on the one replica holding its lease, events cross between 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from websockets.sync.client import connect
 
@@ -167,3 +169,47 @@ def test_a_shell_session_lives_on_the_replica_serving_it_and_ends_when_that_repl
         interval=0.2,
         what="the dead replica's session to be ended on record",
     )
+
+
+def test_requests_reaching_both_replicas_at_once_wake_a_sleeping_service_once(
+    replicas: list[BerthServer],
+) -> None:
+    a, b = replicas
+    tenant = a.new_tenant()
+    svc = create(
+        tenant.client,
+        name="sleepy",
+        type="service",
+        command="mkdir -p /www && echo awake > /www/index.html && exec httpd -f -p 8080 -h /www",
+        port=8080,
+        scale_to_zero=True,
+        idle_timeout_seconds=2,
+    )
+    asleep = wait_workload(
+        tenant.client,
+        svc["id"],
+        lambda s: s["status"] == "stopped" and s["running_tasks"] == 0,
+        timeout=40,
+        what="the idle service to scale to zero",
+    )
+    runs_before = len(asleep["recent_runs"])
+    answers: list[tuple[int, str]] = []
+
+    def request(server: BerthServer) -> None:
+        response = httpx.get(
+            f"http://127.0.0.1:{server.gateway_port}/",
+            headers={"Host": f"{svc['id']}.localhost"},
+            timeout=60,
+        )
+        answers.append((response.status_code, response.text.strip()))
+
+    threads = [threading.Thread(target=request, args=(server,)) for server in (a, b) * 4]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=90)
+    assert answers == [(200, "awake")] * 8
+    woken = wait_workload(
+        tenant.client, svc["id"], lambda s: len(s["recent_runs"]) > runs_before, what="the wake"
+    )
+    assert len(woken["recent_runs"]) == runs_before + 1

@@ -1,24 +1,18 @@
-"""A real PostgreSQL server for a test run: Debian's `postgresql` binaries, a cluster made
-by `initdb` in a temporary directory, listening on a free loopback port, stopped at the end.
+"""A real PostgreSQL server for a test run (`berth.testing.postgres.PostgresServer`, shared
+with the benchmarks), stopped at the end.
 
 The suites run on it when `BERTH_TEST_DATABASE=postgresql` (see `tests/conftest.py`): each
 test gets a database of its own, copied from a template migrated once per run (`CREATE
 DATABASE ... TEMPLATE`, a file copy inside the server, far cheaper than migrating again).
-PostgreSQL refuses to run as root; as root the server runs as the `postgres` account the
-package creates (`runuser`), otherwise as the caller.
 """
 
 from __future__ import annotations
 
-import getpass
-import glob
 import os
-import shutil
-import subprocess
-import tempfile
-from pathlib import Path
 
-from berth.testing.server import free_port
+from berth.testing.postgres import PostgresServer
+
+__all__ = ["ENV_VARIABLE", "PostgresServer", "wanted"]
 
 ENV_VARIABLE = "BERTH_TEST_DATABASE"
 """`postgresql` runs the store, domain and fast suites on PostgreSQL; unset or `sqlite`, on
@@ -31,87 +25,3 @@ def wanted() -> bool:
     if choice not in ("sqlite", "postgresql"):
         raise ValueError(f"{ENV_VARIABLE}: must be sqlite or postgresql, not {choice!r}")
     return choice == "postgresql"
-
-
-def binaries() -> Path | None:
-    """The directory of the newest installed PostgreSQL's server programs, if any."""
-    found = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin/initdb"),
-        key=lambda p: int(Path(p).parent.parent.name),
-    )
-    return Path(found[-1]).parent if found else None
-
-
-class PostgresServer:
-    """One throwaway cluster: `start()`, then `url(name)` of databases made by `create()`."""
-
-    def __init__(self) -> None:
-        bin_dir = binaries()
-        if bin_dir is None:
-            raise RuntimeError("PostgreSQL is not installed (scripts/setup.sh --test installs it)")
-        self.bin_dir = bin_dir
-        self.port = free_port()
-        self.root = Path(tempfile.mkdtemp(prefix="berth-pg-"))
-        self.data = self.root / "data"
-        self._as_postgres = os.geteuid() == 0
-        self.user = "postgres" if self._as_postgres else _login()
-
-    def _run(self, *argv: str) -> None:
-        command = [str(self.bin_dir / argv[0]), *argv[1:]]
-        if self._as_postgres:
-            command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
-
-    def start(self) -> None:
-        if self._as_postgres:
-            shutil.chown(self.root, "postgres", "postgres")
-        self._run(
-            "initdb", "-D", str(self.data), "-U", self.user, "--auth=trust",
-            "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync",
-        )  # fmt: skip
-        self.resume()
-
-    def resume(self) -> None:
-        """Start the cluster's server (again, after `halt`), on the same port."""
-        options = (
-            f"-c listen_addresses=127.0.0.1 -c port={self.port} "
-            f"-c unix_socket_directories={self.root} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=300"
-        )
-        self._run(
-            "pg_ctl", "-D", str(self.data), "-l", str(self.root / "server.log"),
-            "-o", options, "-w", "-t", "60", "start",
-        )  # fmt: skip
-
-    def halt(self) -> None:
-        """Stop the server, ending every connection (`fast`: the run's commits are not
-        flushed one by one, so a crash would lose the newest); `resume` starts it again."""
-        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
-
-    def stop(self) -> None:
-        """Stop the server (a test may have stopped it already) and remove the cluster."""
-        try:
-            if (self.data / "postmaster.pid").exists():
-                self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
-        finally:
-            shutil.rmtree(self.root, ignore_errors=True)
-
-    def url(self, database: str, *, driver: str = "asyncpg") -> str:
-        return f"postgresql+{driver}://{self.user}@127.0.0.1:{self.port}/{database}"
-
-    def create(self, name: str, *, template: str | None = None) -> str:
-        """A new database (a copy of `template` when given); returns its URL."""
-        argv = ["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user]
-        if template is not None:
-            argv += ["-T", template]
-        self._run(*argv, name)
-        return self.url(name)
-
-    def drop(self, name: str) -> None:
-        self._run(
-            "dropdb", "--force", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name
-        )
-
-
-def _login() -> str:
-    return getpass.getuser()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,7 +90,11 @@ async def run_berth_load(
     image: str,
     job_runs_per_second: float,
     runs_within_seconds: float = 120.0,
+    other_replicas: Sequence[str] = (),
 ) -> LoadRun:
+    """`other_replicas`: base URLs of further replicas sharing `base_url`'s database; the
+    clients are spread over all of them (client n on replica n mod count). Setup and the
+    read-back go through `base_url`; memory and CPU are `server_pid`'s."""
     fixtures = await asyncio.gather(
         *(
             prepare_tenant(base_url, access, image=image, label=f"t{number}")
@@ -98,7 +103,8 @@ async def run_berth_load(
     )
     record = LoadRecord()
     gate = RateGate(job_runs_per_second)
-    https = [new_http(base_url) for _ in range(clients)]
+    urls = [base_url, *other_replicas]
+    https = [new_http(urls[number % len(urls)]) for number in range(clients)]
     load_clients = [
         LoadClient(
             http=https[number],

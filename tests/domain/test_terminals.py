@@ -159,3 +159,25 @@ async def test_a_sweep_ends_only_the_sessions_of_replicas_that_are_gone(
     assert await shells.end_orphaned_sessions(c) == 1
     assert await statuses() == {on_a: "ended", on_b: "ended"}
     assert presence_name("a") not in await leases.holders(domain)
+
+
+async def test_a_process_starting_on_sqlite_ends_its_earlier_runs_sessions_at_once(
+    domain: Domain, actor: Actor
+) -> None:
+    """Replica `old` serves a session and crashes with its presence lease still current. On
+    SQLite (one process serves) the process starting next ends that session at once; on
+    PostgreSQL `old` may be another live replica, so the session waits for its lease."""
+    body = WorkloadCreate(name="svc", type="service", image="img")
+    service = (await workloads.create_workload(domain, actor, body)).workload
+    await start_tasks(domain, service.id)
+    old, new = (replace(domain, replica_id=name) for name in ("old", "new"))
+    assert await leases.hold(old, presence_name("old"), "old", seconds=60)
+    issued = await shells.open_session(
+        old, actor, service.id, run_id=None, cols=80, rows=24, connect_seconds=60
+    )
+    await shells.claim_session(old, issued.session.id, issued.token)
+
+    ended = await shells.end_orphaned_sessions(new, starting=True)
+
+    assert ended == (0 if domain.store.shared else 1)
+    assert await shells.end_orphaned_sessions(new) == 0  # a sweep waits for the lease

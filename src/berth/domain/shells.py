@@ -155,13 +155,15 @@ async def end_session(domain: Domain, session_id: str, *, exit_code: int | None)
             row.status, row.ended_at, row.exit_code = "ended", domain.clock.now(), exit_code
 
 
-async def end_orphaned_sessions(domain: Domain) -> int:
+async def end_orphaned_sessions(domain: Domain, *, starting: bool = False) -> int:
     """End the `active` sessions whose replica is gone: its WebSocket went with it (a crash
     gives no chance to record the end), so they are ended now, without an exit code. A
     replica is gone once its presence lease has lapsed (`berth.domain.replicas`); sessions
-    of live replicas, this one's included, are left alone. Presence leases lapsed for good
-    are deleted with them. Run at start-up and by the `sessions` controller; returns how
-    many sessions it ended."""
+    of live replicas, this one's included, are left alone. On a database only one process
+    serves from (SQLite, not `Store.shared`), a process `starting` knows every other replica
+    is gone: an earlier run of itself, stopped or crashed a moment ago, whose presence lease
+    has not lapsed yet. Presence leases lapsed for good are deleted with them. Run at
+    start-up and by the `sessions` controller; returns how many sessions it ended."""
     now = domain.clock.now()
     async with domain.store.transaction() as session:
         serving = set(
@@ -177,7 +179,13 @@ async def end_orphaned_sessions(domain: Domain) -> int:
             replica
             for replica in serving
             if replica is not None
-            and (replica == domain.replica_id or presences.get(presence_name(replica), now) > now)
+            and (
+                replica == domain.replica_id
+                or (
+                    (domain.store.shared or not starting)
+                    and presences.get(presence_name(replica), now) > now
+                )
+            )
         }
         gone = serving - live
         ended = 0

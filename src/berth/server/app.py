@@ -80,7 +80,7 @@ def create_app(
         app.state.settings = resolved
         app.state.replay_secret = secrets.token_urlsafe(32)
         app.state.controllers = controllers
-        await end_orphaned_sessions(domain)
+        await end_orphaned_sessions(domain, starting=True)
         ssh = SshGateway(
             host=settings.ssh_host,
             port=settings.ssh_port,

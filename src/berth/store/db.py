@@ -95,6 +95,12 @@ class Store:
         self._sessions = async_sessionmaker(self.reader, expire_on_commit=False, autoflush=False)
         self._write_sessions = async_sessionmaker(writer, expire_on_commit=False)
 
+    @property
+    def shared(self) -> bool:
+        """Whether several berth processes may serve from this database (PostgreSQL); an
+        SQLite file is served by one process only (see docs/operations.md)."""
+        return self._sqlite_path is None
+
     async def create_schema(self) -> None:
         """Bring the database to the newest schema (idempotent; runs the migrations)."""
         async with self._writer_queue:

@@ -1,6 +1,7 @@
 """Integration fixtures: one real berth server per session (costs ~2 s to start), a fresh
 user per test (so tests never see each other's workloads), and a crashable server of a test's
-own. Helpers for what tests do with them live in `tests/support`."""
+own; for the dashboard's browser tests, a Chromium per module, a page per test and a
+directory for screenshots. Helpers for what tests do with them live in `tests/support`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, Page
 
+from tests.support.browser import DESKTOP, chromium
 from tests.support.server import BerthServer, Tenant
 
 
@@ -41,3 +44,28 @@ def tenant(server: BerthServer) -> Iterator[Tenant]:
     for workload in t.client.get("/v1/compute").json().get("workloads", []):
         t.client.delete(f"/v1/compute/{workload['id']}")
     t.client.close()
+
+
+@pytest.fixture(scope="module")
+def shots(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Path]:
+    """Where a module's screenshots go (printed at the end of the module)."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    directory = Path(tmp_path_factory.mktemp(f"{name}-screenshots"))
+    yield directory
+    print(f"\n{name} screenshots: {directory}")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as launched:
+        yield launched
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport=DESKTOP)  # type: ignore[arg-type]
+    context.set_default_timeout(30_000)
+    yield context.new_page()
+    context.close()

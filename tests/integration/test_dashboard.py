@@ -17,7 +17,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.support.browser import DESKTOP, PHONE, Human, chromium, new_human, screenshot, sign_in
+from tests.support.browser import DESKTOP, PHONE, Human, new_human, screenshot, sign_in
 from tests.support.server import TEST_IMAGE, BerthServer
 
 pytestmark = pytest.mark.engine
@@ -33,27 +33,6 @@ def board(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
     yield srv
     srv.stop()
     srv.remove_containers()
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    directory = Path(tmp_path_factory.mktemp("screenshots"))
-    yield directory
-    print(f"\ndashboard screenshots: {directory}")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport=DESKTOP)  # type: ignore[arg-type]
-    context.set_default_timeout(30_000)
-    yield context.new_page()
-    context.close()
 
 
 def agent(server: BerthServer, human: Human) -> httpx.Client:

@@ -4,39 +4,17 @@ SSH keys page. Screenshots go to the run's temporary directory."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Page, expect
 
-from tests.support.browser import DESKTOP, PHONE, chromium, new_human, screenshot, sign_in
+from tests.support.browser import PHONE, new_human, screenshot, sign_in
 from tests.support.keys import new_public_key
 from tests.support.server import TEST_IMAGE, BerthServer
 
 pytestmark = pytest.mark.engine
-
-
-@pytest.fixture(scope="module")
-def shots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    directory = Path(tmp_path_factory.mktemp("box-screenshots"))
-    yield directory
-    print(f"\ndev box screenshots: {directory}")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with chromium() as launched:
-        yield launched
-
-
-@pytest.fixture
-def page(browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport=DESKTOP)  # type: ignore[arg-type]
-    context.set_default_timeout(30_000)
-    yield context.new_page()
-    context.close()
 
 
 def terminal_text(page: Page) -> str:

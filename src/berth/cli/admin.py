@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from berth.config import Settings
-from berth.domain import accounts, approvals, invitations, sign_in
+from berth.domain import accounts, approvals, invitations, operators, sign_in
 from berth.domain.context import Domain
 from berth.domain.errors import DomainError, Invalid
 from berth.domain.records import AccountKit, User
@@ -54,6 +54,7 @@ def _user_json(user: User, kit: AccountKit) -> dict[str, Any]:
         "company_id": user.company_id,
         "credits": round(user.credits, 8),
         "created_at": user.created_at.isoformat(),
+        "operator": user.is_operator,
         "account_kit": {
             "compute": kit.compute_enabled,
             "max_cpu": kit.max_cpu,
@@ -129,6 +130,8 @@ async def _token(domain: Domain, args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _update_user(domain: Domain, args: argparse.Namespace) -> dict[str, Any]:
+    if args.operator is not None:
+        await operators.set_operator(domain, args.user, args.operator == "on")
     user, kit = await accounts.update_user(
         domain,
         args.user,

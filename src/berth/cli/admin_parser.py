@@ -64,7 +64,9 @@ def add_admin_parser(
     data_dir_args(token)
     token.set_defaults(admin_handler="token")
 
-    update = commands.add_parser("update-user", help="change a user's AccountKit or credits")
+    update = commands.add_parser(
+        "update-user", help="change a user's AccountKit, credits or operator flag"
+    )
     update.add_argument("--user", required=True)
     update.add_argument("--compute", choices=["on", "off"], help="enable the compute primitive")
     update.add_argument("--credits", type=float, help="set the balance")
@@ -75,6 +77,11 @@ def add_admin_parser(
     update.add_argument("--max-workloads", type=int)
     update.add_argument("--max-containers", type=int, help="dev boxes (Containers API)")
     update.add_argument("--max-ssh-keys", type=int, help="SSH keys (Containers API)")
+    update.add_argument(
+        "--operator",
+        choices=["on", "off"],
+        help="a human operator of the company (the dashboard's user pages)",
+    )
     data_dir_args(update)
     update.set_defaults(admin_handler="update_user")
 

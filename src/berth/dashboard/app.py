@@ -2,7 +2,7 @@
 
 The routes are included after the API's, none in the OpenAPI document; their paths (`/`,
 `/sign-in`, `/invite`, `/approvals`, `/workloads`, `/boxes`, `/keys`, `/usage`, `/policy`,
-`/events`, `/static`) share no prefix with the API's (`/v1`, `/compute`, `/healthz`).
+`/operator`, `/events`, `/static`) share no prefix with the API's (`/v1`, `/compute`, `/healthz`).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from berth.dashboard import (
     box_pages,
     invite_pages,
     live,
+    operator_pages,
     policy_pages,
     usage_pages,
     workload_pages,
@@ -87,6 +88,7 @@ def install_dashboard(app: FastAPI) -> None:
         box_pages,
         usage_pages,
         policy_pages,
+        operator_pages,
     ):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="dashboard-static")

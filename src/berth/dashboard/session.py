@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, quote
 from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 
+from berth.domain import operators
 from berth.domain.auth import Actor, authenticate, resolve_actor
 from berth.domain.context import Domain
 from berth.domain.errors import DomainError
@@ -53,6 +54,8 @@ class Viewer:
 
     actor: Actor
     csrf: str
+    operator: bool = False
+    """A human operator of the company (`berth.domain.operators`): the Users pages."""
 
     @property
     def user_id(self) -> str:
@@ -80,9 +83,10 @@ async def viewer(request: Request) -> Viewer:
         if principal.kind != "session":
             raise SignInRequired(_here(request))
         actor = await resolve_actor(domain, principal, None)
+        operator = await operators.is_operator(domain, actor.user_id)
     except DomainError as exc:
         raise SignInRequired(_here(request)) from exc
-    return Viewer(actor=actor, csrf=csrf_token_for(token))
+    return Viewer(actor=actor, csrf=csrf_token_for(token), operator=operator)
 
 
 async def form_of(request: Request) -> dict[str, str]:

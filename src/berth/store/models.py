@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -98,6 +99,9 @@ class User(Base):
     """The balance in micro-credits; always the sum of the user's `CreditEntry` rows (only
     `berth.domain.ledger` changes it)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    is_operator: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A human operator: the dashboard's operator pages (users, AccountKits, credit grants)
+    are theirs, for the users of their company."""
 
     @property
     def credits(self) -> float:

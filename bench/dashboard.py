@@ -2,7 +2,9 @@
 
 Starts a berth server of its own (default settings, rate limit off), makes one human with a
 password and `--workloads` schedules (which start no task, so the engine does no work),
-some pending approvals from an agent key, signs in through the sign-in form, and times each
+some pending approvals from an agent key, and `--users` colleagues (the human is the
+company's operator, so the Users pages are timed too), signs in through the sign-in form,
+and times each
 page `--rounds` times over loopback HTTP. Prints the median and the 95th percentile in ms
 per page; loopback adds well under a millisecond, so the figures are the server's time.
 """
@@ -29,6 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--workloads", type=int, default=500)
     parser.add_argument("--approvals", type=int, default=20)
+    parser.add_argument("--users", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=30)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -38,14 +41,19 @@ def main() -> None:
         )
         server.start()
         try:
-            run(server, args.workloads, args.approvals, args.rounds)
+            run(server, args.workloads, args.approvals, args.users, args.rounds)
         finally:
             server.stop()
 
 
-def run(server: BerthServer, workloads: int, approvals: int, rounds: int) -> None:
+def run(server: BerthServer, workloads: int, approvals: int, users: int, rounds: int) -> None:
     user = server.admin("create-user", "--email", "bench@example.com", "--credits", "1000")
-    server.admin("update-user", "--user", user["id"], "--max-workloads", str(workloads + 10))
+    server.admin(
+        "update-user",
+        *("--user", user["id"], "--max-workloads", str(workloads + 10), "--operator", "on"),
+    )
+    for n in range(users):
+        server.admin("create-user", "--email", f"colleague-{n}@example.com")
     subprocess.run(
         [*BERTH, "admin", "set-password", "--user", user["id"], "--data-dir", str(server.data_dir)],
         env=server.env,
@@ -81,9 +89,9 @@ def run(server: BerthServer, workloads: int, approvals: int, rounds: int) -> Non
             data={"csrf": match.group(1), "email": "bench@example.com", "password": PASSWORD},
         )
         assert done.status_code == 303, done.text
-        print(f"{workloads} workloads, {approvals} pending approvals, {rounds} rounds")
-        print(f"{'page':<16}{'median ms':>10}{'p95 ms':>10}")
-        for path in PAGES:
+        print(f"{workloads} workloads, {approvals} approvals, {users} users, {rounds} rounds")
+        print(f"{'page':<24}{'median ms':>10}{'p95 ms':>10}")
+        for path in (*PAGES, "/operator/users", f"/operator/users/{user['id']}"):
             browser.get(path).raise_for_status()  # warm
             samples = []
             for _ in range(rounds):
@@ -92,7 +100,8 @@ def run(server: BerthServer, workloads: int, approvals: int, rounds: int) -> Non
                 samples.append((time.perf_counter() - started) * 1000)
             samples.sort()
             p95 = samples[min(len(samples) - 1, int(len(samples) * 0.95))]
-            print(f"{path:<16}{statistics.median(samples):>10.1f}{p95:>10.1f}")
+            shown = path.replace(user["id"], "{id}")
+            print(f"{shown:<24}{statistics.median(samples):>10.1f}{p95:>10.1f}")
 
 
 if __name__ == "__main__":

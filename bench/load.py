@@ -55,6 +55,7 @@ from berth.testing.server import BerthServer, free_port
 
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "load.json"
 SERVER_LOG_PROBLEMS = re.compile(r"Traceback|database is locked| ERROR ")
+LOG_RECORD = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -177,8 +178,22 @@ def fast_loop_factory() -> Any:
 
 
 def server_log_problems(log: str) -> list[str]:
-    """Lines of berth's log that name an error, a traceback or a lock timeout."""
-    return [line for line in log.splitlines() if SERVER_LOG_PROBLEMS.search(line)][:50]
+    """Lines of berth's log that name an error, a traceback or a lock timeout, each with the
+    traceback lines that follow it (up to the next log record), so the cause is in the
+    results file: the server's log is gone with the run's directory."""
+    problems: list[str] = []
+    inside = False
+    for line in log.splitlines():
+        if SERVER_LOG_PROBLEMS.search(line):
+            problems.append(line)
+            inside = True
+        elif inside and not LOG_RECORD.match(line):
+            problems.append(line)
+        else:
+            inside = False
+        if len(problems) >= 200:
+            break
+    return problems
 
 
 async def session(args: argparse.Namespace, work: Path, meta: dict[str, Any]) -> dict[str, Any]:

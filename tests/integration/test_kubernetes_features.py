@@ -23,7 +23,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from berth.domain import labels
-from berth.runtime.base import TaskStatus
+from berth.runtime.base import ExecSpec, TaskStatus
+from berth.runtime.kubernetes import KubernetesRuntime
 from berth.testing.server import free_port
 from berth.testing.waiting import poll, wait_for
 from tests.support import cluster
@@ -402,3 +403,54 @@ async def test_a_pod_deleted_behind_berths_back_leaves_no_published_port(env: En
     assert await poll(gone, 60)
     assert not await asyncio.to_thread(accepts, port)
     await env.runtime.remove(state.task_id)  # what the reconciler then does: a no-op
+
+
+def test_a_rotated_token_file_is_read_again_for_calls_and_streams(tmp_path: Path) -> None:
+    """berth in a pod holds a projected token the kubelet rewrites before it expires: the
+    driver reads its `tokenFile` again for every call and every exec stream, so it keeps
+    working once the old token is retired."""
+    token_file, old_file = tmp_path / "token", tmp_path / "old-token"
+    with cluster.berth_service_account() as (namespace, account):
+        kubeconfig = cluster.service_account_kubeconfig(
+            tmp_path / "sa.kubeconfig", namespace, account, token_file=token_file
+        )
+        old_kubeconfig = cluster.service_account_kubeconfig(
+            tmp_path / "old.kubeconfig", namespace, account, token_file=old_file
+        )
+
+        def bound_token(secret: str) -> str:
+            cluster.create({"kind": "Secret", "metadata": {"name": secret, "namespace": namespace}})
+            return cluster.service_account_token(namespace, account, bound_secret=secret)
+
+        def rotate() -> None:
+            """The kubelet's rotation: a new token in the file, the old one retired."""
+            old_file.write_text(token_file.read_text())
+            token_file.write_text(bound_token("second"))
+            cluster.delete(f"/api/v1/namespaces/{namespace}/secrets/first")
+            wait_for(
+                lambda: (
+                    cluster.request("GET", "/api/v1/nodes", kubeconfig=old_kubeconfig)[0] == 401
+                ),
+                timeout=30,
+                what="the old token refused",
+            )
+
+        token_file.write_text(bound_token("first"))
+
+        async def exercise() -> None:
+            runtime = KubernetesRuntime(kubeconfig, namespace=cluster.new_namespace())
+            env = Env(runtime)
+            try:
+                task = await env.running_task("rotated")
+                ran = await runtime.exec(task, ExecSpec(argv=["echo", "before"]))
+                assert (ran.exit_code, ran.stdout) == (0, b"before\n")
+                await asyncio.to_thread(rotate)
+                state = await runtime.inspect(task)
+                assert state is not None and state.status is TaskStatus.RUNNING
+                ran = await runtime.exec(task, ExecSpec(argv=["echo", "after"]))
+                assert (ran.exit_code, ran.stdout) == (0, b"after\n")
+            finally:
+                await env.clean_up()
+                await runtime.close()
+
+        asyncio.run(exercise())

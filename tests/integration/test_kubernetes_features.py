@@ -152,8 +152,11 @@ def test_a_crashing_service_backs_off_and_reports_the_crash(
     # The first crash's pod is gone; its output was kept.
     logs = kube_tenant.client.get(f"/v1/compute/{svc['id']}/runs/{crashes[0]['id']}/logs")
     assert [e["message"] for e in logs.json()["events"]] == ["boom"]
-    # berth is the controller: no pod was restarted in place by the kubelet.
-    for pod in workload_pods(kube_server, svc["id"]):
+    # berth is the controller: no pod was restarted in place by the kubelet, and the pods
+    # of ended runs are removed (their output archived), not left to pile up.
+    pods = workload_pods(kube_server, svc["id"])
+    assert len(pods) <= 1, [p["metadata"]["name"] for p in pods]
+    for pod in pods:
         assert pod["spec"]["restartPolicy"] == "Never"
         for status in pod["status"].get("containerStatuses") or []:
             assert status["restartCount"] == 0, status
@@ -212,6 +215,9 @@ def test_a_service_scaled_to_zero_is_woken_by_held_requests_through_the_gateway(
     )
     assert len(woken["recent_runs"]) == runs_before + 1  # one wake for all four requests
     assert woken["recent_runs"][0]["started_at"] is not None
+    # Deleting the service deletes its pods, the standby one included.
+    assert kube_tenant.client.delete(f"/v1/compute/{svc['id']}").status_code in (200, 204)
+    wait_for(lambda: not workload_pods(kube_server, svc["id"]), timeout=30, what="no pods left")
 
 
 def test_a_dev_box_ingress_rule_is_served_through_the_gateway(

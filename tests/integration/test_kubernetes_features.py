@@ -220,6 +220,52 @@ def test_a_service_scaled_to_zero_is_woken_by_held_requests_through_the_gateway(
     wait_for(lambda: not workload_pods(kube_server, svc["id"]), timeout=30, what="no pods left")
 
 
+def test_a_pod_an_operator_deletes_is_replaced_and_served_again(
+    kube_server: BerthServer, kube_tenant: Tenant
+) -> None:
+    """`kubectl delete pod` on a service's pod: berth records the run's end, starts a new
+    pod, and the gateway serves through it."""
+    svc = create(
+        kube_tenant.client,
+        name="kept",
+        type="service",
+        command=AWAKE,
+        port=8080,
+        cpu=0.25,
+        memory_mb=64,
+    )
+    host = f"{svc['id']}.localhost"
+
+    def served() -> bool:
+        response = gateway_get(kube_server, host)
+        return response is not None and response.status_code == 200
+
+    wait_for(served, timeout=60, what="the service served")
+    (pod,) = workload_pods(kube_server, svc["id"])
+    metadata = pod["metadata"]
+    cluster.delete(
+        f"/api/v1/namespaces/{metadata['namespace']}/pods/{metadata['name']}?gracePeriodSeconds=0"
+    )
+    state = wait_workload(
+        kube_tenant.client,
+        svc["id"],
+        lambda s: len(s["recent_runs"]) >= 2 and s["running_tasks"] == 1,
+        timeout=60,
+        what="a replacement running",
+    )
+    ended = state["recent_runs"][-1]
+    assert ended["status"] not in ("pending", "running") and ended["finished_at"], ended
+    wait_for(
+        lambda: (
+            [p["metadata"]["uid"] for p in workload_pods(kube_server, svc["id"])]
+            not in ([], [metadata["uid"]])
+        ),
+        timeout=30,
+        what="a new pod",
+    )
+    wait_for(served, timeout=30, what="the service served by its new pod")
+
+
 def test_a_dev_box_ingress_rule_is_served_through_the_gateway(
     kube_server: BerthServer, kube_tenant: Tenant, tmp_path: Path
 ) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page
 
+from tests.support import cluster
 from tests.support.browser import DESKTOP, chromium
-from tests.support.server import BerthServer, Tenant
+from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +70,29 @@ def page(browser: Browser) -> Iterator[Page]:
     context.set_default_timeout(30_000)
     yield context.new_page()
     context.close()
+
+
+@pytest.fixture(scope="session")
+def kube_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
+    """One berth server on the test cluster for every Kubernetes suite (skipped without one)."""
+    srv = BerthServer(Path(tmp_path_factory.mktemp("kube")) / "data", on_cluster=True)
+    assert cluster.has_image(TEST_IMAGE), (
+        f"{TEST_IMAGE} is not loaded on the cluster: load it first (.ci/run does)"
+    )
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        srv.remove_containers()
+
+
+@pytest.fixture
+def kube_tenant(kube_server: BerthServer) -> Iterator[Tenant]:
+    tenant = kube_server.new_tenant()
+    yield tenant
+    for box in tenant.client.get("/compute/containers").json().get("containers", []):
+        tenant.client.delete(f"/compute/containers/{box['id']}")
+    for workload in tenant.client.get("/v1/compute").json().get("workloads", []):
+        tenant.client.delete(f"/v1/compute/{workload['id']}")
+    tenant.client.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,31 +32,6 @@ HTTPD = 'mkdir -p /www && echo "hello $GREETING" > /www/index.html && exec httpd
 PODS = "/api/v1/pods"
 CLAIMS = "/api/v1/persistentvolumeclaims"
 NAMESPACES = "/api/v1/namespaces"
-
-
-@pytest.fixture(scope="module")
-def kube_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    assert cluster.has_image(TEST_IMAGE), (
-        f"{TEST_IMAGE} is not loaded on the cluster: load it first (.ci/run does)"
-    )
-    srv = BerthServer(Path(tmp_path_factory.mktemp("kube")) / "data", on_cluster=True)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-        srv.remove_containers()
-
-
-@pytest.fixture
-def kube_tenant(kube_server: BerthServer) -> Iterator[Tenant]:
-    tenant = kube_server.new_tenant()
-    yield tenant
-    for box in tenant.client.get("/compute/containers").json().get("containers", []):
-        tenant.client.delete(f"/compute/containers/{box['id']}")
-    for workload in tenant.client.get("/v1/compute").json().get("workloads", []):
-        tenant.client.delete(f"/v1/compute/{workload['id']}")
-    tenant.client.close()
 
 
 def running(count: int) -> Callable[[dict[str, Any]], bool]:

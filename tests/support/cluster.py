@@ -7,9 +7,10 @@ Without the variable, tests that need a cluster are skipped with `NO_CLUSTER` as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,8 @@ from berth.runtime.kubernetes.mapping import image_names
 KUBECONFIG = os.environ.get("BERTH_TEST_KUBECONFIG", "")
 """A cluster for the Kubernetes driver (tests/README or docs/kubernetes.md says how)."""
 NO_CLUSTER = "no cluster: set BERTH_TEST_KUBECONFIG"
+MANIFESTS = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "berth.yaml"
+"""berth's own deployment on a cluster: its ClusterRole is what the driver is granted."""
 needs_cluster = pytest.mark.skipif(not KUBECONFIG, reason=NO_CLUSTER)
 
 
@@ -102,6 +105,7 @@ def delete(path: str) -> None:
 COLLECTIONS = {
     "Namespace": "/api/v1/namespaces",
     "ServiceAccount": "/api/v1/namespaces/{namespace}/serviceaccounts",
+    "Secret": "/api/v1/namespaces/{namespace}/secrets",
     "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
     "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
 }
@@ -117,19 +121,69 @@ def create(manifest: Json) -> str:
     return f"{collection}/{metadata['name']}"
 
 
-def service_account_kubeconfig(path: Path, namespace: str, account: str) -> Path:
-    """A kubeconfig at `path` for the cluster of `KUBECONFIG` with a token of the
-    ServiceAccount `namespace/account` (a TokenRequest, valid an hour), as a pod holds."""
+def deployed(kind: str) -> Json:
+    """The one object of `kind` in deploy/kubernetes/berth.yaml."""
+    (found,) = [d for d in yaml.safe_load_all(MANIFESTS.read_text()) if d["kind"] == kind]
+    return dict(found)
+
+
+@contextlib.contextmanager
+def berth_service_account() -> Iterator[tuple[str, str]]:
+    """(namespace, account): a ServiceAccount of a new namespace bound to a copy of the
+    deployed ClusterRole and to nothing else; all of it deleted afterwards."""
+    suffix = secrets.token_hex(4)
+    namespace, account, role = f"berth-role-{suffix}", "berth", f"berth-test-{suffix}"
+    cluster_role = deployed("ClusterRole")
+    cluster_role["metadata"] = {"name": role}
+    binding = deployed("ClusterRoleBinding")
+    binding["metadata"] = {"name": role}
+    binding["roleRef"] = {**binding["roleRef"], "name": role}
+    binding["subjects"] = [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
+    made: list[str] = []
+    try:
+        made.append(create({"kind": "Namespace", "metadata": {"name": namespace}}))
+        made.append(
+            create(
+                {"kind": "ServiceAccount", "metadata": {"name": account, "namespace": namespace}}
+            )
+        )
+        made.append(create({"apiVersion": "rbac.authorization.k8s.io/v1", **cluster_role}))
+        made.append(create({"apiVersion": "rbac.authorization.k8s.io/v1", **binding}))
+        yield namespace, account
+    finally:
+        for path in reversed(made):
+            delete(path)
+
+
+def service_account_token(namespace: str, account: str, *, bound_secret: str = "") -> str:
+    """A token of the ServiceAccount `namespace/account` (a TokenRequest, valid an hour), as
+    a pod holds; bound to the Secret `bound_secret` of that namespace when given, so
+    deleting that Secret invalidates it (as a rotated pod token is retired)."""
+    spec: Json = {"expirationSeconds": 3600}
+    if bound_secret:
+        status, secret = request("GET", f"/api/v1/namespaces/{namespace}/secrets/{bound_secret}")
+        assert status == 200, secret
+        spec["boundObjectRef"] = {
+            "kind": "Secret",
+            "apiVersion": "v1",
+            "name": bound_secret,
+            "uid": secret["metadata"]["uid"],
+        }
     status, answer = request(
         "POST",
         f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
-        body={
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600},
-        },
+        body={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": spec},
     )
     assert status == 201, answer
+    return str(answer["status"]["token"])
+
+
+def service_account_kubeconfig(
+    path: Path, namespace: str, account: str, *, token_file: Path | None = None
+) -> Path:
+    """A kubeconfig at `path` for the cluster of `KUBECONFIG` as the ServiceAccount
+    `namespace/account`: its token inline, or (`token_file`) named by `tokenFile`, which the
+    caller writes (and rewrites, as a kubelet rotates a projected token)."""
     admin = yaml.safe_load(Path(KUBECONFIG).read_text())
     context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])
     server = next(c for c in admin["clusters"] if c["name"] == context["context"]["cluster"])
@@ -137,11 +191,16 @@ def service_account_kubeconfig(path: Path, namespace: str, account: str) -> Path
     authority = cluster_entry.get("certificate-authority")
     if authority:  # relative to the kubeconfig it came from
         cluster_entry["certificate-authority"] = str(Path(KUBECONFIG).parent / authority)
+    user = (
+        {"tokenFile": str(token_file)}
+        if token_file is not None
+        else {"token": service_account_token(namespace, account)}
+    )
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "cluster", "cluster": cluster_entry}],
-        "users": [{"name": account, "user": {"token": answer["status"]["token"]}}],
+        "users": [{"name": account, "user": user}],
         "contexts": [{"name": "sa", "context": {"cluster": "cluster", "user": account}}],
         "current-context": "sa",
     }

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -22,6 +23,7 @@ from berth.runtime.kubernetes.channels import (
     resize_frame,
     split_frame,
 )
+from berth.runtime.kubernetes.client import unexpected
 from berth.runtime.kubernetes.config import KubeconfigError, load_config
 from berth.runtime.kubernetes.execs import MarkerFilter
 from berth.runtime.kubernetes.logs import CriLogDecoder, LogDecoder, parse_log_time, since_param
@@ -206,3 +208,12 @@ def test_kubeconfigs_berth_cannot_use_are_refused_clearly(
 def test_a_missing_kubeconfig_is_named(tmp_path: Path) -> None:
     with pytest.raises(KubeconfigError, match="cannot read the kubeconfig"):
         load_config(tmp_path / "nothing")
+
+
+def test_credentials_refused_and_a_permission_missing_are_told_apart() -> None:
+    """A 401 (a retired token) is not a missing permission (403): each says what to fix."""
+    retired = unexpected("listing tasks", httpx.Response(401, json={"message": "Unauthorized"}))
+    assert "(401): Unauthorized" in str(retired)
+    assert "does not accept berth's credentials" in str(retired)
+    missing = unexpected("listing tasks", httpx.Response(403, json={"message": "forbidden"}))
+    assert "lack a permission berth needs" in str(missing)

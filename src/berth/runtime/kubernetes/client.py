@@ -176,9 +176,15 @@ def api_reason(response: httpx.Response) -> str:
 
 def unexpected(what: str, response: httpx.Response) -> RuntimeDriverError:
     """The error for an answer the caller has no meaning for."""
-    if response.status_code in (401, 403):
+    if response.status_code == 401:
         return RuntimeDriverError(
-            f"{what} was refused by the API server ({response.status_code}): "
+            f"{what} was refused by the API server (401): {api_message(response)}; it does "
+            "not accept berth's credentials (an expired or revoked token, or a certificate "
+            "it does not trust)"
+        )
+    if response.status_code == 403:
+        return RuntimeDriverError(
+            f"{what} was refused by the API server (403): "
             f"{api_message(response)}; the credentials lack a permission berth needs"
         )
     return RuntimeDriverError(

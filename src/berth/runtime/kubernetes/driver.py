@@ -18,6 +18,7 @@ Never`), and berth's own labels on them are how a restarted berth finds what exi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import replace
@@ -73,10 +74,12 @@ from berth.runtime.kubernetes.status import (
     waiting_failure,
 )
 from berth.runtime.kubernetes.usage import Usage
-from berth.runtime.kubernetes.watch import list_pods, pod_events
+from berth.runtime.kubernetes.watch import Expired, list_pods, pod_events, watch_pod
 
 START_TIMEOUT = 300.0
 """How long a launch waits for the container to run (an image pull may take this long)."""
+START_WATCH_SECONDS = 10.0
+"""How long one watch of a starting pod lasts before the pod is read again."""
 FOLLOW_END_TIMEOUT = 10.0
 """How long a followed log that ended waits for the pod's status to show the end."""
 STOP_MARGIN = 30.0
@@ -130,6 +133,8 @@ class KubernetesRuntime:
         state = task_state(pod)
         metadata: Json = pod.get("metadata") or {}
         ports_text = str((metadata.get("annotations") or {}).get(PORTS_ANNOTATION) or "")
+        if state.status is TaskStatus.EXITED and ports_text:
+            await self._publisher.unpublish(state.task_id)  # its pod ended: nothing to relay to
         if state.status is not TaskStatus.RUNNING or not ports_text or state.started_at is None:
             return state
         ports = {}
@@ -139,12 +144,16 @@ class KubernetesRuntime:
             async def opener(port: int = port) -> socket.socket:
                 return await self.open_port(state.task_id, port)
 
-            ports[port] = await self._publisher.publish(uid, port, opener)
+            ports[port] = await self._publisher.publish(state.task_id, uid, port, opener)
         return replace(state, ports=ports)
 
     async def inspect(self, task_id: TaskId) -> TaskState | None:
         pod = await self._pod(task_id)
-        return None if pod is None else await self._state(pod)
+        if pod is None:
+            # Deleted behind berth's back (an operator, a node drained): its listeners go too.
+            await self._publisher.unpublish(task_id)
+            return None
+        return await self._state(pod)
 
     async def list_tasks(self, selector: Mapping[str, str]) -> list[TaskState]:
         pods, _ = await list_pods(self._api, selector)
@@ -230,37 +239,57 @@ class KubernetesRuntime:
         return await self._wait_started(response.json())
 
     async def _wait_started(self, pod: Json) -> TaskState:
-        """Poll until the container runs or has ended; refused pods are deleted and raised."""
+        """Follow the pod (a watch on it, read again whenever the watch ends) until its
+        container runs or has ended; refused pods are deleted and raised. A watch sees the
+        start the moment the kubelet reports it, where polling would see it a poll late."""
         state = task_state(pod)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_TIMEOUT
-        delay = 0.02
         while True:
-            failure = waiting_failure(pod)
-            if failure is not None:
-                await self.remove(state.task_id)
-                reason, message = failure
-                if reason in IMAGE_FAILURES:
-                    image = pod["spec"]["containers"][0]["image"]
-                    raise ImageNotFound(f"image '{image}' cannot be pulled: {message}")
-                raise InvalidTaskSpec(f"the cluster cannot run task '{state.name}': {message}")
-            refusal = unschedulable(pod)
-            if refusal is not None and not _waits_for_claims(refusal):
-                await self.remove(state.task_id)
-                raise InvalidTaskSpec(f"no node can run task '{state.name}': {refusal}")
-            current = task_state(pod)
-            if current.status is TaskStatus.EXITED or current.started_at is not None:
-                return await self._state(pod)
-            if loop.time() > deadline:
+            if (started := await self._started(pod)) is not None:
+                return started
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 raise RuntimeDriverError(
                     f"task '{state.name}' did not start within {START_TIMEOUT:g}s"
                 )
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 0.2)
+            try:
+                async with asyncio.timeout(min(remaining, START_WATCH_SECONDS)):
+                    async with contextlib.aclosing(watch_pod(self._api, pod)) as changes:
+                        async for kind, changed in changes:
+                            if kind == "DELETED":
+                                break
+                            if kind == "BOOKMARK":
+                                continue
+                            pod = changed
+                            if (started := await self._started(pod)) is not None:
+                                return started
+            except (TimeoutError, Expired):
+                pass
             fresh = await self._pod(state.task_id)
             if fresh is None:
                 raise TaskNotFound(f"task '{state.name}' was removed while being started")
             pod = fresh
+
+    async def _started(self, pod: Json) -> TaskState | None:
+        """The pod's state once its container runs or has ended, else None; a pod the
+        cluster will not run is deleted and its refusal raised."""
+        state = task_state(pod)
+        failure = waiting_failure(pod)
+        if failure is not None:
+            await self.remove(state.task_id)
+            reason, message = failure
+            if reason in IMAGE_FAILURES:
+                image = pod["spec"]["containers"][0]["image"]
+                raise ImageNotFound(f"image '{image}' cannot be pulled: {message}")
+            raise InvalidTaskSpec(f"the cluster cannot run task '{state.name}': {message}")
+        refusal = unschedulable(pod)
+        if refusal is not None and not _waits_for_claims(refusal):
+            await self.remove(state.task_id)
+            raise InvalidTaskSpec(f"no node can run task '{state.name}': {refusal}")
+        if state.status is TaskStatus.EXITED or state.started_at is not None:
+            return await self._state(pod)
+        return None
 
     # -- stopping ----------------------------------------------------------------------------
 
@@ -285,7 +314,7 @@ class KubernetesRuntime:
         while loop.time() < deadline:
             current = await self._pod(task_id)
             if current is None or task_state(current).status is TaskStatus.EXITED:
-                await self._publisher.unpublish(str(pod["metadata"].get("uid")))
+                await self._publisher.unpublish(task_id)
                 return
             await asyncio.sleep(0.1)
         raise RuntimeDriverError(
@@ -302,9 +331,10 @@ class KubernetesRuntime:
             self._path(task_id)[2],
             body={"gracePeriodSeconds": 0, "propagationPolicy": "Background"},
         )
-        if response.status_code == 200:
-            await self._publisher.unpublish(str((response.json().get("metadata") or {}).get("uid")))
-        elif response.status_code != 404:
+        # Gone already (404) still closes its listeners: the pod may have been deleted by
+        # someone else, and a listener relaying to nothing must not outlive it.
+        await self._publisher.unpublish(task_id)
+        if response.status_code not in (200, 404):
             raise unexpected(f"removing task {task_id}", response)
         await self._objects.delete_secret(namespace, pod)
 

@@ -9,8 +9,8 @@ the socket over.
 
 `Publisher` gives a task's `TaskSpec.ports` an address on 127.0.0.1, as the Docker driver's
 published ports are: a listener per (pod, port) that relays each connection through
-`open_port`. The listeners live as long as the driver (a restarted berth publishes again
-when it inspects the task).
+`open_port`. The listeners live until the task is removed, stopped or seen gone (a
+restarted berth publishes again when it inspects the task).
 """
 
 from __future__ import annotations
@@ -155,15 +155,19 @@ Opener = Callable[[], Awaitable[socket.socket]]
 
 
 class Publisher:
-    """Loopback listeners relaying to tasks' ports (see the module docstring)."""
+    """Loopback listeners relaying to tasks' ports (see the module docstring), one per
+    (task, pod uid, port). A task's listeners go with `unpublish(task)`, whoever deleted
+    its pod; a pod recreated under the task's name replaces the old pod's listeners."""
 
     def __init__(self) -> None:
-        self._servers: dict[tuple[str, int], asyncio.Server] = {}
+        self._servers: dict[tuple[str, str, int], asyncio.Server] = {}
         self._lock = asyncio.Lock()
 
-    async def publish(self, uid: str, port: int, opener: Opener) -> tuple[str, int]:
-        key = (uid, port)
+    async def publish(self, task: str, uid: str, port: int, opener: Opener) -> tuple[str, int]:
+        key = (task, uid, port)
         async with self._lock:
+            for stale in [k for k in self._servers if k[0] == task and k[1] != uid]:
+                self._servers.pop(stale).close()
             server = self._servers.get(key)
             if server is None:
                 server = await asyncio.start_server(
@@ -172,10 +176,9 @@ class Publisher:
                 self._servers[key] = server
         return "127.0.0.1", int(server.sockets[0].getsockname()[1])
 
-    async def unpublish(self, uid: str) -> None:
-        for key in [k for k in self._servers if k[0] == uid]:
-            server = self._servers.pop(key)
-            server.close()
+    async def unpublish(self, task: str) -> None:
+        for key in [k for k in self._servers if k[0] == task]:
+            self._servers.pop(key).close()
 
     async def close(self) -> None:
         for server in self._servers.values():

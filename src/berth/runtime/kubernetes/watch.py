@@ -43,15 +43,32 @@ async def watch_pods(
 ) -> AsyncGenerator[tuple[str, Json], None]:
     """(type, pod) changes after `version` until the server ends the watch; `Expired` on
     410. Bookmarks are passed on as ("BOOKMARK", object) to carry the newest version."""
+    params = {"labelSelector": selector_param(selector)}
+    async for change in _watch(api, "/api/v1/pods", params, version):
+        yield change
+
+
+async def watch_pod(api: ApiClient, pod: Json) -> AsyncGenerator[tuple[str, Json], None]:
+    """(type, pod) changes of one pod after the version it was read at, as `watch_pods`."""
+    metadata: Json = pod.get("metadata") or {}
+    path = f"/api/v1/namespaces/{metadata.get('namespace')}/pods"
+    params = {"fieldSelector": f"metadata.name={metadata.get('name')}"}
+    async for change in _watch(api, path, params, _version(pod)):
+        yield change
+
+
+async def _watch(
+    api: ApiClient, path: str, selection: Mapping[str, str], version: str
+) -> AsyncGenerator[tuple[str, Json], None]:
     params = {
-        "labelSelector": selector_param(selector),
+        **selection,
         "watch": "1",
         "resourceVersion": version,
         "allowWatchBookmarks": "true",
         "timeoutSeconds": str(WATCH_SECONDS),
     }
     async with api.stream(
-        "/api/v1/pods", params=params, limits=httpx.Timeout(WATCH_SECONDS + 30.0, connect=5.0)
+        path, params=params, limits=httpx.Timeout(WATCH_SECONDS + 30.0, connect=5.0)
     ) as response:
         if response.status_code == 410:
             raise Expired

@@ -83,12 +83,15 @@ def build_files_router(
     )
     gate_errors = () if dev_box else GATE_ERRORS
     what = "a dev box" if dev_box else "a workload's running task"
+    invalid = 400 if dev_box else 422
+    kind = "box" if dev_box else "workload"
 
     @router.get(
         "/{target_id}/files",
         summary=f"Read a file or list a directory in {what}",
         response_class=Response,
-        responses={200: _READ_OK, 413: _TOO_LARGE, **errors(422)},
+        responses={200: _READ_OK, 413: _TOO_LARGE, **errors(invalid)},
+        name=f"read_{kind}_file",
     )
     async def read_file(
         target_id: str,
@@ -122,9 +125,10 @@ def build_files_router(
             201: {"model": FileWrittenOut, "description": "The file was created."},
             413: _TOO_LARGE,
             **gated,
-            **errors(422, *gate_errors),
+            **errors(invalid, *gate_errors),
         },
         openapi_extra=_BODY,
+        name=f"write_{kind}_file",
     )
     async def write_file(
         target_id: str,
@@ -160,7 +164,8 @@ def build_files_router(
         summary=f"Delete a file or an empty directory in {what}"
         + ("" if dev_box else " (gated as exec)"),
         response_model=FileDeletedOut,
-        responses={**gated, **errors(422, *gate_errors)},
+        responses={**gated, **errors(invalid, *gate_errors)},
+        name=f"delete_{kind}_file",
     )
     async def delete_file(
         target_id: str,

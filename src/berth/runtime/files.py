@@ -326,8 +326,8 @@ def _listing(header: bytes, body: bytes, path: str) -> DirectoryListing:
     for _ in range(count):
         line, _, rest = rest.partition(b"\n")
         stats.append(line)
-    names = rest.split(b"\0")[:count]
-    if len(names) != count:
+    names = rest.split(b"\0")  # each name ends with a NUL: `count` names, then b""
+    if len(names) != count + 1 or names.pop():
         raise FileOperationFailed(f"listing {path} gave an unexpected answer", path=path)
     entries = [_entry(name, line, path) for name, line in zip(names, stats, strict=True)]
     entries.sort(key=lambda entry: entry.name)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response
 
 from berth.api.deps import DomainDep
@@ -84,21 +85,24 @@ def build_files_router(
     gate_errors = () if dev_box else GATE_ERRORS
     what = "a dev box" if dev_box else "a workload's running task"
     invalid = 400 if dev_box else 422
+    id_name = "container_id" if dev_box else "workload_id"
+    route = f"/{{{id_name}}}/files"
     kind = "box" if dev_box else "workload"
+    target_path = PathParam(alias=id_name, description=f"The {kind}'s id.")
 
     @router.get(
-        "/{target_id}/files",
+        route,
         summary=f"Read a file or list a directory in {what}",
         response_class=Response,
         responses={200: _READ_OK, 413: _TOO_LARGE, **errors(invalid)},
         name=f"read_{kind}_file",
     )
     async def read_file(
-        target_id: str,
         path: PathQuery,
         request: Request,
         domain: DomainDep,
         actor: Actor = ActorDep,
+        target_id: str = target_path,
     ) -> Response:
         found = await files.read_path(
             domain,
@@ -118,7 +122,7 @@ def build_files_router(
         return Response(found.data, media_type="application/octet-stream")
 
     @router.put(
-        "/{target_id}/files",
+        route,
         summary=f"Write a file in {what}" + ("" if dev_box else " (gated as exec)"),
         response_model=FileWrittenOut,
         responses={
@@ -131,11 +135,11 @@ def build_files_router(
         name=f"write_{kind}_file",
     )
     async def write_file(
-        target_id: str,
         path: PathQuery,
         request: Request,
         domain: DomainDep,
         actor: Actor = ActorDep,
+        target_id: str = target_path,
     ) -> JSONResponse:
         if not dev_box:
             await require_approval(
@@ -160,7 +164,7 @@ def build_files_router(
         return JSONResponse(out.model_dump(mode="json"), status_code=201 if out.created else 200)
 
     @router.delete(
-        "/{target_id}/files",
+        route,
         summary=f"Delete a file or an empty directory in {what}"
         + ("" if dev_box else " (gated as exec)"),
         response_model=FileDeletedOut,
@@ -168,11 +172,11 @@ def build_files_router(
         name=f"delete_{kind}_file",
     )
     async def delete_file(
-        target_id: str,
         path: PathQuery,
         request: Request,
         domain: DomainDep,
         actor: Actor = ActorDep,
+        target_id: str = target_path,
     ) -> FileDeletedOut:
         if not dev_box:
             await require_approval(

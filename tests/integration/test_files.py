@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from berth.schemas.files import FileListOut
+from berth.sdk import BerthError, Client, NotFound
 from berth.testing.waiting import wait_for
 from tests.support.api import assert_refused, create, wait_workload
 from tests.support.keys import public_key_only
@@ -283,3 +285,23 @@ def test_an_agents_write_waits_for_approval_and_runs_once(gated_server: BerthSer
     assert deleted.status_code == 202
     agent.client.delete(f"/v1/compute/{svc['id']}")
     agent.client.close()
+
+
+def test_the_sdk_reads_writes_and_lists_through_both_prefixes(
+    server: BerthServer, running: tuple[Tenant, str]
+) -> None:
+    tenant, workload_id = running
+    for user_id in (None, tenant.user_id):  # /v1/compute and /v1/users/{id}/compute
+        with Client(server.url, tenant.key, user_id=user_id) as client:
+            files = client.compute.files
+            written = files.write(workload_id, "/tmp/sdk/blob", EVERY_BYTE)
+            assert (written.size, written.path) == (len(EVERY_BYTE), "/tmp/sdk/blob")
+            assert files.read(workload_id, "/tmp/sdk/blob") == EVERY_BYTE
+            listing = files.list(workload_id, "/tmp/sdk")
+            assert [entry.name for entry in listing.entries] == ["blob"]
+            assert isinstance(files.get(workload_id, "/tmp/sdk"), FileListOut)
+            with pytest.raises(BerthError, match="is a directory"):
+                files.read(workload_id, "/tmp/sdk")
+            with pytest.raises(NotFound):
+                files.read(workload_id, "/tmp/sdk/none")
+            assert files.delete(workload_id, "/tmp/sdk/blob").deleted is True

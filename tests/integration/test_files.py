@@ -305,3 +305,18 @@ def test_the_sdk_reads_writes_and_lists_through_both_prefixes(
             with pytest.raises(NotFound):
                 files.read(workload_id, "/tmp/sdk/none")
             assert files.delete(workload_id, "/tmp/sdk/blob").deleted is True
+
+
+def test_a_named_task_is_used_and_an_unknown_one_is_404(
+    server: BerthServer, running: tuple[Tenant, str]
+) -> None:
+    tenant, workload_id = running
+    state = tenant.client.get(f"/v1/compute/{workload_id}").json()
+    run_id = next(r["id"] for r in state["recent_runs"] if r["status"] == "running")
+    with Client(server.url, tenant.key) as client:
+        client.compute.files.write(workload_id, "/tmp/named", b"in one task", task=run_id)
+        assert client.compute.files.read(workload_id, "/tmp/named", task=run_id) == b"in one task"
+    unknown = tenant.client.get(
+        files_url(workload_id), params={"path": "/tmp/named", "task": "run_0000000000000000"}
+    )
+    assert "run_0000000000000000" in assert_refused(unknown, status=404, field=None)["error"]

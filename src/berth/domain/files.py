@@ -54,12 +54,18 @@ def _owner(dev_box: bool) -> Owner:
 
 
 async def check_write(
-    domain: Domain, actor: Actor, target_id: str, *, path: str, dev_box: bool
+    domain: Domain,
+    actor: Actor,
+    target_id: str,
+    *,
+    path: str,
+    dev_box: bool,
+    run_id: str | None = None,
 ) -> None:
     """Refuse now what a write or delete would refuse before it runs (used before a call is
     held for approval): the path, an unknown target, nothing running."""
     checked_path(path)
-    await check_target(domain, actor, target_id, None, owner=_owner(dev_box))
+    await check_target(domain, actor, target_id, run_id, owner=_owner(dev_box))
 
 
 async def read_path(
@@ -70,10 +76,12 @@ async def read_path(
     path: str,
     dev_box: bool,
     max_bytes: int,
+    run_id: str | None = None,
 ) -> FileContent | DirectoryListing:
-    """The file's bytes, or the directory's entries (at most `MAX_LIST_ENTRIES`)."""
+    """The file's bytes, or the directory's entries (at most `MAX_LIST_ENTRIES`), in the
+    task of `run_id` if given, else the one exec would pick."""
     checked_path(path)
-    task_id = await _task_of(domain, actor, target_id, dev_box)
+    task_id = await _task_of(domain, actor, target_id, dev_box, run_id)
     with _translated(path, max_bytes):
         return await task_files.read_path(
             _runtime(domain), task_id, path, max_bytes=max_bytes, max_entries=MAX_LIST_ENTRIES
@@ -89,28 +97,37 @@ async def write_file(
     data: bytes,
     dev_box: bool,
     max_bytes: int,
+    run_id: str | None = None,
 ) -> WrittenFile:
     """Write `data` to the file at `path` (created with its missing parent directories)."""
     checked_path(path)
     if len(data) > max_bytes:
         raise _too_large(f"the body is {len(data)} bytes", max_bytes)
-    task_id = await _task_of(domain, actor, target_id, dev_box)
+    task_id = await _task_of(domain, actor, target_id, dev_box, run_id)
     with _translated(path, max_bytes):
         return await task_files.write_file(_runtime(domain), task_id, path, data)
 
 
 async def delete_path(
-    domain: Domain, actor: Actor, target_id: str, *, path: str, dev_box: bool
+    domain: Domain,
+    actor: Actor,
+    target_id: str,
+    *,
+    path: str,
+    dev_box: bool,
+    run_id: str | None = None,
 ) -> None:
     """Delete the file or link at `path`, or the directory if it is empty."""
     checked_path(path)
-    task_id = await _task_of(domain, actor, target_id, dev_box)
+    task_id = await _task_of(domain, actor, target_id, dev_box, run_id)
     with _translated(path, 0):
         await task_files.delete_path(_runtime(domain), task_id, path)
 
 
-async def _task_of(domain: Domain, actor: Actor, target_id: str, dev_box: bool) -> TaskId:
-    target = await running_target(domain, actor, target_id, None, owner=_owner(dev_box))
+async def _task_of(
+    domain: Domain, actor: Actor, target_id: str, dev_box: bool, run_id: str | None
+) -> TaskId:
+    target = await running_target(domain, actor, target_id, run_id, owner=_owner(dev_box))
     assert target.run.task_id is not None
     return TaskId(target.run.task_id)
 

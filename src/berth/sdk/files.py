@@ -30,36 +30,47 @@ class FilesRoutes:
     def _path(self, target_id: str) -> str:
         return f"{self.base}/{segment(target_id)}/files"
 
-    def get(self, target_id: str, path: str) -> Call[FileListOut]:
+    def get(self, target_id: str, path: str, task: str | None = None) -> Call[FileListOut]:
         return Call(
             "GET",
             self._path(target_id),
             FileListOut,
-            params={"path": path},
+            params=_query(path, task),
             min_read_timeout=FILE_READ_TIMEOUT,
         )
 
     def write(
-        self, target_id: str, path: str, data: bytes, approval_id: str | None
+        self,
+        target_id: str,
+        path: str,
+        data: bytes,
+        approval_id: str | None,
+        task: str | None = None,
     ) -> Call[FileWrittenOut]:
         return Call(
             "PUT",
             self._path(target_id),
             FileWrittenOut,
-            params={"path": path},
+            params=_query(path, task),
             content=bytes(data),
             min_read_timeout=FILE_READ_TIMEOUT,
             approval_id=approval_id,
         )
 
-    def delete(self, target_id: str, path: str, approval_id: str | None) -> Call[FileDeletedOut]:
+    def delete(
+        self, target_id: str, path: str, approval_id: str | None, task: str | None = None
+    ) -> Call[FileDeletedOut]:
         return Call(
             "DELETE",
             self._path(target_id),
             FileDeletedOut,
-            params={"path": path},
+            params=_query(path, task),
             approval_id=approval_id,
         )
+
+
+def _query(path: str, task: str | None) -> dict[str, str]:
+    return {"path": path} if task is None else {"path": path, "task": task}
 
 
 def _file_bytes(response: httpx.Response, path: str) -> bytes:
@@ -87,28 +98,40 @@ class FilesAPI:
         self._t = transport
         self._routes = FilesRoutes(base)
 
-    def read(self, target_id: str, path: str) -> bytes:
-        """The file's bytes (at most the server's `BERTH_MAX_FILE_BYTES`, else 413)."""
-        return _file_bytes(self._t.call_raw(self._routes.get(target_id, path)), path)
+    def read(self, target_id: str, path: str, *, task: str | None = None) -> bytes:
+        """The file's bytes (at most the server's `BERTH_MAX_FILE_BYTES`, else 413). `task`
+        names a run's task (a service's replica); default: the one exec would pick."""
+        return _file_bytes(self._t.call_raw(self._routes.get(target_id, path, task)), path)
 
-    def list(self, target_id: str, path: str) -> FileListOut:
-        return _listing(self._t.call_raw(self._routes.get(target_id, path)), path)
+    def list(self, target_id: str, path: str, *, task: str | None = None) -> FileListOut:
+        return _listing(self._t.call_raw(self._routes.get(target_id, path, task)), path)
 
-    def get(self, target_id: str, path: str) -> bytes | FileListOut:
+    def get(self, target_id: str, path: str, *, task: str | None = None) -> bytes | FileListOut:
         """A file's bytes or a directory's listing, whichever `path` is."""
-        return _either(self._t.call_raw(self._routes.get(target_id, path)))
+        return _either(self._t.call_raw(self._routes.get(target_id, path, task)))
 
     def write(
-        self, target_id: str, path: str, data: bytes, *, approval_id: str | None = None
+        self,
+        target_id: str,
+        path: str,
+        data: bytes,
+        *,
+        approval_id: str | None = None,
+        task: str | None = None,
     ) -> FileWrittenOut:
         """Write `data` to the file (created with its missing parent directories)."""
-        return self._t.call(self._routes.write(target_id, path, data, approval_id))
+        return self._t.call(self._routes.write(target_id, path, data, approval_id, task))
 
     def delete(
-        self, target_id: str, path: str, *, approval_id: str | None = None
+        self,
+        target_id: str,
+        path: str,
+        *,
+        approval_id: str | None = None,
+        task: str | None = None,
     ) -> FileDeletedOut:
         """Delete a file, a link or an empty directory."""
-        return self._t.call(self._routes.delete(target_id, path, approval_id))
+        return self._t.call(self._routes.delete(target_id, path, approval_id, task))
 
 
 class AsyncFilesAPI:
@@ -118,21 +141,37 @@ class AsyncFilesAPI:
         self._t = transport
         self._routes = FilesRoutes(base)
 
-    async def read(self, target_id: str, path: str) -> bytes:
-        return _file_bytes(await self._t.call_raw(self._routes.get(target_id, path)), path)
+    async def read(self, target_id: str, path: str, *, task: str | None = None) -> bytes:
+        call = self._routes.get(target_id, path, task)
+        return _file_bytes(await self._t.call_raw(call), path)
 
-    async def list(self, target_id: str, path: str) -> FileListOut:
-        return _listing(await self._t.call_raw(self._routes.get(target_id, path)), path)
+    async def list(self, target_id: str, path: str, *, task: str | None = None) -> FileListOut:
+        call = self._routes.get(target_id, path, task)
+        return _listing(await self._t.call_raw(call), path)
 
-    async def get(self, target_id: str, path: str) -> bytes | FileListOut:
-        return _either(await self._t.call_raw(self._routes.get(target_id, path)))
+    async def get(
+        self, target_id: str, path: str, *, task: str | None = None
+    ) -> bytes | FileListOut:
+        return _either(await self._t.call_raw(self._routes.get(target_id, path, task)))
 
     async def write(
-        self, target_id: str, path: str, data: bytes, *, approval_id: str | None = None
+        self,
+        target_id: str,
+        path: str,
+        data: bytes,
+        *,
+        approval_id: str | None = None,
+        task: str | None = None,
     ) -> FileWrittenOut:
-        return await self._t.call(self._routes.write(target_id, path, data, approval_id))
+        call = self._routes.write(target_id, path, data, approval_id, task)
+        return await self._t.call(call)
 
     async def delete(
-        self, target_id: str, path: str, *, approval_id: str | None = None
+        self,
+        target_id: str,
+        path: str,
+        *,
+        approval_id: str | None = None,
+        task: str | None = None,
     ) -> FileDeletedOut:
-        return await self._t.call(self._routes.delete(target_id, path, approval_id))
+        return await self._t.call(self._routes.delete(target_id, path, approval_id, task))

@@ -42,6 +42,15 @@ PathQuery = Annotated[
     ),
 ]
 
+TaskQuery = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description="The run id of the task to use (a service with several replicas); "
+        "default: the task exec would pick.",
+    ),
+]
+
 _TOO_LARGE: dict[str, Any] = {
     "model": ErrorOut,
     "description": "Over `BERTH_MAX_FILE_BYTES` (10 MiB by default): the file to read, or "
@@ -103,6 +112,7 @@ def build_files_router(
         domain: DomainDep,
         actor: Actor = ActorDep,
         target_id: str = target_path,
+        task: TaskQuery = None,
     ) -> Response:
         found = await files.read_path(
             domain,
@@ -110,6 +120,7 @@ def build_files_router(
             target_id,
             path=path,
             dev_box=dev_box,
+            run_id=task,
             max_bytes=request.app.state.settings.max_file_bytes,
         )
         if isinstance(found, DirectoryListing):
@@ -140,6 +151,7 @@ def build_files_router(
         domain: DomainDep,
         actor: Actor = ActorDep,
         target_id: str = target_path,
+        task: TaskQuery = None,
     ) -> JSONResponse:
         if not dev_box:
             await require_approval(
@@ -148,7 +160,7 @@ def build_files_router(
                 actor,
                 action="exec",
                 validate=lambda: files.check_write(
-                    domain, actor, target_id, path=path, dev_box=dev_box
+                    domain, actor, target_id, path=path, dev_box=dev_box, run_id=task
                 ),
             )
         written = await files.write_file(
@@ -158,6 +170,7 @@ def build_files_router(
             path=path,
             data=await request.body(),
             dev_box=dev_box,
+            run_id=task,
             max_bytes=request.app.state.settings.max_file_bytes,
         )
         out = FileWrittenOut(path=path, size=written.size, created=written.created)
@@ -177,6 +190,7 @@ def build_files_router(
         domain: DomainDep,
         actor: Actor = ActorDep,
         target_id: str = target_path,
+        task: TaskQuery = None,
     ) -> FileDeletedOut:
         if not dev_box:
             await require_approval(
@@ -185,10 +199,10 @@ def build_files_router(
                 actor,
                 action="exec",
                 validate=lambda: files.check_write(
-                    domain, actor, target_id, path=path, dev_box=dev_box
+                    domain, actor, target_id, path=path, dev_box=dev_box, run_id=task
                 ),
             )
-        await files.delete_path(domain, actor, target_id, path=path, dev_box=dev_box)
+        await files.delete_path(domain, actor, target_id, path=path, dev_box=dev_box, run_id=task)
         return FileDeletedOut(path=path)
 
     return router

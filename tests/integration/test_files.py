@@ -169,8 +169,9 @@ def test_a_missing_path_is_404_and_a_directory_cannot_be_written(
     assert "/no/such/file" in assert_refused(missing, status=404, field="path")["error"]
     no_path = tenant.client.get(files_url(workload_id))
     assert_refused(no_path, status=422, field="path")
-    directory = put(tenant.client, files_url(workload_id), "/tmp", b"x")
-    assert "directory" in assert_refused(directory, status=422, field="path")["error"]
+    for directory in ("/tmp", "/tmp/new-dir/"):
+        refused = put(tenant.client, files_url(workload_id), directory, b"x")
+        assert "directory" in assert_refused(refused, status=422, field="path")["error"]
 
 
 def test_nothing_running_is_409_not_running(tenant: Tenant) -> None:

@@ -101,6 +101,8 @@ async def write_file(
 ) -> WrittenFile:
     """Write `data` to the file at `path` (created with its missing parent directories)."""
     checked_path(path)
+    if path.endswith("/"):
+        raise Invalid(f"path: {path} names a directory (it ends with /); name a file", field="path")
     if len(data) > max_bytes:
         raise _too_large(f"the body is {len(data)} bytes", max_bytes)
     task_id = await _task_of(domain, actor, target_id, dev_box, run_id)

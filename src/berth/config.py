@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     max_request_bytes: int = Field(default=1024 * 1024, ge=1)
     """The largest HTTP request body the API reads (a larger one is answered 413), and the
     largest message a client may send on an API WebSocket."""
+    max_file_bytes: int = Field(default=10 * 1024 * 1024, ge=1)
+    """The largest file the files API reads from or writes into a task (10 MiB); larger is
+    answered 413. A file write's body may be this large whatever `max_request_bytes` is."""
     max_request_head_bytes: int = Field(default=64 * 1024, ge=1024)
     """The largest request line plus headers the API reads; a larger head is answered 431."""
     rate_limit_per_second: float = Field(default=20.0, ge=0)

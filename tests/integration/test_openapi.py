@@ -42,6 +42,9 @@ SEED_ENDPOINTS = """
 EXTRAS = {
     ("GET", "/v1/compute/:id/shell/sessions"),
     ("GET", "/v1/compute/:id/shell/sessions/:sessionId/transcript"),
+    ("GET", "/v1/compute/:id/files"),
+    ("PUT", "/v1/compute/:id/files"),
+    ("DELETE", "/v1/compute/:id/files"),
 }
 """berth's own additions under the Workloads prefixes (documented in docs/api.md)."""
 

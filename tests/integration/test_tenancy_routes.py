@@ -232,6 +232,7 @@ WORKLOAD_CASES: dict[str, tuple[str, Body, str]] = {
     "/{workload_id}/secrets/{key}/reveal": ("GET", None, OWNED),
     "/{workload_id}/shell/sessions": ("GET", None, OWNED),
     "/{workload_id}/shell/sessions/{session_id}/transcript": ("GET", None, OWNED),
+    "/{workload_id}/files": ("GET", None, OWNED),
 }
 WORKLOAD_WRITES: dict[tuple[str, str], Body] = {
     ("DELETE", "/{workload_id}"): None,
@@ -243,6 +244,8 @@ WORKLOAD_WRITES: dict[tuple[str, str], Body] = {
     ("DELETE", "/{workload_id}/secrets/{key}"): None,
     ("POST", "/{workload_id}/exec"): EXEC,
     ("POST", "/{workload_id}/shell"): None,
+    ("PUT", "/{workload_id}/files"): const({"planted": True}),
+    ("DELETE", "/{workload_id}/files"): None,
 }
 
 CASES: dict[tuple[str, str], Case] = {
@@ -301,10 +304,18 @@ CASES: dict[tuple[str, str], Case] = {
         for prefix in (W, U)
         for (method, path), body in WORKLOAD_WRITES.items()
     },
+    ("GET", f"{C}/containers/{{container_id}}/files"): Case(OWNED),
+    ("PUT", f"{C}/containers/{{container_id}}/files"): Case(OWNED, const({"planted": True})),
+    ("DELETE", f"{C}/containers/{{container_id}}/files"): Case(OWNED),
     ("WS", "/compute/ws"): Case(EVENTS),
     ("WS", "/compute/containers/{container_id}/terminal"): Case(OWNED),
     ("WS", "/v1/shell/sessions/{session_id}/stream"): Case(OWNED),
 }
+
+
+def params_for(path: str) -> dict[str, str] | None:
+    """The query a route needs besides its path (the files API's `path`)."""
+    return {"path": "/etc/hostname"} if path.endswith("/files") else None
 
 
 def case_params(*kinds: str, http_only: bool = True) -> list[Any]:
@@ -409,7 +420,11 @@ def test_another_users_resource_is_404_on_every_route_and_stays_untouched(
     for credential in estate.intruder_credentials():
         for user_id in user_ids_for(path, estate):
             response = estate.http.request(
-                method, fill(path, estate.ids, user_id), json=body, headers=as_(credential)
+                method,
+                fill(path, estate.ids, user_id),
+                json=body,
+                params=params_for(path),
+                headers=as_(credential),
             )
             assert response.status_code == 404, (user_id, response.text)
             assert response.json()["code"] == "not_found"
@@ -429,7 +444,9 @@ def test_the_owners_own_credentials_read_the_same_routes(
     """The positive control of the matrix: what is 404 for the intruder exists."""
     for credential in (estate.owner_token, estate.owner.key):
         response = estate.http.get(
-            fill(path, estate.ids, estate.ids.owner), headers=as_(credential)
+            fill(path, estate.ids, estate.ids.owner),
+            params=params_for(path),
+            headers=as_(credential),
         )
         assert response.status_code == 200, response.text
 
@@ -503,7 +520,9 @@ def test_without_valid_credentials_every_route_is_401(
     body = case.body(estate) if case.body else None
     url = fill(path, estate.ids, estate.ids.owner)
     for credential in (None, "nv_sk_not-a-key", "not.a.token"):
-        response = estate.http.request(method, url, json=body, headers=as_(credential))
+        response = estate.http.request(
+            method, url, json=body, params=params_for(path), headers=as_(credential)
+        )
         assert response.status_code == 401, (credential, response.text)
         assert response.json()["code"] == "unauthenticated"
         for private in private_strings(estate):

@@ -33,6 +33,7 @@ STATUS_BY_ERROR: dict[type[errors.DomainError], int] = {
     errors.Forbidden: 403,
     errors.Gone: 410,
     errors.TooManyAttempts: 429,
+    errors.TooLarge: 413,
 }
 
 
@@ -68,6 +69,8 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, errors.TooManyAttempts):
         headers = {"Retry-After": str(exc.retry_after)}
         extra = {"retry_after": exc.retry_after}
+    if isinstance(exc, errors.TooLarge):
+        extra = {"limit_bytes": exc.limit_bytes}
     return JSONResponse(
         error_body(exc.message, code=exc.code, field=exc.field, **extra),
         status_code=status,
@@ -83,13 +86,15 @@ _PYDANTIC_TAG = re.compile(
 `command.0` and `env.1A` to a caller."""
 
 
+_LOCATIONS = ("body", "query", "path", "header")
+
+
 def describe_validation_error(error: dict[str, Any]) -> tuple[str, str | None, bool]:
     """(message, field, is_malformed_json) for one pydantic error of a request."""
-    loc = [
-        str(part)
-        for part in error.get("loc", ())
-        if part not in ("body", "query", "path", "header") and not _PYDANTIC_TAG.match(str(part))
-    ]
+    where = list(error.get("loc", ()))
+    if where and where[0] in _LOCATIONS:
+        where = where[1:]  # Only the first part is where it was: a query field may be `path`.
+    loc = [str(part) for part in where if not _PYDANTIC_TAG.match(str(part))]
     field = ".".join(loc) or None
     kind = error.get("type", "")
     if kind == "json_invalid":

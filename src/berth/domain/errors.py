@@ -38,6 +38,23 @@ class Conflict(DomainError):
     code = "conflict"
 
 
+class NotRunning(Conflict):
+    """The call needs a running task of the workload or dev box, and none runs (start it,
+    or trigger a run, first)."""
+
+    code = "not_running"
+
+
+class TooLarge(DomainError):
+    """Content over a size limit (a file read or written through the files API, 413)."""
+
+    code = "file_too_large"
+
+    def __init__(self, message: str, *, limit_bytes: int, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.limit_bytes = limit_bytes
+
+
 class QuotaExceeded(DomainError):
     """A per-user limit of the AccountKit would be exceeded."""
 

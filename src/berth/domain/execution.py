@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
-from berth.domain.errors import Conflict, Invalid, NotFound
+from berth.domain.errors import Conflict, Invalid, NotFound, NotRunning
 from berth.domain.workloads import owned_workload
 from berth.runtime.base import (
     CommandNotFound,
@@ -44,6 +46,11 @@ ROLLOUT_POLL_SECONDS = 0.2
 ROLLED_TYPES = ("service", "container")
 """Workload types whose tasks are replaced when the generation changes (jobs and schedules
 keep their running task and pick the change up on their next run)."""
+
+
+Owner = Callable[[AsyncSession, Actor, str], Awaitable[Workload]]
+"""Loads the caller's own workload of an id (`owned_workload`, or `owned_container` for a
+dev box), raising `NotFound` for any other."""
 
 
 class RollingOut(Conflict):
@@ -71,6 +78,7 @@ async def running_target(
     run_id: str | None,
     *,
     wait_seconds: float = ROLLOUT_WAIT_SECONDS,
+    owner: Owner = owned_workload,
 ) -> Target:
     """The task to run in; `Conflict` with what to do when none runs (`RollingOut` once
     `wait_seconds` passed while one is starting). While it waits, the engine is asked
@@ -80,7 +88,7 @@ async def running_target(
     deadline = loop.time() + wait_seconds
     while True:
         try:
-            return await _pick_target(domain, actor, workload_id, run_id)
+            return await _pick_target(domain, actor, workload_id, run_id, owner)
         except RollingOut:
             if domain.runtime is not None:
                 await domain.runtime.ping()
@@ -90,11 +98,11 @@ async def running_target(
 
 
 async def _pick_target(
-    domain: Domain, actor: Actor, workload_id: str, run_id: str | None
+    domain: Domain, actor: Actor, workload_id: str, run_id: str | None, owner: Owner
 ) -> Target:
     async with domain.store.reading() as session:
         await load_compute_user(session, actor.user_id)
-        workload = await owned_workload(session, actor, workload_id)
+        workload = await owner(session, actor, workload_id)
         if run_id is not None:
             run = await session.get(Run, run_id)
             if run is None or run.workload_id != workload.id or run.standby:
@@ -128,14 +136,16 @@ async def _pick_target(
             f"the task of workload {workload_id} is starting and not running yet; "
             "retry in a few seconds"
         )
+    if workload.type == "container":
+        raise NotRunning(f"dev box {workload_id} is not running; start it first")
     hint = "start it first" if workload.type == "service" else "trigger a run first"
-    raise Conflict(f"no task of workload {workload_id} is running; {hint}")
+    raise NotRunning(f"no task of workload {workload_id} is running; {hint}")
 
 
 def _named_run(workload: Workload, run: Run) -> Run:
     """A run the caller named, if a command may run in it now."""
     if run.status != "running" or run.task_id is None:
-        raise Conflict(f"task {run.id} is not running (it is {run.status})")
+        raise NotRunning(f"task {run.id} is not running (it is {run.status})")
     if run.stop_requested:
         why = f" ({run.stop_reason})" if run.stop_reason else ""
         raise Conflict(
@@ -151,11 +161,18 @@ def _named_run(workload: Workload, run: Run) -> Run:
     return run
 
 
-async def check_target(domain: Domain, actor: Actor, workload_id: str, run_id: str | None) -> None:
+async def check_target(
+    domain: Domain,
+    actor: Actor,
+    workload_id: str,
+    run_id: str | None,
+    *,
+    owner: Owner = owned_workload,
+) -> None:
     """Refuse now what `running_target` would refuse (used before gating a call); a task
     still starting is not a reason to refuse."""
     with contextlib.suppress(RollingOut):
-        await _pick_target(domain, actor, workload_id, run_id)
+        await _pick_target(domain, actor, workload_id, run_id, owner)
 
 
 def command_argv(command: str | list[str]) -> list[str]:

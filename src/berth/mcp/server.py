@@ -14,7 +14,7 @@ from __future__ import annotations
 from mcp.server.fastmcp import FastMCP
 from mcp.server.transport_security import TransportSecuritySettings
 
-from berth.mcp import tools_approvals, tools_devboxes, tools_workloads
+from berth.mcp import tools_approvals, tools_devboxes, tools_files, tools_workloads
 from berth.mcp.calls import ClientSource
 
 INSTRUCTIONS = """\
@@ -23,8 +23,9 @@ completion), schedules (cron) and dev boxes (long-lived containers you reach ove
 Money is in credits: creating or starting work that runs a task needs credits.
 
 Some calls are gated by your company's policy (by default: creating a workload, exec and
-shell by an API key). A gated call does nothing yet and returns `pending_approval` with an
-`approval_id`: tell the human what you asked for, then call `approval_wait` with that id.
+shell by an API key; writing or deleting a file in a workload counts as exec). A gated call
+does nothing yet and returns `pending_approval` with an `approval_id`: tell the human what
+you asked for, then call `approval_wait` with that id.
 It returns the call's own result once a human approves (the call runs exactly once), or the
 rejection and its note. Never repeat a gated call to retry it.
 """
@@ -44,5 +45,6 @@ def build_server(source: ClientSource, *, stateless_http: bool = False) -> FastM
     )
     tools_workloads.register(server, source)
     tools_devboxes.register(server, source)
+    tools_files.register(server, source)
     tools_approvals.register(server, source)
     return server

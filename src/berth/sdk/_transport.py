@@ -47,13 +47,18 @@ class Call(Generic[M]):
     """The read timeout is at least this (exec waits for its command)."""
     unbounded_read: bool = False
     """Streams (log follow) may stay quiet for any length of time."""
+    content: bytes | None = None
+    """A raw body (a file's bytes), sent as `application/octet-stream` instead of `body`."""
 
     def with_approval(self, approval_id: str | None) -> Call[M]:
         """The same request, repeated with `Berth-Approval-Id: <approval_id>`."""
         return dataclasses.replace(self, approval_id=approval_id)
 
     def headers(self) -> dict[str, str]:
-        return {APPROVAL_HEADER: self.approval_id} if self.approval_id else {}
+        headers = {APPROVAL_HEADER: self.approval_id} if self.approval_id else {}
+        if self.content is not None:
+            headers["Content-Type"] = "application/octet-stream"
+        return headers
 
     def json(self) -> Any:
         return None if self.body is _NO_BODY else self.body
@@ -126,6 +131,7 @@ class SyncTransport:
             call.method,
             call.path,
             json=call.json(),
+            content=call.content,
             params=call.params,
             headers=call.headers(),
             timeout=call.timeout(self.timeout),
@@ -137,6 +143,15 @@ class SyncTransport:
         except httpx.TransportError as exc:
             raise network_error(call, self.base_url, exc) from exc
         return decode(call, response)
+
+    def call_raw(self, call: Call[Any]) -> httpx.Response:
+        """The response of a success whatever its content (a file's bytes); errors raised."""
+        try:
+            response = self.http.send(self._request(call))
+        except httpx.TransportError as exc:
+            raise network_error(call, self.base_url, exc) from exc
+        raise_for_status(response)
+        return response
 
     @contextmanager
     def stream(self, call: Call[Any]) -> Iterator[httpx.Response]:
@@ -169,6 +184,7 @@ class AsyncTransport:
             call.method,
             call.path,
             json=call.json(),
+            content=call.content,
             params=call.params,
             headers=call.headers(),
             timeout=call.timeout(self.timeout),
@@ -180,6 +196,15 @@ class AsyncTransport:
         except httpx.TransportError as exc:
             raise network_error(call, self.base_url, exc) from exc
         return decode(call, response)
+
+    async def call_raw(self, call: Call[Any]) -> httpx.Response:
+        """The response of a success whatever its content (a file's bytes); errors raised."""
+        try:
+            response = await self.http.send(self._request(call))
+        except httpx.TransportError as exc:
+            raise network_error(call, self.base_url, exc) from exc
+        raise_for_status(response)
+        return response
 
     @asynccontextmanager
     async def stream(self, call: Call[Any]) -> AsyncIterator[httpx.Response]:

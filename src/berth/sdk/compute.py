@@ -29,6 +29,7 @@ from berth.schemas.workloads import (
 )
 from berth.sdk._transport import Call, SyncTransport, is_json
 from berth.sdk.errors import WaitTimeout
+from berth.sdk.files import FilesAPI
 from berth.sdk.paging import follow
 from berth.sdk.routes import Command, ComputeRoutes, create_body, exec_body, shell_body
 from berth.sdk.streams import (
@@ -72,6 +73,7 @@ class ComputeAPI:
         self._routes = ComputeRoutes(user_id)
         self.user_id = user_id
         self.secrets = SecretsAPI(transport, self._routes)
+        self.files = FilesAPI(transport, self._routes.base)
 
     def for_user(self, user_id: str | None) -> ComputeAPI:
         """The same API on `/v1/users/{user_id}/compute` (`None`: company-scoped)."""

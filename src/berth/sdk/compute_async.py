@@ -26,6 +26,7 @@ from berth.schemas.workloads import (
 )
 from berth.sdk._transport import AsyncTransport, Call, is_json
 from berth.sdk.errors import WaitTimeout
+from berth.sdk.files import AsyncFilesAPI
 from berth.sdk.paging import follow_async
 from berth.sdk.routes import Command, ComputeRoutes, create_body, exec_body, shell_body
 from berth.sdk.streams import (
@@ -65,6 +66,7 @@ class AsyncComputeAPI:
         self._routes = ComputeRoutes(user_id)
         self.user_id = user_id
         self.secrets = AsyncSecretsAPI(transport, self._routes)
+        self.files = AsyncFilesAPI(transport, self._routes.base)
 
     def for_user(self, user_id: str | None) -> AsyncComputeAPI:
         return AsyncComputeAPI(self._t, user_id)

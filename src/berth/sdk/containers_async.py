@@ -10,6 +10,7 @@ from typing import Any
 
 from berth.schemas.containers import ContainerList, ContainerOut, StatusOk
 from berth.sdk._transport import AsyncTransport, Call
+from berth.sdk.files import AsyncFilesAPI
 
 PREFIX = "/compute/containers"
 
@@ -19,6 +20,7 @@ class AsyncContainersAPI:
 
     def __init__(self, transport: AsyncTransport) -> None:
         self._t = transport
+        self.files = AsyncFilesAPI(transport, PREFIX)
 
     async def list(self) -> list[ContainerOut]:
         return (await self._t.call(Call("GET", PREFIX, ContainerList))).containers

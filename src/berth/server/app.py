@@ -19,6 +19,7 @@ from berth.api.middleware.unknown_fields import UnknownFieldWarnings
 from berth.api.openapi import install_openapi
 from berth.api.routes import approvals, containers, containers_ws, shell_stream, sign_in, system
 from berth.api.routes.execution import build_execution_router
+from berth.api.routes.files import build_files_router
 from berth.api.routes.workloads import build_workloads_router
 from berth.clock import SYSTEM_CLOCK, Clock
 from berth.config import Settings
@@ -138,12 +139,15 @@ def create_app(
     app.include_router(build_workloads_router("/v1/compute", company_actor))
     app.include_router(containers.router)
     app.include_router(build_execution_router("/v1/compute", company_actor))
+    app.include_router(build_files_router("/v1/compute", company_actor, dev_box=False))
+    app.include_router(build_files_router("/compute/containers", company_actor, dev_box=True))
     app.include_router(approvals.router)
     app.include_router(containers_ws.router)
     app.include_router(shell_stream.router)
     user_prefix = "/v1/users/{user_id}/compute"
     app.include_router(build_workloads_router(user_prefix, path_user_actor))
     app.include_router(build_execution_router(user_prefix, path_user_actor))
+    app.include_router(build_files_router(user_prefix, path_user_actor, dev_box=False))
     install_mcp_endpoint(app)
     install_request_limits(app, settings)
     install_dashboard(app)  # last: its pages are tried after every API route

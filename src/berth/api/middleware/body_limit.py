@@ -1,5 +1,9 @@
 """The request body limit: no route reads a body larger than `BERTH_MAX_REQUEST_BYTES`.
 
+A few routes take bodies of another size (a file written through the files API may be as
+large as `BERTH_MAX_FILE_BYTES`): a `RouteLimit` gives the paths it matches their own limit,
+setting name and error code, enforced the same way.
+
 A `Content-Length` over the limit is answered 413 before the application runs, so the body is
 never read and no handler acts on the request. A body without a length (chunked) is counted
 as it streams in; the read that crosses the limit raises `RequestBodyTooLarge`, which FastAPI
@@ -8,6 +12,10 @@ gets the same 413. Either way at most `limit` bytes (plus one network read) are 
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from fastapi import FastAPI, Request
 from starlette.datastructures import Headers
@@ -20,22 +28,39 @@ from berth.api.errors import error_body
 TOO_LARGE_CODE = "request_too_large"
 
 
+@dataclass(frozen=True)
+class RouteLimit:
+    """The body limit of the paths `pattern` matches, and how its 413 names it."""
+
+    pattern: re.Pattern[str]
+    max_bytes: int
+    setting: str
+    code: str
+    what: str = "request body"
+
+
+DEFAULT_SETTING = "BERTH_MAX_REQUEST_BYTES"
+
+
 class RequestBodyTooLarge(HTTPException):
     """A request body crossed the limit while it was read (413)."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(status_code=413, detail=too_large_message(limit))
+    def __init__(self, limit: int, rule: RouteLimit | None = None) -> None:
+        super().__init__(status_code=413, detail=too_large_message(limit, rule))
         self.limit = limit
+        self.rule = rule
 
 
-def too_large_message(limit: int) -> str:
-    return f"request body too large: at most {limit} bytes (BERTH_MAX_REQUEST_BYTES)"
+def too_large_message(limit: int, rule: RouteLimit | None = None) -> str:
+    what, setting = (rule.what, rule.setting) if rule else ("request body", DEFAULT_SETTING)
+    return f"{what} too large: at most {limit} bytes ({setting})"
 
 
-def too_large_response(limit: int) -> JSONResponse:
+def too_large_response(limit: int, rule: RouteLimit | None = None) -> JSONResponse:
     """The 413 answer; `Connection: close`, since the unread rest of the body is dropped."""
+    code = rule.code if rule else TOO_LARGE_CODE
     return JSONResponse(
-        error_body(too_large_message(limit), code=TOO_LARGE_CODE, limit_bytes=limit),
+        error_body(too_large_message(limit, rule), code=code, limit_bytes=limit),
         status_code=413,
         headers={"Connection": "close"},
     )
@@ -44,9 +69,13 @@ def too_large_response(limit: int) -> JSONResponse:
 class BodySizeLimit:
     """ASGI middleware enforcing the limit on every HTTP route (WebSockets carry no body)."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, routes: Sequence[RouteLimit] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.routes = tuple(routes)
+
+    def _rule_for(self, path: str) -> RouteLimit | None:
+        return next((rule for rule in self.routes if rule.pattern.match(path)), None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -54,8 +83,10 @@ class BodySizeLimit:
             return
         headers = Headers(scope=scope)
         declared = _content_length(headers)
-        if declared is not None and declared > self.max_bytes:
-            await too_large_response(self.max_bytes)(scope, receive, send)
+        rule = self._rule_for(scope["path"]) if self.routes else None
+        limit = rule.max_bytes if rule else self.max_bytes
+        if declared is not None and declared > limit:
+            await too_large_response(limit, rule)(scope, receive, send)
             return
         if declared == 0 or (declared is None and "transfer-encoding" not in headers):
             # No body (HTTP/1.1 has one only with a length or a transfer coding): nothing to
@@ -70,8 +101,8 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise RequestBodyTooLarge(self.max_bytes)
+                if received > limit:
+                    raise RequestBodyTooLarge(limit, rule)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -87,7 +118,7 @@ class BodySizeLimit:
             # outside a route (a middleware), where no handler is installed.
             if started:
                 raise
-            await too_large_response(self.max_bytes)(scope, receive, send)
+            await too_large_response(limit, rule)(scope, receive, send)
 
 
 def _content_length(headers: Headers) -> int | None:
@@ -99,10 +130,10 @@ def _content_length(headers: Headers) -> int | None:
 
 async def _too_large_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestBodyTooLarge)
-    return too_large_response(exc.limit)
+    return too_large_response(exc.limit, exc.rule)
 
 
-def install_body_limit(app: FastAPI, *, max_bytes: int) -> None:
+def install_body_limit(app: FastAPI, *, max_bytes: int, routes: Sequence[RouteLimit] = ()) -> None:
     """The middleware, and the handler that answers a body cut off inside a route."""
     app.add_exception_handler(RequestBodyTooLarge, _too_large_error)
-    app.add_middleware(BodySizeLimit, max_bytes=max_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=max_bytes, routes=routes)

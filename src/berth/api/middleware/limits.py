@@ -7,11 +7,12 @@ they apply to.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import FastAPI
 
-from berth.api.middleware.body_limit import install_body_limit
+from berth.api.middleware.body_limit import RouteLimit, install_body_limit
 from berth.api.middleware.rate_limit import EXEMPT_PATHS, install_rate_limit
 from berth.config import Settings
 
@@ -36,10 +37,24 @@ RATE_LIMITED_RESPONSE: dict[str, Any] = {
 }
 
 
+FILES_PATH = re.compile(r"^(/v1(/users/[^/]+)?/compute|/compute/containers)/[^/]+/files$")
+"""The files API's routes, whose bodies (a file's content) have a limit of their own."""
+
+
+def files_limit(settings: Settings) -> RouteLimit:
+    return RouteLimit(
+        pattern=FILES_PATH,
+        max_bytes=settings.max_file_bytes,
+        setting="BERTH_MAX_FILE_BYTES",
+        code="file_too_large",
+        what="file",
+    )
+
+
 def install_request_limits(app: FastAPI, settings: Settings) -> None:
     """Add the middleware (the rate limit outermost, so a refused caller costs no body read)
     and declare 413 and 429 in the OpenAPI document."""
-    install_body_limit(app, max_bytes=settings.max_request_bytes)
+    install_body_limit(app, max_bytes=settings.max_request_bytes, routes=[files_limit(settings)])
     rate_limited = settings.rate_limit_per_second > 0 and settings.rate_limit_burst > 0
     install_rate_limit(
         app, per_second=settings.rate_limit_per_second, burst=settings.rate_limit_burst

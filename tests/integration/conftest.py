@@ -1,7 +1,8 @@
 """Integration fixtures: one real berth server per session (costs ~2 s to start), a fresh
 user per test (so tests never see each other's workloads), and a crashable server of a test's
 own; the same on the test cluster (`kube_server`, `kube_tenant`); for the dashboard's
-browser tests, a Chromium per module, a page per test and a directory for screenshots. Helpers for what tests do with them live in `tests/support`."""
+browser tests, a Chromium per module, a page per test and a directory for screenshots.
+Helpers for what tests do with them live in `tests/support`."""
 
 from __future__ import annotations
 

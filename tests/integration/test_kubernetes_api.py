@@ -229,6 +229,32 @@ def test_an_image_the_cluster_lacks_fails_the_run_within_seconds(kube_tenant: Te
     assert time.monotonic() - started < 30
 
 
+def test_a_namespace_quota_exceeded_fails_the_run_with_the_quotas_reason(
+    kube_tenant: Tenant,
+) -> None:
+    """The cluster's operator caps the user's namespace at no pods (a ResourceQuota): the next
+    job's run fails within seconds, saying which quota refused it, never `pending` forever."""
+    api = kube_tenant.client
+    first = create(api, name="first", type="job", command="true")
+    wait_workload(api, first["id"], finished, timeout=60)
+    (namespace,) = cluster.names(NAMESPACES, {labels.USER: kube_tenant.user_id})
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "no-pods", "namespace": namespace},
+            "spec": {"hard": {"pods": "0"}},
+        }
+    )
+    started = time.monotonic()
+    job = create(api, name="capped", type="job", command="true")
+    state = wait_workload(api, job["id"], finished, timeout=30)
+    run = state["recent_runs"][0]
+    assert run["status"] == "failed", run
+    assert "exceeded quota" in run["status_reason"] and "no-pods" in run["status_reason"], run
+    assert time.monotonic() - started < 30
+
+
 def test_a_replica_no_node_has_room_for_fails_with_the_schedulers_reason(
     kube_server: BerthServer, kube_tenant: Tenant
 ) -> None:

@@ -108,6 +108,7 @@ COLLECTIONS = {
     "Secret": "/api/v1/namespaces/{namespace}/secrets",
     "ClusterRole": "/apis/rbac.authorization.k8s.io/v1/clusterroles",
     "ClusterRoleBinding": "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+    "ResourceQuota": "/api/v1/namespaces/{namespace}/resourcequotas",
 }
 """Where the kinds tests make live."""
 

@@ -211,6 +211,14 @@ class KubernetesRuntime:
             raise InvalidTaskSpec(
                 f"the cluster refused task '{spec.name}': {api_message(response)}"
             )
+        if response.status_code == 403 and "exceeded quota" in api_message(response):
+            # A ResourceQuota of the namespace, not a missing permission: the run fails with
+            # the quota's own words (retrying would be refused the same way).
+            await self._objects.delete_secret(namespace, spec.name)
+            raise InvalidTaskSpec(
+                f"the namespace's quota refused task '{spec.name}': {api_message(response)}; "
+                f"the cluster's operator sets it (kubectl describe resourcequota -n {namespace})"
+            )
         if response.status_code != 201:
             raise unexpected(f"creating task '{spec.name}'", response)
         pod: Json = response.json()

@@ -5,10 +5,7 @@ environment) and streamable HTTP (`/mcp` on the API port, Bearer key)."""
 from __future__ import annotations
 
 import json
-import os
-import sys
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,15 +15,12 @@ import httpx
 import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
-from mcp.client.streamable_http import streamable_http_client
-from mcp.types import CallToolResult, TextContent
 
 from tests.support.cli import clean_env, ok, run_berth
+from tests.support.mcp_client import TRANSPORTS, connect, error_text, structured
 from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
 pytestmark = pytest.mark.engine
-
-TRANSPORTS = ["stdio", "http"]
 
 
 @pytest.fixture(scope="module")
@@ -68,42 +62,6 @@ def stranger(mcp_server: BerthServer) -> Iterator[Tenant]:
     tenant = mcp_server.new_tenant()
     yield tenant
     tenant.client.close()
-
-
-@asynccontextmanager
-async def connect(transport: str, server: BerthServer, key: str) -> AsyncIterator[ClientSession]:
-    """An initialized MCP client session as `key`, over `transport`."""
-    if transport == "stdio":
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
-        env |= {"BERTH_URL": server.url, "BERTH_API_KEY": key, "XDG_CONFIG_HOME": "/nonexistent"}
-        params = StdioServerParameters(
-            command=sys.executable, args=["-m", "berth.cli.main", "mcp"], env=env
-        )
-        async with (
-            stdio_client(params) as (read, write),
-            ClientSession(read, write, read_timeout_seconds=timedelta(seconds=60)) as session,
-        ):
-            await session.initialize()
-            yield session
-        return
-    headers = {"Authorization": f"Bearer {key}"}
-    async with (
-        httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=120)) as http,
-        streamable_http_client(f"{server.url}/mcp", http_client=http) as (read, write, _),
-        ClientSession(read, write, read_timeout_seconds=timedelta(seconds=60)) as session,
-    ):
-        await session.initialize()
-        yield session
-
-
-def structured(result: CallToolResult) -> dict[str, Any]:
-    assert not result.isError, error_text(result)
-    assert result.structuredContent is not None
-    return result.structuredContent
-
-
-def error_text(result: CallToolResult) -> str:
-    return " ".join(part.text for part in result.content if isinstance(part, TextContent))
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

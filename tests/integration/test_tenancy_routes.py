@@ -253,6 +253,7 @@ CASES: dict[tuple[str, str], Case] = {
     ("GET", "/v1/system"): Case(PUBLIC),
     ("POST", "/v1/auth/sign-in"): Case(SIGN_IN),
     ("GET", "/v1/approvals"): Case(LISTING),
+    ("GET", "/v1/usage"): Case(LISTING),
     ("GET", "/v1/approvals/policy"): Case(COMPANY),
     ("PUT", "/v1/approvals/policy"): Case(
         COMPANY, const({"gated_actions": ["exec"], "ttl_seconds": 86400})

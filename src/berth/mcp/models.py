@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from berth.schemas.containers import ContainerOut
+from berth.schemas.containers import ContainerOut, IngressRuleOut, SshKeyOut
 from berth.schemas.workloads import ExecResult, RunOut, SecretKeyOut, WorkloadOut
 
 HUMAN_STEP = (
@@ -68,6 +68,14 @@ class SecretList(BaseModel):
 
 class DevBoxList(BaseModel):
     dev_boxes: list[ContainerOut]
+
+
+class SshKeyList(BaseModel):
+    ssh_keys: list[SshKeyOut]
+
+
+class IngressRuleList(BaseModel):
+    rules: list[IngressRuleOut]
 
 
 class Done(BaseModel):

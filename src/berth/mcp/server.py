@@ -14,7 +14,14 @@ from __future__ import annotations
 from mcp.server.fastmcp import FastMCP
 from mcp.server.transport_security import TransportSecuritySettings
 
-from berth.mcp import tools_approvals, tools_devboxes, tools_files, tools_workloads
+from berth.mcp import (
+    resources,
+    tools_account,
+    tools_approvals,
+    tools_devboxes,
+    tools_files,
+    tools_workloads,
+)
 from berth.mcp.calls import ClientSource
 
 INSTRUCTIONS = """\
@@ -47,4 +54,6 @@ def build_server(source: ClientSource, *, stateless_http: bool = False) -> FastM
     tools_devboxes.register(server, source)
     tools_files.register(server, source)
     tools_approvals.register(server, source)
+    tools_account.register(server, source)
+    resources.register(server, source)
     return server

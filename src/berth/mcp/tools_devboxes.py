@@ -8,9 +8,9 @@ from mcp.server.fastmcp import FastMCP
 from pydantic import Field
 
 from berth.mcp.calls import ClientSource, Ctx, through_api
-from berth.mcp.models import DevBoxList, Done, SshCommand
+from berth.mcp.models import DevBoxList, Done, IngressRuleList, SshCommand
 from berth.mcp.tools_workloads import READ, change
-from berth.schemas.containers import ContainerOut
+from berth.schemas.containers import ContainerOut, IngressRuleOut
 
 DevBoxId = Annotated[str, Field(description="The dev box's id (from devboxes_list).")]
 
@@ -76,3 +76,35 @@ def register(server: FastMCP, source: ClientSource) -> None:
             ssh_enabled=box.ssh_enabled,
             status=box.status,
         )
+
+    @server.tool(annotations=READ)
+    async def devboxes_ingress_list(dev_box_id: DevBoxId, ctx: Ctx) -> IngressRuleList:
+        """A dev box's ingress rules: which of its ports berth's HTTP gateway publishes, and
+        on which public port."""
+        rules = await through_api(source, ctx, lambda c: c.containers.ingress(dev_box_id))
+        return IngressRuleList(rules=rules)
+
+    @server.tool(annotations=change(destructive=False, idempotent=True))
+    async def devboxes_ingress_set(
+        dev_box_id: DevBoxId,
+        ctx: Ctx,
+        port: Annotated[int, Field(description="The public port: 80, 443 or 8000-8999.")],
+        target_port: Annotated[
+            int | None, Field(description="The box's port (default: the same as `port`).")
+        ] = None,
+    ) -> IngressRuleOut:
+        """Publish a port of the dev box through berth's HTTP gateway (a rule already on
+        `port` is replaced)."""
+        return await through_api(
+            source, ctx, lambda c: c.containers.add_ingress(dev_box_id, port, target_port)
+        )
+
+    @server.tool(annotations=change(destructive=True, idempotent=True))
+    async def devboxes_ingress_remove(
+        dev_box_id: DevBoxId,
+        ctx: Ctx,
+        port: Annotated[int, Field(description="The rule's public port.")],
+    ) -> Done:
+        """Stop publishing a dev box's port: requests to it are no longer served."""
+        await through_api(source, ctx, lambda c: c.containers.remove_ingress(dev_box_id, port))
+        return Done(detail=f"removed the rule on port {port} of dev box {dev_box_id}")

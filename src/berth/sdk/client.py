@@ -22,13 +22,15 @@ from types import TracebackType
 
 import httpx
 
-from berth.sdk._transport import AsyncTransport, SyncTransport, auth_headers
+from berth.schemas.usage import UsageOut
+from berth.sdk._transport import AsyncTransport, Call, SyncTransport, auth_headers
 from berth.sdk.approvals import ApprovalsAPI, AsyncApprovalsAPI
 from berth.sdk.compute import ComputeAPI
 from berth.sdk.compute_async import AsyncComputeAPI
 from berth.sdk.config import resolve_credentials
 from berth.sdk.containers_async import AsyncContainersAPI
 
+USAGE = "/v1/usage"
 DEFAULT_TIMEOUT = 30.0
 """Seconds for connecting and for each read (exec waits longer: its own timeout + 15 s)."""
 
@@ -53,8 +55,13 @@ class Client:
             transport=transport,
         )
         core = SyncTransport(self._http, base_url=self.base_url, timeout=timeout)
+        self._core = core
         self.compute = ComputeAPI(core, user_id)
         self.approvals = ApprovalsAPI(core)
+
+    def usage(self, days: int = 30) -> UsageOut:
+        """The balance, and credits per day and per workload over the last `days` days."""
+        return self._core.call(Call("GET", USAGE, UsageOut, params={"days": days}))
 
     @classmethod
     def from_env(
@@ -107,9 +114,14 @@ class AsyncClient:
             transport=transport,
         )
         core = AsyncTransport(self._http, base_url=self.base_url, timeout=timeout)
+        self._core = core
         self.compute = AsyncComputeAPI(core, user_id)
         self.approvals = AsyncApprovalsAPI(core)
         self.containers = AsyncContainersAPI(core)
+
+    async def usage(self, days: int = 30) -> UsageOut:
+        """As `Client.usage`."""
+        return await self._core.call(Call("GET", USAGE, UsageOut, params={"days": days}))
 
     @classmethod
     def from_env(

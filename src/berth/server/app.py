@@ -17,7 +17,15 @@ from berth.api.middleware.json_body import AssumeJsonBody
 from berth.api.middleware.limits import install_request_limits
 from berth.api.middleware.unknown_fields import UnknownFieldWarnings
 from berth.api.openapi import install_openapi
-from berth.api.routes import approvals, containers, containers_ws, shell_stream, sign_in, system
+from berth.api.routes import (
+    approvals,
+    containers,
+    containers_ws,
+    shell_stream,
+    sign_in,
+    system,
+    usage,
+)
 from berth.api.routes.execution import build_execution_router
 from berth.api.routes.files import build_files_router
 from berth.api.routes.workloads import build_workloads_router
@@ -142,6 +150,7 @@ def create_app(
     app.include_router(build_files_router("/v1/compute", company_actor, dev_box=False))
     app.include_router(build_files_router("/compute/containers", company_actor, dev_box=True))
     app.include_router(approvals.router)
+    app.include_router(usage.router)
     app.include_router(containers_ws.router)
     app.include_router(shell_stream.router)
     user_prefix = "/v1/users/{user_id}/compute"

@@ -200,6 +200,8 @@ class MemoryRuntime:
         self._events.publish(event, task.spec.labels)
 
     def _advance(self, task: MemoryTask, now: datetime) -> None:
+        if task.paused:
+            return  # frozen (it catches up once resumed: a simplification)
         ended = task.advance(now)
         if ended is not None:
             self._end(task, ended[0], at=ended[1])
@@ -331,6 +333,18 @@ class MemoryRuntime:
             self._end(task, KILLED)
         self._forget(task)
 
+    async def pause(self, task_id: TaskId) -> None:
+        self._enter("pause")
+        self._running(task_id).paused = True
+        self._publish(self.task(task_id), "pause")
+
+    async def resume(self, task_id: TaskId) -> None:
+        self._enter("resume")
+        task = self._running(task_id)
+        if task.paused:
+            task.paused = False
+            self._publish(task, "unpause")
+
     async def inspect(self, task_id: TaskId) -> TaskState | None:
         self._enter("inspect")
         task = self._find(task_id)
@@ -380,8 +394,9 @@ class MemoryRuntime:
         task = self._find(task_id)
         if task is None:
             raise TaskNotFound(f"task {task_id} does not exist")
-        if task.status is not TaskStatus.RUNNING:
-            raise TaskNotFound(f"task {task_id} is not running")
+        if task.status is not TaskStatus.RUNNING or task.paused:
+            state = "paused" if task.paused else "not running"
+            raise TaskNotFound(f"task {task_id} is {state}; commands run only in running tasks")
         if not argv:
             raise RuntimeDriverError("a command to run in a task needs a program (argv is empty)")
         return task
@@ -434,7 +449,7 @@ class MemoryRuntime:
         if not 1 <= port <= 65535:
             raise PortUnreachable(f"{port} is not a TCP port (1-65535)")
         task = self._find(task_id)
-        if task is None or task.status is not TaskStatus.RUNNING:
+        if task is None or task.status is not TaskStatus.RUNNING or task.paused:
             raise TaskNotFound(f"task {task_id} is not running")
         handler = task.listening.get(port)
         if handler is None:

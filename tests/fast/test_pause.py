@@ -1,0 +1,139 @@
+"""Pause and resume on the manual clock: a paused service's task is frozen, its run stays
+running (the reconciler leaves it be), the meter charges its memory alone, and an exec
+resumes it first. An engine without a freezer refuses a pause, saying why."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from berth.domain import execution, lifecycle, pausing, workloads
+from berth.domain.auth import Actor
+from berth.domain.errors import Conflict
+from berth.runtime.base import Pausing, TaskStatus
+from berth.runtime.memory import MemoryRuntime
+from berth.schemas.workloads import WorkloadCreate
+from tests.fast.platform import Platform
+
+IMAGE = "berth/busybox:latest"
+
+
+async def running_service(platform: Platform, actor: Actor) -> str:
+    body = WorkloadCreate(name="frozen", type="service", image=IMAGE, command="sleep 100000")
+    service = (await workloads.create_workload(platform.domain, actor, body)).workload.id
+    await platform.reconcile()
+    assert (await platform.workload(service)).status == "running"
+    return service
+
+
+async def test_a_paused_service_is_frozen_and_stays_so_through_passes(
+    platform: Platform, actor: Actor
+) -> None:
+    service = await running_service(platform, actor)
+    await pausing.pause(platform.domain, actor, service, kind="service")
+    (run,) = await platform.runs(service)
+    assert platform.task_of(run).paused and run.paused_at == platform.clock.now()
+    workload = await platform.workload(service)
+    assert workload.status == "paused"
+    assert f"POST /v1/compute/{service}/resume" in (workload.status_reason or "")
+
+    platform.clock.advance(30)
+    for _ in range(3):
+        await platform.reconcile()
+    (same,) = await platform.runs(service)
+    assert (same.id, same.status, same.paused_at) == (run.id, "running", run.paused_at)
+    assert platform.task_of(same).status is TaskStatus.RUNNING and platform.task_of(same).paused
+
+    # Pausing again changes nothing; resuming thaws it and counts the pause.
+    await pausing.pause(platform.domain, actor, service, kind="service")
+    assert (await platform.run(run.id)).paused_at == run.paused_at
+    platform.clock.advance(10)
+    await pausing.resume(platform.domain, actor, service, kind="service")
+    resumed = await platform.run(run.id)
+    assert (resumed.paused_at, resumed.paused_seconds) == (None, 40.0)
+    assert not platform.task_of(resumed).paused
+    assert (await platform.workload(service)).status == "running"
+    await pausing.resume(platform.domain, actor, service, kind="service")  # no-op
+
+
+async def test_the_meter_charges_a_paused_task_its_memory_alone(
+    platform: Platform, actor: Actor
+) -> None:
+    service = await running_service(platform, actor)
+    started = platform.clock.now()
+    platform.clock.advance(10)
+    await lifecycle.meter_running_runs(platform.domain, platform.clock.now())
+    await pausing.pause(platform.domain, actor, service, kind="service")
+    (before,) = await platform.runs(service)
+
+    platform.clock.advance(20)
+    await lifecycle.meter_running_runs(platform.domain, platform.clock.now())
+    (paused,) = await platform.runs(service)
+    assert paused.vcpu_seconds == pytest.approx(before.vcpu_seconds)
+    assert paused.gb_seconds == pytest.approx(before.gb_seconds + 20 * paused.memory_mb / 1024)
+
+    await pausing.resume(platform.domain, actor, service, kind="service")
+    platform.clock.advance(5)
+    await lifecycle.meter_running_runs(platform.domain, platform.clock.now())
+    (after,) = await platform.runs(service)
+    assert after.vcpu_seconds == pytest.approx(after.cpu * 15)
+    lived = (platform.clock.now() - started).total_seconds()
+    assert after.gb_seconds == pytest.approx(lived * after.memory_mb / 1024)
+
+
+async def test_an_exec_resumes_a_paused_service_first(platform: Platform, actor: Actor) -> None:
+    service = await running_service(platform, actor)
+    await pausing.pause(platform.domain, actor, service, kind="service")
+    _run, result = await execution.exec_command(
+        platform.domain,
+        actor,
+        service,
+        command="echo awake",
+        stdin=None,
+        timeout_seconds=5,
+        run_id=None,
+    )
+    assert (result.exit_code, result.stdout) == (0, b"awake\n")
+    assert (await platform.workload(service)).status == "running"
+
+
+async def test_a_stopped_service_or_a_job_does_not_pause(platform: Platform, actor: Actor) -> None:
+    service = await running_service(platform, actor)
+    await workloads.stop_workload(platform.domain, actor, service)
+    for _ in range(2):
+        await platform.reconcile()
+    with pytest.raises(Conflict, match=r"is stopped: only a running service can pause"):
+        await pausing.pause(platform.domain, actor, service, kind="service")
+    with pytest.raises(Conflict, match="is stopped"):
+        await pausing.resume(platform.domain, actor, service, kind="service")
+    job = WorkloadCreate(name="once", type="job", image=IMAGE, command="sleep 100")
+    job_id = (await workloads.create_workload(platform.domain, actor, job)).workload.id
+    with pytest.raises(Conflict, match="a job does not pause"):
+        await pausing.pause(platform.domain, actor, job_id, kind="service")
+
+
+class WithoutFreezer:
+    """An engine without the `Pausing` ability (as Kubernetes is)."""
+
+    def __init__(self, runtime: MemoryRuntime) -> None:
+        self._runtime = runtime
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("pause", "resume"):
+            raise AttributeError(name)
+        return getattr(self._runtime, name)
+
+
+async def test_an_engine_that_cannot_freeze_refuses_a_pause_saying_so(
+    platform: Platform, actor: Actor
+) -> None:
+    service = await running_service(platform, actor)
+    engine = WithoutFreezer(platform.runtime)
+    assert not isinstance(engine, Pausing)
+    domain = dataclasses.replace(platform.domain, runtime=engine)  # type: ignore[arg-type]
+    with pytest.raises(pausing.PauseUnsupported, match="pause needs the docker runtime") as no:
+        await pausing.pause(domain, actor, service, kind="service")
+    assert no.value.code == "pause_unsupported"
+    assert (await platform.workload(service)).status == "running"

@@ -42,6 +42,8 @@ SEED_ENDPOINTS = """
 EXTRAS = {
     ("GET", "/v1/compute/:id/shell/sessions"),
     ("GET", "/v1/compute/:id/shell/sessions/:sessionId/transcript"),
+    ("POST", "/v1/compute/:id/pause"),
+    ("POST", "/v1/compute/:id/resume"),
 }
 """berth's own additions under the Workloads prefixes (documented in docs/api.md)."""
 

@@ -15,6 +15,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from berth.testing.waiting import wait_for
 from tests.support.api import create, wait_workload, workload_state
+from tests.support.cli import clean_env, ok, run_berth
 from tests.support.engine import running_tasks_of
 from tests.support.keys import new_public_key
 from tests.support.server import BerthServer, Tenant
@@ -201,3 +202,15 @@ def test_a_paused_box_stays_paused_and_resumable_across_a_restart_of_berth(
     assert (resumed.status_code, resumed.json()["status"]) == (200, "running")
     with terminal(crashable, tenant, box["id"]) as ws:
         assert "before" in run_in(ws, "cat /tmp/mark", "r")
+
+
+def test_the_cli_pauses_and_resumes_a_service(
+    server: BerthServer, tenant: Tenant, tmp_path: Path
+) -> None:
+    env = clean_env(tmp_path / "config", BERTH_URL=server.url, BERTH_API_KEY=tenant.key)
+    svc = create(tenant.client, name="cli", type="service", command="exec sleep 3600")
+    wait_workload(tenant.client, svc["id"], lambda s: s["status"] == "running")
+    assert "paused" in ok(run_berth("compute", "pause", svc["id"], env=env))
+    assert engine_paused(server, svc["id"])
+    assert "running" in ok(run_berth("compute", "resume", svc["id"], env=env))
+    assert not engine_paused(server, svc["id"])

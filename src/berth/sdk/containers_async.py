@@ -38,3 +38,9 @@ class AsyncContainersAPI:
 
     async def stop(self, container_id: str) -> ContainerOut:
         return await self._t.call(Call("POST", f"{PREFIX}/{container_id}/stop", ContainerOut))
+
+    async def pause(self, container_id: str) -> ContainerOut:
+        return await self._t.call(Call("POST", f"{PREFIX}/{container_id}/pause", ContainerOut))
+
+    async def resume(self, container_id: str) -> ContainerOut:
+        return await self._t.call(Call("POST", f"{PREFIX}/{container_id}/resume", ContainerOut))

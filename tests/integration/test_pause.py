@@ -214,3 +214,29 @@ def test_the_cli_pauses_and_resumes_a_service(
     assert engine_paused(server, svc["id"])
     assert "running" in ok(run_berth("compute", "resume", svc["id"], env=env))
     assert not engine_paused(server, svc["id"])
+
+
+def test_a_request_through_an_ingress_rule_wakes_a_paused_box(
+    server: BerthServer, tenant: Tenant, tmp_path: Path
+) -> None:
+    box = running_box(tenant, tmp_path)
+    with terminal(server, tenant, box["id"]) as ws:
+        run_in(ws, "mkdir -p /tmp/www && echo served > /tmp/www/index.html", "w")
+        run_in(ws, "httpd -p 8080 -h /tmp/www", "h")
+    rule = tenant.client.post(
+        f"/compute/containers/{box['id']}/ingress", json={"port": 80, "target_port": 8080}
+    )
+    assert rule.status_code == 201, rule.text
+
+    def through_rule() -> httpx.Response:
+        return httpx.get(
+            f"http://127.0.0.1:{server.gateway_port}/",
+            headers={"Host": f"{box['id']}.localhost"},
+            timeout=30,
+        )
+
+    wait_for(lambda: through_rule().status_code == 200, timeout=20, what="the rule to serve")
+    assert act(tenant, f"/compute/containers/{box['id']}/pause").status_code == 200
+    answer = through_rule()
+    assert (answer.status_code, answer.text) == (200, "served\n")
+    assert wait_box(tenant, box["id"], "running") and not engine_paused(server, box["id"])

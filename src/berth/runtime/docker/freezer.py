@@ -1,8 +1,8 @@
 """Pausing and resuming a Docker task: the engine's pause (the cgroup freezer).
 
-The engine answers 409 both for a pause that has nothing to do (already paused, not paused)
-and for a task that does not run; the task's state tells the two apart, so pausing a paused
-task and resuming a running one are no-ops, as the contract asks.
+The engine refuses (409 or 500, by version) both a pause that has nothing to do (already
+paused, not paused) and one of a task that does not run; the task's state tells them apart,
+so pausing a paused task and resuming a running one are no-ops, as the contract asks.
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ async def freeze(
         return
     if response.status_code == 404:
         raise TaskNotFound(f"task {task_id} does not exist")
-    if response.status_code == 409:
-        state = await engine.request("GET", f"/containers/{path_segment(task_id)}/json")
-        if state.status_code == 404:
-            raise TaskNotFound(f"task {task_id} does not exist")
-        if state.status_code == 200 and (state.json().get("State") or {}).get("Running"):
-            return  # already as asked
+    # Already as asked, or not running: the engine says either with a 409 or a 500.
+    inspected = await engine.request("GET", f"/containers/{path_segment(task_id)}/json")
+    if inspected.status_code == 404:
+        raise TaskNotFound(f"task {task_id} does not exist")
+    state = (inspected.json().get("State") or {}) if inspected.status_code == 200 else {}
+    if state.get("Running") and bool(state.get("Paused")) == (action == "pause"):
+        return
+    if inspected.status_code == 200 and not state.get("Running"):
         raise TaskNotFound(f"task {task_id} does not run")
     raise unexpected(f"{action} of task {task_id}", response)

@@ -335,15 +335,23 @@ class MemoryRuntime:
 
     async def pause(self, task_id: TaskId) -> None:
         self._enter("pause")
-        self._running(task_id).paused = True
-        self._publish(self.task(task_id), "pause")
+        task = self._frozen_or_not(task_id)
+        if not task.paused:
+            task.paused = True
+            self._publish(task, "pause")
 
     async def resume(self, task_id: TaskId) -> None:
         self._enter("resume")
-        task = self._running(task_id)
+        task = self._frozen_or_not(task_id)
         if task.paused:
             task.paused = False
             self._publish(task, "unpause")
+
+    def _frozen_or_not(self, task_id: TaskId) -> MemoryTask:
+        task = self._find(task_id)
+        if task is None or task.status is not TaskStatus.RUNNING:
+            raise TaskNotFound(f"task {task_id} does not run")
+        return task
 
     async def inspect(self, task_id: TaskId) -> TaskState | None:
         self._enter("inspect")

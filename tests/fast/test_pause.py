@@ -12,7 +12,7 @@ import pytest
 from berth.domain import execution, lifecycle, pausing, workloads
 from berth.domain.auth import Actor
 from berth.domain.errors import Conflict
-from berth.runtime.base import Pausing, TaskStatus
+from berth.runtime.base import Pausing, RuntimeDriverError, TaskId, TaskStatus
 from berth.runtime.memory import MemoryRuntime
 from berth.schemas.workloads import WorkloadCreate
 from tests.fast.platform import Platform
@@ -137,3 +137,25 @@ async def test_an_engine_that_cannot_freeze_refuses_a_pause_saying_so(
         await pausing.pause(domain, actor, service, kind="service")
     assert no.value.code == "pause_unsupported"
     assert (await platform.workload(service)).status == "running"
+
+
+async def test_a_pause_the_engine_refuses_leaves_the_service_running(
+    platform: Platform, actor: Actor
+) -> None:
+    service = await running_service(platform, actor)
+    platform.runtime.fail_next("pause", RuntimeDriverError("the engine said no"))
+    with pytest.raises(RuntimeDriverError, match="the engine said no"):
+        await pausing.pause(platform.domain, actor, service, kind="service")
+    (run,) = await platform.runs(service)
+    assert run.paused_at is None and not platform.task_of(run).paused
+    assert (await platform.workload(service)).status == "running"
+
+
+async def test_resume_thaws_a_task_frozen_behind_berths_back(
+    platform: Platform, actor: Actor
+) -> None:
+    service = await running_service(platform, actor)
+    (run,) = await platform.runs(service)
+    await platform.runtime.pause(TaskId(run.task_id or ""))  # e.g. `docker pause` by hand
+    await pausing.resume(platform.domain, actor, service, kind="service")
+    assert not platform.task_of(run).paused

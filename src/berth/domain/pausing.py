@@ -12,8 +12,10 @@ session and a request through the HTTP gateway (`wake_workload`, `wake_run`); a 
 process carries on where it was.
 
 Engine calls run outside transactions. Pauses and resumes of one workload are serialized
-in this process (`Domain.freezes`), and each records only what its engine call did on the
-runs it read, guarded by their state, so the runs say what the engine did.
+in this process (`Domain.freezes`). A pause marks its runs before it freezes their tasks,
+and a resume thaws the tasks before it marks the runs, so whatever a crash interrupts, berth
+never holds a frozen task for a running one (the opposite is mended by the next wake or
+resume, which thaw idempotently).
 """
 
 from __future__ import annotations
@@ -59,31 +61,42 @@ def _freezer(domain: Domain) -> Pausing:
 async def pause(domain: Domain, actor: Actor, workload_id: str, *, kind: Kind) -> None:
     """Freeze every running task of the caller's service or dev box. Pausing a paused one
     changes nothing; one that does not run (stopped, starting, failed) is a `Conflict`
-    naming its state."""
+    naming its state.
+
+    The runs are marked paused before the engine freezes their tasks: a crash between the
+    two leaves a task that runs while berth thinks it paused (the next wake or resume thaws
+    it, a no-op), never a frozen task that berth would hand commands to."""
     async with domain.freezes.hold(workload_id):
         workload, runs = await _owned_with_runs(domain, actor, workload_id, kind=kind)
         freezer = _freezer(domain)
         _require_running(workload, runs, kind=kind, verb="pause")
-        frozen = []
-        for run in runs:
-            if run.paused_at is None and run.task_id is not None:
-                try:
-                    await freezer.pause(TaskId(run.task_id))
-                except TaskNotFound as exc:
-                    raise Conflict(f"{_noun(kind)} {workload_id} stopped meanwhile: {exc}") from exc
+        todo = [run for run in runs if run.paused_at is None and run.task_id is not None]
+        await _record(domain, workload_id, [run.id for run in todo], paused=True)
+        frozen: list[str] = []
+        try:
+            for run in todo:
+                assert run.task_id is not None
+                await freezer.pause(TaskId(run.task_id))
                 frozen.append(run.id)
-        await _record(domain, workload_id, frozen, paused=True)
+        except BaseException as exc:
+            unfrozen = [run.id for run in todo if run.id not in frozen]
+            await _record(domain, workload_id, unfrozen, paused=False)
+            if isinstance(exc, TaskNotFound):
+                noun = _noun(kind)
+                raise Conflict(f"{noun} {workload_id} stopped meanwhile: {exc}") from exc
+            raise
 
 
 async def resume(domain: Domain, actor: Actor, workload_id: str, *, kind: Kind) -> None:
     """Thaw the caller's paused service or dev box; its processes carry on. Resuming one
-    that runs changes nothing; one that does not run is a `Conflict` naming its state."""
+    that runs changes nothing; one that does not run is a `Conflict` naming its state.
+    Every running task is asked to thaw, paused in berth's records or not (idempotent), so
+    a resume also mends a task the engine froze behind berth's back."""
     async with domain.freezes.hold(workload_id):
         workload, runs = await _owned_with_runs(domain, actor, workload_id, kind=kind)
-        if not any(run.paused_at is not None for run in runs):
-            _require_running(workload, runs, kind=kind, verb="resume")
-            return
-        await _thaw(domain, workload_id, runs)
+        freezer = _freezer(domain)
+        _require_running(workload, runs, kind=kind, verb="resume")
+        await _thaw(domain, workload_id, runs, freezer=freezer, everyone=True)
 
 
 async def wake_workload(domain: Domain, workload_id: str) -> bool:
@@ -105,16 +118,25 @@ async def wake_run(domain: Domain, run: Run) -> None:
         await wake_workload(domain, run.workload_id)
 
 
-async def _thaw(domain: Domain, workload_id: str, runs: Sequence[Run]) -> None:
-    freezer = _freezer(domain)
+async def _thaw(
+    domain: Domain,
+    workload_id: str,
+    runs: Sequence[Run],
+    *,
+    freezer: Pausing | None = None,
+    everyone: bool = False,
+) -> None:
+    """Thaw the paused runs' tasks (`everyone`: every run's), then record it."""
+    freezer = freezer or _freezer(domain)
     thawed = []
     for run in runs:
-        if run.paused_at is not None and run.task_id is not None:
+        if (everyone or run.paused_at is not None) and run.task_id is not None:
             try:
                 await freezer.resume(TaskId(run.task_id))
             except TaskNotFound:
                 continue  # its task ended meanwhile: the reconciler records that
-            thawed.append(run.id)
+            if run.paused_at is not None:
+                thawed.append(run.id)
     await _record(domain, workload_id, thawed, paused=False)
 
 

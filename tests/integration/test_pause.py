@@ -122,7 +122,7 @@ def test_a_terminal_and_an_ssh_session_wake_a_paused_box(
     assert wait_box(tenant, box["id"], "running") and not engine_paused(server, box["id"])
 
 
-def test_pausing_a_stopped_box_is_a_conflict_and_another_users_box_is_not_found(
+def test_a_paused_box_stops_a_stopped_one_does_not_pause_and_a_strangers_is_not_found(
     server: BerthServer, tenant: Tenant, tmp_path: Path
 ) -> None:
     box = running_box(tenant, tmp_path)
@@ -130,8 +130,9 @@ def test_pausing_a_stopped_box_is_a_conflict_and_another_users_box_is_not_found(
     for verb in ("pause", "resume"):
         foreign = act(stranger, f"/compute/containers/{box['id']}/{verb}")
         assert (foreign.status_code, foreign.json()["code"]) == (404, "not_found")
+    assert act(tenant, f"/compute/containers/{box['id']}/pause").status_code == 200
     assert act(tenant, f"/compute/containers/{box['id']}/stop").status_code == 200
-    wait_box(tenant, box["id"], "stopped")
+    wait_box(tenant, box["id"], "stopped")  # a paused box stops like a running one
     refused = act(tenant, f"/compute/containers/{box['id']}/pause")
     assert refused.status_code == 409, refused.text
     assert f"dev box {box['id']} is stopped" in refused.json()["error"]

@@ -12,6 +12,7 @@ import pytest
 from berth.domain import execution, lifecycle, pausing, workloads
 from berth.domain.auth import Actor
 from berth.domain.errors import Conflict
+from berth.gateway.http.route_table import Route, RouteTable, TaskPort, load_routes
 from berth.runtime.base import Pausing, RuntimeDriverError, TaskId, TaskStatus
 from berth.runtime.memory import MemoryRuntime
 from berth.schemas.workloads import WorkloadCreate
@@ -159,3 +160,32 @@ async def test_resume_thaws_a_task_frozen_behind_berths_back(
     await platform.runtime.pause(TaskId(run.task_id or ""))  # e.g. `docker pause` by hand
     await pausing.resume(platform.domain, actor, service, kind="service")
     assert not platform.task_of(run).paused
+
+
+async def test_the_gateway_routes_leave_a_paused_services_tasks_out(
+    platform: Platform, actor: Actor
+) -> None:
+    body = WorkloadCreate(
+        name="web", type="service", image=IMAGE, command="httpd -f -p 8080", port=8080
+    )
+    service = (await workloads.create_workload(platform.domain, actor, body)).workload.id
+    await platform.reconcile()
+    (served,) = (await load_routes(platform.domain, http_port=80)).values()
+    assert len(served.upstreams) == 1
+    await pausing.pause(platform.domain, actor, service, kind="service")
+    (held,) = (await load_routes(platform.domain, http_port=80)).values()
+    assert held == Route(service, ())  # a request goes to the waker, which resumes it
+
+
+def test_a_held_workload_keeps_no_upstream_until_a_later_read_says_otherwise() -> None:
+    served = Route("w", (TaskPort(TaskId("t"), 80),))
+    table = RouteTable("localhost", {("w", 80): served, ("x", 80): Route("x", ())})
+    stale = table.begin_read()  # a reload that read the store before the pause
+    table.hold("w")
+    assert table.routes()[("w", 80)] == Route("w", ())
+    table.set_routes({("w", 80): served}, read=stale)
+    assert table.routes()[("w", 80)] == Route("w", ())
+    table.set_routes({("w", 80): served}, read=table.begin_read())
+    assert table.routes()[("w", 80)] == served
+    table.hold("nobody")  # a workload without routes: nothing to hold
+    assert ("nobody", 80) not in table.routes()

@@ -155,9 +155,10 @@ def test_a_paused_service_is_billed_for_memory_alone_and_wakes_for_exec_and_requ
     def tick_after(gb: float) -> tuple[float, float]:
         return wait_for(lambda: (u := usage())[1] > gb and u, timeout=15, what="a meter tick")
 
-    # The first tick after the pause charges the running time before it; from then on the
-    # meter adds memory alone.
-    vcpu, gb = tick_after(usage()[1])
+    # The first tick after the pause charges the running time before it (a tick that read
+    # the clock just before the pause was recorded, then waited for its write, may come
+    # after it); from then on the meter adds memory alone.
+    vcpu, gb = tick_after(tick_after(usage()[1])[1])
     later = tick_after(gb)
     assert later[0] == pytest.approx(vcpu, abs=1e-6) and later[1] > gb
 

@@ -135,6 +135,14 @@ class RouteTable:
         table.update(found)
         self._swap(table)
 
+    def hold(self, workload_id: str) -> None:
+        """Empty `workload_id`'s routes now (its tasks were frozen: requests must reach the
+        waker, not a task that cannot answer), as if read from the store now: a table read
+        earlier and set later does not bring its upstreams back; one read later does."""
+        held = {key: Route(workload_id, ()) for key in self._routes if key[0] == workload_id}
+        if held:
+            self.add_found(workload_id, held, read=self.begin_read())
+
     def _swap(self, routes: dict[RouteKey, Route]) -> None:
         self._routes = routes
         changed, self._changed = self._changed, asyncio.Event()

@@ -55,6 +55,15 @@ def test_a_dev_box_terminal_runs_commands_and_follows_the_window_size(
     expect(page.locator(".xterm-rows")).to_contain_text(f"{rows} {cols}")
     screenshot(page, shots, "phone-dev-box")
 
+    # Pause freezes the box (the page says how to get the terminal back); resume thaws it.
+    page.get_by_role("button", name="Pause").click()
+    expect(page.locator("#box-status")).to_have_text("paused")
+    expect(page.locator("#terminal-state")).to_contain_text("resume it to open a terminal")
+    screenshot(page, shots, "paused-dev-box")
+    page.get_by_role("button", name="Resume").click()
+    expect(page.locator("#box-status")).to_have_text("running")
+    expect(page.locator("#terminal-state")).to_have_text("Connected.", timeout=30_000)
+
 
 def test_the_approval_policy_page_decides_what_agents_wait_for(
     server: BerthServer, page: Page, shots: Path

@@ -201,7 +201,7 @@ class RefusingWaker:
     def __init__(self, status: int) -> None:
         self.status = status
 
-    async def wake(self, workload_id: str) -> WakeOutcome:
+    async def wake(self, workload_id: str, listen_port: int) -> WakeOutcome:
         return WakeOutcome(None, self.status, "refused", f"{workload_id} stays asleep")
 
 

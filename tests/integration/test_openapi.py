@@ -45,6 +45,8 @@ EXTRAS = {
     ("GET", "/v1/compute/:id/files"),
     ("PUT", "/v1/compute/:id/files"),
     ("DELETE", "/v1/compute/:id/files"),
+    ("POST", "/v1/compute/:id/pause"),
+    ("POST", "/v1/compute/:id/resume"),
 }
 """berth's own additions under the Workloads prefixes (documented in docs/api.md)."""
 

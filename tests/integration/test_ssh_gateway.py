@@ -81,6 +81,9 @@ class KeyAuthorizer:
         self.rechecks += 1
         return self.enabled
 
+    async def wake(self, target: SshTarget) -> None:
+        """Nothing to resume: these tasks are never paused."""
+
 
 @dataclass
 class Box:

@@ -7,7 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from berth.domain.billing import accrue_run_usage, cost_micro, require_credits, settle_run_usage
+from berth.domain.billing import (
+    accrue_run_usage,
+    cost_micro,
+    end_pause,
+    require_credits,
+    settle_run_usage,
+)
 from berth.domain.context import Pricing
 from berth.domain.errors import Invalid, PaymentRequired
 from berth.domain.ledger import micro_credits
@@ -145,3 +151,39 @@ def test_an_amount_that_is_not_a_finite_number_of_credits_is_refused_naming_the_
             micro_credits(amount, field="add_credits")
         assert refused.value.field == "add_credits"
     assert micro_credits(1.5) == 1_500_000
+
+
+def test_a_paused_task_accrues_memory_but_no_vcpu_time() -> None:
+    # Runs 10 s, paused 20 s, runs 5 s: 15 s of vCPU time, 35 s of memory.
+    run, user = fresh()
+    accrue(run, user, until=START + timedelta(seconds=10), pricing=PRICES)
+    run.paused_at = START + timedelta(seconds=10)
+    paused = accrue(run, user, until=START + timedelta(seconds=30), pricing=PRICES)
+    assert run.vcpu_seconds == 20.0
+    assert paused == pytest.approx(20 * 0.5 * 0.0005)  # the memory part alone
+    end_pause(run, now=START + timedelta(seconds=30))
+    accrue(run, user, until=START + timedelta(seconds=35), pricing=PRICES)
+    assert (run.vcpu_seconds, run.gb_seconds) == (30.0, 17.5)
+    assert user.credits == pytest.approx(10.0 - run.credits)
+
+
+def test_a_pause_between_two_ticks_is_charged_exactly() -> None:
+    # The ticks at 4 s and 10 s did not see the pause from 5 s to 8 s, which ended meanwhile.
+    run, user = fresh()
+    accrue(run, user, until=START + timedelta(seconds=4), pricing=PRICES)
+    run.paused_at = START + timedelta(seconds=5)
+    end_pause(run, now=START + timedelta(seconds=8))
+    accrue(run, user, until=START + timedelta(seconds=10), pricing=PRICES)
+    assert run.vcpu_seconds == pytest.approx(2.0 * 7)
+    assert run.gb_seconds == pytest.approx(0.5 * 10)
+
+
+def test_settling_a_run_that_ends_paused_charges_no_vcpu_time_for_the_pause() -> None:
+    run, user = fresh()
+    run.paused_at = START + timedelta(seconds=4)
+    accrue(run, user, until=START + timedelta(seconds=6), pricing=PRICES)
+    settle(run, user, finished_at=START + timedelta(seconds=10), pricing=PRICES)
+    assert (run.vcpu_seconds, run.gb_seconds) == (8.0, 5.0)
+    assert user.credits == pytest.approx(10.0 - run.credits)
+    # Settling again changes nothing.
+    assert settle(run, user, finished_at=START + timedelta(seconds=10), pricing=PRICES) == 0

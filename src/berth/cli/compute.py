@@ -81,6 +81,8 @@ def add_compute_parser(subparsers: Any, common: Sequence[argparse.ArgumentParser
         ("delete", _delete, "delete a workload"),
         ("start", _start, "start a service again, or resume a schedule"),
         ("stop", _stop, "scale a service to zero, or pause a schedule"),
+        ("pause", _pause, "freeze a service's tasks, memory kept (Docker only)"),
+        ("resume", _resume, "thaw a paused service"),
         ("run", _run, "start a run of a job or schedule now"),
         ("sessions", _sessions, "list shell sessions"),
     ):
@@ -245,6 +247,16 @@ def _start(ctx: Context, args: argparse.Namespace) -> int:
 
 def _stop(ctx: Context, args: argparse.Namespace) -> int:
     _show_workload(ctx, ctx.client.compute.stop(args.id))
+    return 0
+
+
+def _pause(ctx: Context, args: argparse.Namespace) -> int:
+    _show_workload(ctx, ctx.client.compute.pause(args.id))
+    return 0
+
+
+def _resume(ctx: Context, args: argparse.Namespace) -> int:
+    _show_workload(ctx, ctx.client.compute.resume(args.id))
     return 0
 
 

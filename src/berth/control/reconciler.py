@@ -53,7 +53,18 @@ ENGINE_DOWN_RETRY = 2.0
 engine's return is noticed this fast even when its event stream has not reconnected yet."""
 MIN_WAIT = 0.05
 UNCHANGING_ACTIONS = frozenset(
-    {"attach", "detach", "resize", "top", "export", "commit", "copy", "archive-path"}
+    {
+        "attach",
+        "detach",
+        "resize",
+        "top",
+        "export",
+        "commit",
+        "copy",
+        "archive-path",
+        "pause",
+        "unpause",
+    }
 )
 """Engine event actions that say nothing about a task's state (nor do `exec_*` ones)."""
 DEATH_FOLLOWS = frozenset({"kill", "stop", "oom"})

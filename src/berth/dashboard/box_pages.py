@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from berth.dashboard.forms import FormErrors, domain_errors, optional_int, validation_errors
 from berth.dashboard.render import fragment, page
 from berth.dashboard.session import Viewer, changing, domain_of, form_lists, form_of, viewer
-from berth.domain import containers, ingress, shells, ssh_keys
+from berth.domain import containers, ingress, pausing, shells, ssh_keys
 from berth.domain.errors import DomainError, Invalid
 from berth.domain.ingress import RuleListeners
 from berth.schemas.containers import ContainerCreate
@@ -144,6 +144,9 @@ async def box_action(request: Request, box_id: str, action: str) -> Response:
             await containers.start_container(domain, actor, box_id)
         elif action == "stop":
             await containers.stop_container(domain, actor, box_id)
+        elif action in ("pause", "resume"):
+            freeze = pausing.pause if action == "pause" else pausing.resume
+            await freeze(domain, actor, box_id, kind="container")
         elif action == "delete":
             await containers.delete_container(domain, actor, box_id)
             return RedirectResponse("/boxes", status_code=303)

@@ -1,7 +1,9 @@
 """Allocation-based metering: usage accrues for the resources a task holds while it runs.
 
 vCPU-seconds = allocated vCPUs x running seconds; GB-seconds = allocated memory in GiB
-(`memory_mb / 1024`) x running seconds; credits = the two times the operator's prices. Usage is
+(`memory_mb / 1024`) x running seconds; credits = the two times the operator's prices. A
+paused task (frozen by the engine, its memory kept) holds its memory but no CPU: its paused
+seconds accrue GB-seconds and no vCPU-seconds. Usage is
 written in small increments (each meter tick, and once more when a task ends), so a crash of
 berth loses at most one tick, and `metered_until` makes every increment idempotent. When a
 task's end is recorded, its usage is settled to exactly its billed time, from the engine's
@@ -50,13 +52,34 @@ def accrue_run_usage(run: Run, *, until: datetime, pricing: Pricing) -> int:
     that has not started, or is already metered past `until`, accrues nothing.
     """
     start = run.metered_until or run.started_at
-    if start is None or until <= start:
+    if start is None or run.started_at is None or until <= start:
         return 0
     seconds = (until - start).total_seconds()
-    run.vcpu_seconds += run.cpu * seconds
+    # vCPU time is recounted from the start (running time less paused time), so a pause
+    # that began or ended between two ticks is charged exactly, whatever the ticks saw.
+    running = (until - run.started_at).total_seconds()
+    run.vcpu_seconds = run.cpu * max(running - paused_seconds(run, until=until), 0.0)
     run.gb_seconds += run.memory_mb / 1024 * seconds
     run.metered_until = until
     return _charge_to_usage(run, pricing)
+
+
+def paused_seconds(run: Run, *, until: datetime) -> float:
+    """How long `run`'s task was frozen up to `until`: its ended pauses, and the pause under
+    way (if any) up to `until`."""
+    seconds = run.paused_seconds or 0.0
+    if run.paused_at is not None and until > run.paused_at:
+        seconds += (until - run.paused_at).total_seconds()
+    return seconds
+
+
+def end_pause(run: Run, *, now: datetime) -> None:
+    """Record that `run`'s task was unfrozen at `now`: the pause's seconds join the ended
+    ones. Nothing if it was not paused."""
+    if run.paused_at is None:
+        return
+    run.paused_seconds = paused_seconds(run, until=now)
+    run.paused_at = None
 
 
 def billed_seconds(started_at: datetime, finished_at: datetime) -> float:
@@ -65,7 +88,8 @@ def billed_seconds(started_at: datetime, finished_at: datetime) -> float:
 
 
 def settle_run_usage(run: Run, *, finished_at: datetime, pricing: Pricing) -> int:
-    """Bring `run`'s usage to exactly `billed_seconds` from its start to `finished_at`.
+    """Bring `run`'s usage to exactly `billed_seconds` from its start to `finished_at`
+    (less its paused seconds for the vCPU part).
 
     Charges what ticks missed, or refunds what they charged past it; settling again changes
     nothing. Returns the net micro-credits charged (negative for a refund), for the caller
@@ -74,7 +98,8 @@ def settle_run_usage(run: Run, *, finished_at: datetime, pricing: Pricing) -> in
     if run.started_at is None:
         return 0
     seconds = billed_seconds(run.started_at, finished_at)
-    run.vcpu_seconds = run.cpu * seconds
+    frozen = paused_seconds(run, until=finished_at)
+    run.vcpu_seconds = run.cpu * max(seconds - frozen, 0.0)
     run.gb_seconds = run.memory_mb / 1024 * seconds
     run.metered_until = run.started_at + timedelta(seconds=seconds)
     return _charge_to_usage(run, pricing)

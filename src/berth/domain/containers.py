@@ -48,6 +48,7 @@ STATUS_BY_WORKLOAD_STATUS = {
     "pending": "pending",
     "deploying": "initializing",
     "running": "running",
+    "paused": "paused",
     "stopping": "stopping",
     "stopped": "stopped",
     "crash_loop": "failed",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from berth.clock import SYSTEM_CLOCK, Clock
 from berth.domain.crypto import SecretCipher
 from berth.domain.events import EventBus
+from berth.domain.keyed_locks import KeyedLocks
 from berth.domain.replicas import new_replica_id
 from berth.domain.tokens import TokenSigner
 from berth.domain.usage import LiveUsage
@@ -74,6 +75,9 @@ class Domain:
     """The last measured memory and storage of dev boxes, read by the Containers API."""
     replica_id: str = field(default_factory=new_replica_id)
     """This process among the replicas sharing the database (`berth.domain.replicas`)."""
+    freezes: KeyedLocks = field(default_factory=KeyedLocks)
+    """Serializes the pauses and resumes of one workload in this process, so the engine and
+    the runs' records never disagree on whether its tasks are frozen (`domain.pausing`)."""
 
     def data_version(self) -> int | None:
         """A number that changes with every commit to the database, by any process; None

@@ -8,7 +8,8 @@ A task being retired is never picked: one asked to stop, or a service's or conta
 of an older generation (a secret set bumps the generation, and the reconciler stops the old
 task as soon as its replacement runs), since a command there would be cut (`exit 137`). While
 the workload's current task is still starting, the pick waits for it for up to
-`ROLLOUT_WAIT_SECONDS`, then answers `RollingOut` (409: retry shortly).
+`ROLLOUT_WAIT_SECONDS`, then answers `RollingOut` (409: retry shortly). A paused workload
+is resumed before its task is handed out (`domain.pausing`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import Conflict, Invalid, NotFound, NotRunning
+from berth.domain.pausing import wake_run
 from berth.domain.workloads import owned_workload
 from berth.runtime.base import (
     CommandNotFound,
@@ -88,12 +90,15 @@ async def running_target(
     deadline = loop.time() + wait_seconds
     while True:
         try:
-            return await _pick_target(domain, actor, workload_id, run_id, owner)
+            target = await _pick_target(domain, actor, workload_id, run_id, owner)
         except RollingOut:
             if domain.runtime is not None:
                 await domain.runtime.ping()
             if loop.time() >= deadline:
                 raise
+        else:
+            await wake_run(domain, target.run)  # a paused workload is resumed first
+            return target
         await asyncio.sleep(ROLLOUT_POLL_SECONDS)
 
 

@@ -135,6 +135,8 @@ def _service_status(
         reason = f"{latest.status_reason or 'task exited'}; retrying in {wait:.0f}s"
         return Status(state, reason)
     if len(current) >= workload.replicas:
+        if all(run.paused_at is not None for run in current):
+            return Status("paused", paused_reason(workload))
         return Status("running", None)
     return Status("deploying", f"{len(current)}/{workload.replicas} tasks running")
 
@@ -156,3 +158,16 @@ def stopped_dev_box_reason(workload: Workload, latest: Run | None) -> str:
     if reason is None or reason in UNTOLD_STOP_REASONS:
         return f"stopped by its user (POST /compute/containers/{workload.id}/stop); {start}"
     return f"stopped by berth ({reason}); {start}"
+
+
+def paused_reason(workload: Workload) -> str:
+    """A paused service's or dev box's status reason: what wakes it."""
+    resume = (
+        f"POST /compute/containers/{workload.id}/resume"
+        if workload.type == "container"
+        else f"POST /v1/compute/{workload.id}/resume"
+    )
+    return (
+        f"frozen with its memory and files kept; {resume}, an exec, a shell, an SSH login or "
+        "a request through the gateway resumes it"
+    )

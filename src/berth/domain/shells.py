@@ -22,6 +22,7 @@ from berth.domain.context import Domain
 from berth.domain.errors import Conflict, NotFound, Unauthenticated
 from berth.domain.execution import retiring, running_target
 from berth.domain.ids import new_shell_session_id
+from berth.domain.pausing import wake_run
 from berth.domain.replicas import PRESENCE_PREFIX, presence_name
 from berth.domain.workloads import owned_workload
 from berth.store.models import Lease, Run, ShellSession, Workload
@@ -63,6 +64,7 @@ async def container_terminal(domain: Domain, actor: Actor, container_id: str) ->
         )
     if run is None or run.task_id is None:
         raise Conflict("container not running")
+    await wake_run(domain, run)  # a paused dev box is resumed before its shell starts
     return TerminalTarget(task_id=run.task_id, run_id=run.id)
 
 
@@ -145,7 +147,9 @@ async def claim_session(domain: Domain, session_id: str, token: str | None) -> C
                 "the session's task is being replaced (the workload rolls onto a new "
                 "generation); open a new shell session"
             )
-        return ClaimedSession(session=row, task_id=run.task_id)
+        found = ClaimedSession(session=row, task_id=run.task_id)
+    await wake_run(domain, run)  # a paused workload is resumed before its shell starts
+    return found
 
 
 async def end_session(domain: Domain, session_id: str, *, exit_code: int | None) -> None:

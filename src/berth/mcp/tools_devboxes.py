@@ -65,6 +65,18 @@ def register(server: FastMCP, source: ClientSource) -> None:
         """Stop a dev box: its processes end, its disk is kept."""
         return await through_api(source, ctx, lambda c: c.containers.stop(dev_box_id))
 
+    @server.tool(annotations=change(destructive=False, idempotent=True))
+    async def devboxes_pause(dev_box_id: DevBoxId, ctx: Ctx) -> ContainerOut:
+        """Pause an idle dev box: its processes are frozen with their memory and files kept,
+        and it costs only its memory's price until resumed. A terminal, an SSH login, or
+        devboxes_resume resumes it where it was. Docker only (a conflict on Kubernetes)."""
+        return await through_api(source, ctx, lambda c: c.containers.pause(dev_box_id))
+
+    @server.tool(annotations=change(destructive=False, idempotent=True))
+    async def devboxes_resume(dev_box_id: DevBoxId, ctx: Ctx) -> ContainerOut:
+        """Resume a paused dev box: its processes carry on where they stopped."""
+        return await through_api(source, ctx, lambda c: c.containers.resume(dev_box_id))
+
     @server.tool(annotations=READ)
     async def devboxes_ssh_command(dev_box_id: DevBoxId, ctx: Ctx) -> SshCommand:
         """The command line that opens an SSH shell in a dev box (for a human, or a terminal

@@ -224,6 +224,18 @@ def register(server: FastMCP, source: ClientSource) -> None:
         """Stop a workload's tasks (a service scales to zero, a schedule pauses)."""
         return await through_api(source, ctx, lambda c: c.compute.stop(workload_id))
 
+    @server.tool(annotations=change(destructive=False, idempotent=True))
+    async def workloads_pause(workload_id: WorkloadId, ctx: Ctx) -> WorkloadOut:
+        """Pause a running service: its tasks are frozen with their memory kept, and it costs
+        only its memory's price until resumed. An exec, a shell, a request to its URL, or
+        workloads_resume resumes it where it was. Docker only (a conflict on Kubernetes)."""
+        return await through_api(source, ctx, lambda c: c.compute.pause(workload_id))
+
+    @server.tool(annotations=change(destructive=False, idempotent=True))
+    async def workloads_resume(workload_id: WorkloadId, ctx: Ctx) -> WorkloadOut:
+        """Resume a paused service: its processes carry on where they stopped."""
+        return await through_api(source, ctx, lambda c: c.compute.resume(workload_id))
+
     @server.tool(annotations=READ)
     async def service_url(workload_id: WorkloadId, ctx: Ctx) -> ServiceUrl:
         """The public URL of a service (null until it has a port)."""

@@ -27,7 +27,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, NewType, Protocol
+from typing import Literal, NewType, Protocol, runtime_checkable
 
 TaskId = NewType("TaskId", str)
 """The engine's own identifier of a task (a container id)."""
@@ -327,3 +327,23 @@ class Runtime(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+@runtime_checkable
+class Pausing(Protocol):
+    """An optional ability: freezing a running task's processes and thawing them, its memory
+    and files kept as they are (Docker's pause, the cgroup freezer). A driver whose engine
+    cannot freeze a task (Kubernetes has no pause) does not implement it.
+
+    A paused task is still listed and inspected as `RUNNING`; commands (`exec`, terminals,
+    processes, ports) are refused in it until it is resumed; `stop` and `remove` work on it.
+    """
+
+    async def pause(self, task_id: TaskId) -> None:
+        """Freeze the task's processes; idempotent (a paused task stays paused).
+        `TaskNotFound` if the task does not exist or does not run."""
+
+    async def resume(self, task_id: TaskId) -> None:
+        """Thaw a paused task's processes, which carry on where they were; idempotent (a
+        running task that is not paused is left as it is). `TaskNotFound` if the task does
+        not exist or does not run."""

@@ -48,7 +48,9 @@ class ContainerCreate(StrictModel):
 class ContainerOut(BaseModel):
     id: str
     name: str
-    status: str = Field(description="`pending`, `initializing`, `running`, `stopped` or `failed`.")
+    status: str = Field(
+        description="`pending`, `initializing`, `running`, `paused`, `stopped` or `failed`."
+    )
     status_reason: str | None = None
     hostname: str
     ssh_command: str

@@ -151,6 +151,15 @@ class ComputeAPI:
         """Scale a service to zero, pause a schedule, stop in-flight runs."""
         return self._t.call(self._routes.stop(workload_id))
 
+    def pause(self, workload_id: str) -> WorkloadOut:
+        """Freeze a running service's tasks, memory kept (`Conflict` if it does not run, or
+        on an engine without pause, such as Kubernetes)."""
+        return self._t.call(self._routes.pause(workload_id))
+
+    def resume(self, workload_id: str) -> WorkloadOut:
+        """Thaw a paused service; its processes carry on."""
+        return self._t.call(self._routes.resume(workload_id))
+
     def scale(self, workload_id: str, count: int) -> WorkloadOut:
         """Set a service's replica count (`Conflict` for jobs and schedules)."""
         return self._t.call(self._routes.scale(workload_id, count))

@@ -136,6 +136,12 @@ class AsyncComputeAPI:
     async def stop(self, workload_id: str) -> WorkloadOut:
         return await self._t.call(self._routes.stop(workload_id))
 
+    async def pause(self, workload_id: str) -> WorkloadOut:
+        return await self._t.call(self._routes.pause(workload_id))
+
+    async def resume(self, workload_id: str) -> WorkloadOut:
+        return await self._t.call(self._routes.resume(workload_id))
+
     async def scale(self, workload_id: str, count: int) -> WorkloadOut:
         return await self._t.call(self._routes.scale(workload_id, count))
 

@@ -79,3 +79,9 @@ class AsyncContainersAPI:
 
     async def delete_ssh_key(self, key_id: int) -> StatusOk:
         return await self._t.call(Call("DELETE", f"{KEYS}/{key_id}", StatusOk))
+
+    async def pause(self, container_id: str) -> ContainerOut:
+        return await self._t.call(Call("POST", f"{PREFIX}/{container_id}/pause", ContainerOut))
+
+    async def resume(self, container_id: str) -> ContainerOut:
+        return await self._t.call(Call("POST", f"{PREFIX}/{container_id}/resume", ContainerOut))

@@ -121,6 +121,12 @@ class ComputeRoutes:
     def stop(self, workload_id: str) -> Call[WorkloadOut]:
         return Call("POST", self._path(workload_id, "stop"), WorkloadOut)
 
+    def pause(self, workload_id: str) -> Call[WorkloadOut]:
+        return Call("POST", self._path(workload_id, "pause"), WorkloadOut)
+
+    def resume(self, workload_id: str) -> Call[WorkloadOut]:
+        return Call("POST", self._path(workload_id, "resume"), WorkloadOut)
+
     def scale(self, workload_id: str, count: int) -> Call[WorkloadOut]:
         return Call("POST", self._path(workload_id, "scale"), WorkloadOut, body={"count": count})
 

@@ -301,6 +301,12 @@ class Run(Base):
     standby: Mapped[bool] = mapped_column(Boolean, default=False)
     """A run kept ready for a scaled-to-zero service: its task is created, not started, so
     a wake only starts it. Hidden from readers until promoted (`standby` false)."""
+    paused_at: Mapped[datetime | None] = mapped_column()
+    """When its running task was frozen (the engine's pause), while it is; None otherwise.
+    A paused run stays `running`: its processes and memory are kept, only frozen."""
+    paused_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    """How long the task was frozen in pauses that ended (the current one is not in it):
+    those seconds accrue memory but no vCPU time (`domain.billing`)."""
 
     @property
     def credits(self) -> float:

@@ -14,7 +14,7 @@ from berth.api.presenters import container_out, rule_out, ssh_key_out
 from berth.api.read_cache import ReadCache, json_response
 from berth.api.responses import container_errors
 from berth.api.routing import PrefixedRouter
-from berth.domain import containers, ingress, ssh_keys
+from berth.domain import containers, ingress, pausing, ssh_keys
 from berth.domain.auth import Actor
 from berth.domain.ingress import RuleListeners
 from berth.schemas.containers import (
@@ -123,6 +123,28 @@ async def start_container(container_id: str, domain: DomainDep, actor: ActorDep)
 )
 async def stop_container(container_id: str, domain: DomainDep, actor: ActorDep) -> ContainerOut:
     return container_out(await containers.stop_container(domain, actor, container_id))
+
+
+@router.post(
+    "/containers/{container_id}/pause",
+    response_model=ContainerOut,
+    summary="Pause container (freeze its processes, memory and files kept)",
+    responses=container_errors(409),
+)
+async def pause_container(container_id: str, domain: DomainDep, actor: ActorDep) -> ContainerOut:
+    await pausing.pause(domain, actor, container_id, kind="container")
+    return container_out(await containers.get_container(domain, actor, container_id))
+
+
+@router.post(
+    "/containers/{container_id}/resume",
+    response_model=ContainerOut,
+    summary="Resume a paused container (its processes carry on)",
+    responses=container_errors(409),
+)
+async def resume_container(container_id: str, domain: DomainDep, actor: ActorDep) -> ContainerOut:
+    await pausing.resume(domain, actor, container_id, kind="container")
+    return container_out(await containers.get_container(domain, actor, container_id))
 
 
 @router.get(

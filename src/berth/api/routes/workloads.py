@@ -17,7 +17,7 @@ from berth.api.presenters import log_event, run_out, secret_key_out, workload_ou
 from berth.api.read_cache import ReadCache
 from berth.api.responses import GATE_ERRORS, workload_errors
 from berth.api.routing import PrefixedRouter
-from berth.domain import runs, secrets, workloads
+from berth.domain import pausing, runs, secrets, workloads
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.records import Run
@@ -162,6 +162,30 @@ def build_workloads_router(
         workload_id: str, domain: DomainDep, actor: Actor = ActorDep
     ) -> WorkloadOut:
         return workload_out(await workloads.stop_workload(domain, actor, workload_id))
+
+    @router.post(
+        "/{workload_id}/pause",
+        response_model=WorkloadOut,
+        summary="Pause a service (freeze its tasks, memory kept; billed for memory only)",
+        responses=workload_errors(409),
+    )
+    async def pause_workload(
+        workload_id: str, domain: DomainDep, actor: Actor = ActorDep
+    ) -> WorkloadOut:
+        await pausing.pause(domain, actor, workload_id, kind="service")
+        return workload_out(await workloads.get_workload(domain, actor, workload_id))
+
+    @router.post(
+        "/{workload_id}/resume",
+        response_model=WorkloadOut,
+        summary="Resume a paused service (its processes carry on)",
+        responses=workload_errors(409),
+    )
+    async def resume_workload(
+        workload_id: str, domain: DomainDep, actor: Actor = ActorDep
+    ) -> WorkloadOut:
+        await pausing.resume(domain, actor, workload_id, kind="service")
+        return workload_out(await workloads.get_workload(domain, actor, workload_id))
 
     @router.post(
         "/{workload_id}/scale",

@@ -172,7 +172,7 @@ class Exchange:
             if not route.upstreams and gateway.waker is not None:
                 # Scaled to zero: hold the request while the service wakes (one wake shared
                 # by every request that arrives meanwhile), then forward it.
-                woken = await gateway.waker.wake(route.workload_id)
+                woken = await gateway.waker.wake(route.workload_id, self.client.listen_port)
                 if woken.route is None:
                     self.error(woken.status, woken.code, woken.message, route.workload_id)
                     return
@@ -190,7 +190,7 @@ class Exchange:
             if conn is None and gateway.waker is not None:
                 # Every replica refused: the table may still list tasks that just stopped.
                 # Hold the request as for a sleeping service; the wake waits for a task.
-                woken = await gateway.waker.wake(route.workload_id)
+                woken = await gateway.waker.wake(route.workload_id, self.client.listen_port)
                 if woken.route is not None:
                     conn = await gateway.connect(woken.route)
             if conn is None:

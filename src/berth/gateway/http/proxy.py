@@ -105,8 +105,9 @@ class WakeOutcome:
 
 
 class Waker(Protocol):
-    async def wake(self, workload_id: str) -> WakeOutcome:
-        """Start the workload if it sleeps; return once it accepts connections."""
+    async def wake(self, workload_id: str, listen_port: int) -> WakeOutcome:
+        """Start the workload if it sleeps (or resume it if it is paused); return once it
+        accepts connections, with its route on the gateway port `listen_port`."""
 
 
 class RouteFinder(Protocol):

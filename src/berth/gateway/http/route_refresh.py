@@ -16,7 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from berth.domain.context import Domain
-from berth.domain.events import Subscription
+from berth.domain.events import Event, Subscription
 from berth.gateway.http.route_table import RouteTable, load_routes
 from berth.runtime.base import RuntimeDriverError
 
@@ -88,6 +88,17 @@ class RouteRefresher:
         if workload_id is not None and self._on_change is not None:
             self._on_change(workload_id)
 
+    def _hold_if_paused(self, event: Event) -> None:
+        """A workload that was paused leaves its routes at once, before the reload: its
+        frozen tasks would hold a request until the upstream timeout, where the waker
+        resumes it."""
+        if (
+            event.kind == "workload.status"
+            and event.workload_id is not None
+            and event.data.get("status") == "paused"
+        ):
+            self._table.hold(event.workload_id)
+
     async def _run(self, events: Subscription) -> None:
         try:
             while True:
@@ -99,10 +110,12 @@ class RouteRefresher:
                     if event.kind not in ROUTING_EVENTS:
                         continue
                     self._changed(event.workload_id)
+                    self._hold_if_paused(event)
                     if event.kind not in ("run.started", "task.started"):  # no waiting
                         await asyncio.sleep(COALESCE_SECONDS)
                     for waiting in events.take_waiting():  # one reload covers them
                         self._changed(waiting.workload_id)
+                        self._hold_if_paused(waiting)
                 except TimeoutError:
                     pass
                 try:

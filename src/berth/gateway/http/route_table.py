@@ -8,10 +8,10 @@ on picks among that workload's routes. A route lists the upstreams to spread req
 - `TaskPort`: a container's ingress `target_port`, which is not published and is reached with
   `Runtime.open_port` (a connection made inside the task's network namespace).
 
-A route with no upstreams means the workload exists but has no running task (the gateway
-holds the request while it wakes, or answers 503 saying why not); no route at all, once
-the workload was looked up (`load_workload_routes`, see `route_lookup`), means there is no
-such service (also 503).
+A route with no upstreams means the workload exists but has no running task, or only paused
+ones (the gateway holds the request while it wakes or resumes it, or answers 503 saying why
+not); no route at all, once the workload was looked up (`load_workload_routes`, see
+`route_lookup`), means there is no such service (also 503).
 """
 
 from __future__ import annotations
@@ -135,6 +135,14 @@ class RouteTable:
         table.update(found)
         self._swap(table)
 
+    def hold(self, workload_id: str) -> None:
+        """Empty `workload_id`'s routes now (its tasks were frozen: requests must reach the
+        waker, not a task that cannot answer), as if read from the store now: a table read
+        earlier and set later does not bring its upstreams back; one read later does."""
+        held = {key: Route(workload_id, ()) for key in self._routes if key[0] == workload_id}
+        if held:
+            self.add_found(workload_id, held, read=self.begin_read())
+
     def _swap(self, routes: dict[RouteKey, Route]) -> None:
         self._routes = routes
         changed, self._changed = self._changed, asyncio.Event()
@@ -250,9 +258,10 @@ def _build_routes(
     tasks = [task for task in listed if task.status == TaskStatus.RUNNING]
     by_run = {task.labels.get(labels.RUN, ""): task for task in tasks}
     tasks_of: dict[str, list[tuple[str, TaskId, Mapping[int, tuple[str, int]]]]] = {}
+    paused = {run.id for run in records.active_runs if run.paused_at is not None}
     for run in records.active_runs:
         task = by_run.get(run.id)
-        if task is not None:
+        if task is not None and run.id not in paused:
             tasks_of.setdefault(run.workload_id, []).append((run.id, task.task_id, task.ports))
     for task in tasks:  # tasks without a run label, matched by workload only
         if labels.RUN not in task.labels and (wid := task.labels.get(labels.WORKLOAD)):

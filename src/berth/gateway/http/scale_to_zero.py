@@ -3,7 +3,8 @@
 `IdleScaler` stops an opted-in service (`scale_to_zero`) once no request reached it for its
 `idle_timeout_seconds`; activity is what the HTTP gateway reports for each routed request.
 `ServiceWaker` is what the gateway calls for a request to a service without a running task:
-it starts the service (one wake shared by every request that arrives meanwhile, as Knative's
+it resumes a paused service or dev box (whose routes leave its frozen tasks out), or starts
+the service (one wake shared by every request that arrives meanwhile, as Knative's
 activator does), waits until a task accepts TCP connections, and hands back the route, so the
 request is held and forwarded rather than answered with an error. A wake that takes longer
 than the wake timeout answers 504. A dev box (a container of the Containers API) is not
@@ -20,7 +21,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from berth.domain import containers, workloads
+from berth.domain import containers, pausing, workloads
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound, PaymentRequired
 from berth.domain.events import Event
@@ -55,23 +56,31 @@ class ServiceWaker:
         self._http_port = http_port
         self._runtime = runtime
         self._timeout = timeout
-        self._waking: dict[str, asyncio.Task[WakeOutcome]] = {}
+        self._waking: dict[tuple[str, int], asyncio.Task[WakeOutcome]] = {}
 
-    async def wake(self, workload_id: str) -> WakeOutcome:
-        task = self._waking.get(workload_id)
+    async def wake(self, workload_id: str, listen_port: int) -> WakeOutcome:
+        key = (workload_id, listen_port)
+        task = self._waking.get(key)
         if task is None:
-            task = asyncio.create_task(self._wake(workload_id))
-            self._waking[workload_id] = task
-            task.add_done_callback(lambda _t: self._waking.pop(workload_id, None))
+            task = asyncio.create_task(self._wake(workload_id, listen_port))
+            self._waking[key] = task
+            task.add_done_callback(lambda _t: self._waking.pop(key, None))
         return await asyncio.shield(task)
 
-    async def _wake(self, workload_id: str) -> WakeOutcome:
+    async def _wake(self, workload_id: str, listen_port: int) -> WakeOutcome:
         try:
-            wake = await workloads.wake_service(self._domain, workload_id)
-            if wake.woken:
+            resumed = await pausing.wake_workload(self._domain, workload_id)
+            if resumed:
+                log.info("resuming paused %s for a request", workload_id)
+        except RuntimeDriverError as exc:
+            return WakeOutcome(None, 503, "resume_failed", f"{workload_id}: {exc}")
+        try:
+            if resumed:
+                pass  # it was paused: a service or dev box that runs, only frozen
+            elif (wake := await workloads.wake_service(self._domain, workload_id)).woken:
                 log.info("waking %s for a request", workload_id)
-            if wake.standby_run_id is not None and self._start_now is not None:
-                self._start_now(wake.standby_run_id)
+                if wake.standby_run_id is not None and self._start_now is not None:
+                    self._start_now(wake.standby_run_id)
         except NotFound:
             # Dev boxes are never woken by requests: their users stop them on purpose.
             unserved = await containers.why_unserved(self._domain, workload_id)
@@ -83,7 +92,7 @@ class ServiceWaker:
         started = time.monotonic()
         deadline = started + self._timeout
         while time.monotonic() < deadline:
-            route = self._table.routes().get((workload_id, self._http_port))
+            route = self._table.routes().get((workload_id, listen_port))
             patient = time.monotonic() - started > INSIDE_ONLY_SECONDS
             if route is not None and route.upstreams and await self._accepts(route, patient):
                 return WakeOutcome(route)

@@ -102,3 +102,7 @@ class SshAuthorizer(Protocol):
         the very object `authorize` returned for it: an implementation may return a subclass
         of `SshTarget` that carries what it needs to re-decide (e.g. the key's fingerprint).
         """
+
+    async def wake(self, target: SshTarget) -> None:
+        """Make `target`'s task take commands: resume it if it is paused. Called when a
+        session or port forward opens, after `recheck` allowed it."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from berth.domain.containers import ssh_command_of
 from berth.domain.context import Domain
+from berth.domain.pausing import wake_workload
 from berth.domain.ssh_access import (
     SshGrant,
     authorize_ssh,
@@ -62,3 +63,6 @@ class DomainSshAuthorizer:
         if not isinstance(target, GrantedTarget) or target.grant is None:
             return False
         return await still_allowed(self._domain, target.grant)
+
+    async def wake(self, target: SshTarget) -> None:
+        await wake_workload(self._domain, target.container_id)

@@ -293,12 +293,24 @@ class ServerConnection(asyncssh.SSHServer):
             )
         return target
 
+    async def _wake(self, target: SshTarget) -> SshTarget:
+        """Resume the target's task if it is paused, before a channel uses it."""
+        try:
+            await self._gateway.authorizer.wake(target)
+        except Exception:
+            logger.exception("SSH wake of a paused container failed: %s", self._label)
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_CONNECT_FAILED,
+                f"berth could not resume container {target.container_id}; try again",
+            ) from None
+        return target
+
     async def _open_session(self) -> asyncssh.SSHServerSession[bytes]:
         if self._choices is not None:
             if self._choice_timer is not None:
                 self._choice_timer.cancel()
             return NoticeSession(several_targets_message(self._choices))
-        target = await self._recheck("session")
+        target = await self._wake(await self._recheck("session"))
         session = SshSession(self._gateway, target, self._label)
         self._sessions.add(session)
         return session
@@ -310,7 +322,7 @@ class ServerConnection(asyncssh.SSHServer):
                 f"berth forwards only to ports of the container itself, not to {dest_host!r}: "
                 "use -L <local-port>:localhost:<container-port>",
             )
-        target = await self._recheck("port forward")
+        target = await self._wake(await self._recheck("port forward"))
         try:
             sock = await self._gateway.runtime.open_port(target.task_id, dest_port)
         except TaskNotFound:

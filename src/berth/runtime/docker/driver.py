@@ -43,6 +43,7 @@ from berth.runtime.docker.client import (
     unexpected,
 )
 from berth.runtime.docker.execs import DockerExec
+from berth.runtime.docker.freezer import freeze
 from berth.runtime.docker.logs import LogDecoder, since_param
 from berth.runtime.docker.mapping import (
     Json,
@@ -272,6 +273,12 @@ class DockerRuntime:
         if response.status_code == 409 and "in progress" in engine_message(response):
             return
         raise unexpected(f"removing task {task_id}", response)
+
+    async def pause(self, task_id: TaskId) -> None:
+        await freeze(self._engine, task_id, "pause")
+
+    async def resume(self, task_id: TaskId) -> None:
+        await freeze(self._engine, task_id, "unpause")
 
     async def _inspect_raw(self, task_id: str) -> Json | None:
         response = await self._engine.request("GET", f"/containers/{path_segment(task_id)}/json")

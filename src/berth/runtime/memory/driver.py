@@ -200,6 +200,8 @@ class MemoryRuntime:
         self._events.publish(event, task.spec.labels)
 
     def _advance(self, task: MemoryTask, now: datetime) -> None:
+        if task.paused:
+            return  # frozen (it catches up once resumed: a simplification)
         ended = task.advance(now)
         if ended is not None:
             self._end(task, ended[0], at=ended[1])
@@ -331,6 +333,26 @@ class MemoryRuntime:
             self._end(task, KILLED)
         self._forget(task)
 
+    async def pause(self, task_id: TaskId) -> None:
+        self._enter("pause")
+        task = self._frozen_or_not(task_id)
+        if not task.paused:
+            task.paused = True
+            self._publish(task, "pause")
+
+    async def resume(self, task_id: TaskId) -> None:
+        self._enter("resume")
+        task = self._frozen_or_not(task_id)
+        if task.paused:
+            task.paused = False
+            self._publish(task, "unpause")
+
+    def _frozen_or_not(self, task_id: TaskId) -> MemoryTask:
+        task = self._find(task_id)
+        if task is None or task.status is not TaskStatus.RUNNING:
+            raise TaskNotFound(f"task {task_id} does not run")
+        return task
+
     async def inspect(self, task_id: TaskId) -> TaskState | None:
         self._enter("inspect")
         task = self._find(task_id)
@@ -380,8 +402,9 @@ class MemoryRuntime:
         task = self._find(task_id)
         if task is None:
             raise TaskNotFound(f"task {task_id} does not exist")
-        if task.status is not TaskStatus.RUNNING:
-            raise TaskNotFound(f"task {task_id} is not running")
+        if task.status is not TaskStatus.RUNNING or task.paused:
+            state = "paused" if task.paused else "not running"
+            raise TaskNotFound(f"task {task_id} is {state}; commands run only in running tasks")
         if not argv:
             raise RuntimeDriverError("a command to run in a task needs a program (argv is empty)")
         return task
@@ -434,7 +457,7 @@ class MemoryRuntime:
         if not 1 <= port <= 65535:
             raise PortUnreachable(f"{port} is not a TCP port (1-65535)")
         task = self._find(task_id)
-        if task is None or task.status is not TaskStatus.RUNNING:
+        if task is None or task.status is not TaskStatus.RUNNING or task.paused:
             raise TaskNotFound(f"task {task_id} is not running")
         handler = task.listening.get(port)
         if handler is None:

@@ -88,6 +88,8 @@ class MemoryTask:
     """Output after the last newline of each stream, logged once the line ends."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     """Set (and replaced) on every change, for log followers."""
+    paused: bool = False
+    """Frozen by `pause`: its program does not advance and it takes no command until resumed."""
 
     def state(self) -> TaskState:
         return TaskState(
@@ -222,6 +224,7 @@ class MemoryTask:
                 self._log(stream, rest, when)
                 self.partial[stream] = b""
         self.status, self.exit_code, self.oom_killed = TaskStatus.EXITED, exit_code, oom
+        self.paused = False
         self.finished_at = max(when, self.started_at or when)
         if self.program is not None:
             self.program.close()

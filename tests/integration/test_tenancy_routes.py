@@ -238,6 +238,8 @@ WORKLOAD_WRITES: dict[tuple[str, str], Body] = {
     ("DELETE", "/{workload_id}"): None,
     ("POST", "/{workload_id}/start"): None,
     ("POST", "/{workload_id}/stop"): None,
+    ("POST", "/{workload_id}/pause"): None,
+    ("POST", "/{workload_id}/resume"): None,
     ("POST", "/{workload_id}/scale"): SCALE,
     ("POST", "/{workload_id}/run"): None,
     ("POST", "/{workload_id}/secrets"): SECRET,
@@ -270,6 +272,8 @@ CASES: dict[tuple[str, str], Case] = {
     ("DELETE", f"{C}/containers/{{container_id}}"): Case(OWNED),
     ("POST", f"{C}/containers/{{container_id}}/start"): Case(OWNED),
     ("POST", f"{C}/containers/{{container_id}}/stop"): Case(OWNED),
+    ("POST", f"{C}/containers/{{container_id}}/pause"): Case(OWNED),
+    ("POST", f"{C}/containers/{{container_id}}/resume"): Case(OWNED),
     ("GET", f"{C}/ssh-keys"): Case(LISTING),
     ("POST", f"{C}/ssh-keys"): Case(
         CREATING,

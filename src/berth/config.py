@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     tls_key_file: Path | None = None
     gateway_wake_timeout_seconds: float = 60.0
     """How long a request to a scaled-to-zero service is held while it wakes (then 504)."""
+    dev_box_idle_pause_seconds: int = Field(default=0, ge=0)
+    """A running dev box nobody used for this long (no SSH login, terminal or request
+    through its ingress rules) is paused: memory and processes kept, billed for memory
+    alone, woken by the next use. 0 (the default) never pauses one by itself."""
     gateway_connections_per_second: float = Field(default=100.0, ge=0)
     """New connections per second each client address may open to the HTTP(S) gateway,
     sustained; past it a connection's request is answered 429. 0 turns the limit off."""

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from berth.clock import SYSTEM_CLOCK, Clock
+from berth.domain.activity import OpenUses
 from berth.domain.crypto import SecretCipher
 from berth.domain.events import EventBus
 from berth.domain.keyed_locks import KeyedLocks
@@ -78,6 +79,9 @@ class Domain:
     freezes: KeyedLocks = field(default_factory=KeyedLocks)
     """Serializes the pauses and resumes of one workload in this process, so the engine and
     the runs' records never disagree on whether its tasks are frozen (`domain.pausing`)."""
+    uses: OpenUses = field(default_factory=OpenUses)
+    """What this process holds open now (SSH logins, terminals), announced as activity so
+    that no idle controller acts on it (`berth.domain.activity`)."""
 
     def data_version(self) -> int | None:
         """A number that changes with every commit to the database, by any process; None

@@ -21,11 +21,13 @@ resume, which thaw idempotently).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from berth.domain import activity
 from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.billing import end_pause
@@ -70,21 +72,70 @@ async def pause(domain: Domain, actor: Actor, workload_id: str, *, kind: Kind) -
         workload, runs = await _owned_with_runs(domain, actor, workload_id, kind=kind)
         freezer = _freezer(domain)
         _require_running(workload, runs, kind=kind, verb="pause")
-        todo = [run for run in runs if run.paused_at is None and run.task_id is not None]
-        await _record(domain, workload_id, [run.id for run in todo], paused=True)
-        frozen: list[str] = []
+        await _freeze(domain, workload_id, runs, freezer=freezer, kind=kind)
+
+
+async def idle_boxes(domain: Domain) -> list[tuple[Workload, datetime]]:
+    """Dev boxes that run, none of whose tasks is paused, with when they last started or
+    changed (the earliest their idleness can count from), for `pause_idle_box`."""
+    async with domain.store.reading() as session:
+        rows = await session.execute(
+            select(Workload, func.max(Run.started_at), func.count(Run.paused_at))
+            .join(Run, Run.workload_id == Workload.id)
+            .where(
+                Workload.type == "container",
+                Workload.deleted_at.is_(None),
+                Workload.desired_state == "running",
+                Run.status == "running",
+                Run.standby.is_(False),
+                Run.stop_requested.is_(False),
+            )
+            .group_by(Workload.id)
+        )
+        return [
+            (box, max(box.updated_at, started or box.updated_at))
+            for box, started, paused in rows
+            if not paused
+        ]
+
+
+async def pause_idle_box(domain: Domain, workload_id: str) -> bool:
+    """Pause a dev box nobody uses (the idle scaler decided it, with no caller): as
+    `pause`, but a box that stopped, paused or changed meanwhile is left alone. True if it
+    was paused."""
+    async with domain.freezes.hold(workload_id):
+        async with domain.store.reading() as session:
+            box = await session.get(Workload, workload_id)
+            runs = await _live_runs(session, workload_id)
+        if box is None or box.deleted_at is not None or box.desired_state != "running":
+            return False
+        if not runs or any(run.paused_at is not None for run in runs):
+            return False
         try:
-            for run in todo:
-                assert run.task_id is not None
-                await freezer.pause(TaskId(run.task_id))
-                frozen.append(run.id)
-        except BaseException as exc:
-            unfrozen = [run.id for run in todo if run.id not in frozen]
-            await _record(domain, workload_id, unfrozen, paused=False)
-            if isinstance(exc, TaskNotFound):
-                noun = _noun(kind)
-                raise Conflict(f"{noun} {workload_id} stopped meanwhile: {exc}") from exc
-            raise
+            await _freeze(domain, workload_id, runs, freezer=_freezer(domain), kind="container")
+        except Conflict:
+            return False
+        return True
+
+
+async def _freeze(
+    domain: Domain, workload_id: str, runs: Sequence[Run], *, freezer: Pausing, kind: Kind
+) -> None:
+    todo = [run for run in runs if run.paused_at is None and run.task_id is not None]
+    await _record(domain, workload_id, [run.id for run in todo], paused=True)
+    frozen: list[str] = []
+    try:
+        for run in todo:
+            assert run.task_id is not None
+            await freezer.pause(TaskId(run.task_id))
+            frozen.append(run.id)
+    except BaseException as exc:
+        unfrozen = [run.id for run in todo if run.id not in frozen]
+        await _record(domain, workload_id, unfrozen, paused=False)
+        if isinstance(exc, TaskNotFound):
+            noun = _noun(kind)
+            raise Conflict(f"{noun} {workload_id} stopped meanwhile: {exc}") from exc
+        raise
 
 
 async def resume(domain: Domain, actor: Actor, workload_id: str, *, kind: Kind) -> None:
@@ -138,6 +189,8 @@ async def _thaw(
             if run.paused_at is not None:
                 thawed.append(run.id)
     await _record(domain, workload_id, thawed, paused=False)
+    # Resumed means used: an idle box is not paused again before its idle time passes anew.
+    activity.announce(domain, workload_id)
 
 
 async def _owned_with_runs(

@@ -103,6 +103,7 @@ def create_app(
                 failed_login_burst=settings.ssh_failed_login_burst,
             ),
             events=domain.bus,
+            uses=domain.uses,
         )
         await ssh.start()
         public = PublicGateway(resolved, domain, driver, start_now=controllers.start_now)

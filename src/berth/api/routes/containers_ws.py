@@ -139,13 +139,14 @@ async def container_terminal(websocket: WebSocket, container_id: str) -> None:
     except DomainError as exc:
         await _deny(websocket, exc)
         return
-    await serve_terminal(
-        websocket,
-        domain,
-        task_id=target.task_id,
-        run_id=target.run_id,
-        cols=size.cols or DEFAULT_COLS,
-        rows=size.rows or DEFAULT_ROWS,
-        transcript_for=None,
-        title=container_id,
-    )
+    with domain.uses.hold(container_id):  # an open terminal keeps the box from idling
+        await serve_terminal(
+            websocket,
+            domain,
+            task_id=target.task_id,
+            run_id=target.run_id,
+            cols=size.cols or DEFAULT_COLS,
+            rows=size.rows or DEFAULT_ROWS,
+            transcript_for=None,
+            title=container_id,
+        )

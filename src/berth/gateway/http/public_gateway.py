@@ -74,7 +74,11 @@ class PublicGateway:
         self.https_port = settings.gateway_tls_port if context is not None else None
         limit = connection_limit(settings)
         self._activity: asyncio.Task[None] | None = None
-        self.idle = IdleScaler(domain, interval=min(settings.reconcile_interval_seconds, 5.0))
+        self.idle = IdleScaler(
+            domain,
+            interval=min(settings.reconcile_interval_seconds, 5.0),
+            box_idle_seconds=settings.dev_box_idle_pause_seconds,
+        )
         waker = ServiceWaker(
             domain,
             self.routes,

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from berth.domain import containers, pausing, workloads
+from berth.domain import activity, containers, pausing, workloads
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound, PaymentRequired
 from berth.domain.events import Event
@@ -142,22 +142,17 @@ class ServiceWaker:
         return False
 
 
-ACTIVITY = "workload.activity"
-"""The event telling every replica's idle scaler that a service was requested."""
-ACTIVITY_SHARE_SECONDS = 5.0
-"""A replica announces requests to one service at most this often: the idle scaler, which
-runs on one replica, sees requests served by any replica at most this late."""
-
-
 class IdleScaler:
-    """Stops idle services. Requests reach every replica's gateway but the scaler runs on
-    one (the `idle-scaler` lease holder), so each replica announces the requests it serves
-    (`ACTIVITY` events, which cross replicas) and every replica's scaler follows them
+    """Stops idle services and pauses idle dev boxes (`box_idle_seconds`, 0: never). Use
+    reaches every replica but the scaler runs on one (the `idle-scaler` lease holder), so
+    each replica announces the requests it serves and the SSH logins and terminals it holds
+    open (`berth.domain.activity`), and every replica's scaler follows them
     (`follow_activity`), whether it runs now or may take over later."""
 
-    def __init__(self, domain: Domain, *, interval: float) -> None:
+    def __init__(self, domain: Domain, *, interval: float, box_idle_seconds: int = 0) -> None:
         self._domain = domain
         self._interval = interval
+        self._box_idle = timedelta(seconds=box_idle_seconds)
         self._last_request: dict[str, datetime] = {}
         self._announced: dict[str, datetime] = {}
 
@@ -165,29 +160,26 @@ class IdleScaler:
         now = self._domain.clock.now()
         self._note(workload_id, now)
         announced = self._announced.get(workload_id)
-        if announced is None or (now - announced).total_seconds() >= ACTIVITY_SHARE_SECONDS:
+        if announced is None or (now - announced).total_seconds() >= activity.ANNOUNCE_SECONDS:
             self._announced[workload_id] = now
-            self._domain.bus.publish(
-                Event(ACTIVITY, workload_id=workload_id, data={"at": now.isoformat()})
-            )
+            activity.announce(self._domain, workload_id, now)
 
     def heard(self, event: Event) -> None:
-        """Note a request another replica announced (other events are ignored)."""
-        if event.kind != ACTIVITY or event.workload_id is None:
-            return
-        try:
-            at = datetime.fromisoformat(str(event.data.get("at")))
-        except ValueError:
-            return
-        self._note(event.workload_id, at)
+        """Note a use another replica (or this one) announced; other events are ignored."""
+        at = activity.heard_at(event)
+        if at is not None and event.workload_id is not None:
+            self._note(event.workload_id, at)
 
     async def follow_activity(self) -> None:
-        """Forever: note the requests every replica announces."""
+        """Forever: announce the uses this replica holds open, and note the uses every
+        replica announces."""
         subscription = self._domain.bus.subscribe()
+        announcer = asyncio.create_task(activity.announce_open_uses(self._domain))
         try:
             async for event in subscription:
                 self.heard(event)
         finally:
+            announcer.cancel()
             subscription.close()
 
     def _note(self, workload_id: str, at: datetime) -> None:
@@ -207,10 +199,24 @@ class IdleScaler:
                 self._domain, workload.id, idle_since=last
             ):
                 log.info("%s scaled to zero (idle %ss)", workload.id, workload.idle_timeout_seconds)
+        if self._box_idle:
+            await self.pause_idle_boxes()
+
+    async def pause_idle_boxes(self) -> None:
+        """Pause the running dev boxes nobody used for `box_idle_seconds` (use held open on
+        this replica counts as now, whatever the announcements say)."""
+        now = self._domain.clock.now()
+        held = set(self._domain.uses.held())
+        for box, since in await pausing.idle_boxes(self._domain):
+            last = max(self._last_request.get(box.id, since), since)
+            if box.id in held or now - last < self._box_idle:
+                continue
+            if await pausing.pause_idle_box(self._domain, box.id):
+                log.info("dev box %s paused (unused for %s)", box.id, now - last)
 
     async def run_forever(self) -> None:
-        """Scale idle services every interval (the server runs it while this replica holds
-        the `idle-scaler` lease, `berth.control.leadership`)."""
+        """Scale idle services and pause idle dev boxes every interval (the server runs it
+        while this replica holds the `idle-scaler` lease, `berth.control.leadership`)."""
         while True:
             await asyncio.sleep(self._interval)
             try:

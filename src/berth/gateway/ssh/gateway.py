@@ -43,6 +43,7 @@ from typing import Any
 
 import asyncssh
 
+from berth.domain.activity import OpenUses
 from berth.domain.events import EventBus
 from berth.gateway.ssh.access import SshAuthorizer
 from berth.gateway.ssh.connection import ServerConnection
@@ -62,7 +63,9 @@ class SshGateway:
     """The SSH server. `start` binds and serves; `stop` closes every connection.
 
     `port` 0 picks a free port (read it back from `port` after `start`). `events`, when
-    given, is the bus whose events cut revoked logins (subscribed from `start` on).
+    given, is the bus whose events cut revoked logins (subscribed from `start` on); `uses`,
+    when given, holds each logged-in container open while its login lasts (so an idle dev
+    box is not paused under it, `berth.domain.activity`).
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class SshGateway:
         runtime: Runtime,
         limits: SshLimits | None = None,
         events: EventBus | None = None,
+        uses: OpenUses | None = None,
     ) -> None:
         self.host = host
         self._port = port
@@ -83,6 +87,7 @@ class SshGateway:
         self.runtime = runtime
         self.limits = AddressLimits(limits or SshLimits())
         self._events = events
+        self._uses = uses
         self._acceptor: asyncssh.SSHAcceptor | None = None
         self._connections: set[asyncssh.SSHServerConnection] = set()
         self._logins: dict[str, set[ServerConnection]] = {}
@@ -180,13 +185,18 @@ class SshGateway:
     def logged_in(self, login: ServerConnection) -> None:
         """Note a login (with its target set) so that events about its container reach it."""
         if login.target is not None:
-            self._logins.setdefault(login.target.container_id, set()).add(login)
+            logins = self._logins.setdefault(login.target.container_id, set())
+            if login not in logins and self._uses is not None:
+                self._uses.add(login.target.container_id)
+            logins.add(login)
 
     def logged_out(self, login: ServerConnection) -> None:
         if login.target is None:
             return
         logins = self._logins.get(login.target.container_id)
         if logins is not None:
+            if login in logins and self._uses is not None:
+                self._uses.discard(login.target.container_id)
             logins.discard(login)
             if not logins:
                 del self._logins[login.target.container_id]

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from fastapi import FastAPI
 
 from berth.clock import ManualClock
 from berth.config import Settings
@@ -28,6 +29,13 @@ class InProcessBerth:
     runtime: MemoryRuntime
     clock: ManualClock
     transport: httpx.ASGITransport
+    app: FastAPI
+
+    async def reconcile(self) -> None:
+        """One reconcile pass of the app's own reconciler, and what it started, to the end."""
+        reconciler = self.app.state.controllers.reconciler
+        await reconciler.reconcile_once()
+        await reconciler.settle()
 
     def client(self, token: str) -> httpx.AsyncClient:
         return httpx.AsyncClient(
@@ -64,4 +72,5 @@ async def berth_in_process(data_dir: Path, **settings: Any) -> AsyncIterator[InP
             runtime=runtime,
             clock=clock,
             transport=httpx.ASGITransport(app=app),
+            app=app,
         )

@@ -8,30 +8,16 @@ Needs a cluster (`BERTH_TEST_KUBECONFIG`) with the test image loaded; skipped wi
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.support import cluster
 from tests.support.api import create, wait_workload
-from tests.support.server import TEST_IMAGE, BerthServer
+from tests.support.server import BerthServer
 
 pytestmark = [pytest.mark.engine, cluster.needs_cluster]
 
 EVERY_BYTE = bytes(range(256)) * 256
-
-
-@pytest.fixture(scope="module")
-def kube_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
-    assert cluster.has_image(TEST_IMAGE), f"{TEST_IMAGE} is not loaded on the cluster"
-    srv = BerthServer(Path(tmp_path_factory.mktemp("kube-files")) / "data", on_cluster=True)
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-        srv.remove_containers()
 
 
 def test_a_file_round_trips_through_a_pod(kube_server: BerthServer) -> None:

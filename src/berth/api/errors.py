@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from berth.api.deps import bearer_credential
 from berth.domain import errors
 from berth.domain.auth import authenticate
-from berth.runtime.base import RuntimeUnavailable
+from berth.runtime.base import RuntimeDriverError, RuntimeUnavailable
 
 log = logging.getLogger("berth.api")
 
@@ -161,6 +161,18 @@ async def _engine_unavailable(_request: Request, exc: Exception) -> JSONResponse
     )
 
 
+async def _engine_error(_request: Request, exc: Exception) -> JSONResponse:
+    """The engine answered a call with a failure berth has no meaning for (an exec stream
+    the cluster cut, say): 502 with the driver's words, not a 500 that says nothing; the
+    call can be repeated. What berth understands (a missing task, an unknown command, an
+    engine away) is translated before it gets here."""
+    log.warning("the container engine failed a request", exc_info=exc)
+    return JSONResponse(
+        error_body(f"the container engine failed this call: {exc}; try again", code="engine_error"),
+        status_code=502,
+    )
+
+
 async def _store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     """The database could not serve the call now (restarting, a lost connection, a
     transaction given up to break a deadlock): 503 with `Retry-After`, never a 500."""
@@ -184,6 +196,7 @@ async def _unexpected_error(_request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected_error)
     app.add_exception_handler(errors.DomainError, _domain_error)
+    app.add_exception_handler(RuntimeDriverError, _engine_error)
     app.add_exception_handler(RuntimeUnavailable, _engine_unavailable)
     app.add_exception_handler(errors.StoreUnavailable, _store_unavailable)
     app.add_exception_handler(RequestValidationError, _validation_error)

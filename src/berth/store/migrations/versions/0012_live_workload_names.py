@@ -2,7 +2,7 @@
 
 A create counts the user's workloads not deleted (the `max_workloads` quota) and looks for
 a live workload of the same name. With only `user_id` indexed, both read every row of the
-user's (10,000 workloads: about 10 ms a create, twice: validation and the create itself).
+user's, twice (validation, then the create itself): about 15 ms a create at 10,000.
 With `(user_id, deleted_at, name)` the count reads this index alone and the name is one
 lookup.
 

@@ -3,8 +3,13 @@ secret rolls, tasks lost behind berth's back, and an engine that goes away."""
 
 from __future__ import annotations
 
+import logging
+import re
 from datetime import timedelta
 
+import pytest
+
+from berth.control import reconciler
 from berth.domain import secrets, workloads
 from berth.domain.auth import Actor
 from berth.runtime.base import TaskStatus
@@ -225,3 +230,35 @@ async def test_a_rolls_new_task_starting_asks_for_the_pass_that_stops_the_old(
     assert (new.generation, new.status) == (2, "running")
     assert old.status == "running"
     assert platform.reconciler.pass_requested
+
+
+async def test_each_full_pass_is_logged_with_what_it_saw_and_how_long_it_took(
+    platform: Platform,
+    actor: Actor,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await create_service(platform, actor)
+    await create_service(platform, actor, name="other", replicas=0)
+
+    with caplog.at_level(logging.DEBUG, logger="berth.reconciler"):
+        await platform.reconcile()  # launches the one task
+        await platform.reconcile()
+
+    lines = [r for r in caplog.records if r.getMessage().startswith("full pass: ")]
+    assert len(lines) == 2
+    assert lines[0].levelno == logging.DEBUG  # a fast pass: below the default level
+    found = re.fullmatch(
+        r"full pass: 1 active runs, 1 workloads read, 1 tasks in ([\d.]+) ms"
+        r" \(listing the engine's tasks ([\d.]+) ms of it\)",
+        lines[1].getMessage(),
+    )
+    assert found is not None, lines[1].getMessage()
+    assert 0 <= float(found.group(2)) <= float(found.group(1))
+
+    # A slow pass (one that held up the API's answers) is logged at the default level.
+    monkeypatch.setattr(reconciler, "SLOW_PASS", 0.0)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="berth.reconciler"):
+        await platform.reconcile()
+    assert [r.levelno for r in caplog.records if "full pass" in r.getMessage()] == [logging.INFO]

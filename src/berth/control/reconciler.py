@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from datetime import datetime
 
 from berth.control.event_memory import TaskEventMemory
@@ -52,6 +53,9 @@ ENGINE_DOWN_RETRY = 2.0
 """Seconds between passes while the engine cannot be reached, whatever the interval: the
 engine's return is noticed this fast even when its event stream has not reconnected yet."""
 MIN_WAIT = 0.05
+SLOW_PASS = 1.0
+"""Seconds beyond which a full pass is logged at info (every pass is logged at debug): the
+store reads of a pass run on the event loop, so a pass this long delays the API's answers."""
 UNCHANGING_ACTIONS = frozenset(
     {
         "attach",
@@ -193,6 +197,7 @@ class Reconciler:
 
     async def reconcile_once(self) -> None:
         async with self._pass_lock:
+            started = time.perf_counter()
             now = self._now()
             async with self._plan_lock:
                 await lifecycle.converge_desired_runs(self._domain, now)
@@ -201,10 +206,24 @@ class Reconciler:
             # engine operation under way now, or started while this pass runs, are left to
             # it: what this pass reads of them may be stale by the time the list comes back.
             with self._operations.noting() as busy:
-                await self._observe_and_act(now, busy)
+                counts = await self._observe_and_act(now, busy)
+            elapsed = time.perf_counter() - started
+            workloads, runs, tasks, listing = counts
+            log.log(
+                logging.INFO if elapsed >= SLOW_PASS else logging.DEBUG,
+                "full pass: %d active runs, %d workloads read, %d tasks in %.1f ms"
+                " (listing the engine's tasks %.1f ms of it)",
+                runs,
+                workloads,
+                tasks,
+                elapsed * 1000,
+                listing * 1000,
+            )
 
-    async def _observe_and_act(self, now: datetime, busy: set[str]) -> None:
-        """The rest of a pass, from reading the runs on (see `reconcile_once`)."""
+    async def _observe_and_act(self, now: datetime, busy: set[str]) -> tuple[int, int, int, float]:
+        """The rest of a pass, from reading the runs on (see `reconcile_once`); the counts
+        of workloads, active runs and engine tasks it saw (-1 tasks: the engine was away),
+        and the seconds the engine took to list the tasks (waited for, not the loop's)."""
         snapshot = await active_runs.active_runs(self._domain)
         active, workloads = snapshot.runs, snapshot.workloads
         for run in active:
@@ -227,12 +246,14 @@ class Reconciler:
             ),
             default=None,
         )
+        listing = time.perf_counter()
         try:
             tasks = await self._runtime.list_tasks(labels.instance_selector(self._instance_id))
         except RuntimeUnavailable as exc:
             self._engine_down(exc)
             await lifecycle.refresh_statuses(self._domain, now)
-            return
+            return len(workloads), len(active), -1, time.perf_counter() - listing
+        listing = time.perf_counter() - listing
         self.engine_error = None
         by_run = {task.labels.get(labels.RUN, ""): task for task in tasks}
         for run in active:
@@ -253,6 +274,7 @@ class Reconciler:
         for user_id in purged.idle_user_ids:
             await self._act.remove_unused_networks(user_id)
         await lifecycle.refresh_statuses(self._domain, self._now())
+        return len(workloads), len(active), len(tasks), listing
 
     def _act_on_run(self, run: Run, workload: Workload | None, task: TaskState | None) -> None:
         if run.id in self._operations:

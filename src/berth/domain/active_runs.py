@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from berth.domain.context import Domain
 from berth.domain.secrets import decrypted_environment
@@ -20,18 +20,26 @@ from berth.store.models import ACTIVE_RUN_STATUSES, Run, Workload
 
 @dataclass(frozen=True)
 class ActiveRuns:
-    """Every active (pending or running) run, and every workload, deleted ones included
-    (a deleted workload's runs are still active until their tasks are gone)."""
+    """Every active (pending or running) run, and the workloads a pass acts for: those of
+    the active runs, deleted ones included (a deleted workload's runs are still active
+    until their tasks are gone), and those in a crash back-off (a replacement is due when
+    it ends). Idle workloads (a schedule between fires) are not read: a pass costs what is
+    running, not what exists."""
 
     runs: list[Run]
     workloads: dict[str, Workload]
 
 
 async def active_runs(domain: Domain) -> ActiveRuns:
-    """The active runs and all workloads, read together (one snapshot)."""
+    """The active runs and their workloads (see `ActiveRuns`), read together (one
+    snapshot)."""
     async with domain.store.reading() as session:
         runs = list(await session.scalars(select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES))))
-        workloads = {w.id: w for w in await session.scalars(select(Workload))}
+        acted_for = or_(
+            Workload.id.in_({run.workload_id for run in runs}),
+            Workload.backoff_until.is_not(None),
+        )
+        workloads = {w.id: w for w in await session.scalars(select(Workload).where(acted_for))}
     return ActiveRuns(runs=runs, workloads=workloads)
 
 

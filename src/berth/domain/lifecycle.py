@@ -7,11 +7,12 @@ applies the observation in a short transaction guarded by what it expects (a run
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import Select, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.billing import accrue_run_usage, settle_run_usage
@@ -47,6 +48,12 @@ class RunResult:
     recorded when the run was seen running, which may predate the engine's final word)."""
 
 
+REFRESH_BATCH = 500
+"""Workloads whose statuses one read of a full refresh derives (see `refresh_statuses`)."""
+REPLICATED_TYPES = ("service", "container")
+"""Workload types whose runs are planned to fill replica slots."""
+
+
 async def converge_desired_runs(
     domain: Domain, now: datetime, *, workload_id: str | None = None
 ) -> None:
@@ -71,10 +78,18 @@ async def converge_desired_runs(
 
 async def _plan_runs(session: AsyncSession, now: datetime, workload_id: str | None) -> bool:
     """Apply the run plan to the session's objects; True if anything changed."""
-    workloads_query = select(Workload)
     active_query = select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES))
+    # A job or schedule without an active run has nothing to plan (no slot, nothing to
+    # stop), so a full plan reads only the replicated types and workloads with active runs:
+    # thousands of idle schedules cost it nothing.
+    workloads_query = select(Workload).where(
+        or_(
+            Workload.type.in_(REPLICATED_TYPES),
+            Workload.id.in_(select(Run.workload_id).where(Run.status.in_(ACTIVE_RUN_STATUSES))),
+        )
+    )
     if workload_id is not None:
-        workloads_query = workloads_query.where(Workload.id == workload_id)
+        workloads_query = select(Workload).where(Workload.id == workload_id)
         active_query = active_query.where(Run.workload_id == workload_id)
     workloads = list(await session.scalars(workloads_query))
     active = list(await session.scalars(active_query))
@@ -86,7 +101,7 @@ async def _plan_runs(session: AsyncSession, now: datetime, workload_id: str | No
     for workload in workloads:
         runs = by_workload.get(workload.id, [])
         stops: list[tuple[Run, str]] = []
-        if workload.type in ("service", "container"):
+        if workload.type in REPLICATED_TYPES:
             plan = plan_service(workload, runs, now)
             for run_id in plan.promote:
                 promoted = runs_by_id[run_id]
@@ -227,20 +242,39 @@ async def refresh_statuses(
     domain: Domain, now: datetime, *, workload_id: str | None = None
 ) -> None:
     """Recompute every workload's status (or only `workload_id`'s) from its runs; publish
-    the ones that changed."""
-    query = select(Workload)
+    the ones that changed.
+
+    Every workload is read in batches of `REFRESH_BATCH` (by id), each in a read of its own
+    with a turn of the event loop between them: SQLite's statements run on the loop, so
+    10,000 workloads read at once held the API's requests for a second or more."""
     if workload_id is not None:
-        query = query.where(Workload.id == workload_id)
+        await _refresh_batch(domain, now, select(Workload).where(Workload.id == workload_id))
+        return
+    after = ""
+    while True:
+        batch = select(Workload).where(Workload.id > after).order_by(Workload.id)
+        last = await _refresh_batch(domain, now, batch.limit(REFRESH_BATCH))
+        if last is None:
+            return
+        after = last
+        await asyncio.sleep(0)
+
+
+async def _refresh_batch(domain: Domain, now: datetime, query: Select[Workload]) -> str | None:
+    """Refresh the statuses of the workloads `query` reads; the greatest id read (None
+    when it read none)."""
     async with domain.store.reading() as session:
         workloads = list(await session.scalars(query))
         stale = [w.id for w in await derive_statuses(session, workloads, now)]
+    last = max((w.id for w in workloads), default=None)
     if not stale:
-        return
+        return last
     async with domain.store.transaction() as session:
         await lock_owners(session, Workload, Workload.id.in_(stale))
         workloads = list(await session.scalars(select(Workload).where(Workload.id.in_(stale))))
         changed = await derive_statuses(session, workloads, now)
     publish_statuses(domain, changed)
+    return last
 
 
 async def _refresh_status(session: AsyncSession, workload: Workload, now: datetime) -> bool:

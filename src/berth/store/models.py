@@ -204,7 +204,11 @@ class Workload(Base):
     """Names are unique among a user's live workloads; checked in the creating transaction,
     which holds the write lock (a unique index cannot express "among rows not deleted")."""
 
-    __table_args__ = (Index("ix_workloads_user_created", "user_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_workloads_user_created", "user_id", "created_at", "id"),
+        # A create's quota count and name check (live rows: `deleted_at IS NULL`).
+        Index("ix_workloads_user_live_name", "user_id", "deleted_at", "name"),
+    )
 
 
 class SshKey(Base):

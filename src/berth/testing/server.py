@@ -39,8 +39,17 @@ def free_port() -> int:
 class BerthServer:
     """One `berth serve` process. `start` returns once it answers `/healthz`."""
 
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        command: list[str] | None = None,
+    ) -> None:
+        """`command`: what runs `berth serve ...` (default `BERTH`), e.g. a benchmark's
+        wrapper that turns on one logger first; `admin` always runs `BERTH`."""
         self.data_dir = data_dir
+        self.command = command or BERTH
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("BERTH_")}
@@ -61,7 +70,14 @@ class BerthServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*BERTH, "serve", "--data-dir", str(self.data_dir), "--port", str(self.port)],
+                [
+                    *self.command,
+                    "serve",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    str(self.port),
+                ],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -6,16 +6,16 @@ user's, twice (validation, then the create itself): about 15 ms a create at 10,0
 With `(user_id, deleted_at, name)` the count reads this index alone and the name is one
 lookup.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 

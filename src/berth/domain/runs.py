@@ -19,7 +19,7 @@ from berth.domain.errors import NotFound
 from berth.domain.paging import Page, Position, make_page, page_request
 from berth.domain.workloads import owned_workload
 from berth.runtime.base import LogLine, RuntimeDriverError, TaskId
-from berth.store.models import Run
+from berth.store.models import ACTIVE_RUN_STATUSES, Run
 
 PENDING_WAIT_SECONDS = 120.0
 
@@ -100,7 +100,10 @@ async def read_output(domain: Domain, workload_id: str, run: Run | None) -> RunO
     if not run.logs_archived and run.task_id and domain.runtime is not None:
         try:
             lines = [line async for line in domain.runtime.logs(TaskId(run.task_id), follow=False)]
-            return RunOutput(workload_id=workload_id, run=run, live=True, lines=lines)
+            # Read from the engine until the archive is written, which follows the run's
+            # end by a moment: live only while the run itself has not ended.
+            live = run.status in ACTIVE_RUN_STATUSES
+            return RunOutput(workload_id=workload_id, run=run, live=live, lines=lines)
         except RuntimeDriverError:
             pass  # the task is gone: its output is in the archive (or there was none)
     return RunOutput(workload_id=workload_id, run=run, live=False, lines=domain.logs.read(run.id))

@@ -29,7 +29,9 @@ from berth.runtime.base import (
     ExecSpec,
     Runtime,
     RuntimeDriverError,
+    RuntimeUnavailable,
     TaskId,
+    TaskNotFound,
 )
 
 FILE_TIMEOUT_SECONDS = 60.0
@@ -202,7 +204,7 @@ async def read_path(
     while it was listed is listed once more.
     """
     for _ in range(2):
-        result = await _run(
+        result = await _read_run(
             runtime,
             task_id,
             _READ_SCRIPT,
@@ -248,6 +250,36 @@ async def delete_path(runtime: Runtime, task_id: TaskId, path: str) -> None:
     `PathMissing`, `DirectoryNotEmpty`, `PathDenied`, `FileToolsMissing`."""
     result = await _run(runtime, task_id, _DELETE_SCRIPT, [path], path=path, stdin=None)
     _raise_for(result, path)
+
+
+READ_ATTEMPTS = 3
+"""A read's exec is repeated when its stream broke before the command's status came (seen
+on Kubernetes: the API server sometimes drops an exec's connection without a close frame
+after a large output). A read changes nothing, so repeating it is safe; writes and deletes
+are not repeated."""
+
+
+async def _read_run(
+    runtime: Runtime,
+    task_id: TaskId,
+    script: str,
+    args: list[str],
+    *,
+    path: str,
+    stdin: bytes | None,
+    max_output: int,
+) -> ExecResult:
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return await _run(
+                runtime, task_id, script, args, path=path, stdin=stdin, max_output=max_output
+            )
+        except (TaskNotFound, CommandNotFound, RuntimeUnavailable, FileOperationError):
+            raise
+        except RuntimeDriverError:
+            if attempt + 1 == READ_ATTEMPTS:
+                raise
+    raise AssertionError("READ_ATTEMPTS is at least 1")
 
 
 async def _run(

@@ -108,6 +108,7 @@ class ExecChannel:
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
+        ended = "the connection ended"
         try:
             async for message in self.ws:
                 parts = split_frame(message)
@@ -120,13 +121,13 @@ class ExecChannel:
                     await self.output.put(("stdout" if channel == STDOUT else "stderr", payload))
                 elif channel == ERROR and payload and not self.ending.done():
                     self.ending.set_result(parse_status(payload))
-        except (ConnectionClosed, OSError):
-            pass
+        except (ConnectionClosed, OSError) as exc:
+            ended = f"the connection ended ({exc})"
         finally:
             if self.marker is not None:
                 self.marker.done.set()
             if not self.ending.done():
-                self.ending.set_result(Ending(exit_code=None, failure="the connection ended"))
+                self.ending.set_result(Ending(exit_code=None, failure=ended))
             await self.output.put(None)
 
     async def send(self, channel: int, data: bytes) -> None:

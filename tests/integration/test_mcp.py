@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import pytest
 from mcp import ClientSession, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from berth.testing.waiting import poll
 from tests.support.cli import clean_env, ok, run_berth
 from tests.support.mcp_client import TRANSPORTS, connect, error_text, structured
 from tests.support.server import TEST_IMAGE, BerthServer, Tenant
@@ -105,6 +106,9 @@ async def test_the_tools_are_listed_with_schemas_and_truthful_annotations(
     assert set(create.inputSchema["required"]) == {"name", "type", "image"}
     assert create.inputSchema["properties"]["type"]["enum"] == ["job", "service", "schedule"]
     assert "pending_approval" in create.outputSchema["properties"]  # type: ignore[index]
+    logs = tools["workloads_logs"].inputSchema
+    assert {"type": "string", "format": "date-time"} in logs["properties"]["since"]["anyOf"]
+    assert set(logs["required"]) == {"workload_id"}
     exec_out = tools["workloads_exec"].outputSchema
     assert exec_out is not None and "result" in exec_out["properties"]
     annotations = {name: tool.annotations for name, tool in tools.items()}
@@ -223,6 +227,75 @@ async def test_exec_returns_the_exit_code_and_both_outputs(
     result = ran["result"]
     assert result["exit_code"] == 3 and not result["timed_out"]
     assert result["stdout"] == "fed in\n" and result["stderr"] == "oops\n"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_logs_since_a_time_keep_the_lines_at_or_after_it(
+    transport: str, mcp_server: BerthServer, agent: Tenant, person: httpx.Client
+) -> None:
+    # A job printing one line, then a second once the test lets it (a file appears).
+    job = {
+        "name": f"since-{transport}",
+        "type": "job",
+        "image": TEST_IMAGE,
+        "command": "echo early; until [ -f /tmp/go ]; do sleep 0.1; done; echo late",
+    }
+    response = await anyio.to_thread.run_sync(lambda: person.post("/v1/compute", json=job))
+    assert response.status_code == 201, response.text
+    workload_id = response.json()["id"]
+    async with connect(transport, mcp_server, agent.key) as session:
+
+        async def logs(**arguments: Any) -> dict[str, Any]:
+            return structured(
+                await session.call_tool("workloads_logs", {"workload_id": workload_id, **arguments})
+            )
+
+        async def early_printed() -> bool:
+            lines: list[str] = (await logs())["lines"]
+            return lines == ["stdout: early"]
+
+        await poll(early_printed, 60, interval=0.2, what="the job's first line")
+        go = await session.call_tool(
+            "workloads_exec", {"workload_id": workload_id, "command": "touch /tmp/go"}
+        )
+        assert structured(go)["result"]["exit_code"] == 0, go
+        done = structured(
+            await session.call_tool(
+                "workloads_wait", {"workload_id": workload_id, "until": "finished", "timeout": 60}
+            )
+        )
+        assert done["status"] == "succeeded", done
+        # The lines' own times, as the logs API stamps them.
+        api = await anyio.to_thread.run_sync(lambda: person.get(f"/v1/compute/{workload_id}/logs"))
+        stamps = [datetime.fromisoformat(e["timestamp"]) for e in api.json()["events"]]
+        assert [e["message"] for e in api.json()["events"]] == ["early", "late"]
+        early, late = stamps
+        assert early < late
+        between = early + (late - early) / 2
+
+        everything = await logs()
+        assert everything["lines"] == ["stdout: early", "stdout: late"]
+        assert everything["total_lines"] == 2
+        assert (await logs(since=early.isoformat()))["lines"] == everything["lines"]
+        for form in (
+            between.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            between.astimezone(UTC).replace(tzinfo=None).isoformat(),  # naive: UTC
+            between.astimezone(timezone(timedelta(hours=5, minutes=30))).isoformat(),
+            late.isoformat(),  # at the time itself: kept
+        ):
+            cut = await logs(since=form, run_id=done["recent_runs"][0]["id"])
+            assert (cut["lines"], cut["total_lines"]) == (["stdout: late"], 1), form
+        after = await logs(since=(late + timedelta(microseconds=1)).isoformat())
+        assert (after["lines"], after["total_lines"]) == ([], 0)
+        # `tail` keeps the last of the lines since the time; `total_lines` counts them all.
+        last = await logs(since=early.isoformat(), tail=1)
+        assert (last["lines"], last["total_lines"]) == (["stdout: late"], 2)
+
+        for bad in ("yesterday", "2025-13-01T00:00:00Z"):
+            refused = await session.call_tool(
+                "workloads_logs", {"workload_id": workload_id, "since": bad}
+            )
+            assert refused.isError and "since" in error_text(refused), bad
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

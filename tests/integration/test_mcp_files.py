@@ -91,7 +91,8 @@ async def test_the_file_tools_have_schemas_and_truthful_annotations(
     for name in ("files_read", "files_list", "files_write", "files_delete"):
         assert tools[name].description and tools[name].outputSchema, name
         assert set(tools[name].inputSchema["required"]) >= {"path"}, name
-        assert {"workload_id", "dev_box_id"} <= set(tools[name].inputSchema["properties"])
+        assert {"workload_id", "dev_box_id", "task"} <= set(tools[name].inputSchema["properties"])
+        assert "task" not in tools[name].inputSchema["required"], name
     hints = {name: tools[name].annotations for name in tools}
     for name in ("files_read", "files_list"):
         assert hints[name].readOnlyHint is True, name  # type: ignore[union-attr]
@@ -155,6 +156,79 @@ async def test_a_gated_write_runs_once_approved_and_exec_cat_reads_it(
         )
     )
     assert cat.status_code == 200 and cat.json()["stdout"] == text, cat.text
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_task_picks_the_replica_a_file_is_written_to_read_from_and_deleted_in(
+    transport: str, mcp_server: BerthServer, agent: Tenant, person: httpx.Client
+) -> None:
+    response = agent.client.post(
+        "/v1/compute",
+        json={
+            "name": "pair",
+            "type": "service",
+            "image": TEST_IMAGE,
+            "command": "sleep 3600",
+            "replicas": 2,
+        },
+    )
+    assert response.status_code == 201, response.text
+    workload_id = response.json()["id"]
+    await anyio.to_thread.run_sync(
+        lambda: wait_workload(agent.client, workload_id, lambda s: s["running_tasks"] == 2)
+    )
+    path = "/tmp/replica.txt"
+    async with connect(transport, mcp_server, agent.key) as session:
+        runs = structured(await session.call_tool("workloads_runs", {"workload_id": workload_id}))
+        running = {r["slot"]: r["id"] for r in runs["runs"] if r["status"] == "running"}
+        assert sorted(running) == [0, 1], runs
+        first, second = running[0], running[1]
+
+        async def call(tool: str, **arguments: Any) -> Any:
+            return await session.call_tool(tool, {"workload_id": workload_id, **arguments})
+
+        async def approved(held: dict[str, Any]) -> dict[str, Any]:
+            """The gated call's result once the agent's human approved it."""
+            approval_id = held["pending_approval"]["approval_id"]
+            decided = await anyio.to_thread.run_sync(
+                lambda: person.post(f"/v1/approvals/{approval_id}/approve")
+            )
+            assert decided.status_code == 200, decided.text
+            waited = structured(
+                await session.call_tool(
+                    "approval_wait", {"approval_id": approval_id, "timeout": 30}
+                )
+            )
+            assert waited["status"] == "approved", waited
+            return waited
+
+        # Written in the second replica's task (the approval keeps the `task`)...
+        written = await approved(
+            structured(await call("files_write", path=path, content="two\n", task=second))
+        )
+        assert written["result_status"] == 201
+        assert written["result"] == {"path": path, "size": 4, "created": True}
+        read = structured(await call("files_read", path=path, task=second))
+        assert read["content"] == "two\n"
+        listed = structured(await call("files_list", path="/tmp", task=second))
+        assert "replica.txt" in [e["name"] for e in listed["entries"]]
+        # ... and absent from the first's, which is also the default (the lowest slot).
+        for elsewhere in ({"task": first}, {}):
+            absent = await call("files_read", path=path, **elsewhere)
+            assert absent.isError and "HTTP 404" in error_text(absent), elsewhere
+            listed = structured(await call("files_list", path="/tmp", **elsewhere))
+            assert "replica.txt" not in [e["name"] for e in listed["entries"]], elsewhere
+
+        deleted = await approved(structured(await call("files_delete", path=path, task=second)))
+        assert deleted["result"] == {"path": path, "deleted": True}
+        gone = await call("files_read", path=path, task=second)
+        assert gone.isError and "HTTP 404" in error_text(gone)
+
+        unknown = await call("files_list", path="/tmp", task="run_unknown")
+        assert unknown.isError and "HTTP 404" in error_text(unknown)
+        assert "run_unknown" in error_text(unknown)
+        box = await session.call_tool("files_list", {"dev_box_id": "x", "path": "/", "task": first})
+        assert box.isError and "`task`" in error_text(box)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)

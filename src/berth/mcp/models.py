@@ -59,7 +59,11 @@ class LogTail(BaseModel):
     run_id: str | None = Field(description="The run the lines come from (null: the latest).")
     live: bool = Field(description="True while the run is still going.")
     lines: list[str] = Field(description="The last lines, oldest first, each `stream: text`.")
-    total_lines: int = Field(description="How many lines the run's log holds in all.")
+    total_lines: int = Field(
+        description="How many lines the run's log holds in all (with `since`: how many of "
+        "them are at or after it), before `tail` kept the last: more than `lines` holds "
+        "means a larger `tail` shows earlier ones."
+    )
 
 
 class SecretList(BaseModel):

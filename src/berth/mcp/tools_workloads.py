@@ -4,6 +4,7 @@ secrets. Create and exec may be gated: they then return `pending_approval`, not 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -23,7 +24,7 @@ from berth.mcp.models import (
     WorkloadCreated,
     WorkloadList,
 )
-from berth.schemas.workloads import ExecResult, RunOut, SecretKeyOut, WorkloadOut
+from berth.schemas.workloads import ExecResult, LogEvent, RunOut, SecretKeyOut, WorkloadOut
 from berth.sdk import ApprovalPending, AsyncClient
 
 WorkloadId = Annotated[str, Field(description="The workload's id (from workloads_list).")]
@@ -43,6 +44,17 @@ def change(*, destructive: bool, idempotent: bool) -> ToolAnnotations:
     return ToolAnnotations(
         readOnlyHint=False, destructiveHint=destructive, idempotentHint=idempotent
     )
+
+
+def since_events(events: list[LogEvent], since: datetime) -> list[LogEvent]:
+    """The events stamped at or after `since`. The logs API has no time filter, so the
+    run's whole output is read and cut here; a naive time (either side) is UTC."""
+    cut = utc(since)
+    return [event for event in events if utc(event.timestamp) >= cut]
+
+
+def utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def register(server: FastMCP, source: ClientSource) -> None:
@@ -166,10 +178,20 @@ def register(server: FastMCP, source: ClientSource) -> None:
         ctx: Ctx,
         tail: Annotated[int, Field(ge=1, le=10000, description="The last N lines.")] = 100,
         run_id: Annotated[str | None, Field(description="A run's id; default the latest.")] = None,
+        since: Annotated[
+            datetime | None,
+            Field(
+                description="Only lines written at or after this ISO-8601 date-time, e.g. "
+                "`2025-06-01T12:00:00Z` (no offset means UTC); `tail` then keeps the last "
+                "of those."
+            ),
+        ] = None,
     ) -> LogTail:
-        """The last `tail` lines of a run's output (stdout and stderr, in order)."""
+        """The last `tail` lines of a run's output (stdout and stderr, in order), optionally
+        only those since a time."""
         logs = await through_api(source, ctx, lambda c: c.compute.logs(workload_id, run_id=run_id))
-        lines = [f"{event.stream}: {event.message}" for event in logs.events]
+        events = logs.events if since is None else since_events(logs.events, since)
+        lines = [f"{event.stream}: {event.message}" for event in events]
         return LogTail(
             workload_id=logs.workload_id,
             run_id=logs.run_id,

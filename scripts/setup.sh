@@ -48,8 +48,10 @@ bash scripts/venv.sh  # the Python environment, from the lock file
 bash scripts/dashboard-assets.sh  # xterm.js for the dashboard, from package-lock.json
 
 engine_api() { curl -sf --unix-socket /var/run/docker.sock "http://engine/v1.41$1" "${@:2}"; }
-if ! engine_api /images/berth/busybox:latest/json >/dev/null; then
-  log "building the local image berth/busybox:latest from Debian's busybox-static"
+# import_busybox REPO [CHANGE...]: an image of Debian's busybox-static with every applet,
+# root's home and a web root, with the given Dockerfile changes (URL-encoded).
+import_busybox() {
+  local root query=""
   root=$(mktemp -d)
   mkdir -p "$root/bin" "$root/tmp" "$root/root" "$root/etc" "$root/var/www"
   cp /bin/busybox "$root/bin/busybox"
@@ -58,13 +60,24 @@ if ! engine_api /images/berth/busybox:latest/json >/dev/null; then
   done
   printf 'root:x:0:0:root:/root:/bin/sh\n' >"$root/etc/passwd"
   printf 'root:x:0:\n' >"$root/etc/group"
-  tar -C "$root" -c . | engine_api '/images/create?fromSrc=-&repo=berth/busybox&tag=latest&changes=ENV%20PATH%3D%2Fbin&changes=WORKDIR%20%2Froot' \
+  for change in "${@:2}"; do query="$query&changes=$change"; done
+  tar -C "$root" -c . | engine_api "/images/create?fromSrc=-&repo=$1&tag=latest$query" \
     -X POST -H 'Content-Type: application/x-tar' --data-binary @- >/dev/null
   rm -rf "$root"
+}
+if ! engine_api /images/berth/busybox:latest/json >/dev/null; then
+  log "building the local image berth/busybox:latest from Debian's busybox-static"
+  import_busybox berth/busybox 'ENV%20PATH%3D%2Fbin' 'WORKDIR%20%2Froot'
 fi
 if [ "${1:-}" = "--test" ]; then
   if ! engine_api /images/berth-test/busybox:latest/json >/dev/null; then
     engine_api '/images/berth/busybox:latest/tag?repo=berth-test/busybox&tag=latest' -X POST >/dev/null
+  fi
+  # A sandbox image whose own command is a web server on 8080 (services with no command).
+  if ! engine_api /images/berth-test/sandbox:latest/json >/dev/null; then
+    log "building the test image berth-test/sandbox:latest (serves /var/www on 8080)"
+    import_busybox berth-test/sandbox 'ENV%20PATH%3D%2Fbin' \
+      'CMD%20%5B%22httpd%22%2C%22-f%22%2C%22-p%22%2C%228080%22%2C%22-h%22%2C%22%2Fvar%2Fwww%22%5D'
   fi
   # An image without /bin/sh: only the busybox binary, for the tests of argv-only commands.
   if ! engine_api /images/berth-test/nosh:latest/json >/dev/null; then

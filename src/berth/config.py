@@ -22,6 +22,33 @@ class InstanceType(BaseModel):
     cpu: float
 
 
+class WarmPoolSetting(BaseModel):
+    """One warm pool (`BERTH_WARM_POOLS`, a JSON list of these): ready tasks that creates of
+    exactly this shape take instead of starting one (docs/architecture.md, "Warm pools").
+
+    A `devbox` pool serves Containers API creates of its image (default: the dev-box image),
+    instance type, memory and mount paths (defaults: those of a create that leaves them
+    out). A `service` pool serves Workloads API services with no command, no `env` and no
+    scale-to-zero, of its image, cpu, memory and port.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    kind: Literal["devbox", "service"]
+    name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    """Shown in logs and on the pool's tasks; default `<kind>-<position in the list>`."""
+    size: int = Field(default=1, ge=0, le=100)
+    """Ready tasks kept at all times."""
+    max_size: int | None = Field(default=None, ge=0, le=100)
+    """Ready tasks kept at most while demand is high (default: four times `size`)."""
+    image: str | None = None
+    instance_type: str = "nano"
+    memory_mb: int | None = Field(default=None, ge=16)
+    mount_paths: list[str] = Field(default_factory=lambda: ["/root"])
+    cpu: float = Field(default=0.25, ge=0.01)
+    port: int | None = Field(default=None, ge=1, le=65535)
+
+
 DEFAULT_INSTANCE_TYPES = {
     "nano": InstanceType(arch="arm64", cpu=0.5),
     "micro": InstanceType(arch="arm64", cpu=1),
@@ -101,6 +128,8 @@ class Settings(BaseSettings):
     instance_types: dict[str, InstanceType] = Field(
         default_factory=lambda: dict(DEFAULT_INSTANCE_TYPES)
     )
+    warm_pools: list[WarmPoolSetting] = Field(default_factory=list)
+    """Warm pools (JSON), e.g. `[{"kind": "devbox", "size": 2}]`; none by default."""
 
     price_per_vcpu_second: float = 0.0001
     price_per_gb_second: float = 0.00005

@@ -28,12 +28,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterable
 from datetime import datetime
 
 from berth.control.event_memory import TaskEventMemory
 from berth.control.operations import Operation, Operations
 from berth.control.run_actions import RunActions
-from berth.domain import active_runs, labels, lifecycle
+from berth.domain import active_runs, labels, lifecycle, warm_pools
 from berth.domain.context import Domain
 from berth.domain.records import Run, Workload
 from berth.runtime.base import (
@@ -260,9 +261,15 @@ class Reconciler:
             if run.id not in busy:
                 self._act_on_run(run, workloads.get(run.workload_id), by_run.get(run.id))
         active_ids = {run.id for run in active}
-        for run_id, task in by_run.items():
-            if run_id not in active_ids and run_id not in busy:
-                self._start(run_id or task.task_id, self._act.remove_leftover(task, run_id))
+        leftovers = {
+            run_id: task
+            for run_id, task in by_run.items()
+            if run_id not in active_ids and run_id not in busy
+        }
+        for run_id in await self._still_pooled(leftovers.values()):
+            del leftovers[run_id]
+        for run_id, task in leftovers.items():
+            self._start(run_id or task.task_id, self._act.remove_leftover(task, run_id))
         # A workload goes only once none of its tasks is left on the engine, so its
         # volumes and network are no longer in use when they are removed.
         on_engine = {task.labels.get(labels.WORKLOAD, "") for task in tasks}
@@ -295,7 +302,10 @@ class Reconciler:
                 self._start(run.id, self._act.discard(run, task))
             return
         if run.status == "pending":
-            if task is not None:
+            if task is not None and labels.POOLED in task.labels and workload is not None:
+                # A warm pool's task, taken: launching finds it and moves it to its tenant.
+                self._start(run.id, self._act.launch(run, workload))
+            elif task is not None:
                 self._start(run.id, self._act.adopt(run, task))
             elif run.stop_requested or workload is None:
                 nothing_ran = lifecycle.RunResult(None, self._now())
@@ -312,6 +322,17 @@ class Reconciler:
             self._start(run.id, self._act.finish(run, task))
         elif run.stop_requested:
             self._start(run.id, self._act.stop(task))
+
+    async def _still_pooled(self, tasks: Iterable[TaskState]) -> set[str]:
+        """The run ids of those tasks that a warm pool still holds (their workload does not
+        exist: the pool controller, not a pass, sees to them)."""
+        pooled = {
+            task.labels.get(labels.WORKLOAD, ""): task.labels.get(labels.RUN, "")
+            for task in tasks
+            if labels.POOLED in task.labels
+        }
+        taken = await warm_pools.existing_workloads(self._domain, pooled)
+        return {run_id for workload_id, run_id in pooled.items() if workload_id not in taken}
 
     def _start(self, key: str, work: Operation) -> None:
         self._operations.start(key, work)

@@ -27,7 +27,9 @@ from berth.domain.events import Event
 from berth.domain.ids import new_workload_id
 from berth.domain.mounts import validate_mount_paths
 from berth.domain.paging import Page, Position, make_page, page_request
+from berth.domain.pool_shelf import PooledTask, PoolWant
 from berth.domain.statuses import derive_statuses, publish_statuses
+from berth.domain.warm_pools import claim, first_run
 from berth.domain.workloads import publish_changed
 from berth.runtime.base import RuntimeDriverError
 from berth.schemas.containers import ContainerCreate
@@ -137,33 +139,53 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
         )
         await _owned_keys(session, actor.user_id, body.ssh_key_ids)
         require_credits(user)
-        workload = Workload(
-            id=new_workload_id(),
-            user_id=user.id,
-            name=body.name,
-            type="container",
-            image=body.image or domain.containers.image,
-            command=list(KEEP_ALIVE),
-            env={},
-            cpu=cpu,
-            memory_mb=body.memory_mb,
-            replicas=1,
-            desired_state="running",
-            status="pending",
-            instance_type=body.instance_type,
-            storage_gb=body.storage_gb,
-            ssh_enabled=body.ssh_enabled,
-            mount_paths=mount_paths,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(workload)
-        await session.flush()
-        for key_id in dict.fromkeys(body.ssh_key_ids):
-            session.add(ContainerSshKey(workload_id=workload.id, key_id=key_id))
+        image = body.image or domain.containers.image
+        want = PoolWant("container", image, cpu, body.memory_mb, None, tuple(mount_paths))
+        with claim(domain, want) as pooled:
+            workload = await _insert_container(session, user.id, body, want, now, pooled)
     publish_statuses(domain, [workload])
     publish_changed(domain, workload)
     return await _view(domain, workload)
+
+
+async def _insert_container(
+    session: AsyncSession,
+    user_id: str,
+    body: ContainerCreate,
+    task: PoolWant,
+    now: datetime,
+    pooled: PooledTask | None,
+) -> Workload:
+    """The dev box's rows (its task as `task` describes it): its workload, its keys, and
+    (taking a pool task) its first run."""
+    workload = Workload(
+        id=pooled.workload_id if pooled is not None else new_workload_id(),
+        user_id=user_id,
+        name=body.name,
+        type="container",
+        image=task.image,
+        command=list(KEEP_ALIVE),
+        env={},
+        cpu=task.cpu,
+        memory_mb=body.memory_mb,
+        replicas=1,
+        desired_state="running",
+        status="pending",
+        instance_type=body.instance_type,
+        storage_gb=body.storage_gb,
+        ssh_enabled=body.ssh_enabled,
+        mount_paths=list(task.mount_paths),
+        generation=1,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(workload)
+    await session.flush()
+    for key_id in dict.fromkeys(body.ssh_key_ids):
+        session.add(ContainerSshKey(workload_id=workload.id, key_id=key_id))
+    if pooled is not None:
+        session.add(first_run(workload, pooled, now=now))
+    return workload
 
 
 async def _owned_keys(session: AsyncSession, user_id: str, key_ids: list[int]) -> None:

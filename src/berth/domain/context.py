@@ -10,6 +10,7 @@ from berth.domain.activity import OpenUses
 from berth.domain.crypto import SecretCipher
 from berth.domain.events import EventBus
 from berth.domain.keyed_locks import KeyedLocks
+from berth.domain.pool_shelf import PoolShelf
 from berth.domain.replicas import new_replica_id
 from berth.domain.tokens import TokenSigner
 from berth.domain.usage import LiveUsage
@@ -82,6 +83,8 @@ class Domain:
     uses: OpenUses = field(default_factory=OpenUses)
     """What this process holds open now (SSH logins, terminals), announced as activity so
     that no idle controller acts on it (`berth.domain.activity`)."""
+    pools: PoolShelf = field(default_factory=PoolShelf)
+    """The warm pools' ready tasks, which creates take (`berth.domain.warm_pools`)."""
 
     def data_version(self) -> int | None:
         """A number that changes with every commit to the database, by any process; None

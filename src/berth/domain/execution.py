@@ -26,6 +26,7 @@ from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import Conflict, Invalid, NotFound, NotRunning
+from berth.domain.events import Subscription
 from berth.domain.pausing import wake_run
 from berth.domain.workloads import owned_workload
 from berth.runtime.base import (
@@ -44,7 +45,9 @@ ROLLOUT_WAIT_SECONDS = 30.0
 """How long an exec or shell waits for the workload's starting task (a roll onto a new
 generation, a service just created or woken) before answering `RollingOut`; the same budget
 the engine gives a command to start."""
-ROLLOUT_POLL_SECONDS = 0.2
+ROLLOUT_POLL_SECONDS = 1.0
+"""While waiting, the pick is repeated on every event about the workload, and at least
+this often (events of another replica may be late)."""
 ROLLED_TYPES = ("service", "container")
 """Workload types whose tasks are replaced when the generation changes (jobs and schedules
 keep their running task and pick the change up on their next run)."""
@@ -88,18 +91,38 @@ async def running_target(
     raised at once rather than after the wait."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_seconds
+    changes: Subscription | None = None
+    try:
+        while True:
+            try:
+                target = await _pick_target(domain, actor, workload_id, run_id, owner)
+            except RollingOut:
+                if domain.runtime is not None:
+                    await domain.runtime.ping()
+                if loop.time() >= deadline:
+                    raise
+                if changes is None:
+                    # Subscribed, then picked again: a start between the two is not missed.
+                    changes = domain.bus.subscribe(maxsize=64)
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(min(ROLLOUT_POLL_SECONDS, deadline - loop.time())):
+                        await _next_change(changes, workload_id)
+            else:
+                await wake_run(domain, target.run)  # a paused workload is resumed first
+                return target
+    finally:
+        if changes is not None:
+            changes.close()
+
+
+async def _next_change(changes: Subscription, workload_id: str) -> None:
+    """Until an event about the workload (a run started, a status changed) arrives: a
+    task's start is seen at once, not at the next poll."""
     while True:
-        try:
-            target = await _pick_target(domain, actor, workload_id, run_id, owner)
-        except RollingOut:
-            if domain.runtime is not None:
-                await domain.runtime.ping()
-            if loop.time() >= deadline:
-                raise
-        else:
-            await wake_run(domain, target.run)  # a paused workload is resumed first
-            return target
-        await asyncio.sleep(ROLLOUT_POLL_SECONDS)
+        event = await changes.get()
+        if event.workload_id in (workload_id, None):
+            return
 
 
 async def _pick_target(
@@ -136,7 +159,12 @@ async def _pick_target(
             f"workload {workload_id} is rolling out generation {workload.generation} and "
             "its new task is not running yet; retry in a few seconds"
         )
-    if any(run.status == "pending" for run in usable):
+    just_created = (
+        workload.type in ROLLED_TYPES
+        and workload.status == "pending"
+        and workload.desired_state == "running"
+    )
+    if just_created or any(run.status == "pending" for run in usable):
         raise RollingOut(
             f"the task of workload {workload_id} is starting and not running yet; "
             "retry in a few seconds"

@@ -8,6 +8,11 @@ WORKLOAD = "dev.berth.workload"
 RUN = "dev.berth.run"
 USER = "dev.berth.user"
 GENERATION = "dev.berth.generation"
+POOLED = "dev.berth.pooled"
+"""`1` on a task made ahead for a warm pool, for good (labels cannot change): whether it
+is still a pool's or was taken is the database's to say (its workload exists or not)."""
+POOL = "dev.berth.pool"
+"""On a warm pool's task: the profile it was made for."""
 VOLUME_PATH = "dev.berth.path"
 """On a container's volume: the mount path it holds."""
 
@@ -18,3 +23,7 @@ def instance_selector(instance_id: str) -> dict[str, str]:
 
 def workload_selector(instance_id: str, workload_id: str) -> dict[str, str]:
     return {INSTANCE: instance_id, WORKLOAD: workload_id}
+
+
+def pool_selector(instance_id: str) -> dict[str, str]:
+    return {INSTANCE: instance_id, POOLED: "1"}

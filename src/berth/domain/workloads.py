@@ -26,6 +26,7 @@ from berth.domain.events import Event
 from berth.domain.ids import new_run_id, new_workload_id
 from berth.domain.locks import lock_owner_then
 from berth.domain.paging import Page, page_request
+from berth.domain.pool_shelf import PoolWant
 from berth.domain.schedules import Schedule, parse_schedule
 from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.views import (
@@ -35,6 +36,7 @@ from berth.domain.views import (
     read_view,
     read_view_page,
 )
+from berth.domain.warm_pools import claim, first_run
 from berth.runtime.base import Capacity
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import ACTIVE_RUN_STATUSES, AccountKit, Run, User, Workload
@@ -54,35 +56,47 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
     now = domain.clock.now()
     async with domain.store.transaction() as session:
         user, schedule = await _check_create(session, actor, body, capacity, lock=True)
-        workload = Workload(
-            id=new_workload_id(),
-            user_id=user.id,
-            name=body.name,
-            type=body.type,
-            image=body.image,
-            command=body.command if isinstance(body.command, list) else None,
-            command_text=body.command if isinstance(body.command, str) else None,
-            env=dict(body.env),
-            port=body.port,
-            cpu=body.cpu,
-            memory_mb=body.memory_mb,
-            replicas=body.replicas if body.type == "service" else 1,
-            schedule_expr=body.schedule_expr,
-            timeout_seconds=body.timeout_seconds,
-            scale_to_zero=body.scale_to_zero,
-            idle_timeout_seconds=body.idle_timeout_seconds,
-            desired_state="running",
-            status="pending" if body.type != "schedule" else "scheduled",
-            next_run_at=schedule.next_after(now) if schedule else None,
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(workload)
-        await session.flush()
-        if body.type == "job":
-            session.add(_new_run(workload, trigger="create", now=now))
+        with claim(domain, _pool_want(body)) as pooled:
+            workload = Workload(
+                id=pooled.workload_id if pooled is not None else new_workload_id(),
+                user_id=user.id,
+                name=body.name,
+                type=body.type,
+                image=body.image,
+                command=body.command if isinstance(body.command, list) else None,
+                command_text=body.command if isinstance(body.command, str) else None,
+                env=dict(body.env),
+                port=body.port,
+                cpu=body.cpu,
+                memory_mb=body.memory_mb,
+                replicas=body.replicas if body.type == "service" else 1,
+                schedule_expr=body.schedule_expr,
+                timeout_seconds=body.timeout_seconds,
+                scale_to_zero=body.scale_to_zero,
+                idle_timeout_seconds=body.idle_timeout_seconds,
+                desired_state="running",
+                status="pending" if body.type != "schedule" else "scheduled",
+                next_run_at=schedule.next_after(now) if schedule else None,
+                generation=1,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(workload)
+            await session.flush()
+            if body.type == "job":
+                session.add(_new_run(workload, trigger="create", now=now))
+            if pooled is not None:
+                session.add(first_run(workload, pooled, now=now))
     publish_changed(domain, workload)
     return await get_workload(domain, actor, workload.id)
+
+
+def _pool_want(body: WorkloadCreate) -> PoolWant | None:
+    """The pool task a create could take: a service's with no command of its own (a
+    sandbox driven through exec, shells and files), no environment, awake from the start."""
+    if body.type != "service" or body.command is not None or body.env or body.scale_to_zero:
+        return None
+    return PoolWant("service", body.image, body.cpu, body.memory_mb, body.port)
 
 
 WORKLOAD_STATUSES = frozenset(

@@ -12,7 +12,10 @@ Rules every driver keeps:
   two berth instances sharing one engine never see each other's tasks).
 - `launch` is idempotent by `TaskSpec.name`: launching a name that already exists returns the
   existing task's state instead of creating a second one. It returns once the engine has
-  accepted and started the task, not once the process inside is ready.
+  accepted and started the task, not once the process inside is ready. A driver with
+  networks of its own also moves an existing task onto the spec's network (and off any
+  other), so a task made ahead on a holding network (a warm pool's) is the spec's once
+  launched.
 - `stop` and `remove` are idempotent: a task that is already stopped or gone is not an error.
 - `remove` never loses what berth still needs: callers read a finished task's result and logs
   before removing it.
@@ -73,6 +76,9 @@ class TaskSpec:
     ports: tuple[int, ...] = ()
     network: str | None = None
     network_labels: Mapping[str, str] = field(default_factory=dict)
+    network_isolated: bool = False
+    """Tasks on the network cannot reach one another (a warm pool's holding network); set
+    when the network is first made. A driver without networks of its own ignores it."""
     pids_limit: int = 1024
     log_max_bytes: int = 20 * 1024 * 1024
     volumes: tuple[tuple[str, str], ...] = ()

@@ -32,6 +32,7 @@ from berth.api.routes.workloads import build_workloads_router
 from berth.clock import SYSTEM_CLOCK, Clock
 from berth.config import Settings
 from berth.control.supervisor import Controllers
+from berth.control.warm_pools import WarmPools
 from berth.dashboard.app import install_dashboard
 from berth.domain.retention import RunRetention
 from berth.domain.shells import end_orphaned_sessions
@@ -43,7 +44,12 @@ from berth.gateway.ssh.gateway import SshGateway
 from berth.gateway.ssh.limits import SshLimits
 from berth.runtime.base import Runtime
 from berth.runtime.factory import create_runtime
-from berth.server.bootstrap import bridge_replicas, instance_id, open_domain
+from berth.server.bootstrap import (
+    bridge_replicas,
+    instance_id,
+    open_domain,
+    warm_pool_profiles,
+)
 from berth.server.mcp_endpoint import install_mcp_endpoint
 
 
@@ -70,7 +76,9 @@ def create_app(
             stop_grace_seconds=settings.stop_grace_seconds,
             namespace=settings.kubernetes_namespace,
         )
+        profiles = warm_pool_profiles(settings)
         domain = await open_domain(resolved, runtime=driver, clock=clock)
+        domain.pools.configure(profiles)
         replicas = await bridge_replicas(domain)
         controllers = Controllers(
             domain,
@@ -109,6 +117,10 @@ def create_app(
         public = PublicGateway(resolved, domain, driver, start_now=controllers.start_now)
         await public.start()
         controllers.lease("idle-scaler", public.idle.run_forever)
+        pools = WarmPools(
+            domain, driver, instance_id=instance_id(settings), log_max_bytes=settings.log_max_bytes
+        )
+        controllers.lease("warm-pools", pools.run_forever)
         app.state.rule_listeners = public
         controllers.start()
         try:

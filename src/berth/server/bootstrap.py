@@ -13,11 +13,16 @@ from berth.clock import SYSTEM_CLOCK, Clock
 from berth.config import Settings
 from berth.domain.context import ContainerDefaults, Domain, KitDefaults, Pricing
 from berth.domain.crypto import SecretCipher
+from berth.domain.errors import Invalid
 from berth.domain.events import EventBus
+from berth.domain.mounts import validate_mount_paths
+from berth.domain.pool_shelf import PoolProfile, PoolWant
 from berth.domain.tokens import TokenSigner
 from berth.gateway.http.default_ports import HTTP_PORTS
 from berth.private_files import read_or_create_private_file
 from berth.runtime.base import Runtime
+from berth.schemas.containers import ContainerCreate
+from berth.schemas.workloads import WorkloadCreate
 from berth.store.db import Store
 from berth.store.keyfiles import KeyFileError, load_or_create_key
 from berth.store.logs import LogArchive
@@ -78,6 +83,10 @@ async def open_domain(
     )
 
 
+DEVBOX_MEMORY_MB = int(ContainerCreate.model_fields["memory_mb"].default)
+SERVICE_MEMORY_MB = int(WorkloadCreate.model_fields["memory_mb"].default)
+
+
 async def bridge_replicas(domain: Domain) -> EventChannel | None:
     """On PostgreSQL, connect this replica's event bus to the other replicas' (LISTEN/NOTIFY,
     `store.notify`); the caller stops the channel returned. On SQLite (one process) None."""
@@ -101,3 +110,52 @@ def instance_id(settings: Settings) -> str:
     if not value:
         raise KeyFileError(f"the instance id file {path} is empty; restore it from a backup")
     return value.decode().lower()
+
+
+class WarmPoolSettingError(ValueError):
+    """`BERTH_WARM_POOLS` names something berth cannot serve; the message says what."""
+
+
+def warm_pool_profiles(settings: Settings) -> list[PoolProfile]:
+    """The configured warm pools as the shapes creates will ask for (what a create leaving
+    a field out gets is what a pool leaving it out holds)."""
+    if settings.warm_pools and settings.runtime == "kubernetes":
+        raise WarmPoolSettingError(
+            "warm_pools: warm pools need the docker runtime (a pod cannot move into its "
+            "tenant's namespace); remove BERTH_WARM_POOLS or run with --runtime docker"
+        )
+    profiles: list[PoolProfile] = []
+    for position, pool in enumerate(settings.warm_pools):
+        name = pool.name or f"{pool.kind}-{position}"
+        where = f"warm_pools[{position}] ({name})"
+        if pool.kind == "devbox":
+            kind = settings.instance_types.get(pool.instance_type)
+            if kind is None:
+                known = ", ".join(settings.instance_types)
+                raise WarmPoolSettingError(
+                    f"{where}: unknown instance_type {pool.instance_type!r}; one of {known}"
+                )
+            try:
+                paths = validate_mount_paths(pool.mount_paths)
+            except Invalid as exc:
+                raise WarmPoolSettingError(f"{where}: {exc}") from exc
+            want = PoolWant(
+                "container",
+                pool.image or settings.container_image,
+                kind.cpu,
+                pool.memory_mb or DEVBOX_MEMORY_MB,
+                None,
+                tuple(paths),
+            )
+        else:
+            if not pool.image:
+                raise WarmPoolSettingError(f"{where}: a service pool needs an image")
+            want = PoolWant(
+                "service", pool.image, pool.cpu, pool.memory_mb or SERVICE_MEMORY_MB, pool.port
+            )
+        if any(profile.name == name for profile in profiles):
+            raise WarmPoolSettingError(f"{where}: two pools are named {name!r}")
+        size = pool.size
+        max_size = pool.max_size if pool.max_size is not None else 4 * size
+        profiles.append(PoolProfile(name, want, size, max(size, max_size)))
+    return profiles

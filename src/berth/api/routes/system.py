@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 import berth
 from berth.api.routing import PrefixedRouter
+from berth.domain.pool_shelf import PoolShelf
 
 router = PrefixedRouter(tags=["system"])
 
@@ -17,9 +18,19 @@ class EngineStatus(BaseModel):
     error: str | None
 
 
+class WarmPoolStatus(BaseModel):
+    name: str
+    ready: int
+    """Ready tasks on this replica's shelf (the operator's overhead: nobody is billed)."""
+    target: int
+    """How many it keeps now: its size, or more while creates ask for more."""
+
+
 class SystemStatus(BaseModel):
     version: str
     engine: EngineStatus
+    warm_pools: list[WarmPoolStatus]
+    """Empty where no pools are configured, or on a replica not keeping them."""
 
 
 @router.get("/healthz", response_class=PlainTextResponse, summary="Liveness: returns ok")
@@ -30,6 +41,14 @@ async def healthz() -> str:
 @router.get("/v1/system", response_model=SystemStatus, summary="Version and engine status")
 async def system_status(request: Request) -> SystemStatus:
     error: str | None = request.app.state.controllers.reconciler.engine_error
+    shelf: PoolShelf = request.app.state.domain.pools
+    pools = [
+        WarmPoolStatus(name=p.name, ready=len(shelf.ready(p.name)), target=shelf.target(p.name))
+        for p in shelf.profiles
+        if shelf.is_open
+    ]
     return SystemStatus(
-        version=berth.__version__, engine=EngineStatus(reachable=error is None, error=error)
+        version=berth.__version__,
+        engine=EngineStatus(reachable=error is None, error=error),
+        warm_pools=pools,
     )

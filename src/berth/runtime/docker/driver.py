@@ -57,6 +57,7 @@ from berth.runtime.docker.mapping import (
     state_from_list_entry,
 )
 from berth.runtime.docker.netns import open_port_in_task
+from berth.runtime.docker.networks import DockerNetworks
 
 VOLUME_USAGE_TTL = 15.0
 """Seconds a volume-size measurement is reused (the engine walks every volume to measure)."""
@@ -74,11 +75,10 @@ class DockerRuntime:
         engine); see `EngineClient`."""
         self.socket_path = socket_path
         self._engine = EngineClient(socket_path, transport=transport)
-        self._network_lock = asyncio.Lock()
-        # Images and networks seen present: a launch skips re-checking them. An entry is
-        # dropped when a create says the image or network is missing after all.
+        self._networks = DockerNetworks(self._engine)
+        # Images seen present: a launch skips re-checking them. An entry is dropped when a
+        # create says the image is missing after all.
         self._known_images: set[str] = set()
-        self._known_networks: set[str] = set()
         self._volume_sizes: tuple[float, list[Json]] | None = None
         self._capacity: tuple[float, Capacity] | None = None
 
@@ -137,32 +137,6 @@ class DockerRuntime:
 
     # -- tasks -----------------------------------------------------------------------------
 
-    async def _ensure_network(self, name: str, labels: Mapping[str, str]) -> None:
-        if name in self._known_networks:
-            return
-        async with self._network_lock:
-            response = await self._engine.request("GET", f"/networks/{path_segment(name)}")
-            if response.status_code == 200:
-                self._known_networks.add(name)
-                return
-            if response.status_code != 404:
-                raise unexpected(f"inspecting network '{name}'", response)
-            body = {
-                "Name": name,
-                "Driver": "bridge",
-                "Labels": dict(labels),
-                "CheckDuplicate": True,
-            }
-            response = await self._engine.request("POST", "/networks/create", body=body)
-            if response.status_code in (200, 201, 409):  # 409: created concurrently elsewhere
-                self._known_networks.add(name)
-                return
-            if 400 <= response.status_code < 500:
-                raise InvalidTaskSpec(
-                    f"network '{name}' cannot be created: {engine_message(response)}"
-                )
-            raise unexpected(f"creating network '{name}'", response)
-
     async def _create(self, spec: TaskSpec) -> tuple[str, bool]:
         """Create the container, or find the one already named so: (its id, newly created)."""
         for attempt in range(20):
@@ -194,16 +168,15 @@ class DockerRuntime:
 
     def _forget_missing(self, spec: TaskSpec) -> bool:
         """Drop cached knowledge of the spec's image and network; True if there was any."""
-        known = spec.image in self._known_images or spec.network in self._known_networks
+        known = spec.image in self._known_images or spec.network in self._networks.known
         self._known_images.discard(spec.image)
         if spec.network:
-            self._known_networks.discard(spec.network)
+            self._networks.known.discard(spec.network)
         return known
 
     async def _prepare(self, spec: TaskSpec) -> None:
         await self.ensure_image(spec.image)
-        if spec.network:
-            await self._ensure_network(spec.network, spec.network_labels)
+        await self._networks.ensure(spec)
 
     async def launch(self, spec: TaskSpec, *, details: bool = True) -> TaskState:
         """Create and start; a task that was created but never started is started now.
@@ -212,6 +185,10 @@ class DockerRuntime:
         never-started container is removed and `InvalidTaskSpec` is raised.
         """
         task_id, created = await self._create_task(spec)
+        if not created and spec.network:
+            data = await self._inspect_raw(task_id)
+            joined = set(((data or {}).get("NetworkSettings") or {}).get("Networks") or {})
+            await self._networks.join_only(task_id, joined, spec)
         return await self._start(TaskId(task_id), spec.name, known_created=created, details=details)
 
     async def create(self, spec: TaskSpec) -> TaskState:
@@ -471,23 +448,7 @@ class DockerRuntime:
     # -- networks --------------------------------------------------------------------------
 
     async def remove_networks(self, selector: Mapping[str, str]) -> None:
-        filters = json.dumps({"label": label_filters(selector)})
-        response = await self._engine.request("GET", "/networks", params={"filters": filters})
-        if response.status_code != 200:
-            raise unexpected("listing networks", response)
-        for network in response.json():
-            labels: Mapping[str, str] = network.get("Labels") or {}
-            if any(labels.get(k) != v for k, v in selector.items()):
-                continue
-            self._known_networks.discard(str(network.get("Name", "")))
-            deleted = await self._engine.request(
-                "DELETE", f"/networks/{path_segment(network['Id'])}"
-            )
-            if deleted.status_code in (200, 204, 404, 403, 409):
-                continue  # 403/409: still has active endpoints, kept for now.
-            if "active endpoints" in engine_message(deleted):
-                continue
-            raise unexpected(f"removing network {network.get('Name')}", deleted)
+        await self._networks.remove(selector)
 
     async def close(self) -> None:
         await self._engine.close()

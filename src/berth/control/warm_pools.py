@@ -1,0 +1,213 @@
+"""Warm pools, the controller: keeps each profile's ready tasks on the engine.
+
+Runs while this replica holds the `warm-pools` lease. It puts on the shelf
+(`berth.domain.pool_shelf`) tasks it launched for each profile, refills a pool as creates
+take from it (one launch at a time, so a burst of creates never starves the engine), and
+every `refresh_seconds` lists the pool tasks on the engine to sort them out:
+
+- a ready task that died is removed (and its profile backs off, 5 s doubling to 5 min:
+  an image whose command exits at once is not relaunched in a loop);
+- a task whose workload exists was taken: the reconciler owns it from then on;
+- any other (made by an earlier holder of the lease, or taken by a create whose commit
+  failed) goes back on the shelf if its profile still wants it and it runs; else it is
+  removed with its volumes. A task is handed to a tenant only after its create committed,
+  so one returned to the shelf was never a tenant's.
+
+Pool tasks cost the operator, not users: no run exists for them until a create takes one,
+and the taken run is billed from its creation (`RunActions.adopt`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+
+from berth.control.tasks import build_task_spec
+from berth.domain import labels, warm_pools
+from berth.domain.containers import KEEP_ALIVE
+from berth.domain.context import Domain
+from berth.domain.ids import new_run_id, new_workload_id
+from berth.domain.pool_shelf import PooledTask, PoolProfile
+from berth.domain.records import Run, Workload
+from berth.runtime.base import (
+    ImageNotFound,
+    InvalidTaskSpec,
+    Runtime,
+    RuntimeDriverError,
+    TaskSpec,
+    TaskState,
+    TaskStatus,
+)
+
+log = logging.getLogger("berth.pools")
+
+REFRESH_SECONDS = 10.0
+FIRST_BACKOFF_SECONDS = 5.0
+MAX_BACKOFF_SECONDS = 300.0
+
+
+def pool_network(instance_id: str) -> str:
+    """The holding network of pool tasks: of no tenant, its tasks unable to reach each other."""
+    return f"berth-{instance_id}-pool"
+
+
+def pool_task_spec(
+    profile: PoolProfile, *, instance_id: str, workload_id: str, run_id: str, log_max_bytes: int
+) -> TaskSpec:
+    """The task a create matching `profile` would start, made ahead: named and labelled for
+    the workload and run that will take it, but of no user, on the holding network."""
+    want = profile.want
+    workload = Workload(
+        id=workload_id,
+        user_id="",
+        type=want.kind,
+        image=want.image,
+        command=list(KEEP_ALIVE) if want.kind == "container" else None,
+        command_text=None,
+        port=want.port,
+        mount_paths=list(want.mount_paths),
+        storage_gb=None,
+    )
+    run = Run(id=run_id, generation=1, cpu=want.cpu, memory_mb=want.memory_mb)
+    spec = build_task_spec(
+        instance_id=instance_id, workload=workload, run=run, env={}, log_max_bytes=log_max_bytes
+    )
+    return dataclasses.replace(
+        spec,
+        labels={
+            **labels.pool_selector(instance_id),
+            labels.POOL: profile.name,
+            labels.WORKLOAD: workload_id,
+            labels.RUN: run_id,
+            labels.GENERATION: "1",
+        },
+        network=pool_network(instance_id),
+        network_labels=labels.pool_selector(instance_id),
+        network_isolated=True,
+        volume_labels=labels.workload_selector(instance_id, workload_id),
+    )
+
+
+class WarmPools:
+    def __init__(
+        self,
+        domain: Domain,
+        runtime: Runtime,
+        *,
+        instance_id: str,
+        log_max_bytes: int,
+        refresh_seconds: float = REFRESH_SECONDS,
+    ) -> None:
+        self._domain = domain
+        self._runtime = runtime
+        self._shelf = domain.pools
+        self._instance_id = instance_id
+        self._log_max_bytes = log_max_bytes
+        self._refresh_seconds = refresh_seconds
+        self._wake = asyncio.Event()
+        self._shelf.changed = self._wake.set
+        self._backoff: dict[str, tuple[float, float]] = {}
+        """profile -> (monotonic time until which it is not refilled, the last wait)."""
+        self._taken: set[str] = set()
+        """Workloads of pool tasks known taken (seen with their workload in the database)."""
+
+    async def run_forever(self) -> None:
+        try:
+            refreshed = 0.0
+            while True:
+                try:
+                    if time.monotonic() - refreshed >= self._refresh_seconds:
+                        await self.refresh()
+                        refreshed = time.monotonic()
+                        self._shelf.open()
+                    await self.fill()
+                except RuntimeDriverError as exc:
+                    log.warning("warm pools: the engine failed (%s); retrying", exc)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._refresh_seconds):
+                        await self._wake.wait()
+        finally:
+            # The tasks stay on the engine; the next holder of the lease puts them back.
+            self._shelf.close()
+
+    async def fill(self) -> None:
+        """Launch ready tasks until every pool holds its target (one at a time)."""
+        for profile in self._shelf.profiles:
+            while len(self._shelf.ready(profile.name)) < self._shelf.target(profile.name):
+                if self._backoff.get(profile.name, (0.0, 0.0))[0] > time.monotonic():
+                    break
+                task = await self._make(profile)
+                if task is None:
+                    break
+                self._shelf.put(task)
+
+    async def _make(self, profile: PoolProfile) -> PooledTask | None:
+        task = PooledTask(profile.name, new_workload_id(), new_run_id())
+        spec = pool_task_spec(
+            profile,
+            instance_id=self._instance_id,
+            workload_id=task.workload_id,
+            run_id=task.run_id,
+            log_max_bytes=self._log_max_bytes,
+        )
+        try:
+            state = await self._runtime.launch(spec)
+        except (ImageNotFound, InvalidTaskSpec) as exc:
+            self._failed(profile.name, str(exc))
+            return None
+        if state.status is TaskStatus.EXITED:
+            await self._remove(state, task.workload_id)
+            self._failed(profile.name, f"its task exited at once (exit code {state.exit_code})")
+            return None
+        self._backoff.pop(profile.name, None)
+        return task
+
+    def _failed(self, name: str, why: str) -> None:
+        last = self._backoff.get(name, (0.0, FIRST_BACKOFF_SECONDS / 2))[1]
+        wait = min(last * 2, MAX_BACKOFF_SECONDS)
+        self._backoff[name] = (time.monotonic() + wait, wait)
+        log.warning("warm pool %s: %s; next try in %.0f s", name, why, wait)
+
+    async def refresh(self) -> None:
+        """Sort out the pool tasks on the engine (see the module's docstring)."""
+        tasks = await self._runtime.list_tasks(labels.pool_selector(self._instance_id))
+        self._shelf.forget_taken()
+        seen = {task.labels.get(labels.WORKLOAD, "") for task in tasks}
+        self._taken &= seen
+        unknown: dict[str, TaskState] = {}
+        for task in tasks:
+            workload_id = task.labels.get(labels.WORKLOAD, "")
+            run_id = task.labels.get(labels.RUN, "")
+            if workload_id in self._taken:
+                continue
+            if self._shelf.holds(run_id):
+                if task.status is TaskStatus.EXITED and self._shelf.discard(run_id):
+                    await self._remove(task, workload_id)
+                    self._failed(task.labels.get(labels.POOL, ""), "a ready task exited")
+                continue
+            unknown[workload_id] = task
+        taken = await warm_pools.existing_workloads(self._domain, unknown)
+        self._taken |= taken
+        for workload_id, task in unknown.items():
+            if workload_id not in taken:
+                await self._shelve_or_remove(task, workload_id)
+
+    async def _shelve_or_remove(self, task: TaskState, workload_id: str) -> None:
+        name = task.labels.get(labels.POOL, "")
+        profile = self._shelf.profile(name)
+        if (
+            profile is not None
+            and task.status is TaskStatus.RUNNING
+            and len(self._shelf.ready(name)) < self._shelf.target(name)
+        ):
+            self._shelf.put(PooledTask(name, workload_id, task.labels.get(labels.RUN, "")))
+            return
+        await self._remove(task, workload_id)
+
+    async def _remove(self, task: TaskState, workload_id: str) -> None:
+        await self._runtime.remove(task.task_id)
+        await self._runtime.remove_volumes(labels.workload_selector(self._instance_id, workload_id))

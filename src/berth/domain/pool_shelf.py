@@ -1,0 +1,157 @@
+"""The warm pools' shelf: which pool tasks are ready, per profile, in this process (pure).
+
+The pool controller (`berth.control.warm_pools`) puts tasks on the shelf once the engine
+runs them; a create takes one (`berth.domain.warm_pools.claim`). The shelf also keeps what
+sizes the pools: the demand each profile saw in the last minute (a create that took a task
+or found none). It is open only while this process keeps the pools (it holds their lease):
+elsewhere a create finds nothing and starts its task as usual.
+
+Everything here is in memory and synchronous (one event loop, no awaits), so a take and a
+put never interleave.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+PoolKind = Literal["container", "service"]
+
+DEMAND_WINDOW_SECONDS = 60.0
+"""A pool holds as many ready tasks as creates asked of it in this long (within its size
+and its maximum)."""
+TAKEN_GRACE_SECONDS = 60.0
+"""A taken task whose workload is not in the database this long after is left over (its
+create failed when committing) and is removed."""
+
+
+@dataclass(frozen=True)
+class PoolWant:
+    """The task a create would start: what a pool task must match exactly."""
+
+    kind: PoolKind
+    image: str
+    cpu: float
+    memory_mb: int
+    port: int | None = None
+    mount_paths: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PoolProfile:
+    """One pool: the task it holds ready (`want`), at least `size` of them, up to
+    `max_size` while demand asks for more."""
+
+    name: str
+    want: PoolWant
+    size: int
+    max_size: int
+
+
+@dataclass(frozen=True)
+class PooledTask:
+    """A ready pool task, as a create takes it: the ids its workload and first run take."""
+
+    profile: str
+    workload_id: str
+    run_id: str
+
+
+class PoolShelf:
+    def __init__(self, now: Callable[[], float] = time.monotonic) -> None:
+        self._now = now
+        self._profiles: dict[str, PoolProfile] = {}
+        self._by_want: dict[PoolWant, str] = {}
+        self._ready: dict[str, deque[PooledTask]] = {}
+        self._asked: dict[str, deque[float]] = {}
+        self._taken: dict[str, float] = {}
+        self.is_open = False
+        self.changed: Callable[[], None] = lambda: None
+        """Called when a task is taken or given back (the controller refills)."""
+
+    def configure(self, profiles: Sequence[PoolProfile]) -> None:
+        self._profiles = {profile.name: profile for profile in profiles}
+        self._by_want = {profile.want: profile.name for profile in profiles}
+        self._ready = {profile.name: deque() for profile in profiles}
+        self._asked = {profile.name: deque() for profile in profiles}
+
+    @property
+    def profiles(self) -> list[PoolProfile]:
+        return list(self._profiles.values())
+
+    def profile(self, name: str) -> PoolProfile | None:
+        return self._profiles.get(name)
+
+    # -- a create's side -------------------------------------------------------------------
+
+    def take(self, want: PoolWant) -> PooledTask | None:
+        name = self._by_want.get(want)
+        if name is None or not self.is_open:
+            return None
+        self._asked[name].append(self._now())
+        ready = self._ready[name]
+        task = ready.popleft() if ready else None
+        if task is not None:
+            self._taken[task.run_id] = self._now()
+        self.changed()
+        return task
+
+    def give_back(self, task: PooledTask) -> None:
+        self._taken.pop(task.run_id, None)
+        if self.is_open and task.profile in self._ready:
+            self._ready[task.profile].appendleft(task)
+        self.changed()
+
+    # -- the controller's side -------------------------------------------------------------
+
+    def open(self) -> None:
+        self.is_open = True
+
+    def close(self) -> list[PooledTask]:
+        """Stop handing out tasks; the ready ones, no longer on the shelf."""
+        self.is_open = False
+        ready = [task for queue in self._ready.values() for task in queue]
+        for queue in self._ready.values():
+            queue.clear()
+        return ready
+
+    def put(self, task: PooledTask) -> None:
+        self._ready[task.profile].append(task)
+
+    def ready(self, name: str) -> list[PooledTask]:
+        return list(self._ready.get(name, ()))
+
+    def discard(self, run_id: str) -> bool:
+        """Take a ready task off the shelf (it died); True if it was there."""
+        for queue in self._ready.values():
+            for task in queue:
+                if task.run_id == run_id:
+                    queue.remove(task)
+                    return True
+        return False
+
+    def holds(self, run_id: str) -> bool:
+        """Whether the task is on the shelf or was taken lately by a create that may still
+        be committing."""
+        if run_id in self._taken:
+            return self._now() - self._taken[run_id] < TAKEN_GRACE_SECONDS
+        return any(task.run_id == run_id for queue in self._ready.values() for task in queue)
+
+    def forget_taken(self) -> None:
+        """Drop the record of takes older than the grace (their creates committed or not)."""
+        cutoff = self._now() - TAKEN_GRACE_SECONDS
+        for run_id in [r for r, at in self._taken.items() if at < cutoff]:
+            del self._taken[run_id]
+
+    def target(self, name: str) -> int:
+        """How many ready tasks the pool should hold now: its size, or what the last
+        minute's creates asked of it, up to its maximum."""
+        profile = self._profiles[name]
+        asked = self._asked[name]
+        cutoff = self._now() - DEMAND_WINDOW_SECONDS
+        while asked and asked[0] < cutoff:
+            asked.popleft()
+        return max(profile.size, min(profile.max_size, len(asked)))

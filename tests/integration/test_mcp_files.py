@@ -219,6 +219,17 @@ async def test_task_picks_the_replica_a_file_is_written_to_read_from_and_deleted
             listed = structured(await call("files_list", path="/tmp", **elsewhere))
             assert "replica.txt" not in [e["name"] for e in listed["entries"]], elsewhere
 
+        # A command runs in the task named too (exec takes `task` as the file tools do).
+        async def exec_result(**arguments: Any) -> dict[str, Any]:
+            out = structured(await call("workloads_exec", **arguments))
+            if out["pending_approval"] is not None:
+                return dict((await approved(out))["result"])
+            return dict(out["result"])
+
+        here = await exec_result(command=f"cat {path}", task=second)
+        assert (here["exit_code"], here["stdout"]) == (0, "two\n"), here
+        assert (await exec_result(command=f"cat {path}"))["exit_code"] == 1
+
         deleted = await approved(structured(await call("files_delete", path=path, task=second)))
         assert deleted["result"] == {"path": path, "deleted": True}
         gone = await call("files_read", path=path, task=second)

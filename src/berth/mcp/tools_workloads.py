@@ -24,6 +24,7 @@ from berth.mcp.models import (
     WorkloadCreated,
     WorkloadList,
 )
+from berth.schemas.limits import MAX_RUN_ID_CHARS
 from berth.schemas.workloads import ExecResult, LogEvent, RunOut, SecretKeyOut, WorkloadOut
 from berth.sdk import ApprovalPending, AsyncClient
 
@@ -212,6 +213,16 @@ def register(server: FastMCP, source: ClientSource) -> None:
         timeout_seconds: Annotated[
             int | None, Field(ge=1, le=3600, description="Kill the command after this long.")
         ] = None,
+        task: Annotated[
+            str | None,
+            Field(
+                max_length=MAX_RUN_ID_CHARS,
+                description="Which task (one replica of a service): the id of a running run "
+                "from workloads_runs (`slot` says which replica); it must be running and not "
+                "being stopped or replaced (else HTTP 409). Default: the running task of the "
+                "lowest slot (one still starting is waited for up to 30 s).",
+            ),
+        ] = None,
     ) -> ExecOutcome:
         """Run a command inside the workload's running task and return its exit code, stdout
         and stderr. May be gated: then it returns `pending_approval` (call approval_wait)."""
@@ -219,7 +230,7 @@ def register(server: FastMCP, source: ClientSource) -> None:
         async def run(client: AsyncClient) -> ExecOutcome:
             try:
                 result: ExecResult = await client.compute.exec(
-                    workload_id, command, stdin=stdin, timeout_seconds=timeout_seconds
+                    workload_id, command, stdin=stdin, timeout_seconds=timeout_seconds, task=task
                 )
             except ApprovalPending as pending:
                 return ExecOutcome(pending_approval=PendingApproval.for_id(pending.approval_id))

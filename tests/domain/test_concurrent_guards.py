@@ -97,6 +97,44 @@ async def test_concurrent_workload_creates_stop_at_max_workloads(
     assert await count(domain, select(func.count()).select_from(Workload)) == 4
 
 
+async def test_creates_and_deletes_at_once_keep_the_live_counts_the_rows_count(
+    domain: Domain, actor: Actor
+) -> None:
+    """The quotas read counts kept on the user (not a count of rows): concurrent creates and
+    deletes of workloads and dev boxes leave them equal to the rows."""
+    await accounts.update_user(domain, actor.user_id, max_workloads=6)
+    key = await ssh_keys.add_key(domain, actor, name="k", public_key=public_key_only())
+    first = [await workloads.create_workload(domain, actor, job(f"old{n}")) for n in range(3)]
+    box = await containers.create_container(
+        domain, actor, ContainerCreate(name="box", ssh_key_ids=[key.id])
+    )
+    calls: list[Awaitable[object]] = [
+        *(workloads.delete_workload(domain, actor, view.workload.id) for view in first),
+        containers.delete_container(domain, actor, box.workload.id),
+        *(workloads.create_workload(domain, actor, job(f"new{n}")) for n in range(CALLS)),
+        *(
+            containers.create_container(
+                domain, actor, ContainerCreate(name=f"b{n}", ssh_key_ids=[key.id])
+            )
+            for n in range(5)
+        ),
+    ]
+    _done, refused = await at_once(calls)
+    only(refused, QuotaExceeded)
+    live = Workload.deleted_at.is_(None)
+    rows = await count(domain, select(func.count()).select_from(Workload).where(live))
+    boxes = await count(
+        domain,
+        select(func.count()).select_from(Workload).where(live, Workload.type == "container"),
+    )
+    async with domain.store.reading() as session:
+        user = await session.get(User, actor.user_id)
+    assert user is not None
+    assert (user.live_workloads, user.live_containers) == (rows, boxes)
+    # Jobs count to the six (boxes too, but only boxes limit boxes: to three).
+    assert rows - boxes <= 6 and boxes <= 3
+
+
 async def test_one_name_created_concurrently_is_created_once(domain: Domain, actor: Actor) -> None:
     done, refused = await at_once(
         [workloads.create_workload(domain, actor, job("same")) for _ in range(CALLS)]

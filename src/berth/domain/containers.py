@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, delete, func, or_, select
+from sqlalchemy import and_, bindparam, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain import labels
@@ -115,16 +115,7 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
     now = domain.clock.now()
     async with domain.store.transaction() as session:
         user, kit = await load_compute_user(session, actor.user_id, lock=True)
-        count = await session.scalar(
-            select(func.count())
-            .select_from(Workload)
-            .where(
-                Workload.user_id == user.id,
-                Workload.type == "container",
-                Workload.deleted_at.is_(None),
-            )
-        )
-        if (count or 0) >= kit.max_containers:
+        if user.live_containers >= kit.max_containers:
             raise QuotaExceeded(f"container limit reached ({kit.max_containers})")
         if cpu > kit.max_cpu:
             raise QuotaExceeded(
@@ -143,6 +134,8 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
         want = PoolWant("container", image, cpu, body.memory_mb, None, tuple(mount_paths))
         with claim(domain, want) as pooled:
             workload = await _insert_container(session, user.id, body, want, now, pooled)
+        user.live_workloads += 1
+        user.live_containers += 1
     publish_statuses(domain, [workload])
     publish_changed(domain, workload)
     return await _view(domain, workload)
@@ -330,9 +323,11 @@ async def _live_view(
 async def delete_container(domain: Domain, actor: Actor, container_id: str) -> None:
     """Gone from the API at once; the reconciler removes its task, then its volumes."""
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id, lock=True)
+        user, _kit = await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_container(session, actor, container_id)
         now = domain.clock.now()
+        user.live_workloads -= 1
+        user.live_containers -= 1
         workload.deleted_at, workload.desired_state = now, "stopped"
         workload.status, workload.updated_at = "deleting", now
         await session.execute(

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.accounts import check_compute_user, load_compute_user
@@ -82,6 +82,7 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
                 updated_at=now,
             )
             session.add(workload)
+            user.live_workloads += 1
             await session.flush()
             if body.type == "job":
                 session.add(_new_run(workload, trigger="create", now=now))
@@ -162,9 +163,10 @@ async def get_workload(domain: Domain, actor: Actor, workload_id: str) -> Worklo
 async def delete_workload(domain: Domain, actor: Actor, workload_id: str) -> None:
     """Hide the workload at once and stop its in-flight runs; the reconciler removes the rest."""
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id, lock=True)
+        user, _kit = await load_compute_user(session, actor.user_id, lock=True)
         workload = await owned_workload(session, actor, workload_id)
         now = domain.clock.now()
+        user.live_workloads -= 1
         workload.deleted_at = now
         workload.desired_state = "stopped"
         workload.status = "deleting"
@@ -271,12 +273,7 @@ async def _check_create(
     user, kit = await load_compute_user(session, actor.user_id, lock=lock)
     _check_limits(kit, cpu=body.cpu, memory_mb=body.memory_mb, replicas=body.replicas)
     refuse_beyond_engine(capacity, cpu=body.cpu, memory_mb=body.memory_mb)
-    count = await session.scalar(
-        select(func.count())
-        .select_from(Workload)
-        .where(Workload.user_id == user.id, Workload.deleted_at.is_(None))
-    )
-    if (count or 0) >= kit.max_workloads:
+    if user.live_workloads >= kit.max_workloads:
         raise QuotaExceeded(f"workload limit reached ({kit.max_workloads})")
     if body.type == "job" or (body.type == "service" and body.replicas > 0):
         require_credits(user)

@@ -102,6 +102,11 @@ class User(Base):
     is_operator: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     """A human operator: the dashboard's operator pages (users, AccountKits, credit grants)
     are theirs, for the users of their company."""
+    live_workloads: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """The user's workloads not deleted, of every type (dev boxes too): kept by create and
+    delete under the user's lock, so a quota check reads it instead of counting rows."""
+    live_containers: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """Of those, the dev boxes."""
 
     @property
     def credits(self) -> float:

@@ -55,7 +55,7 @@ def pool_task_ids(platform: Platform) -> set[str]:
     }
 
 
-async def test_a_matching_create_takes_the_ready_task_billed_from_its_create(
+async def test_a_matching_create_runs_on_the_ready_task_at_once_billed_from_its_create(
     platform: Platform, actor: Actor
 ) -> None:
     pools = keeper(platform)
@@ -65,31 +65,34 @@ async def test_a_matching_create_takes_the_ready_task_billed_from_its_create(
 
     platform.clock.advance(300)  # the task waited in the pool five minutes
     view = await workloads.create_workload(platform.domain, actor, sandbox_body())
-    assert view.workload.id == ready.workload_id
+    assert (view.workload.id, view.workload.status) == (ready.workload_id, "running")
     (run,) = await platform.runs(ready.workload_id)
-    assert (run.id, run.status) == (ready.run_id, "pending")
+    assert (run.id, run.status, run.task_id) == (ready.run_id, "running", pool_task)
+    assert run.started_at == run.created_at == platform.clock.now()  # not the pool's start
+    tenant = labels.tenant_network(platform.domain.instance_id, actor.user_id)
+    assert platform.runtime.task(pool_task).joined == {tenant}
 
-    await platform.reconcile()
-    run = await platform.run(ready.run_id)
-    assert (run.status, run.task_id) == ("running", pool_task)
-    assert run.started_at == run.created_at  # not when the task started in the pool
-
-    # The pool refills; a pass leaves the new ready task alone.
+    # A pass leaves the taken task running, and the ready task of the refill alone.
     await pools.fill()
     refill = pool_task_ids(platform) - {pool_task}
     assert len(refill) == 1
     await platform.reconcile()
-    assert refill <= pool_task_ids(platform)
+    assert refill | {pool_task} <= pool_task_ids(platform)
+    assert (await platform.run(ready.run_id)).status == "running"
 
 
-async def test_a_failed_create_gives_the_task_back(platform: Platform, actor: Actor) -> None:
+async def test_a_create_refused_after_the_take_removes_the_task(
+    platform: Platform, actor: Actor
+) -> None:
     pools = keeper(platform)
     await workloads.create_workload(platform.domain, actor, sandbox_body("taken-name"))
     await started(pools, platform)
-    before = platform.domain.pools.ready("sandboxes")
+    (ready,) = platform.domain.pools.ready("sandboxes")
     with pytest.raises(Conflict):
         await workloads.create_workload(platform.domain, actor, sandbox_body("taken-name"))
-    assert platform.domain.pools.ready("sandboxes") == before
+    # It may have joined the tenant's network: never handed to anyone again.
+    assert ready.task_id not in pool_task_ids(platform)
+    assert ready not in platform.domain.pools.ready("sandboxes")
 
 
 @pytest.mark.parametrize(
@@ -127,25 +130,22 @@ def _pool_states(platform: Platform) -> list[TaskState]:
     ]
 
 
-async def test_a_new_keeper_shelves_what_it_wants_and_removes_the_rest(
+async def test_a_new_keeper_removes_the_tasks_it_finds_and_makes_its_own(
     platform: Platform,
 ) -> None:
-    first = keeper(platform, PoolProfile("sandboxes", SANDBOX, 3, 3))
+    first = keeper(platform, PoolProfile("sandboxes", SANDBOX, 2, 2))
     await started(first, platform)
-    assert len(pool_task_ids(platform)) == 3
+    before = pool_task_ids(platform)
+    assert len(before) == 2
     platform.domain.pools.close()
 
-    # A restarted berth whose pool is now one task: it keeps one of the three it finds.
+    # A restarted berth cannot tell whether a task it finds joined a tenant's network
+    # before a crash: it removes them and makes its pool anew.
     second = keeper(platform, PoolProfile("sandboxes", SANDBOX, 1, 1))
     await started(second, platform)
-    assert len(platform.domain.pools.ready("sandboxes")) == 1
-    assert len(pool_task_ids(platform)) == 1
-    platform.domain.pools.close()
-
-    # A pool no longer configured: its tasks go.
-    third = keeper(platform, PoolProfile("others", PoolWant("service", IMAGE, 1, 64), 0, 0))
-    await started(third, platform)
-    assert pool_task_ids(platform) == set()
+    after = pool_task_ids(platform)
+    assert len(after) == 1 and not after & before
+    assert {t.task_id for t in platform.domain.pools.ready("sandboxes")} == after
 
 
 async def test_a_ready_task_that_dies_is_replaced_after_a_back_off(platform: Platform) -> None:
@@ -177,7 +177,7 @@ def test_a_taken_task_is_held_until_its_create_had_time_to_commit() -> None:
     shelf = PoolShelf(now=lambda: now[0])
     shelf.configure([PoolProfile("p", SANDBOX, 1, 1)])
     shelf.open()
-    shelf.put(PooledTask("p", "w1", "run_1"))
+    shelf.put(PooledTask("p", "w1", "run_1", "t1"))
     taken = shelf.take(SANDBOX)
     assert taken is not None and shelf.holds("run_1")
     now[0] += 61

@@ -302,10 +302,7 @@ class Reconciler:
                 self._start(run.id, self._act.discard(run, task))
             return
         if run.status == "pending":
-            if task is not None and labels.POOLED in task.labels and workload is not None:
-                # A warm pool's task, taken: launching finds it and moves it to its tenant.
-                self._start(run.id, self._act.launch(run, workload))
-            elif task is not None:
+            if task is not None:
                 self._start(run.id, self._act.adopt(run, task))
             elif run.stop_requested or workload is None:
                 nothing_ran = lifecycle.RunResult(None, self._now())

@@ -161,10 +161,6 @@ class RunActions:
         started_at = task.started_at
         if started_at is None:
             started_at, task = await self._start_time(task)
-        if labels.POOLED in task.labels and started_at is not None and started_at < run.created_at:
-            # A warm pool's task started before its run existed: the run (and its bill)
-            # begins when it was created, not while the task waited in the pool.
-            started_at = run.created_at
         started = await lifecycle.mark_run_started(
             self._domain, run.id, task_id=task.task_id, started_at=started_at or self._now()
         )

@@ -16,11 +16,6 @@ def task_name(instance_id: str, run_id: str) -> str:
     return f"berth-{instance_id}-{run_id.removeprefix('run_')}"
 
 
-def tenant_network(instance_id: str, user_id: str) -> str:
-    """Each user's tasks share a network of their own and no other user's."""
-    return f"berth-{instance_id}-{user_id.removeprefix('usr_')}"
-
-
 def build_task_spec(
     *,
     instance_id: str,
@@ -51,8 +46,8 @@ def build_task_spec(
         cpu=run.cpu,
         memory_mb=run.memory_mb,
         ports=(workload.port,) if workload.port else (),
-        network=tenant_network(instance_id, workload.user_id),
-        network_labels={labels.INSTANCE: instance_id, labels.USER: workload.user_id},
+        network=labels.tenant_network(instance_id, workload.user_id),
+        network_labels=labels.tenant_network_labels(instance_id, workload.user_id),
         log_max_bytes=log_max_bytes,
         volumes=tuple(
             (volume_name(instance_id, workload.id, str(path)), str(path))

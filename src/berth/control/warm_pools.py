@@ -1,20 +1,21 @@
 """Warm pools, the controller: keeps each profile's ready tasks on the engine.
 
 Runs while this replica holds the `warm-pools` lease. It puts on the shelf
-(`berth.domain.pool_shelf`) tasks it launched for each profile, refills a pool as creates
-take from it (one launch at a time, so a burst of creates never starves the engine), and
-every `refresh_seconds` lists the pool tasks on the engine to sort them out:
+(`berth.domain.pool_shelf`) tasks it launched for each profile and refills a pool as creates
+take from it: one launch at a time, and, while the pool still has ready tasks, a moment
+after the take (`pool_shelf.REFILL_DELAY_SECONDS`), so a burst of creates never starves the engine
+and a refill does not compete with the first commands of the task just taken. Every
+`refresh_seconds` it lists the pool tasks on the engine to sort them out:
 
 - a ready task that died is removed (and its profile backs off, 5 s doubling to 5 min:
   an image whose command exits at once is not relaunched in a loop);
 - a task whose workload exists was taken: the reconciler owns it from then on;
-- any other (made by an earlier holder of the lease, or taken by a create whose commit
-  failed) goes back on the shelf if its profile still wants it and it runs; else it is
-  removed with its volumes. A task is handed to a tenant only after its create committed,
-  so one returned to the shelf was never a tenant's.
+- any other (made by an earlier keeper, before berth restarted or the lease moved, or
+  taken by a create that failed) is removed with its volumes, never shelved: it may have
+  joined a tenant's network. A restarted berth therefore makes its pools anew.
 
-Pool tasks cost the operator, not users: no run exists for them until a create takes one,
-and the taken run is billed from its creation (`RunActions.adopt`).
+Pool tasks cost the operator, not users: no run exists for one until a create takes it,
+and the taken run is billed from the create (`berth.domain.warm_pools`).
 """
 
 from __future__ import annotations
@@ -116,42 +117,49 @@ class WarmPools:
 
     async def run_forever(self) -> None:
         try:
-            refreshed = 0.0
+            refreshed = float("-inf")
             while True:
+                wait = self._refresh_seconds
                 try:
                     if time.monotonic() - refreshed >= self._refresh_seconds:
                         await self.refresh()
                         refreshed = time.monotonic()
                         self._shelf.open()
-                    await self.fill()
+                    wait = min(wait, await self.fill())
                 except RuntimeDriverError as exc:
                     log.warning("warm pools: the engine failed (%s); retrying", exc)
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self._refresh_seconds):
+                    async with asyncio.timeout(max(wait, 0.05)):
                         await self._wake.wait()
         finally:
-            # The tasks stay on the engine; the next holder of the lease puts them back.
             self._shelf.close()
 
-    async def fill(self) -> None:
-        """Launch ready tasks until every pool holds its target (one at a time)."""
+    async def fill(self) -> float:
+        """Launch ready tasks until every pool holds its target, one at a time; the seconds
+        until a pool held back after a take (`PoolShelf.refill_wait`) may go on."""
+        soonest = self._refresh_seconds
         for profile in self._shelf.profiles:
             while len(self._shelf.ready(profile.name)) < self._shelf.target(profile.name):
                 if self._backoff.get(profile.name, (0.0, 0.0))[0] > time.monotonic():
+                    break
+                held_back = self._shelf.refill_wait(profile.name)
+                if held_back > 0:
+                    soonest = min(soonest, held_back)
                     break
                 task = await self._make(profile)
                 if task is None:
                     break
                 self._shelf.put(task)
+        return soonest
 
     async def _make(self, profile: PoolProfile) -> PooledTask | None:
-        task = PooledTask(profile.name, new_workload_id(), new_run_id())
+        workload_id, run_id = new_workload_id(), new_run_id()
         spec = pool_task_spec(
             profile,
             instance_id=self._instance_id,
-            workload_id=task.workload_id,
-            run_id=task.run_id,
+            workload_id=workload_id,
+            run_id=run_id,
             log_max_bytes=self._log_max_bytes,
         )
         try:
@@ -160,11 +168,11 @@ class WarmPools:
             self._failed(profile.name, str(exc))
             return None
         if state.status is TaskStatus.EXITED:
-            await self._remove(state, task.workload_id)
+            await self._remove(state, workload_id)
             self._failed(profile.name, f"its task exited at once (exit code {state.exit_code})")
             return None
         self._backoff.pop(profile.name, None)
-        return task
+        return PooledTask(profile.name, workload_id, run_id, state.task_id)
 
     def _failed(self, name: str, why: str) -> None:
         last = self._backoff.get(name, (0.0, FIRST_BACKOFF_SECONDS / 2))[1]
@@ -194,19 +202,10 @@ class WarmPools:
         self._taken |= taken
         for workload_id, task in unknown.items():
             if workload_id not in taken:
-                await self._shelve_or_remove(task, workload_id)
-
-    async def _shelve_or_remove(self, task: TaskState, workload_id: str) -> None:
-        name = task.labels.get(labels.POOL, "")
-        profile = self._shelf.profile(name)
-        if (
-            profile is not None
-            and task.status is TaskStatus.RUNNING
-            and len(self._shelf.ready(name)) < self._shelf.target(name)
-        ):
-            self._shelf.put(PooledTask(name, workload_id, task.labels.get(labels.RUN, "")))
-            return
-        await self._remove(task, workload_id)
+                # Not on this shelf and of no workload: made before this keeper (berth
+                # restarted, the lease moved) or taken by a create that failed. Either may
+                # have joined a tenant's network, so it is never shelved again.
+                await self._remove(task, workload_id)
 
     async def _remove(self, task: TaskState, workload_id: str) -> None:
         await self._runtime.remove(task.task_id)

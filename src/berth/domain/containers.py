@@ -16,7 +16,7 @@ from typing import NamedTuple
 from sqlalchemy import and_, bindparam, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from berth.domain import labels
+from berth.domain import labels, warm_pools
 from berth.domain.accounts import check_compute_user, load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.billing import require_credits
@@ -29,9 +29,8 @@ from berth.domain.mounts import validate_mount_paths
 from berth.domain.paging import Page, Position, make_page, page_request
 from berth.domain.pool_shelf import PooledTask, PoolWant
 from berth.domain.statuses import derive_statuses, publish_statuses
-from berth.domain.warm_pools import claim, first_run
 from berth.domain.workloads import publish_changed
-from berth.runtime.base import RuntimeDriverError
+from berth.runtime.base import Capacity, RuntimeDriverError
 from berth.schemas.containers import ContainerCreate
 from berth.store.models import (
     ACTIVE_RUN_STATUSES,
@@ -39,6 +38,7 @@ from berth.store.models import (
     IngressRule,
     Run,
     SshKey,
+    User,
     Workload,
 )
 from berth.store.reads import Reader
@@ -101,6 +101,8 @@ def ssh_command_of(domain: Domain, workload_id: str) -> str:
 
 
 async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) -> ContainerView:
+    """Create a dev box; one of a warm pool's shape takes a ready task, which it runs on at
+    once (`berth.domain.warm_pools`), once its checks passed."""
     catalogue = domain.containers.instance_types
     if body.instance_type not in catalogue:
         raise Invalid(
@@ -113,32 +115,57 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
     _arch, cpu = catalogue[body.instance_type]
     capacity = await engine_capacity(domain)
     now = domain.clock.now()
-    async with domain.store.transaction() as session:
-        user, kit = await load_compute_user(session, actor.user_id, lock=True)
-        if user.live_containers >= kit.max_containers:
-            raise QuotaExceeded(f"container limit reached ({kit.max_containers})")
-        if cpu > kit.max_cpu:
-            raise QuotaExceeded(
-                f"instance_type: {body.instance_type} has {cpu:g} vCPUs; your limit is "
-                f"{kit.max_cpu:g}",
-                field="instance_type",
-            )
-        if body.memory_mb > kit.max_memory_mb:
-            raise QuotaExceeded(f"memory_mb: at most {kit.max_memory_mb} MB", field="memory_mb")
-        refuse_beyond_engine(
-            capacity, cpu=cpu, memory_mb=body.memory_mb, instance_type=body.instance_type
-        )
-        await _owned_keys(session, actor.user_id, body.ssh_key_ids)
-        require_credits(user)
-        image = body.image or domain.containers.image
-        want = PoolWant("container", image, cpu, body.memory_mb, None, tuple(mount_paths))
-        with claim(domain, want) as pooled:
+    image = body.image or domain.containers.image
+    want = PoolWant("container", image, cpu, body.memory_mb, None, tuple(mount_paths))
+    pooled = None
+    if domain.pools.offers(want):
+        async with domain.store.reading() as session:  # a refused create takes nothing
+            await _check_create(session, actor, body, cpu, capacity, lock=False)
+        pooled = await warm_pools.take(domain, want, actor.user_id)
+    try:
+        async with domain.store.transaction() as session:
+            user = await _check_create(session, actor, body, cpu, capacity, lock=True)
             workload = await _insert_container(session, user.id, body, want, now, pooled)
-        user.live_workloads += 1
-        user.live_containers += 1
+            user.live_workloads += 1
+            user.live_containers += 1
+    except BaseException:
+        if pooled is not None:
+            await warm_pools.discard(domain, pooled)
+        raise
+    if pooled is not None:
+        warm_pools.announce_started(domain, workload, pooled)
     publish_statuses(domain, [workload])
     publish_changed(domain, workload)
     return await _view(domain, workload)
+
+
+async def _check_create(
+    session: AsyncSession,
+    actor: Actor,
+    body: ContainerCreate,
+    cpu: float,
+    capacity: Capacity | None,
+    *,
+    lock: bool,
+) -> User:
+    """Every check of a dev box's create (quota, limits, the engine's size, keys, credits);
+    the acting user."""
+    user, kit = await load_compute_user(session, actor.user_id, lock=lock)
+    if user.live_containers >= kit.max_containers:
+        raise QuotaExceeded(f"container limit reached ({kit.max_containers})")
+    if cpu > kit.max_cpu:
+        raise QuotaExceeded(
+            f"instance_type: {body.instance_type} has {cpu:g} vCPUs; your limit is {kit.max_cpu:g}",
+            field="instance_type",
+        )
+    if body.memory_mb > kit.max_memory_mb:
+        raise QuotaExceeded(f"memory_mb: at most {kit.max_memory_mb} MB", field="memory_mb")
+    refuse_beyond_engine(
+        capacity, cpu=cpu, memory_mb=body.memory_mb, instance_type=body.instance_type
+    )
+    await _owned_keys(session, actor.user_id, body.ssh_key_ids)
+    require_credits(user)
+    return user
 
 
 async def _insert_container(
@@ -163,7 +190,7 @@ async def _insert_container(
         memory_mb=body.memory_mb,
         replicas=1,
         desired_state="running",
-        status="pending",
+        status="pending" if pooled is None else "running",
         instance_type=body.instance_type,
         storage_gb=body.storage_gb,
         ssh_enabled=body.ssh_enabled,
@@ -177,7 +204,7 @@ async def _insert_container(
     for key_id in dict.fromkeys(body.ssh_key_ids):
         session.add(ContainerSshKey(workload_id=workload.id, key_id=key_id))
     if pooled is not None:
-        session.add(first_run(workload, pooled, now=now))
+        session.add(warm_pools.running_first_run(workload, pooled, now=now))
     return workload
 
 

@@ -27,3 +27,12 @@ def workload_selector(instance_id: str, workload_id: str) -> dict[str, str]:
 
 def pool_selector(instance_id: str) -> dict[str, str]:
     return {INSTANCE: instance_id, POOLED: "1"}
+
+
+def tenant_network(instance_id: str, user_id: str) -> str:
+    """Each user's tasks share a network of their own and no other user's."""
+    return f"berth-{instance_id}-{user_id.removeprefix('usr_')}"
+
+
+def tenant_network_labels(instance_id: str, user_id: str) -> dict[str, str]:
+    return {INSTANCE: instance_id, USER: user_id}

@@ -1,10 +1,10 @@
 """The warm pools' shelf: which pool tasks are ready, per profile, in this process (pure).
 
 The pool controller (`berth.control.warm_pools`) puts tasks on the shelf once the engine
-runs them; a create takes one (`berth.domain.warm_pools.claim`). The shelf also keeps what
-sizes the pools: the demand each profile saw in the last minute (a create that took a task
-or found none). It is open only while this process keeps the pools (it holds their lease):
-elsewhere a create finds nothing and starts its task as usual.
+runs them; a create takes one (`berth.domain.warm_pools.take`) and never gives it back. The
+shelf also keeps what sizes the pools: the demand each profile saw in the last minute (a
+create that took a task or found none). It is open only while this process keeps the pools
+(it holds their lease): elsewhere a create finds nothing and starts its task as usual.
 
 Everything here is in memory and synchronous (one event loop, no awaits), so a take and a
 put never interleave.
@@ -26,6 +26,10 @@ and its maximum)."""
 TAKEN_GRACE_SECONDS = 60.0
 """A taken task whose workload is not in the database this long after is left over (its
 create failed when committing) and is removed."""
+REFILL_DELAY_SECONDS = 1.0
+"""After a take, a pool that still has ready tasks waits this long before launching the
+next: the engine's work for a new task (about half a second of a core) would otherwise
+compete with the taken task's first commands."""
 
 
 @dataclass(frozen=True)
@@ -53,11 +57,13 @@ class PoolProfile:
 
 @dataclass(frozen=True)
 class PooledTask:
-    """A ready pool task, as a create takes it: the ids its workload and first run take."""
+    """A ready pool task, as a create takes it: the engine's task, and the ids its workload
+    and first run take."""
 
     profile: str
     workload_id: str
     run_id: str
+    task_id: str
 
 
 class PoolShelf:
@@ -68,9 +74,10 @@ class PoolShelf:
         self._ready: dict[str, deque[PooledTask]] = {}
         self._asked: dict[str, deque[float]] = {}
         self._taken: dict[str, float] = {}
+        self._last_take = float("-inf")
         self.is_open = False
         self.changed: Callable[[], None] = lambda: None
-        """Called when a task is taken or given back (the controller refills)."""
+        """Called when a task is taken (the controller refills)."""
 
     def configure(self, profiles: Sequence[PoolProfile]) -> None:
         self._profiles = {profile.name: profile for profile in profiles}
@@ -87,6 +94,11 @@ class PoolShelf:
 
     # -- a create's side -------------------------------------------------------------------
 
+    def offers(self, want: PoolWant) -> bool:
+        """Whether a take of `want` would find a task now (a create checks before it asks)."""
+        name = self._by_want.get(want)
+        return self.is_open and name is not None and bool(self._ready[name])
+
     def take(self, want: PoolWant) -> PooledTask | None:
         name = self._by_want.get(want)
         if name is None or not self.is_open:
@@ -96,14 +108,9 @@ class PoolShelf:
         task = ready.popleft() if ready else None
         if task is not None:
             self._taken[task.run_id] = self._now()
+            self._last_take = self._now()
         self.changed()
         return task
-
-    def give_back(self, task: PooledTask) -> None:
-        self._taken.pop(task.run_id, None)
-        if self.is_open and task.profile in self._ready:
-            self._ready[task.profile].appendleft(task)
-        self.changed()
 
     # -- the controller's side -------------------------------------------------------------
 
@@ -145,6 +152,13 @@ class PoolShelf:
         cutoff = self._now() - TAKEN_GRACE_SECONDS
         for run_id in [r for r, at in self._taken.items() if at < cutoff]:
             del self._taken[run_id]
+
+    def refill_wait(self, name: str) -> float:
+        """Seconds until the pool may launch its next task: none while it is empty, else
+        what is left of `REFILL_DELAY_SECONDS` since the last take."""
+        if not self._ready.get(name):
+            return 0.0
+        return max(0.0, self._last_take + REFILL_DELAY_SECONDS - self._now())
 
     def target(self, name: str) -> int:
         """How many ready tasks the pool should hold now: its size, or what the last

@@ -16,6 +16,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from berth.domain import warm_pools
 from berth.domain.accounts import check_compute_user, load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.billing import require_credits
@@ -26,7 +27,7 @@ from berth.domain.events import Event
 from berth.domain.ids import new_run_id, new_workload_id
 from berth.domain.locks import lock_owner_then
 from berth.domain.paging import Page, page_request
-from berth.domain.pool_shelf import PoolWant
+from berth.domain.pool_shelf import PooledTask, PoolWant
 from berth.domain.schedules import Schedule, parse_schedule
 from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.views import (
@@ -36,7 +37,6 @@ from berth.domain.views import (
     read_view,
     read_view_page,
 )
-from berth.domain.warm_pools import claim, first_run
 from berth.runtime.base import Capacity
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import ACTIVE_RUN_STATUSES, AccountKit, Run, User, Workload
@@ -52,11 +52,15 @@ async def validate_create(domain: Domain, actor: Actor, body: WorkloadCreate) ->
 
 
 async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) -> WorkloadView:
+    """Create a workload; a sandbox service of a warm pool's shape takes a ready task
+    (`berth.domain.warm_pools`; the route checked the create before, so a refusal here is a
+    race, whose task is then discarded)."""
     capacity = await engine_capacity(domain)
     now = domain.clock.now()
-    async with domain.store.transaction() as session:
-        user, schedule = await _check_create(session, actor, body, capacity, lock=True)
-        with claim(domain, _pool_want(body)) as pooled:
+    pooled = await warm_pools.take(domain, _pool_want(body), actor.user_id)
+    try:
+        async with domain.store.transaction() as session:
+            user, schedule = await _check_create(session, actor, body, capacity, lock=True)
             workload = Workload(
                 id=pooled.workload_id if pooled is not None else new_workload_id(),
                 user_id=user.id,
@@ -75,7 +79,7 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
                 scale_to_zero=body.scale_to_zero,
                 idle_timeout_seconds=body.idle_timeout_seconds,
                 desired_state="running",
-                status="pending" if body.type != "schedule" else "scheduled",
+                status=_first_status(body, pooled),
                 next_run_at=schedule.next_after(now) if schedule else None,
                 generation=1,
                 created_at=now,
@@ -87,9 +91,23 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
             if body.type == "job":
                 session.add(_new_run(workload, trigger="create", now=now))
             if pooled is not None:
-                session.add(first_run(workload, pooled, now=now))
+                session.add(warm_pools.running_first_run(workload, pooled, now=now))
+    except BaseException:
+        if pooled is not None:
+            await warm_pools.discard(domain, pooled)
+        raise
+    if pooled is not None:
+        warm_pools.announce_started(domain, workload, pooled)
     publish_changed(domain, workload)
     return await get_workload(domain, actor, workload.id)
+
+
+def _first_status(body: WorkloadCreate, pooled: PooledTask | None) -> str:
+    if body.type == "schedule":
+        return "scheduled"
+    if pooled is not None and body.replicas == 1:
+        return "running"
+    return "pending"
 
 
 def _pool_want(body: WorkloadCreate) -> PoolWant | None:

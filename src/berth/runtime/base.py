@@ -12,10 +12,7 @@ Rules every driver keeps:
   two berth instances sharing one engine never see each other's tasks).
 - `launch` is idempotent by `TaskSpec.name`: launching a name that already exists returns the
   existing task's state instead of creating a second one. It returns once the engine has
-  accepted and started the task, not once the process inside is ready. A driver with
-  networks of its own also moves an existing task onto the spec's network (and off any
-  other), so a task made ahead on a holding network (a warm pool's) is the spec's once
-  launched.
+  accepted and started the task, not once the process inside is ready.
 - `stop` and `remove` are idempotent: a task that is already stopped or gone is not an error.
 - `remove` never loses what berth still needs: callers read a finished task's result and logs
   before removing it.
@@ -353,3 +350,19 @@ class Pausing(Protocol):
         """Thaw a paused task's processes, which carry on where they were; idempotent (a
         running task that is not paused is left as it is). `TaskNotFound` if the task does
         not exist or does not run."""
+
+
+@runtime_checkable
+class NetworkJoining(Protocol):
+    """An optional ability: attaching a running task to one more network, the task and its
+    published ports otherwise unchanged (Docker's `network connect`). Warm pools use it to
+    give a task made ahead on a holding network to its tenant (`berth.domain.warm_pools`);
+    a driver whose tasks cannot change networks (Kubernetes: a pod cannot move into another
+    namespace) does not implement it.
+    """
+
+    async def join_network(
+        self, task_id: TaskId, network: str, network_labels: Mapping[str, str]
+    ) -> None:
+        """Attach the task to `network` (created with `network_labels` on first use);
+        idempotent. `TaskNotFound` if the task does not exist."""

@@ -185,10 +185,6 @@ class DockerRuntime:
         never-started container is removed and `InvalidTaskSpec` is raised.
         """
         task_id, created = await self._create_task(spec)
-        if not created and spec.network:
-            data = await self._inspect_raw(task_id)
-            joined = set(((data or {}).get("NetworkSettings") or {}).get("Networks") or {})
-            await self._networks.join_only(task_id, joined, spec)
         return await self._start(TaskId(task_id), spec.name, known_created=created, details=details)
 
     async def create(self, spec: TaskSpec) -> TaskState:
@@ -446,6 +442,11 @@ class DockerRuntime:
                 raise unexpected(f"removing volume {volume.get('Name')}", deleted)
 
     # -- networks --------------------------------------------------------------------------
+
+    async def join_network(
+        self, task_id: TaskId, network: str, network_labels: Mapping[str, str]
+    ) -> None:
+        await self._networks.join(task_id, network, network_labels)
 
     async def remove_networks(self, selector: Mapping[str, str]) -> None:
         await self._networks.remove(selector)

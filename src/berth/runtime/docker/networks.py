@@ -1,5 +1,5 @@
 """The Docker driver's networks: each tenant's (made on first use), a warm pool's holding
-network, and moving a task from one to the other."""
+network, and joining a running task to one more (`NetworkJoining`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 
-from berth.runtime.base import InvalidTaskSpec, TaskSpec
+from berth.runtime.base import InvalidTaskSpec, TaskNotFound, TaskSpec
 from berth.runtime.docker.client import EngineClient, unexpected
 from berth.runtime.docker.mapping import Json, engine_message, label_filters, path_segment
 
@@ -22,9 +22,12 @@ class DockerNetworks:
 
     async def ensure(self, spec: TaskSpec) -> None:
         """The spec's network exists (made now with its labels if not)."""
-        if not spec.network or spec.network in self.known:
+        if spec.network:
+            await self._ensure(spec.network, spec.network_labels, isolated=spec.network_isolated)
+
+    async def _ensure(self, name: str, labels: Mapping[str, str], *, isolated: bool) -> None:
+        if name in self.known:
             return
-        name = spec.network
         async with self._lock:
             response = await self._engine.request("GET", f"/networks/{path_segment(name)}")
             if response.status_code == 200:
@@ -35,10 +38,10 @@ class DockerNetworks:
             body: Json = {
                 "Name": name,
                 "Driver": "bridge",
-                "Labels": dict(spec.network_labels),
+                "Labels": dict(labels),
                 "CheckDuplicate": True,
             }
-            if spec.network_isolated:
+            if isolated:
                 body["Options"] = {"com.docker.network.bridge.enable_icc": "false"}
             response = await self._engine.request("POST", "/networks/create", body=body)
             if response.status_code in (200, 201, 409):  # 409: created concurrently elsewhere
@@ -50,24 +53,23 @@ class DockerNetworks:
                 )
             raise unexpected(f"creating network '{name}'", response)
 
-    async def join_only(self, task_id: str, joined: set[str], spec: TaskSpec) -> None:
-        """Put a task (now on the networks `joined`) on the spec's network and take it off
-        every other: a warm pool's task leaves its holding network for its tenant's. Its
-        published ports may change meanwhile (read the task's state after this)."""
-        if not spec.network:
-            return
-        if spec.network not in joined:
-            await self.ensure(spec)
-            await self._call(spec.network, "connect", {"Container": task_id})
-        for other in sorted(joined - {spec.network}):
-            await self._call(other, "disconnect", {"Container": task_id, "Force": True})
-
-    async def _call(self, network: str, action: str, body: Json) -> None:
+    async def join(self, task_id: str, network: str, labels: Mapping[str, str]) -> None:
+        """Attach a running task to `network` too (made with `labels` on first use). Its
+        other networks are kept: leaving one re-binds the task's published ports (a new host
+        port, 60-200 ms of the engine's time), and a warm pool's holding network carries
+        nothing between its tasks."""
+        await self._ensure(network, labels, isolated=False)
         response = await self._engine.request(
-            "POST", f"/networks/{path_segment(network)}/{action}", body=body
+            "POST", f"/networks/{path_segment(network)}/connect", body={"Container": task_id}
         )
+        if response.status_code == 404 and "network" in engine_message(response).lower():
+            self.known.discard(network)  # removed behind berth's back: made again next time
+        if response.status_code == 404:
+            raise TaskNotFound(f"task {task_id} or network '{network}' is gone")
+        if response.status_code == 403 and "already exists" in engine_message(response):
+            return  # joined already
         if response.status_code not in (200, 204):
-            raise unexpected(f"{action} of task {body['Container']} on '{network}'", response)
+            raise unexpected(f"joining task {task_id} to network '{network}'", response)
 
     async def remove(self, selector: Mapping[str, str]) -> None:
         """Remove the networks labelled with `selector` that no task uses any more."""

@@ -347,6 +347,16 @@ class MemoryRuntime:
             task.paused = False
             self._publish(task, "unpause")
 
+    async def join_network(
+        self, task_id: TaskId, network: str, network_labels: Mapping[str, str]
+    ) -> None:
+        self._enter("join_network")
+        task = self._find(task_id)
+        if task is None:
+            raise TaskNotFound(f"no task {task_id}")
+        self.networks.setdefault(network, dict(network_labels))
+        task.joined.add(network)
+
     def _frozen_or_not(self, task_id: TaskId) -> MemoryTask:
         task = self._find(task_id)
         if task is None or task.status is not TaskStatus.RUNNING:
@@ -495,7 +505,7 @@ class MemoryRuntime:
         tasks = self._tasks.values()
         volumes = {name for task in tasks for name, _path in task.spec.volumes}
         networks = {task.spec.network for task in tasks if task.spec.network}
-        return volumes, networks
+        return volumes, networks.union(*(task.joined for task in tasks))
 
     async def remove_volumes(self, selector: Mapping[str, str]) -> None:
         self._enter("remove_volumes")

@@ -84,6 +84,8 @@ class MemoryTask:
     wake_at: datetime | None = None
     """When the sleeping program goes on; None while it runs (or sleeps for ever)."""
     sleeps_forever: bool = False
+    joined: set[str] = field(default_factory=set)
+    """Networks the task joined after its launch (`join_network`)."""
     partial: dict[Stream, bytes] = field(default_factory=lambda: {"stdout": b"", "stderr": b""})
     """Output after the last newline of each stream, logged once the line ends."""
     changed: asyncio.Event = field(default_factory=asyncio.Event)

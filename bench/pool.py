@@ -103,7 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--no-anchor",
         action="store_true",
         help="no long-running service of the same user beside the samples (berth then"
-        " removes the user's network after each sample and makes it again for the next)",
+        " removes the user's network after each sample and makes it again for the next;"
+        " the baselines run on a network of the bench's own)",
     )
     args = parser.parse_args(argv)
     check_run_arguments(parser, args)
@@ -285,6 +286,11 @@ async def measure(
             anchors = [(bench, await bench.create_anchor()) for bench in benches]
         await pooled.pool_full()
         same_as = await cold.task_settings()
+        if args.no_anchor:
+            # The user's network went with the sandbox made for the settings: the baselines
+            # run on a user-defined bridge of the bench's own instead.
+            same_as["NetworkMode"] = f"berth-bench-{os.getpid()}"
+            await engine.create_network(same_as["NetworkMode"], {BENCH_LABEL: "1"})
         meta["baseline_host_config"] = same_as
         base = baselines = Baselines(url=cold_server.url, key=cold_key, same_as=same_as, **common)
         measures: dict[str, Callable[[bool], Awaitable[float]]] = {
@@ -316,6 +322,7 @@ async def measure(
             if each is not None:
                 await each.close()
         await engine.remove_all(f"{BENCH_LABEL}=1")
+        await engine.remove_networks(f"{BENCH_LABEL}=1")
     return series, {POOLED: pooled.steps, COLD: cold.steps}
 
 

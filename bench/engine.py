@@ -74,6 +74,21 @@ class Engine:
         self._check(response, "wait", (200,))
         return int(response.json()["StatusCode"])
 
+    async def exec(self, container_id: str, command: list[str]) -> int:
+        """`docker exec <id> COMMAND`: create the exec, start it attached and read its output
+        to the end (the command's exit), then its exit code from the exec's inspect."""
+        body = {"Cmd": command, "AttachStdout": True, "AttachStderr": True}
+        response = await self.client.post(f"/containers/{container_id}/exec", json=body)
+        exec_id = str(self._check(response, "exec create", (201,)).json()["Id"])
+        response = await self.client.post(
+            f"/exec/{exec_id}/start", json={"Detach": False, "Tty": False}
+        )
+        self._check(response, "exec start", (200,))
+        response = self._check(
+            await self.client.get(f"/exec/{exec_id}/json"), "exec inspect", (200,)
+        )
+        return int(response.json()["ExitCode"])
+
     async def remove(self, container_id: str) -> None:
         response = await self.client.delete(
             f"/containers/{container_id}", params={"force": 1, "v": 1}
@@ -135,15 +150,15 @@ def listed_port(container: Json, container_port: int) -> int | None:
 
 
 def container_body(
-    image: str, command: str, ports: dict[int, str], host_config: Json | None = None
+    image: str, command: str | None, ports: dict[int, str], host_config: Json | None = None
 ) -> Json:
     """What `docker create -p 127.0.0.1:HOST:PORT … IMAGE /bin/sh -c COMMAND` sends, labelled
     as the bench's: `ports` maps each container port to its host port ("": the engine picks
-    one); `host_config` adds HostConfig fields (see `run_flags`)."""
+    one); `host_config` adds HostConfig fields (see `run_flags`). No `command`: the image's."""
     keys = {port: f"{port}/tcp" for port in ports}
     return {
         "Image": image,
-        "Cmd": ["/bin/sh", "-c", command],
+        **({"Cmd": ["/bin/sh", "-c", command]} if command is not None else {}),
         "Labels": {BENCH_LABEL: "1"},
         "ExposedPorts": {key: {} for key in keys.values()},
         "HostConfig": {

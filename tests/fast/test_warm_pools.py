@@ -10,7 +10,7 @@ import pytest
 
 from berth.config import Settings, WarmPoolSetting
 from berth.control.warm_pools import WarmPools
-from berth.domain import labels, workloads
+from berth.domain import labels, warm_pools, workloads
 from berth.domain.auth import Actor
 from berth.domain.errors import Conflict
 from berth.domain.pool_shelf import PooledTask, PoolProfile, PoolShelf, PoolWant
@@ -69,6 +69,7 @@ async def test_a_matching_create_runs_on_the_ready_task_at_once_billed_from_its_
     (run,) = await platform.runs(ready.workload_id)
     assert (run.id, run.status, run.task_id) == (ready.run_id, "running", pool_task)
     assert run.started_at == run.created_at == platform.clock.now()  # not the pool's start
+    await platform.domain.pools.settle()  # the join to the user's network, after the create
     tenant = labels.tenant_network(platform.domain.instance_id, actor.user_id)
     assert platform.runtime.task(pool_task).joined == {tenant}
 
@@ -81,18 +82,33 @@ async def test_a_matching_create_runs_on_the_ready_task_at_once_billed_from_its_
     assert (await platform.run(ready.run_id)).status == "running"
 
 
-async def test_a_create_refused_after_the_take_removes_the_task(
-    platform: Platform, actor: Actor
-) -> None:
+async def test_a_refused_create_takes_nothing(platform: Platform, actor: Actor) -> None:
     pools = keeper(platform)
     await workloads.create_workload(platform.domain, actor, sandbox_body("taken-name"))
     await started(pools, platform)
-    (ready,) = platform.domain.pools.ready("sandboxes")
+    before = platform.domain.pools.ready("sandboxes")
     with pytest.raises(Conflict):
         await workloads.create_workload(platform.domain, actor, sandbox_body("taken-name"))
-    # It may have joined the tenant's network: never handed to anyone again.
+    assert platform.domain.pools.ready("sandboxes") == before
+
+
+async def test_a_create_failing_after_its_take_removes_the_task(
+    platform: Platform, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failure after the take (here the insert itself) may still have committed as far as
+    the caller knows: the task is removed, never handed to anyone again."""
+    pools = keeper(platform)
+    await started(pools, platform)
+    (ready,) = platform.domain.pools.ready("sandboxes")
+
+    def insert_fails(*_args: object, **_kwargs: object) -> object:
+        raise RuntimeError("the insert failed")
+
+    monkeypatch.setattr(warm_pools, "running_first_run", insert_fails)
+    with pytest.raises(RuntimeError):
+        await workloads.create_workload(platform.domain, actor, sandbox_body())
     assert ready.task_id not in pool_task_ids(platform)
-    assert ready not in platform.domain.pools.ready("sandboxes")
+    assert platform.domain.pools.ready("sandboxes") == []
 
 
 @pytest.mark.parametrize(

@@ -103,10 +103,20 @@ def test_a_dev_box_create_takes_the_ready_task_and_the_pool_refills(
     assert created.status_code == 201, created.text
     box = wait_box(alice, created.json()["id"], "running")
     assert box["id"] == ready["Config"]["Labels"][labels.WORKLOAD]
+    assert created.json()["status"] == "running"  # at once: the task already runs
     (task,) = running_tasks_of(pool_server, box["id"])
     assert task["Id"] == ready["Id"]  # the pool's container itself, not a new one
+    # It joins its user's network right after the create (the holding one carries nothing
+    # between its tasks, and leaving it would re-bind published ports).
     tenant_network = f"berth-{pool_server.instance_id()}-{alice.user_id[4:]}"
-    assert networks_of(task) == {tenant_network, pool_network}
+    wait_for(
+        lambda: (
+            networks_of(running_tasks_of(pool_server, box["id"])[0])
+            == {tenant_network, pool_network}
+        ),
+        timeout=10,
+        what="the box on its user's network",
+    )
 
     # Its data lives in the box's own volume: kept across a stop and start.
     written = alice.client.put(
@@ -145,7 +155,15 @@ def alice_box_delete_then_create(
     )
     assert created.status_code == 201, created.text
     wait_for(lambda: not running_tasks_of(server, box_id), timeout=30, what="alice's box gone")
-    return wait_box(bob, created.json()["id"], "running")
+    box = wait_box(bob, created.json()["id"], "running")
+    # Joined to bob's network a moment after the create (no command came first).
+    tenant_network = f"berth-{server.instance_id()}-{bob.user_id[4:]}"
+    wait_for(
+        lambda: tenant_network in networks_of(running_tasks_of(server, box["id"])[0]),
+        timeout=10,
+        what="bob's box on his network",
+    )
+    return box
 
 
 def test_a_create_of_another_shape_starts_its_own_task(

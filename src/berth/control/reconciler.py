@@ -328,7 +328,7 @@ class Reconciler:
             for task in tasks
             if labels.POOLED in task.labels
         }
-        taken = await warm_pools.existing_workloads(self._domain, pooled)
+        taken = await warm_pools.owners(self._domain, pooled)
         return {run_id for workload_id, run_id in pooled.items() if workload_id not in taken}
 
     def _start(self, key: str, work: Operation) -> None:

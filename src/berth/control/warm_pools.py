@@ -9,7 +9,8 @@ and a refill does not compete with the first commands of the task just taken. Ev
 
 - a ready task that died is removed (and its profile backs off, 5 s doubling to 5 min:
   an image whose command exits at once is not relaunched in a loop);
-- a task whose workload exists was taken: the reconciler owns it from then on;
+- a task whose workload exists was taken: the reconciler owns it from then on (the first
+  time one is seen so, its join to its owner's network is made sure of);
 - any other (made by an earlier keeper, before berth restarted or the lease moved, or
   taken by a create that failed) is removed with its volumes, never shelved: it may have
   joined a tenant's network. A restarted berth therefore makes its pools anew.
@@ -38,6 +39,7 @@ from berth.runtime.base import (
     InvalidTaskSpec,
     Runtime,
     RuntimeDriverError,
+    TaskNotFound,
     TaskSpec,
     TaskState,
     TaskStatus,
@@ -198,10 +200,18 @@ class WarmPools:
                     self._failed(task.labels.get(labels.POOL, ""), "a ready task exited")
                 continue
             unknown[workload_id] = task
-        taken = await warm_pools.existing_workloads(self._domain, unknown)
-        self._taken |= taken
+        owners = await warm_pools.owners(self._domain, unknown)
+        for workload_id, user_id in owners.items():
+            # Seen taken for the first time here: its join is made sure of (idempotent),
+            # in case the hand-over was cut short by a stop.
+            if unknown[workload_id].status is TaskStatus.RUNNING:
+                with contextlib.suppress(TaskNotFound):
+                    await warm_pools.join_owner_network(
+                        self._domain, unknown[workload_id].task_id, user_id
+                    )
+            self._taken.add(workload_id)
         for workload_id, task in unknown.items():
-            if workload_id not in taken:
+            if workload_id not in owners:
                 # Not on this shelf and of no workload: made before this keeper (berth
                 # restarted, the lease moved) or taken by a create that failed. Either may
                 # have joined a tenant's network, so it is never shelved again.

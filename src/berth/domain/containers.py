@@ -101,8 +101,8 @@ def ssh_command_of(domain: Domain, workload_id: str) -> str:
 
 
 async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) -> ContainerView:
-    """Create a dev box; one of a warm pool's shape takes a ready task, which it runs on at
-    once (`berth.domain.warm_pools`), once its checks passed."""
+    """Create a dev box; one of a warm pool's shape takes a ready task once its checks
+    passed, and runs on it at once (`berth.domain.warm_pools`)."""
     catalogue = domain.containers.instance_types
     if body.instance_type not in catalogue:
         raise Invalid(
@@ -117,14 +117,11 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
     now = domain.clock.now()
     image = body.image or domain.containers.image
     want = PoolWant("container", image, cpu, body.memory_mb, None, tuple(mount_paths))
-    pooled = None
-    if domain.pools.offers(want):
-        async with domain.store.reading() as session:  # a refused create takes nothing
-            await _check_create(session, actor, body, cpu, capacity, lock=False)
-        pooled = await warm_pools.take(domain, want, actor.user_id)
+    pooled: PooledTask | None = None
     try:
         async with domain.store.transaction() as session:
-            user = await _check_create(session, actor, body, cpu, capacity, lock=True)
+            user = await _check_create(session, actor, body, cpu, capacity)
+            pooled = warm_pools.take(domain, want)
             workload = await _insert_container(session, user.id, body, want, now, pooled)
             user.live_workloads += 1
             user.live_containers += 1
@@ -133,7 +130,7 @@ async def create_container(domain: Domain, actor: Actor, body: ContainerCreate) 
             await warm_pools.discard(domain, pooled)
         raise
     if pooled is not None:
-        warm_pools.announce_started(domain, workload, pooled)
+        warm_pools.hand_over(domain, workload, pooled)
     publish_statuses(domain, [workload])
     publish_changed(domain, workload)
     return await _view(domain, workload)
@@ -145,12 +142,10 @@ async def _check_create(
     body: ContainerCreate,
     cpu: float,
     capacity: Capacity | None,
-    *,
-    lock: bool,
 ) -> User:
     """Every check of a dev box's create (quota, limits, the engine's size, keys, credits);
     the acting user."""
-    user, kit = await load_compute_user(session, actor.user_id, lock=lock)
+    user, kit = await load_compute_user(session, actor.user_id, lock=True)
     if user.live_containers >= kit.max_containers:
         raise QuotaExceeded(f"container limit reached ({kit.max_containers})")
     if cpu > kit.max_cpu:

@@ -242,6 +242,8 @@ async def exec_command(
         raise Conflict(f"the task stopped before the command could run: {exc}") from exc
     except CommandNotFound as exc:
         raise no_such_command(command, exc) from exc
+    finally:
+        domain.pools.used(target.run.task_id)  # a warm pool task's hand-over goes on
     return target.run, result
 
 

@@ -7,16 +7,19 @@ create that took a task or found none). It is open only while this process keeps
 (it holds their lease): elsewhere a create finds nothing and starts its task as usual.
 
 Everything here is in memory and synchronous (one event loop, no awaits), so a take and a
-put never interleave.
+put never interleave; the shelf also keeps the hand-overs of taken tasks running in the
+background (`berth.domain.warm_pools.hand_over`).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 PoolKind = Literal["container", "service"]
 
@@ -78,6 +81,8 @@ class PoolShelf:
         self.is_open = False
         self.changed: Callable[[], None] = lambda: None
         """Called when a task is taken (the controller refills)."""
+        self._background: set[asyncio.Task[None]] = set()
+        self._first_use: dict[str, asyncio.Event] = {}
 
     def configure(self, profiles: Sequence[PoolProfile]) -> None:
         self._profiles = {profile.name: profile for profile in profiles}
@@ -94,11 +99,6 @@ class PoolShelf:
 
     # -- a create's side -------------------------------------------------------------------
 
-    def offers(self, want: PoolWant) -> bool:
-        """Whether a take of `want` would find a task now (a create checks before it asks)."""
-        name = self._by_want.get(want)
-        return self.is_open and name is not None and bool(self._ready[name])
-
     def take(self, want: PoolWant) -> PooledTask | None:
         name = self._by_want.get(want)
         if name is None or not self.is_open:
@@ -111,6 +111,33 @@ class PoolShelf:
             self._last_take = self._now()
         self.changed()
         return task
+
+    async def first_use(self, task_id: str, *, within: float) -> None:
+        """Until the taken task's first command ended (`used`), or `within` seconds."""
+        ended = self._first_use.setdefault(task_id, asyncio.Event())
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(within):
+                    await ended.wait()
+        finally:
+            self._first_use.pop(task_id, None)
+
+    def used(self, task_id: str) -> None:
+        """A command in the task ended (a no-op unless a hand-over waits on it)."""
+        ended = self._first_use.get(task_id)
+        if ended is not None:
+            ended.set()
+
+    def in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a taken task's hand-over without waiting for it (kept until it ends)."""
+        task = asyncio.get_running_loop().create_task(work, name="warm-pool hand-over")
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def settle(self) -> None:
+        """Wait for the hand-overs under way (a test's, or a clean stop's)."""
+        while self._background:
+            await asyncio.wait(set(self._background))
 
     # -- the controller's side -------------------------------------------------------------
 

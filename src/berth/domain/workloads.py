@@ -52,15 +52,15 @@ async def validate_create(domain: Domain, actor: Actor, body: WorkloadCreate) ->
 
 
 async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) -> WorkloadView:
-    """Create a workload; a sandbox service of a warm pool's shape takes a ready task
-    (`berth.domain.warm_pools`; the route checked the create before, so a refusal here is a
-    race, whose task is then discarded)."""
+    """Create a workload; a sandbox service of a warm pool's shape takes a ready task once
+    its checks passed (`berth.domain.warm_pools`)."""
     capacity = await engine_capacity(domain)
     now = domain.clock.now()
-    pooled = await warm_pools.take(domain, _pool_want(body), actor.user_id)
+    pooled: PooledTask | None = None
     try:
         async with domain.store.transaction() as session:
             user, schedule = await _check_create(session, actor, body, capacity, lock=True)
+            pooled = warm_pools.take(domain, _pool_want(body))
             workload = Workload(
                 id=pooled.workload_id if pooled is not None else new_workload_id(),
                 user_id=user.id,
@@ -97,7 +97,7 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
             await warm_pools.discard(domain, pooled)
         raise
     if pooled is not None:
-        warm_pools.announce_started(domain, workload, pooled)
+        warm_pools.hand_over(domain, workload, pooled)
     publish_changed(domain, workload)
     return await get_workload(domain, actor, workload.id)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -129,6 +131,9 @@ def create_app(
             await public.stop()
             await ssh.stop()
             await controllers.stop()
+            with contextlib.suppress(TimeoutError):  # hand-overs under way end first
+                async with asyncio.timeout(5):
+                    await domain.pools.settle()
             if replicas is not None:
                 await replicas.stop()
             await driver.close()

@@ -59,7 +59,9 @@ async def test_a_crashed_service_task_backs_the_service_off(domain: Domain, acto
     assert workload.consecutive_failures == 1
     await lifecycle.converge_desired_runs(domain, start + timedelta(seconds=1, milliseconds=500))
     assert (await only_run(domain, svc.id)).id == run.id  # still backing off: no new run
-    await lifecycle.refresh_statuses(domain, start + timedelta(seconds=1, milliseconds=500))
+    await lifecycle.refresh_workload_statuses(
+        domain, start + timedelta(seconds=1, milliseconds=500), [svc.id]
+    )
     view = await workloads.get_workload(domain, actor, svc.id)
     assert view.workload.status == "crash_loop"
 

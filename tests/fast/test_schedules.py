@@ -7,11 +7,16 @@ import asyncio
 import contextlib
 from datetime import UTC, datetime
 
+import pytest
+from sqlalchemy import select, update
+
+from berth.control import reconciler
 from berth.control.loops import run_scheduler
 from berth.domain import workloads
 from berth.domain.auth import Actor
 from berth.domain.scheduling import fire_due_schedules
 from berth.schemas.workloads import WorkloadCreate
+from berth.store.models import Workload
 from tests.fast.platform import Platform
 
 IMAGE = "berth/busybox:latest"
@@ -107,3 +112,27 @@ async def test_creating_a_schedule_asks_for_no_reconcile_pass(
     platform.reconciler.workload_changed(schedule)
     await platform.reconciler.settle()
     assert not platform.reconciler.pass_requested
+
+
+async def test_passes_sweep_statuses_a_slice_each_and_correct_every_stale_one(
+    platform: Platform, actor: Actor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reconciler, "STATUS_SWEEP", 2)
+    for n in range(5):
+        body = WorkloadCreate(
+            name=f"yearly-{n}", type="schedule", image=IMAGE, schedule_expr="0 0 1 1 *"
+        )
+        await workloads.create_workload(platform.domain, actor, body)
+    async with platform.domain.store.transaction() as session:
+        await session.execute(update(Workload).values(status="stale"))
+
+    async def stale() -> int:
+        async with platform.domain.store.reading() as session:
+            rows = await session.scalars(select(Workload.id).where(Workload.status == "stale"))
+            return len(list(rows))
+
+    left = []
+    for _ in range(3):
+        await platform.reconcile()
+        left.append(await stale())
+    assert left == [3, 1, 0]  # a pass re-derives two; the third pass finishes the sweep

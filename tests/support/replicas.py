@@ -26,7 +26,15 @@ from tests.support.postgres import PostgresServer
 from tests.support.server import BerthServer, Tenant
 
 LEASE_SECONDS = 5.0
-CONTROLLERS = {"reconciler", "scheduler", "meter", "idle-scaler", "retention", "sessions"}
+CONTROLLERS = {
+    "reconciler",
+    "scheduler",
+    "meter",
+    "idle-scaler",
+    "retention",
+    "sessions",
+    "warm-pools",
+}
 _databases = itertools.count()
 
 

@@ -3,7 +3,8 @@
 A pass (1) lets the domain create and stop runs so services match their replicas, (2) lists
 berth's tasks on the engine, (3) acts on each active run: launch it, adopt a task launched
 before a crash, stop it, or archive its output and record its result once its task ended,
-(4) removes tasks no active run owns, and (5) refreshes every workload's status.
+(4) removes tasks no active run owns, and (5) refreshes the statuses of the workloads it
+acted on and of the next slice of all workloads (`STATUS_SWEEP`).
 
 Engine calls happen outside transactions, one operation per run at a time (tracked in
 `operations`), concurrently across runs. A pass runs on every change (domain events, engine
@@ -77,6 +78,10 @@ DEATH_FOLLOWS = frozenset({"kill", "stop", "oom"})
 PLANNED_TYPES = frozenset({"service", "container"})
 """Workload types whose runs the planner creates; a change to a job or schedule (a run
 made, or a delete) leaves nothing to plan that cannot wait for a pass."""
+STATUS_SWEEP = 1000
+"""Workloads whose statuses a pass refreshes beyond those it acts on, continuing where the
+last pass stopped: every status is re-derived within ceil(workloads / 1000) passes, and a
+pass's cost does not grow with the workloads that merely exist."""
 WORKLOAD_OPERATION = "workload:"
 """Prefix of the operation key of a changed workload's planning (`workload_changed`)."""
 
@@ -117,6 +122,8 @@ class Reconciler:
         """Why the engine could not be reached in the last pass, or None when it could."""
         self._backoff_due: datetime | None = None
         """When the earliest crash back-off seen in the last pass ends (a replacement is due)."""
+        self._sweep_after = ""
+        """Where the next pass's slice of the status sweep starts (`STATUS_SWEEP`)."""
 
     def kick(self) -> None:
         """Ask for a pass as soon as possible."""
@@ -252,7 +259,7 @@ class Reconciler:
             tasks = await self._runtime.list_tasks(labels.instance_selector(self._instance_id))
         except RuntimeUnavailable as exc:
             self._engine_down(exc)
-            await lifecycle.refresh_statuses(self._domain, now)
+            await self._refresh_statuses(workloads)
             return len(workloads), len(active), -1, time.perf_counter() - listing
         listing = time.perf_counter() - listing
         self.engine_error = None
@@ -280,8 +287,19 @@ class Reconciler:
             await self._act.remove_volumes(container_id)
         for user_id in purged.idle_user_ids:
             await self._act.remove_unused_networks(user_id)
-        await lifecycle.refresh_statuses(self._domain, self._now())
+        await self._refresh_statuses(workloads)
         return len(workloads), len(active), len(tasks), listing
+
+    async def _refresh_statuses(self, acted_on: Iterable[str]) -> None:
+        """Re-derive the statuses of the workloads this pass acted on (those with active
+        runs or backing off: a back-off's countdown is in its status) and of the sweep's
+        next slice. A change's own transaction derives its workload's status; the sweep
+        is the safety net that corrects one gone stale anyway."""
+        now = self._now()
+        await lifecycle.refresh_workload_statuses(self._domain, now, set(acted_on))
+        self._sweep_after = await lifecycle.refresh_status_slice(
+            self._domain, now, after=self._sweep_after, limit=STATUS_SWEEP
+        )
 
     def _act_on_run(self, run: Run, workload: Workload | None, task: TaskState | None) -> None:
         if run.id in self._operations:
@@ -377,7 +395,7 @@ class Reconciler:
                 launch = self._operations.start(run.id, self._act.launch(run, workload, env))
             if launch is not None:
                 launches.append(launch)
-        await lifecycle.refresh_statuses(self._domain, self._now(), workload_id=workload_id)
+        await lifecycle.refresh_workload_statuses(self._domain, self._now(), [workload_id])
         if not launches:
             # Nothing to start (a schedule made, a secret set, a scale that plans nothing):
             # a pass is needed only for what passes do (standbys, stops). Not asking for one

@@ -49,7 +49,7 @@ class RunResult:
 
 
 REFRESH_BATCH = 500
-"""Workloads whose statuses one read of a full refresh derives (see `refresh_statuses`)."""
+"""Workloads whose statuses one read of a status refresh derives."""
 REPLICATED_TYPES = ("service", "container")
 """Workload types whose runs are planned to fill replica slots."""
 
@@ -238,43 +238,54 @@ async def mark_logs_archived(domain: Domain, run_id: str) -> None:
             run.logs_archived = True
 
 
-async def refresh_statuses(
-    domain: Domain, now: datetime, *, workload_id: str | None = None
+async def refresh_workload_statuses(
+    domain: Domain, now: datetime, workload_ids: Collection[str]
 ) -> None:
-    """Recompute every workload's status (or only `workload_id`'s) from its runs; publish
-    the ones that changed.
-
-    Every workload is read in batches of `REFRESH_BATCH` (by id), each in a read of its own
-    with a turn of the event loop between them: SQLite's statements run on the loop, so
-    10,000 workloads read at once held the API's requests for a second or more."""
-    if workload_id is not None:
-        await _refresh_batch(domain, now, select(Workload).where(Workload.id == workload_id))
-        return
-    after = ""
-    while True:
-        batch = select(Workload).where(Workload.id > after).order_by(Workload.id)
-        last = await _refresh_batch(domain, now, batch.limit(REFRESH_BATCH))
-        if last is None:
-            return
-        after = last
+    """Recompute the statuses of the workloads named from their runs, `REFRESH_BATCH` to a
+    read; publish the ones that changed. A pass does not refresh every workload: it
+    refreshes those it acts on with this and sweeps the rest a slice at a time
+    (`refresh_status_slice`)."""
+    ids = sorted(workload_ids)
+    for start in range(0, len(ids), REFRESH_BATCH):
+        chunk = ids[start : start + REFRESH_BATCH]
+        await _refresh_batch(domain, now, select(Workload).where(Workload.id.in_(chunk)))
         await asyncio.sleep(0)
 
 
-async def _refresh_batch(domain: Domain, now: datetime, query: Select[Workload]) -> str | None:
+async def refresh_status_slice(domain: Domain, now: datetime, *, after: str, limit: int) -> str:
+    """Refresh the statuses of up to `limit` workloads whose ids follow `after`, in reads of
+    `REFRESH_BATCH` with a turn of the event loop between them (SQLite's statements run on
+    the loop: 10,000 workloads read at once held the API's requests for a second or more).
+    Returns where the next slice starts, or "" once the last workload was refreshed."""
+    left = limit
+    while left > 0:
+        size = min(left, REFRESH_BATCH)
+        batch = select(Workload).where(Workload.id > after).order_by(Workload.id).limit(size)
+        last, count = await _refresh_batch(domain, now, batch)
+        if last is None or count < size:
+            return ""
+        after, left = last, left - count
+        await asyncio.sleep(0)
+    return after
+
+
+async def _refresh_batch(
+    domain: Domain, now: datetime, query: Select[Workload]
+) -> tuple[str | None, int]:
     """Refresh the statuses of the workloads `query` reads; the greatest id read (None
-    when it read none)."""
+    when it read none) and how many it read."""
     async with domain.store.reading() as session:
         workloads = list(await session.scalars(query))
         stale = [w.id for w in await derive_statuses(session, workloads, now)]
-    last = max((w.id for w in workloads), default=None)
+    last, count = max((w.id for w in workloads), default=None), len(workloads)
     if not stale:
-        return last
+        return last, count
     async with domain.store.transaction() as session:
         await lock_owners(session, Workload, Workload.id.in_(stale))
         workloads = list(await session.scalars(select(Workload).where(Workload.id.in_(stale))))
         changed = await derive_statuses(session, workloads, now)
     publish_statuses(domain, changed)
-    return last
+    return last, count
 
 
 async def _refresh_status(session: AsyncSession, workload: Workload, now: datetime) -> bool:

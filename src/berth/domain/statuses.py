@@ -1,6 +1,7 @@
 """A workload's status, derived from its desired state and its runs, and published.
 
-The reconciler refreshes every status after each pass; a use-case that changes desired state
+The reconciler refreshes the statuses of the workloads a pass acts on and sweeps the rest a
+slice per pass (the safety net); a use-case that changes desired state
 (stop, start, scale) derives the status in its own transaction, so what the API answers and
 what a read returns after it are never older than what the status events have said.
 """
@@ -23,7 +24,7 @@ async def derive_statuses(
     session: AsyncSession, workloads: list[Workload], now: datetime
 ) -> list[Workload]:
     """Derive the statuses of `workloads` from their runs, with two queries whatever their
-    number (a pass refreshes every workload); return those whose status changed. The new
+    number (a pass refreshes a thousand or more); return those whose status changed. The new
     statuses are set on the objects, so they are written with the caller's transaction."""
     if not workloads:
         return []

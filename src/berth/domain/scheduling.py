@@ -17,19 +17,28 @@ from berth.domain.schedules import parse_schedule
 from berth.domain.workloads import new_scheduled_run
 from berth.store.models import ACTIVE_RUN_STATUSES, Run, User, Workload
 
+LIVE_SCHEDULES = (
+    Workload.type == "schedule",
+    Workload.deleted_at.is_(None),
+    Workload.desired_state == "running",
+    Workload.next_run_at.is_not(None),
+)
+"""The schedules that fire (`ix_workloads_next_run` orders them by their next fire)."""
+
 
 async def fire_due_schedules(domain: Domain, now: datetime) -> datetime | None:
-    """Start the runs of schedules that are due; return the earliest next fire time."""
+    """Start the runs of schedules that are due; return the earliest next fire time.
+
+    The scheduler calls this on every change, so when nothing is due it costs one indexed
+    read and takes no write lock."""
+    earliest = await _earliest_fire(domain)
+    if earliest is None or earliest > now:
+        return earliest
     fired: list[Workload] = []
     async with domain.store.transaction() as session:
         due = await session.scalars(
             select(Workload)
-            .where(
-                Workload.type == "schedule",
-                Workload.deleted_at.is_(None),
-                Workload.desired_state == "running",
-                Workload.next_run_at <= now,
-            )
+            .where(*LIVE_SCHEDULES, Workload.next_run_at <= now)
             .order_by(Workload.id)
             .with_for_update()  # a fire and a concurrent change of the schedule follow each other
             .execution_options(populate_existing=True)
@@ -53,18 +62,18 @@ async def fire_due_schedules(domain: Domain, now: datetime) -> datetime | None:
                 workload.status_reason = None
                 fired.append(workload)
             workload.next_run_at = parse_schedule(workload.schedule_expr).next_after(now)
-        earliest = await session.scalar(
-            select(Workload.next_run_at)
-            .where(
-                Workload.type == "schedule",
-                Workload.deleted_at.is_(None),
-                Workload.desired_state == "running",
-            )
-            .order_by(Workload.next_run_at)
-            .limit(1)
-        )
     for workload in fired:
         domain.bus.publish(
             Event("workload.changed", user_id=workload.user_id, workload_id=workload.id)
         )
-    return earliest
+    return await _earliest_fire(domain)
+
+
+async def _earliest_fire(domain: Domain) -> datetime | None:
+    async with domain.store.reading() as session:
+        return await session.scalar(
+            select(Workload.next_run_at)
+            .where(*LIVE_SCHEDULES)
+            .order_by(Workload.next_run_at)
+            .limit(1)
+        )

@@ -213,6 +213,8 @@ class Workload(Base):
         Index("ix_workloads_user_created", "user_id", "created_at", "id"),
         # A create's quota count and name check (live rows: `deleted_at IS NULL`).
         Index("ix_workloads_user_live_name", "user_id", "deleted_at", "name"),
+        # The scheduler's reads: the schedules due, and the earliest next fire.
+        Index("ix_workloads_next_run", "next_run_at"),
     )
 
 

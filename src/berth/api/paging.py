@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pydantic import Field
 
-from fastapi import Query
-
+from berth.api.query_model import QueryModel, QueryParameters
 from berth.schemas.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
-LimitQuery = Annotated[
-    int | None,
-    Query(
+
+class PageQuery(QueryParameters):
+    """`?limit=&cursor=`, which every list takes; a list with filters extends it."""
+
+    limit: int | None = Field(
+        None,
         ge=1,
         le=MAX_PAGE_SIZE,
         description=f"Items per page: 1 to {MAX_PAGE_SIZE}, default {DEFAULT_PAGE_SIZE}.",
-    ),
-]
-CursorQuery = Annotated[
-    str | None,
-    Query(
+    )
+    cursor: str | None = Field(
+        None,
         max_length=1024,
         description="The `next_cursor` of the previous page, unchanged (opaque).",
-    ),
-]
+    )
+
+
+PAGE_QUERY = QueryModel(PageQuery)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Query, Request
+from fastapi import Request
+from pydantic import Field
 
 from berth.api.deps import DomainDep, PrincipalDep
 from berth.api.gate import replay
 from berth.api.middleware.strict_json import StrictJsonRoute
-from berth.api.paging import CursorQuery, LimitQuery
+from berth.api.paging import PageQuery
+from berth.api.query_model import QueryModel
 from berth.api.responses import workload_errors
 from berth.api.routing import PrefixedRouter
 from berth.domain import approval_lists, approvals
@@ -34,6 +36,17 @@ router = PrefixedRouter(
     responses=workload_errors(401),
     route_class=StrictJsonRoute,
 )
+
+
+class ApprovalListQuery(PageQuery):
+    status: str | None = Field(
+        None,
+        pattern="^(pending|approved|rejected|expired)$",
+        description="Only approvals in this state: pending, approved, rejected or expired.",
+    )
+
+
+APPROVAL_LIST_QUERY = QueryModel(ApprovalListQuery)
 DECISION_ERRORS = workload_errors(400, 403, 404, 409, 410, 422)
 """Deciding: API keys may not (403); unknown (404), already decided (409) or expired (410)."""
 
@@ -43,16 +56,14 @@ DECISION_ERRORS = workload_errors(400, 403, 404, 409, 410, 422)
     response_model=ApprovalList,
     summary="List approvals, pending first, then newest first, a page at a time",
     responses=workload_errors(422),
+    openapi_extra=APPROVAL_LIST_QUERY.openapi,
 )
 async def list_approvals(
-    domain: DomainDep,
-    principal: PrincipalDep,
-    status: Annotated[str | None, Query(pattern="^(pending|approved|rejected|expired)$")] = None,
-    limit: LimitQuery = None,
-    cursor: CursorQuery = None,
+    request: Request, domain: DomainDep, principal: PrincipalDep
 ) -> ApprovalList:
+    query = APPROVAL_LIST_QUERY.parse(request)
     page = await approval_lists.list_approvals(
-        domain, principal, status=status, limit=limit, cursor=cursor
+        domain, principal, status=query.status, limit=query.limit, cursor=query.cursor
     )
     return ApprovalList(
         approvals=[approval_out(domain, row, principal) for row in page.items],

@@ -9,7 +9,7 @@ from fastapi import Depends, Path, Request, Response
 
 from berth.api.deps import DomainDep, company_actor, domain_of
 from berth.api.middleware.strict_json import StrictJsonRoute
-from berth.api.paging import CursorQuery, LimitQuery
+from berth.api.paging import PAGE_QUERY
 from berth.api.presenters import container_out, rule_out, ssh_key_out
 from berth.api.read_cache import ReadCache, json_response
 from berth.api.responses import container_errors
@@ -61,11 +61,12 @@ RuleListenersDep = Annotated[RuleListeners | None, Depends(rule_listeners)]
     response_model=ContainerList,
     summary="List containers, oldest first (pages with ?limit=&cursor=)",
     responses=container_errors(400),
+    openapi_extra=PAGE_QUERY.openapi,
 )
-async def list_containers(
-    request: Request, actor: ActorDep, limit: LimitQuery = None, cursor: CursorQuery = None
-) -> Response:
+async def list_containers(request: Request, actor: ActorDep) -> Response:
     domain = domain_of(request)
+    query = PAGE_QUERY.parse(request)
+    limit, cursor = query.limit, query.cursor
 
     async def build() -> ContainerList:
         page = await containers.list_containers(domain, actor, limit=limit, cursor=cursor)
@@ -152,10 +153,11 @@ async def resume_container(container_id: str, domain: DomainDep, actor: ActorDep
     response_model=SshKeyList,
     summary="List SSH keys, oldest first (pages with ?limit=&cursor=)",
     responses=container_errors(400),
+    openapi_extra=PAGE_QUERY.openapi,
 )
-async def list_ssh_keys(
-    domain: DomainDep, actor: ActorDep, limit: LimitQuery = None, cursor: CursorQuery = None
-) -> Response:
+async def list_ssh_keys(request: Request, domain: DomainDep, actor: ActorDep) -> Response:
+    query = PAGE_QUERY.parse(request)
+    limit, cursor = query.limit, query.cursor
     page = await ssh_keys.list_keys(domain, actor, limit=limit, cursor=cursor)
     listed = SshKeyList(ssh_keys=[ssh_key_out(k) for k in page.items], next_cursor=page.next_cursor)
     return json_response(listed, omit_none=_documented_fields(limit, cursor))

@@ -8,12 +8,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from pydantic import Field
 
 from berth.api.deps import DomainDep, domain_of
 from berth.api.gate import require_approval
 from berth.api.middleware.strict_json import StrictJsonRoute
-from berth.api.paging import CursorQuery, LimitQuery
+from berth.api.paging import PAGE_QUERY, PageQuery
 from berth.api.presenters import log_event, run_out, secret_key_out, workload_out
+from berth.api.query_model import QueryModel
 from berth.api.read_cache import ReadCache
 from berth.api.responses import GATE_ERRORS, workload_errors
 from berth.api.routing import PrefixedRouter
@@ -44,21 +46,23 @@ from berth.schemas.workloads import (
 FollowQuery = Annotated[
     bool, Query(description="Stream the output as plain text lines until the task ends.")
 ]
-TypeQuery = Annotated[WorkloadType | None, Query(description="Only workloads of this type.")]
-StatusQuery = Annotated[
-    str | None,
-    Query(
+
+
+class WorkloadListQuery(PageQuery):
+    type: WorkloadType | None = Field(None, description="Only workloads of this type.")
+    status: str | None = Field(
+        None,
         max_length=32,
         description="Only workloads in this status (" + ", ".join(sorted(WORKLOAD_STATUSES)) + ").",
-    ),
-]
-NamePrefixQuery = Annotated[
-    str | None,
-    Query(
+    )
+    name_prefix: str | None = Field(
+        None,
         pattern=NAME_PREFIX.pattern,
         description="Only workloads whose name starts with this (a-z, 0-9, '-').",
-    ),
-]
+    )
+
+
+WORKLOAD_LIST_QUERY = QueryModel(WorkloadListQuery)
 
 
 def build_workloads_router(
@@ -81,30 +85,23 @@ def build_workloads_router(
         response_model=WorkloadList,
         summary="List the user's workloads, newest first, a page at a time",
         responses=workload_errors(422),
+        openapi_extra=WORKLOAD_LIST_QUERY.openapi,
     )
-    async def list_workloads(
-        request: Request,
-        limit: LimitQuery = None,
-        cursor: CursorQuery = None,
-        type: TypeQuery = None,
-        status: StatusQuery = None,
-        name_prefix: NamePrefixQuery = None,
-        actor: Actor = ActorDep,
-    ) -> Response:
+    async def list_workloads(request: Request, actor: Actor = ActorDep) -> Response:
         domain = domain_of(request)
-        keep = WorkloadFilter(type=type, status=status, name_prefix=name_prefix)
+        query = WORKLOAD_LIST_QUERY.parse(request)
+        keep = WorkloadFilter(type=query.type, status=query.status, name_prefix=query.name_prefix)
 
         async def build() -> WorkloadList:
             page = await workloads.list_workloads(
-                domain, actor, limit=limit, cursor=cursor, keep=keep
+                domain, actor, limit=query.limit, cursor=query.cursor, keep=keep
             )
             return WorkloadList(
                 workloads=[workload_out(view) for view in page.items],
                 next_cursor=page.next_cursor,
             )
 
-        key = ("list", actor.user_id, limit, cursor, keep)
-        return await reads.respond(domain, key, build)
+        return await reads.respond(domain, ("list", actor.user_id, query), build)
 
     @router.post(
         "",
@@ -218,15 +215,15 @@ def build_workloads_router(
         response_model=RunList,
         summary="List runs, newest first, a page at a time",
         responses=workload_errors(422),
+        openapi_extra=PAGE_QUERY.openapi,
     )
     async def list_runs(
-        workload_id: str,
-        domain: DomainDep,
-        actor: Actor = ActorDep,
-        limit: LimitQuery = None,
-        cursor: CursorQuery = None,
+        workload_id: str, request: Request, domain: DomainDep, actor: Actor = ActorDep
     ) -> RunList:
-        page = await runs.list_runs(domain, actor, workload_id, limit=limit, cursor=cursor)
+        query = PAGE_QUERY.parse(request)
+        page = await runs.list_runs(
+            domain, actor, workload_id, limit=query.limit, cursor=query.cursor
+        )
         return RunList(runs=[run_out(run) for run in page.items], next_cursor=page.next_cursor)
 
     @router.get(

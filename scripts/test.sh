@@ -10,10 +10,12 @@
 #                            the runtime contract on the in-memory driver; nothing marked
 #                            `engine`). It only makes .venv if it is missing.
 #
-# The whole suite then runs the store, domain and fast suites a second time on a PostgreSQL
-# server started for the run (setup.sh --test installs PostgreSQL; BERTH_TEST_DATABASE=postgresql,
-# see tests/support/postgres.py). Run that pass alone with
-#   BERTH_TEST_DATABASE=postgresql .venv/bin/pytest -m "not engine" tests/domain tests/fast
+# The whole suite then runs the store, domain and fast suites, and the API suites (real
+# berth servers, each on a database of its own), a second time on a PostgreSQL server started
+# for the run (setup.sh --test installs PostgreSQL; BERTH_TEST_DATABASE=postgresql, see
+# tests/support/postgres.py). Run that pass alone with
+#   BERTH_TEST_DATABASE=postgresql .venv/bin/pytest tests/domain tests/fast <the API suites below>
+# (the replica suites run on PostgreSQL in the first pass already).
 #
 # Further arguments go to pytest (e.g. -x, -k name, a test file of the tier).
 set -euo pipefail
@@ -36,6 +38,11 @@ if $fast; then
 else
   echo "== pytest" && pytest "$@"
   # setup.sh --test installed PostgreSQL; the suites that reach the store run on it too.
-  echo "== pytest (store, domain and fast suites on PostgreSQL)"
-  BERTH_TEST_DATABASE=postgresql pytest -m "not engine" tests/domain tests/fast
+  echo "== pytest (store, domain, fast and API suites on PostgreSQL)"
+  api_suites=()
+  for name in accounts api_errors approvals containers jobs list_pages limits openapi \
+    read_path services sign_in tenancy unknown_fields; do
+    api_suites+=("tests/integration/test_$name.py")
+  done
+  BERTH_TEST_DATABASE=postgresql pytest tests/domain tests/fast "${api_suites[@]}"
 fi

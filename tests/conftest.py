@@ -9,7 +9,6 @@ operator would."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,6 @@ from berth.store.db import Store
 from tests.support import postgres
 
 TEMPLATE_DATABASE = "berth_migrated"
-_database_numbers = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
@@ -30,12 +28,17 @@ def postgres_server() -> Iterator[postgres.PostgresServer | None]:
     if not postgres.wanted():
         yield None
         return
-    server = postgres.PostgresServer()
-    server.start()
     try:
-        yield server
+        yield postgres.run_server()
     finally:
-        server.stop()
+        postgres.stop_run_server()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_postgres_at_the_end() -> Iterator[None]:
+    """Stop this run's PostgreSQL server, also when only test servers used it."""
+    yield
+    postgres.stop_run_server()
 
 
 async def _migrate(url: str) -> None:
@@ -73,8 +76,7 @@ def database_url(
         shutil.copy(Path(migrated_database), path)
         yield f"sqlite+aiosqlite:///{path}"
         return
-    name = f"berth_test_{next(_database_numbers)}"
-    url = postgres_server.create(name, template=str(migrated_database))
+    name, url = postgres.new_database("berth_test", template=str(migrated_database))
     monkeypatch.setenv("BERTH_DATABASE_URL", url)
     try:
         yield url

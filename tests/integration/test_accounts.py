@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from berth.testing.server import BERTH
+from tests.support import postgres
 from tests.support.api import create
 from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 
@@ -50,12 +51,15 @@ def ed25519_key() -> str:
     return public.public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
 
 
-def admin_process(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def admin_process(server: BerthServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """`berth admin ...` as an operator runs it beside `server` (its data directory and
+    environment, so its database), whatever it answers."""
     return subprocess.run(
-        [*BERTH, "admin", *args, "--data-dir", str(data_dir)],
+        [*BERTH, "admin", *args, "--data-dir", str(server.data_dir)],
         capture_output=True,
         text=True,
         check=False,
+        env=server.env,
     )
 
 
@@ -131,8 +135,11 @@ def test_create_key_prints_an_nv_sk_key_once_and_stores_only_its_hash(
         assert client.get("/v1/compute").status_code == 200
 
     stored = [path for path in srv.data_dir.rglob("*") if path.is_file()]
-    assert any(path.name == "berth.db" for path in stored)
-    for path in stored:  # the database and its WAL, the keys, any archive
+    assert postgres.wanted() or any(path.name == "berth.db" for path in stored)
+    rows = srv.stored_rows()
+    assert b"laptop" in rows  # the key's row is there
+    assert key[len("nv_sk_") :].encode() not in rows
+    for path in stored:  # the database (on SQLite) and its WAL, the keys, any archive
         content = path.read_bytes()
         assert key.encode() not in content, path
         assert key[len("nv_sk_") :].encode() not in content, path
@@ -193,7 +200,7 @@ def test_update_user_refuses_a_limit_below_its_floor_and_changes_nothing(
 ) -> None:
     t = server.new_tenant()
     before = server.admin("show-user", "--user", t.user_id)
-    result = admin_process(server.data_dir, "update-user", "--user", t.user_id, flag, value)
+    result = admin_process(server, "update-user", "--user", t.user_id, flag, value)
     assert result.returncode != 0 and result.stdout == ""
     assert result.stderr.startswith(f"error: {field}: must") or "below 0" in result.stderr
     assert field in result.stderr and "Traceback" not in result.stderr, result.stderr
@@ -218,7 +225,7 @@ def test_update_user_refuses_a_limit_below_its_floor_and_changes_nothing(
 def test_a_failing_admin_command_exits_non_zero_with_a_message_on_stderr(
     server: BerthServer, args: list[str], says: str
 ) -> None:
-    result = admin_process(server.data_dir, *args)
+    result = admin_process(server, *args)
     assert result.returncode != 0
     assert result.stdout == ""
     assert says in result.stderr and "Traceback" not in result.stderr, result.stderr
@@ -229,7 +236,7 @@ def test_creating_a_user_with_a_taken_email_fails_with_a_message_on_stderr(
 ) -> None:
     email = unique_email("taken")
     first = server.admin("create-user", "--email", email)
-    result = admin_process(server.data_dir, "create-user", "--email", email)
+    result = admin_process(server, "create-user", "--email", email)
     assert result.returncode != 0
     assert result.stdout == ""
     assert "already exists" in result.stderr and email in result.stderr, result.stderr

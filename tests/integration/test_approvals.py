@@ -315,7 +315,7 @@ def test_a_shell_is_gated_and_its_approved_session_is_returned(
     assert session["tokenValue"] == "(hidden)"
     mine = mine["session"]
     assert mine["tokenValue"].startswith("sh_") and mine["sessionId"] == session["sessionId"]
-    db = (gated_server.data_dir / "berth.db").read_bytes()
+    db = gated_server.stored_rows()
     assert mine["tokenValue"].encode() not in db
     assert session["streamUrl"].startswith(gated_server.url.replace("http", "ws"))
 

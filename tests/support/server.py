@@ -27,7 +27,7 @@ from berth.config import Settings
 from berth.domain import accounts
 from berth.server.bootstrap import open_domain
 from berth.testing import server as launcher
-from tests.support import cluster
+from tests.support import cluster, postgres
 
 TEST_IMAGE = "berth-test/busybox:latest"
 
@@ -68,7 +68,20 @@ class BerthServer(launcher.BerthServer):
                 pytest.skip(cluster.NO_CLUSTER)
             self.namespace = cluster.new_namespace()
             driver = cluster.server_env(self.namespace)
-        super().__init__(data_dir, env={**FAST_CONTROLLERS, **driver, **(env or {})})
+        database: dict[str, str] = {}
+        if postgres.wanted() and "BERTH_DATABASE_URL" not in (env or {}):
+            _name, url = postgres.new_database("berth_server")
+            database = {"BERTH_DATABASE_URL": url}
+        super().__init__(data_dir, env={**FAST_CONTROLLERS, **database, **driver, **(env or {})})
+
+    def stored_rows(self) -> bytes:
+        """What the server's database holds, as bytes to search for a secret: the SQLite
+        file and its write-ahead log, or on PostgreSQL every row as `pg_dump` writes them."""
+        url = self.env.get("BERTH_DATABASE_URL")
+        if url is None:
+            files = (self.data_dir / name for name in ("berth.db", "berth.db-wal"))
+            return b"".join(path.read_bytes() for path in files if path.exists())
+        return postgres.run_server().dump(url.rsplit("/", 1)[1])
 
     def new_tenant(self, *, credits: float | None = None, operator: bool = False) -> Tenant:
         """A new user and key, made in-process on the server's data directory (the same

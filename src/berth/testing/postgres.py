@@ -42,11 +42,18 @@ class PostgresServer:
         self._as_postgres = os.geteuid() == 0
         self.user = "postgres" if self._as_postgres else _login()
 
-    def _run(self, *argv: str) -> None:
+    def _run(self, *argv: str) -> bytes:
+        """Run one of the server's programs; its standard output."""
         command = [str(self.bin_dir / argv[0]), *argv[1:]]
         if self._as_postgres:
             command = ["runuser", "-u", "postgres", "--", *command]
-        subprocess.run(command, check=True, capture_output=True, timeout=120)
+        return subprocess.run(command, check=True, capture_output=True, timeout=120).stdout
+
+    def dump(self, name: str) -> bytes:
+        """Every row of database `name`, as `pg_dump --data-only` writes them."""
+        return self._run(
+            "pg_dump", "--data-only", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, name
+        )
 
     def start(self) -> None:
         if self._as_postgres:

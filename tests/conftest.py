@@ -28,10 +28,7 @@ def postgres_server() -> Iterator[postgres.PostgresServer | None]:
     if not postgres.wanted():
         yield None
         return
-    try:
-        yield postgres.run_server()
-    finally:
-        postgres.stop_run_server()
+    yield postgres.run_server()  # stopped by `_stop_postgres_at_the_end`
 
 
 @pytest.fixture(scope="session", autouse=True)

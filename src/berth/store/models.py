@@ -213,8 +213,9 @@ class Workload(Base):
         Index("ix_workloads_user_created", "user_id", "created_at", "id"),
         # A create's quota count and name check (live rows: `deleted_at IS NULL`).
         Index("ix_workloads_user_live_name", "user_id", "deleted_at", "name"),
-        # The scheduler's reads: the schedules due, and the earliest next fire.
-        Index("ix_workloads_next_run", "next_run_at"),
+        # The scheduler's reads: the running schedules due, and the earliest next fire
+        # (paused ones keep their last `next_run_at` and are outside this range).
+        Index("ix_workloads_next_run", "type", "desired_state", "next_run_at"),
     )
 
 

@@ -2,8 +2,9 @@
 
 The scheduler wakes on every change and reads the schedules that are due and the earliest
 next fire time. Without an index both read every workload: about 5 ms at 10,000, on every
-create. With `next_run_at` indexed, the due ones are a range and the earliest is the first
-entry.
+create. With `(type, desired_state, next_run_at)` indexed, the running schedules due are a
+range and the earliest is its first entry; paused schedules, which keep their last
+`next_run_at`, lie outside that range however many there are.
 
 Revision ID: 0015
 Revises: 0014
@@ -20,7 +21,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_index("ix_workloads_next_run", "workloads", ["next_run_at"], unique=False)
+    op.create_index(
+        "ix_workloads_next_run",
+        "workloads",
+        ["type", "desired_state", "next_run_at"],
+        unique=False,
+    )
 
 
 def downgrade() -> None:

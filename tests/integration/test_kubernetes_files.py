@@ -43,6 +43,7 @@ def test_a_file_round_trips_through_a_pod(kube_server: BerthServer) -> None:
             put = tenant.client.put(url, params={"path": "/tmp/big"}, content=big, timeout=120)
             assert put.status_code == 201, put.text
             got = tenant.client.get(url, params={"path": "/tmp/big"}, timeout=120)
+            assert got.status_code == 200, got.text
             assert got.content == big
             print(f"1 MiB through a pod and back in {time.monotonic() - started:.2f} s")
             missing = tenant.client.get(url, params={"path": "/tmp/k8s/none"})

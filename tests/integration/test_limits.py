@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,28 @@ def test_request_heads_over_the_limit_get_431(server: BerthServer, account: Tena
     status, _ = raw_request(server, one_huge.encode())
     assert status in (431, None)  # refused, whether or not the answer outran the reset
     assert account.client.get("/v1/compute").status_code == 200
+
+
+def test_an_idle_keep_alive_connection_outlives_the_clients_own_idle_timeout(
+    server: BerthServer,
+) -> None:
+    """A connection idle for longer than httpx's 5 s keep-alive (uvicorn's default too)
+    still answers: berth keeps idle connections 75 s, so a client or load balancer closes
+    them first, and never sends a request into a close (which meets a reset)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: berth\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        stream = sock.makefile("rb")
+        for _ in range(2):
+            sock.sendall(request)
+            status_line = stream.readline()
+            assert status_line.startswith(b"HTTP/1.1 200"), status_line
+            length = 0
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            stream.read(length)
+            time.sleep(6)  # the idle time under test, not a wait for an event
 
 
 # Fields of the Workloads API -----------------------------------------------------------

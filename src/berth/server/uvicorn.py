@@ -14,6 +14,14 @@ from berth.config import Settings
 from berth.server.app import create_app
 from berth.server.http_head_limit import head_limited_protocol
 
+KEEP_ALIVE_SECONDS = 75
+"""How long an idle keep-alive connection to the API stays open. Longer than the idle
+timeouts of common load balancers and clients (60 s for nginx's and the cloud balancers'
+upstream connections, 5 s for httpx and many SDKs), so the peer closes an idle connection
+first: when the server closes one just as the peer sends a request on it, that request
+meets a reset. uvicorn's own default is 5 s, the same as httpx's, which made such races
+routine."""
+
 
 class RedactCredentials(logging.Filter):
     """Hides `token=...` query values (WebSocket URLs carry credentials) in every log line."""
@@ -81,4 +89,5 @@ def run_asgi_server(
         log_config=None,  # uvicorn logs through the root logger, and so through the filter
         http=head_limited_protocol(max_head_bytes),
         ws_max_size=max_message_bytes,  # one WebSocket message, like one body
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )

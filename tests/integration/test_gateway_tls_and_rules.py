@@ -3,7 +3,6 @@ containers' ingress rules on 8000-8999."""
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 import subprocess
@@ -12,15 +11,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from websockets.sync.client import connect
 
 from berth.testing.server import free_port
 from berth.testing.waiting import wait_for
 from tests.support.api import create, wait_workload
+from tests.support.certificates import self_signed
 from tests.support.server import BerthServer
 
 pytestmark = pytest.mark.engine
@@ -28,38 +24,11 @@ pytestmark = pytest.mark.engine
 HTTPD = "mkdir -p /www && echo secure > /www/index.html && exec httpd -f -p 8080 -h /www"
 
 
-def wildcard_certificate(directory: Path) -> tuple[Path, Path]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "*.berth.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("*.berth.test")]), False)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BerthServer]:
     """A server with a certificate for *.localhost (~2 s to start)."""
     directory = Path(tmp_path_factory.mktemp("tls"))
-    cert, key = wildcard_certificate(directory)
+    cert, key = self_signed("*.berth.test", dns=("*.berth.test",)).write(directory)
     srv = BerthServer(
         directory / "data",
         env={

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from berth.runtime.kubernetes.channels import (
     close_frame,
@@ -27,6 +23,7 @@ from berth.runtime.kubernetes.client import unexpected
 from berth.runtime.kubernetes.config import KubeconfigError, load_config
 from berth.runtime.kubernetes.execs import MarkerFilter
 from berth.runtime.kubernetes.logs import CriLogDecoder, LogDecoder, parse_log_time, since_param
+from tests.support.certificates import self_signed
 
 # -- channels ---------------------------------------------------------------------------------
 
@@ -133,28 +130,6 @@ def test_cri_log_files_keep_streams_join_partial_lines_and_honour_since() -> Non
 # -- kubeconfig -------------------------------------------------------------------------------
 
 
-def _certificate() -> tuple[bytes, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "berth-test")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
-
-
 def _kubeconfig(tmp_path: Path, user: dict[str, object], cluster: dict[str, object]) -> Path:
     path = tmp_path / "config"
     document = {
@@ -170,7 +145,8 @@ def _kubeconfig(tmp_path: Path, user: dict[str, object], cluster: dict[str, obje
 
 
 def test_a_kubeconfig_with_inline_certificates(tmp_path: Path) -> None:
-    cert, key = _certificate()
+    certificate = self_signed("berth-test")
+    cert, key = certificate.cert_pem, certificate.key_pem
     b64 = base64.b64encode
     user = {"client-certificate-data": b64(cert).decode(), "client-key-data": b64(key).decode()}
     config = load_config(
@@ -181,7 +157,7 @@ def test_a_kubeconfig_with_inline_certificates(tmp_path: Path) -> None:
 
 
 def test_a_kubeconfig_with_files_relative_to_it_and_a_token_file(tmp_path: Path) -> None:
-    cert, _ = _certificate()
+    cert = self_signed("berth-test").cert_pem
     (tmp_path / "ca.crt").write_bytes(cert)
     (tmp_path / "token").write_text("abc\n")
     config = load_config(

@@ -253,10 +253,9 @@ async def delete_path(runtime: Runtime, task_id: TaskId, path: str) -> None:
 
 
 READ_ATTEMPTS = 3
-"""A read's exec is repeated when its stream broke before the command's status came (seen
-on Kubernetes: the API server sometimes drops an exec's connection without a close frame
-after a large output). A read changes nothing, so repeating it is safe; writes and deletes
-are not repeated."""
+"""A read's exec is repeated when its stream broke before the command's status came (a
+connection to a cluster's API server cut on the way, say). A read changes nothing, so
+repeating it is safe; writes and deletes are not repeated."""
 
 
 async def _read_run(

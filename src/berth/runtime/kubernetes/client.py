@@ -114,10 +114,21 @@ class ApiClient:
             raise self.unavailable(exc) from exc
 
     async def websocket(
-        self, path: str, params: Params | Sequence[tuple[str, str]], protocols: Sequence[str]
+        self,
+        path: str,
+        params: Params | Sequence[tuple[str, str]],
+        protocols: Sequence[str],
+        *,
+        queue_messages: int | None = 16,
     ) -> ClientConnection:
         """A WebSocket to a subresource (`.../exec`, `.../portforward`) speaking one of
-        `protocols`. Raises `SubresourceRefused` for an error answer."""
+        `protocols`. Raises `SubresourceRefused` for an error answer.
+
+        `queue_messages`: how many received messages may wait for the reader before the
+        connection stops reading (None: it never stops). Under uvloop (which `berth serve`
+        runs on), a TLS connection that stops reading loses what it had not yet decrypted
+        when the API server closes it then, cutting the end of a command's output; a reader
+        that drains every message at once into its own queue (an exec's) passes None."""
         url = "wss://" + self.config.server.removeprefix("https://") + path
         url += "?" + urlencode(list(params.items()) if isinstance(params, Mapping) else params)
         try:
@@ -131,6 +142,7 @@ class ApiClient:
                 compression=None,
                 ping_interval=20,
                 ping_timeout=60,
+                max_queue=queue_messages,
             )
         except InvalidStatus as refused:
             body = bytes(refused.response.body or b"").decode("utf-8", "replace")

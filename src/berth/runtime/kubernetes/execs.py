@@ -179,7 +179,9 @@ class KubernetesExec:
             ("tty", str(tty).lower()),
         ]
         try:
-            ws = await self._api.websocket(self._path, params, [EXEC_PROTOCOL])
+            # The channel's reader moves each message to its own queue as it comes, so the
+            # connection never needs to stop reading (see `ApiClient.websocket`).
+            ws = await self._api.websocket(self._path, params, [EXEC_PROTOCOL], queue_messages=None)
         except SubresourceRefused as refused:
             # The driver checked that the pod runs: it has ended since.
             raise TaskNotFound(f"task {self._task} is not running ({refused})") from None

@@ -37,7 +37,11 @@ async def open_domain(
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     settings.keys_dir().mkdir(mode=0o700, parents=True, exist_ok=True)
-    store = Store(settings.resolved_database_url())
+    store = Store(
+        settings.resolved_database_url(),
+        pool_size=settings.database_pool_size,
+        pool_overflow=settings.database_pool_overflow,
+    )
     await store.create_schema()
     secret_key = os.environ.get("BERTH_SECRET_KEY", "").encode() or load_or_create_key(
         settings.keys_dir() / "secret.key"

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.util import greenlet_spawn
 
 from berth.store.checkpoints import Checkpointer
 from berth.store.errors import is_transient, unavailable
@@ -41,7 +42,9 @@ from berth.store.reads import (
     AnySelect,
     ConnectionReader,
     Params,
+    PreparedAsyncpgReader,
     PreparedSqliteReader,
+    PreparedStatements,
     Reader,
     Row,
 )
@@ -57,16 +60,39 @@ crash), so this bounds a stall rather than being a normal wait."""
 class Store:
     """Owns the engine; `transaction()` yields a session committed on success."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 10_000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        busy_timeout_ms: int = 10_000,
+        pool_size: int = 20,
+        pool_overflow: int = 10,
+    ) -> None:
         self.url = url
         self._busy_timeout_ms = int(busy_timeout_ms)
         self._sqlite_path = _sqlite_file(url) if url.startswith("sqlite") else None
         self._prepared_reader: PreparedSqliteReader | None = None
         self._writer_queue: AbstractAsyncContextManager[object] = nullcontext()
         self.checkpointer: Checkpointer | None = None
+        self._asyncpg_statements: PreparedStatements | None = None
         if self._sqlite_path is None:
-            self.engine: AsyncEngine = create_async_engine(url)
+            # A connection opened per request costs PostgreSQL a process and berth the
+            # statements it prepares anew on it: the pool keeps enough for a busy replica.
+            options: dict[str, Any] = {}
+            if url.startswith("postgresql"):
+                options = {"pool_size": pool_size, "max_overflow": pool_overflow}
+            if make_url(url).get_driver_name() == "asyncpg":
+                # More than the ORM's distinct statements, so none is prepared twice.
+                options["connect_args"] = {"prepared_statement_cache_size": 1000}
+            self.engine: AsyncEngine = create_async_engine(url, **options)
             self.reader: AsyncEngine = self.engine
+            if url.startswith("postgresql"):
+                # Reads need no transaction there: under READ COMMITTED each statement sees
+                # what was committed when it began, in a transaction or not, and without
+                # one a read session saves a round trip each for BEGIN and ROLLBACK.
+                self.reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+            if self.engine.dialect.driver == "asyncpg":
+                self._asyncpg_statements = PreparedStatements(self.engine.dialect)
         else:
             # Writers wait for another process's lock in `_begin_write`, asleep on the loop,
             # never inside SQLite (busy timeout 0), since they run on the loop's thread.
@@ -187,22 +213,37 @@ class Store:
 
     async def read(self, queries: Callable[[Reader], T]) -> T:
         """Run `queries` (synchronous calls of a `Reader` with `select()` statements built
-        once) in one read transaction, so they see one snapshot, and return its result.
+        once) and return its result.
 
         The path of the API's hot reads (see `store.reads`): on a SQLite file the statements
-        run prepared on one plain connection on the event loop, with no hand-over at all;
-        elsewhere all the queries of a view share one hand-over to the driver. Nothing is
-        committed; `queries` must only read, and cannot await."""
+        run prepared on one plain connection on the event loop, with no hand-over at all, in
+        one read transaction (one snapshot); on PostgreSQL they run prepared on the asyncpg
+        connection, each seeing what was committed when it began. Nothing is committed;
+        `queries` must only read, and cannot await."""
         if self._sqlite_path is not None:
-            reader = self._prepared(self._sqlite_path)
-            reader.begin()
+            inline = self._prepared(self._sqlite_path)
+            inline.begin()
             try:
-                return queries(reader)
+                return queries(inline)
             finally:
-                reader.end()
+                inline.end()
         try:
             async with self.reader.connect() as connection:
-                return await connection.run_sync(lambda sync: queries(ConnectionReader(sync)))
+                if self._asyncpg_statements is None:
+                    return await connection.run_sync(lambda sync: queries(ConnectionReader(sync)))
+                raw = await connection.get_raw_connection()
+                reader = PreparedAsyncpgReader(raw.driver_connection, self._asyncpg_statements)
+                try:
+                    return await greenlet_spawn(queries, reader)
+                except Exception as error:
+                    if not (is_transient(error, connecting=True) or reader.connection_lost()):
+                        raise
+                    # SQLAlchemy did not see the driver fail, so do what it does then: the
+                    # connection is not reused, and the pool's other connections (which
+                    # a restarted server dropped too) are replaced as they come back.
+                    await _quietly(connection.invalidate())
+                    await self.reader.dispose(close=False)
+                    raise unavailable(error) from error
         except Exception as error:
             if is_transient(error, connecting=True):
                 raise unavailable(error) from error

@@ -47,15 +47,20 @@ def is_transient(error: BaseException, *, connecting: bool = False) -> bool:
     if connecting and isinstance(error, (ConnectionError, asyncio.TimeoutError, socket.gaierror)):
         return True
     if not isinstance(error, DBAPIError):
-        return False
+        # The driver's own error, from its connection used directly (`store.reads`).
+        return _transient_state(getattr(error, "sqlstate", None))
     if error.connection_invalidated:
         return True
     original = error.orig
     state = getattr(original, "pgcode", None) or getattr(original, "sqlstate", None)
     if isinstance(state, str):
-        return state in TRANSIENT_SQLSTATES or state.startswith("08")
+        return _transient_state(state)
     # SQLite: another process held the write lock past the busy timeout.
     return "database is locked" in str(original)
+
+
+def _transient_state(state: object) -> bool:
+    return isinstance(state, str) and (state in TRANSIENT_SQLSTATES or state.startswith("08"))
 
 
 def unavailable(error: BaseException) -> StoreUnavailable:

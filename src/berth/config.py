@@ -73,7 +73,7 @@ class Settings(BaseSettings):
     port: int = 7070
     database_url: str | None = None
     """SQLAlchemy async URL; default `sqlite+aiosqlite:///<data_dir>/berth.db`."""
-    database_pool_size: int = Field(default=20, ge=1, le=1000)
+    database_pool_size: int = Field(default=32, ge=1, le=1000)
     """PostgreSQL: connections each replica keeps open (it opens up to
     `database_pool_overflow` more while busy, closing them again as they come back)."""
     database_pool_overflow: int = Field(default=10, ge=0, le=1000)

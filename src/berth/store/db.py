@@ -65,7 +65,7 @@ class Store:
         url: str,
         *,
         busy_timeout_ms: int = 10_000,
-        pool_size: int = 20,
+        pool_size: int = 32,
         pool_overflow: int = 10,
     ) -> None:
         self.url = url

@@ -1,6 +1,7 @@
 """Read models: a workload with what its readers want next to it.
 
-A view is read in one read transaction (`Store.read`) with statements built once, here, at
+A view is read through `Store.read` (one read transaction on SQLite; on PostgreSQL each
+statement sees what was committed when it began) with statements built once, here, at
 import: one query for the workload rows (their running-task counts as a correlated count),
 one for their recent runs, one for their secret keys, whatever the number of workloads. The
 rows become records (named tuples of the columns the API shows), not ORM objects: a list of

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.util import greenlet_spawn
 
 from berth.store.checkpoints import Checkpointer
-from berth.store.errors import is_transient, unavailable
+from berth.store.errors import StoreUnavailable, is_transient, unavailable
 from berth.store.inline_sqlite import inline_connector, open_inline
 from berth.store.migrate import upgrade
 from berth.store.reads import (
@@ -81,7 +81,9 @@ class Store:
             options: dict[str, Any] = {}
             if url.startswith("postgresql"):
                 options = {"pool_size": pool_size, "max_overflow": pool_overflow}
-            if make_url(url).get_driver_name() == "asyncpg":
+            cache_size = make_url(url).query.get("prepared_statement_cache_size")
+            asyncpg = make_url(url).get_driver_name() == "asyncpg"
+            if asyncpg and cache_size is None:
                 # More than the ORM's distinct statements, so none is prepared twice.
                 options["connect_args"] = {"prepared_statement_cache_size": 1000}
             self.engine: AsyncEngine = create_async_engine(url, **options)
@@ -91,7 +93,9 @@ class Store:
                 # what was committed when it began, in a transaction or not, and without
                 # one a read session saves a round trip each for BEGIN and ROLLBACK.
                 self.reader = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-            if self.engine.dialect.driver == "asyncpg":
+            if asyncpg and cache_size != "0":
+                # (`?prepared_statement_cache_size=0`, for a pooler that cannot keep
+                # prepared statements, also keeps the hot reads on SQLAlchemy's path.)
                 self._asyncpg_statements = PreparedStatements(self.engine.dialect)
         else:
             # Writers wait for another process's lock in `_begin_write`, asleep on the loop,
@@ -192,7 +196,9 @@ class Store:
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[AsyncSession]:
-        """A session for reads only; nothing is committed."""
+        """A session for reads only, never to write with: on SQLite its connection is
+        `query_only`; on PostgreSQL it runs without a transaction (each statement sees what
+        was committed when it began), where a write would be committed at once."""
         if self._sqlite_path is None:
             async with self._sessions() as session:
                 try:
@@ -238,12 +244,15 @@ class Store:
                 except Exception as error:
                     if not (is_transient(error, connecting=True) or reader.connection_lost()):
                         raise
-                    # SQLAlchemy did not see the driver fail, so do what it does then: the
-                    # connection is not reused, and the pool's other connections (which
-                    # a restarted server dropped too) are replaced as they come back.
-                    await _quietly(connection.invalidate())
-                    await self.reader.dispose(close=False)
+                    # SQLAlchemy did not see the driver fail: a statement through it lets
+                    # it find a broken connection and do what it does then (the
+                    # connection is dropped, and the pool's older ones, which a restarted
+                    # server dropped too, are replaced as they are next checked out).
+                    with contextlib.suppress(Exception):
+                        await connection.exec_driver_sql("SELECT 1")
                     raise unavailable(error) from error
+        except StoreUnavailable:
+            raise
         except Exception as error:
             if is_transient(error, connecting=True):
                 raise unavailable(error) from error

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import Connection, Dialect, Float, Numeric, Select
 from sqlalchemy.types import TypeEngine
-from sqlalchemy.util import await_only
+from sqlalchemy.util import await_
 
 Row = tuple[Any, ...]
 AnySelect = Select[*tuple[Any, ...]]
@@ -185,14 +185,14 @@ class PreparedAsyncpgReader:
 
     def all(self, statement: AnySelect, params: Params) -> list[Row]:
         prepared = self.statements.get(statement)
-        records = await_only(
+        records = await_(
             self.connection.fetch(prepared.sql, *self.statements.bind(prepared, params))
         )
         return self.statements.rows(prepared, [tuple(record) for record in records])
 
     def first(self, statement: AnySelect, params: Params) -> Row | None:
         prepared = self.statements.get(statement)
-        record = await_only(
+        record = await_(
             self.connection.fetchrow(prepared.sql, *self.statements.bind(prepared, params))
         )
         if record is None:

@@ -49,25 +49,46 @@ def all_views(domain: Domain, reader: Any, user_id: str) -> list[WorkloadView]:
 
 @asynccontextmanager
 async def counted_statements(store: Store) -> AsyncIterator[list[str]]:
-    """The SQL statements (not BEGIN/ROLLBACK) the store runs meanwhile, through its engines
-    or its prepared reads' own SQLite connection."""
+    """The SQL statements (not BEGIN/ROLLBACK) the store runs meanwhile: on SQLite through
+    its engines or its prepared reads' own connection; on PostgreSQL every statement an
+    asyncpg connection of the pool runs (SQLAlchemy's and the prepared reads' alike)."""
     seen: list[str] = []
 
     def trace(statement: str) -> None:
         if statement.split()[0].upper() not in ("BEGIN", "ROLLBACK", "COMMIT", "PRAGMA"):
             seen.append(statement)
 
+    if store.url.startswith("postgresql"):
+        drivers: list[Any] = []
+
+        def log(query: Any) -> None:
+            trace(query.query)
+
+        def hook(dbapi_connection: Any, *_args: Any) -> None:
+            driver = dbapi_connection.driver_connection
+            if driver not in drivers:
+                driver.add_query_logger(log)
+                drivers.append(driver)
+
+        pool = store.engine.sync_engine.pool
+        event.listen(pool, "checkout", hook)
+        try:
+            yield seen
+        finally:
+            event.remove(pool, "checkout", hook)
+            for driver in drivers:
+                driver.remove_query_logger(log)
+        return
+
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         trace(statement)
 
-    engines = {store.engine.sync_engine, getattr(store, "reader", store.engine).sync_engine}
+    engines = {store.engine.sync_engine, store.reader.sync_engine}
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
-    prepared = None
-    if store.url.startswith("sqlite"):
-        await store.read(lambda reader: None)  # opens the prepared reads' connection
-        prepared = store._prepared_reader
-        assert prepared is not None
+    await store.read(lambda reader: None)  # opens the prepared reads' connection
+    prepared = store._prepared_reader
+    if prepared is not None:  # a file: its prepared reads have a connection of their own
         prepared.connection.set_trace_callback(trace)
     try:
         yield seen

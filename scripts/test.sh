@@ -40,8 +40,8 @@ else
   # setup.sh --test installed PostgreSQL; the suites that reach the store run on it too.
   echo "== pytest (store, domain, fast and API suites on PostgreSQL)"
   api_suites=()
-  for name in accounts api_errors approvals containers jobs list_pages limits openapi \
-    read_path services sign_in tenancy unknown_fields; do
+  for name in accounts api_errors approvals containers crash_safety fuzz_openapi jobs \
+    list_pages limits openapi read_path services sign_in tenancy unknown_fields; do
     api_suites+=("tests/integration/test_$name.py")
   done
   BERTH_TEST_DATABASE=postgresql pytest tests/domain tests/fast "${api_suites[@]}"

@@ -372,6 +372,7 @@ def key_id(account: Tenant, tmp_path: Path) -> int:
         pytest.param(
             {"ssh_key_ids": list(range(1, 102))}, "ssh_key_ids", "at most 100", id="key-ids"
         ),
+        pytest.param({"ssh_key_ids": [2**31]}, "ssh_key_ids", "2147483647", id="key-id-beyond-ids"),
         pytest.param(
             {"mount_paths": [f"/d{i}" for i in range(21)]},
             "mount_paths",
@@ -409,6 +410,16 @@ def test_ssh_key_fields_over_their_limits_are_refused(
     response = account.client.post("/compute/ssh-keys", json=body)
     assert_refused(response, status=400, field=field)
     assert account.client.get("/compute/ssh-keys").json()["ssh_keys"] == []
+
+
+def test_an_ssh_key_id_beyond_every_id_is_refused(account: Tenant) -> None:
+    """No key has an id over 2**31 - 1 (a 32-bit column on PostgreSQL): a larger one is
+    refused naming `key_id`, on either store, rather than reaching the database."""
+    refused = assert_refused(
+        account.client.delete(f"/compute/ssh-keys/{2**31}"), status=400, field="key_id"
+    )
+    assert "2147483647" in refused["error"], refused
+    assert account.client.delete(f"/compute/ssh-keys/{2**31 - 1}").status_code == 404
 
 
 def test_a_websocket_message_over_the_body_limit_closes_the_connection(

@@ -18,7 +18,10 @@ MAX_INSTANCE_TYPE_CHARS = 64
 MountPath = Annotated[str, StringConstraints(min_length=1, max_length=255)]
 WholeSeconds = Annotated[datetime, AfterValidator(lambda value: value.replace(microsecond=0))]
 """A time as the Containers API document writes it: `2026-01-15T10:30:00Z`."""
-KeyId = Annotated[int, Field(ge=1, le=2**63 - 1)]
+MAX_KEY_ID = 2**31 - 1
+"""The largest SSH key id: the ids column is a 32-bit INTEGER on PostgreSQL, so no key has a
+larger id on either store, and a larger one is refused as input rather than reaching it."""
+KeyId = Annotated[int, Field(ge=1, le=MAX_KEY_ID)]
 
 
 class ContainerCreate(StrictModel):

@@ -18,6 +18,7 @@ from berth.domain import containers, ingress, pausing, ssh_keys
 from berth.domain.auth import Actor
 from berth.domain.ingress import RuleListeners
 from berth.schemas.containers import (
+    MAX_KEY_ID,
     ContainerCreate,
     ContainerList,
     ContainerOut,
@@ -189,7 +190,7 @@ async def add_ssh_key(body: SshKeyCreate, domain: DomainDep, actor: ActorDep) ->
     responses=container_errors(400),
 )
 async def delete_ssh_key(
-    key_id: Annotated[int, Path(ge=1, le=2**63 - 1)], domain: DomainDep, actor: ActorDep
+    key_id: Annotated[int, Path(ge=1, le=MAX_KEY_ID)], domain: DomainDep, actor: ActorDep
 ) -> StatusOk:
     await ssh_keys.delete_key(domain, actor, key_id)
     return StatusOk()

@@ -27,6 +27,7 @@ from websockets.sync.client import connect
 
 from berth.domain.billing import MINIMUM_BILLED_SECONDS
 from berth.testing.waiting import wait_for
+from tests.support import postgres
 from tests.support.api import create, open_shell, wait_workload
 from tests.support.engine import label_value
 from tests.support.server import BerthServer, Tenant
@@ -153,9 +154,8 @@ def test_sigkill_during_scales_secrets_runs_and_shells_loses_nothing_and_bills_e
         acked_runs += traffic.runs.acked
         assert_runs_kept(api, ids["job"], acked_runs)
         assert_spare_token_works_or_is_refused(spare_session)
-        sessions = api.get(f"/v1/compute/{ids['secreted']}/shell/sessions").json()["sessions"]
-        cut = next(s for s in sessions if s["id"] == cut_session["id"])
-        assert cut["status"] == "ended" and cut["ended_at"], cut
+        cut = wait_for_session_ended(api, ids["secreted"], cut_session["id"])
+        assert cut["ended_at"], cut
         assert_only_owned_tasks(server, api)
 
     assert_billing_exact(server, tenant, balance_before)
@@ -196,6 +196,23 @@ def kill_during(server: BerthServer, traffic: ChangeTraffic, *, needed: int) -> 
         traffic.stop.set()
         for thread in threads:
             thread.join(timeout=15)
+
+
+SESSION_END_SECONDS = 2 * 15 + 10
+"""On SQLite the restarted process ends the sessions of the one it replaces at start (a second
+at most here). On a
+shared database (PostgreSQL) the restarted process is a new replica: the killed one's sessions
+end once its presence lease (15 s) has lapsed, at the next sweep (every 15 s)."""
+
+
+def wait_for_session_ended(api: httpx.Client, workload_id: str, session_id: str) -> Any:
+    def ended() -> Any:
+        sessions = api.get(f"/v1/compute/{workload_id}/shell/sessions").json()["sessions"]
+        found = next(s for s in sessions if s["id"] == session_id)
+        return found if found["status"] == "ended" else None
+
+    within = SESSION_END_SECONDS if postgres.wanted() else 1.0
+    return wait_for(ended, timeout=within, interval=0.5, what="the cut session to end")
 
 
 def wait_for_a_task_to_exit(server: BerthServer, job_id: str) -> bool:

@@ -1,10 +1,10 @@
 """The approval gate of sensitive calls, and the in-process replay of approved ones.
 
-A gated handler first validates its input (an invalid call is refused at once, not queued
-for a human), then calls `require_approval`. An approved request is replayed through the
-application itself, as its original caller: the replay carries a per-process secret in
-`INTERNAL_REPLAY_HEADER` that never leaves the process, and the auth dependency turns it into
-the approval's principal.
+A gated handler calls `require_approval` with its checks, which run before a call is
+queued (an invalid call is refused at once, not queued for a human). An approved request is
+replayed through the application itself, as its original caller: the replay carries a
+per-process secret in `INTERNAL_REPLAY_HEADER` that never leaves the process, and the auth
+dependency turns it into the approval's principal.
 """
 
 from __future__ import annotations
@@ -50,23 +50,25 @@ async def require_approval(
 ) -> None:
     """Return if the call may run now; otherwise raise what answers it.
 
-    `validate` runs every check of the call first, so a call that would fail is refused
-    at once rather than queued for a human; a repeat naming its approval is answered from
-    the approval instead (its original validation already passed).
+    `validate` runs every check of the call, and only when the call is about to be queued
+    for a human: a call that would fail is refused at once rather than queued. A call that
+    runs now makes the same checks itself, and a repeat naming its approval is answered from
+    the approval (its original validation already passed).
     """
     approval_id = request.headers.get(APPROVAL_HEADER)
-    if approval_id is None:
-        await validate()
     gated = GatedRequest(
         action=action, method=request.method, path=request_path(request), body=await request.body()
     )
     stored = await approvals.check_gate(
-        domain, actor, gated, approval_id, replay=lambda approval: replay(request, approval)
+        domain,
+        actor,
+        gated,
+        approval_id,
+        replay=lambda approval: replay(request, approval),
+        validate=validate,
     )
     if stored is not None:
         raise ApprovedResponse(stored)
-    if approval_id is not None:
-        await validate()
 
 
 async def replay(request: Request, approval: Approval) -> StoredResponse:

@@ -84,13 +84,15 @@ async def check_gate(
     approval_id: str | None,
     *,
     replay: Replay,
+    validate: Callable[[], Awaitable[None]],
 ) -> StoredResponse | None:
     """Let a sensitive call through (None), answer it with an approved result, or gate it.
 
     Humans (session tokens) and approved replays are never gated. A repeat naming an
-    approved call that runs on collection runs it with `replay` (once). Raises
-    `ApprovalRequired` when the call must wait, `Conflict` when the named approval is for
-    another request, `Forbidden` when it was rejected and `Gone` when it expired.
+    approved call that runs on collection runs it with `replay` (once). A call about to be
+    gated is first checked with `validate` (its errors are raised, nothing is queued).
+    Raises `ApprovalRequired` when the call must wait, `Conflict` when the named approval is
+    for another request, `Forbidden` when it was rejected and `Gone` when it expired.
     """
     principal = actor.principal
     if principal.kind != "api_key" or principal.replay_of is not None:
@@ -101,6 +103,7 @@ async def check_gate(
         company = await session.get(Company, principal.company_id)
     if company is None or request.action not in (company.gated_actions or []):
         return None
+    await validate()
     created = await _create(domain, actor, request, company_ttl=company.approval_ttl_seconds)
     raise ApprovalRequired(created.id)
 

@@ -8,7 +8,7 @@ applies the observation in a short transaction guarded by what it expects (a run
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -67,17 +67,23 @@ async def converge_desired_runs(
     """
     if workload_id is None:
         async with domain.store.reading() as session:
-            if not await _plan_runs(session, now, workload_id):
+            if not await _plan_runs(session, now, workload_id, domain.clock.now):
                 return
     async with domain.store.transaction() as session:
         # Owners first (see `locks`): a plan writes runs of any number of users.
         scope = [] if workload_id is None else [Workload.id == workload_id]
         await lock_owners(session, Workload, *scope)
-        await _plan_runs(session, now, workload_id)
+        await _plan_runs(session, now, workload_id, domain.clock.now)
 
 
-async def _plan_runs(session: AsyncSession, now: datetime, workload_id: str | None) -> bool:
-    """Apply the run plan to the session's objects; True if anything changed."""
+async def _plan_runs(
+    session: AsyncSession, now: datetime, workload_id: str | None, clock: Callable[[], datetime]
+) -> bool:
+    """Apply the run plan to the session's objects; True if anything changed.
+
+    A run it creates is stamped no earlier than the read it was planned from (`clock` after
+    the reads, or `now` if later): a run made for a change (a secret set) is never dated
+    before that change, however long the plan waited for its turn."""
     active_query = select(Run).where(Run.status.in_(ACTIVE_RUN_STATUSES))
     # A job or schedule without an active run has nothing to plan (no slot, nothing to
     # stop), so a full plan reads only the replicated types and workloads with active runs:
@@ -93,6 +99,7 @@ async def _plan_runs(session: AsyncSession, now: datetime, workload_id: str | No
         active_query = active_query.where(Run.workload_id == workload_id)
     workloads = list(await session.scalars(workloads_query))
     active = list(await session.scalars(active_query))
+    now = max(now, clock())
     by_workload: dict[str, list[Run]] = {}
     for run in active:
         by_workload.setdefault(run.workload_id, []).append(run)

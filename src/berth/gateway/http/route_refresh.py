@@ -1,11 +1,16 @@
 """Keeps the HTTP gateway's routing table in step with the store and the engine.
 
-A reload builds the whole table (`load_routes`) and swaps it in at once, so requests in
-flight are never dropped by a change. It runs when tasks start or finish, workloads change
-or go, and ingress rules change (coalescing bursts of events into one reload), and every
-`interval` seconds to catch anything missed. A request that arrives before the reload that
-follows a change finds a workload the table does not know through `route_lookup`; an event
-about a workload tells that lookup (`on_change`) it may look again at once.
+A full reload builds the whole table (`load_routes`) and swaps it in at once, so requests in
+flight are never dropped by a change. Events about workloads (tasks starting or finishing,
+workloads changed or gone, ingress rules changed; bursts coalesced) reload only the routes
+of the workloads they name (`load_workload_routes`: one indexed read and a listing of those
+workloads' tasks), so what a change costs does not grow with the number of routed workloads,
+and every replica follows every other's changes at that cost. The whole table is reloaded
+at start, after events were lost or one named no workload, when a burst names more than
+`TARGETED_MAX` workloads, and every `interval` seconds to catch anything missed. A request
+that arrives before the reload that follows a change finds a workload the table does not
+know through `route_lookup`; an event about a workload tells that lookup (`on_change`) it
+may look again at once.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Awaitable, Callable
 
 from berth.domain.context import Domain
 from berth.domain.events import Event, Subscription
-from berth.gateway.http.route_table import RouteTable, load_routes
+from berth.gateway.http.route_table import RouteTable, load_routes, load_workload_routes
 from berth.runtime.base import RuntimeDriverError
 
 log = logging.getLogger("berth.gateway")
@@ -34,6 +39,8 @@ ROUTING_EVENTS = frozenset(
     }
 )
 COALESCE_SECONDS = 0.005
+TARGETED_MAX = 16
+"""A burst of events naming more workloads than this reloads the whole table instead."""
 
 
 class RouteRefresher:
@@ -60,6 +67,7 @@ class RouteRefresher:
         self._task: asyncio.Task[None] | None = None
 
     async def reload(self) -> None:
+        """Rebuild the whole table."""
         read = self._table.begin_read()
         try:
             routes = await load_routes(
@@ -69,6 +77,24 @@ class RouteRefresher:
             log.warning("routes not refreshed, the engine cannot be read: %s", exc)
             return
         self._table.set_routes(routes, read=read)
+        if self._on_reload is not None:
+            await self._on_reload()
+
+    async def reload_workloads(self, workload_ids: set[str]) -> None:
+        """Replace the routes of these workloads only (none left: they leave the table)."""
+        for workload_id in sorted(workload_ids):
+            read = self._table.begin_read()
+            try:
+                routes = await load_workload_routes(
+                    self._domain,
+                    workload_id,
+                    http_port=self._http_port,
+                    https_port=self._https_port,
+                )
+            except RuntimeDriverError as exc:
+                log.warning("routes not refreshed, the engine cannot be read: %s", exc)
+                return
+            self._table.add_found(workload_id, routes, read=read)
         if self._on_reload is not None:
             await self._on_reload()
 
@@ -100,26 +126,41 @@ class RouteRefresher:
             self._table.hold(event.workload_id)
 
     async def _run(self, events: Subscription) -> None:
+        loop = asyncio.get_running_loop()
+        full_due = loop.time() + self._interval
         try:
             while True:
+                changed: set[str] = set()
+                full = False
                 try:
                     # Not `asyncio.wait_for`: on Python 3.11 it swallows a cancellation that
                     # arrives as an event does, and `stop` would then wait forever.
-                    async with asyncio.timeout(self._interval):
+                    async with asyncio.timeout(max(full_due - loop.time(), 0.0)):
                         event = await events.get()
                     if event.kind not in ROUTING_EVENTS:
                         continue
-                    self._changed(event.workload_id)
-                    self._hold_if_paused(event)
+                    batch = [event]
                     if event.kind not in ("run.started", "task.started"):  # no waiting
                         await asyncio.sleep(COALESCE_SECONDS)
-                    for waiting in events.take_waiting():  # one reload covers them
-                        self._changed(waiting.workload_id)
-                        self._hold_if_paused(waiting)
+                    batch += events.take_waiting()  # one reload covers them
+                    for each in batch:
+                        if each.kind not in ROUTING_EVENTS:
+                            continue
+                        self._changed(each.workload_id)
+                        self._hold_if_paused(each)
+                        if each.workload_id is None:
+                            full = True
+                        else:
+                            changed.add(each.workload_id)
                 except TimeoutError:
-                    pass
+                    full = True
+                full = full or events.take_overflow() or len(changed) > TARGETED_MAX
                 try:
-                    await self.reload()
+                    if full or loop.time() >= full_due:
+                        full_due = loop.time() + self._interval
+                        await self.reload()
+                    else:
+                        await self.reload_workloads(changed)
                 except Exception:
                     log.exception("route refresh failed; retrying on the next change")
         finally:

@@ -79,8 +79,8 @@ class RouteTable:
     `set_routes` swaps in a new immutable mapping in one assignment, so a lookup sees either
     the old table or the new one, and requests already forwarded keep their upstream
     connection (route changes never drop in-flight requests). `add_found` swaps in a copy
-    with one workload's routes replaced, for a workload a request named before the whole
-    table knew it.
+    with one workload's routes replaced: one a change named, or one a request named before
+    the whole table knew it.
 
     Reads of the store overlap (a whole table is built while one workload is looked up), so
     each says which read it came from (`begin_read`): one workload's routes read after the
@@ -123,12 +123,16 @@ class RouteTable:
 
     def add_found(self, workload_id: str, routes: Mapping[RouteKey, Route], *, read: int) -> None:
         """Put `workload_id`'s routes (all of them, built from the read numbered `read`; none:
-        it serves nothing now) in the table in place of those it has; nothing if the whole
-        table came from a later read (it knows better)."""
+        it serves nothing now, and its routes leave the table) in the table in place of those
+        it has; nothing if the whole table came from a later read (it knows better)."""
         if read < self._table_read:
             return
         found = {key: route for key, route in routes.items() if key[0] == workload_id}
-        if not found and workload_id not in self._found:
+        if (
+            not found
+            and workload_id not in self._found
+            and not any(key[0] == workload_id for key in self._routes)
+        ):
             return  # nothing to serve, nothing served before: the table stays as it is
         self._found[workload_id] = (read, found)
         table = {key: route for key, route in self._routes.items() if key[0] != workload_id}

@@ -10,12 +10,14 @@
 #                            the runtime contract on the in-memory driver; nothing marked
 #                            `engine`). It only makes .venv if it is missing.
 #
-# The whole suite then runs the store, domain and fast suites, and the API suites (real
-# berth servers, each on a database of its own), a second time on a PostgreSQL server started
-# for the run (setup.sh --test installs PostgreSQL; BERTH_TEST_DATABASE=postgresql, see
-# tests/support/postgres.py). Run that pass alone with
-#   BERTH_TEST_DATABASE=postgresql .venv/bin/pytest tests/domain tests/fast <the API suites below>
-# (the replica suites run on PostgreSQL in the first pass already).
+# The whole suite then runs the store, domain and fast suites, and every integration suite
+# that reaches a store (real berth servers, each on a database of its own: the API, gateways,
+# faults, dashboard, MCP, CLI, Kubernetes), a second time on a PostgreSQL server started for
+# the run (setup.sh --test installs PostgreSQL; BERTH_TEST_DATABASE=postgresql, see
+# tests/support/postgres.py). Run that pass, or one suite of it, alone with
+#   BERTH_TEST_DATABASE=postgresql .venv/bin/pytest tests/domain tests/fast tests/integration/...
+# (the Docker driver's suites need no store; the replica suites run on PostgreSQL in the
+# first pass already).
 #
 # Further arguments go to pytest (e.g. -x, -k name, a test file of the tier).
 set -euo pipefail
@@ -37,12 +39,15 @@ if $fast; then
   pytest -m "not engine" tests/unit tests/domain tests/contract tests/fast "$@"
 else
   echo "== pytest" && pytest "$@"
-  # setup.sh --test installed PostgreSQL; the suites that reach the store run on it too.
-  echo "== pytest (store, domain, fast and API suites on PostgreSQL)"
-  api_suites=()
-  for name in accounts api_errors approvals containers crash_safety fuzz_openapi jobs \
-    list_pages limits openapi read_path services sign_in tenancy unknown_fields; do
-    api_suites+=("tests/integration/test_$name.py")
+  # setup.sh --test installed PostgreSQL: every suite that reaches a store runs on it too.
+  echo "== pytest (store, domain, fast and integration suites on PostgreSQL)"
+  pg_suites=()
+  for suite in tests/integration/test_*.py; do
+    case "$suite" in
+      */test_docker_*) ;;   # the Docker driver alone: no store
+      */test_replica*) ;;   # the replica suites ran on PostgreSQL above
+      *) pg_suites+=("$suite") ;;
+    esac
   done
-  BERTH_TEST_DATABASE=postgresql pytest tests/domain tests/fast "${api_suites[@]}"
+  BERTH_TEST_DATABASE=postgresql pytest tests/domain tests/fast "${pg_suites[@]}"
 fi

@@ -55,7 +55,12 @@ async def counted_statements(store: Store) -> AsyncIterator[list[str]]:
     seen: list[str] = []
 
     def trace(statement: str) -> None:
-        if statement.split()[0].upper() not in ("BEGIN", "ROLLBACK", "COMMIT", "PRAGMA"):
+        if statement.split()[0].upper().rstrip(";") not in (
+            "BEGIN",
+            "ROLLBACK",
+            "COMMIT",
+            "PRAGMA",
+        ):
             seen.append(statement)
 
     if store.url.startswith("postgresql"):

@@ -84,16 +84,16 @@ async def resolve_actor(domain: Domain, principal: Principal, path_user_id: str 
     if path_user_id is None:
         user_id = principal.user_id
         if user_id is None:
-            user_id = await domain.store.read(
-                lambda reader: reader.scalar(_DEFAULT_USER, {"company_id": principal.company_id})
+            found = await domain.store.read_first(
+                _DEFAULT_USER, {"company_id": principal.company_id}
             )
+            user_id = None if found is None else found[0]
             if user_id is None:
                 raise NotFound("the company has no default user yet")
         return Actor(user_id=user_id, company_id=principal.company_id, principal=principal)
     if principal.is_operator:
-        company_id = await domain.store.read(
-            lambda reader: reader.scalar(_USER_COMPANY, {"user_id": path_user_id})
-        )
+        found = await domain.store.read_first(_USER_COMPANY, {"user_id": path_user_id})
+        company_id = None if found is None else found[0]
         if company_id != principal.company_id:
             raise NotFound(f"user {path_user_id} not found")
     elif principal.user_id != path_user_id:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import BigInteger, cast, func, select
 
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
@@ -51,23 +51,24 @@ async def usage_report(domain: Domain, actor: Actor, *, days: int) -> UsageRepor
     since = datetime.combine(first, time.min, tzinfo=UTC)
     began = func.coalesce(Run.started_at, Run.created_at)
     mine = (Workload.user_id == actor.user_id, began >= since, Run.credits_micro > 0)
+    spent = cast(func.sum(Run.credits_micro), BigInteger)  # PostgreSQL's sum is a numeric
     async with domain.store.reading() as session:
         balance = await session.scalar(select(User.credits_micro).where(User.id == actor.user_id))
         if balance is None:
             raise NotFound(f"user {actor.user_id} not found")
         day = func.date(began)
         per_day = await session.execute(
-            select(day, func.sum(Run.credits_micro))
+            select(day, spent)
             .join(Workload, Workload.id == Run.workload_id)
             .where(*mine)
             .group_by(day)
         )
         per_workload = await session.execute(
-            select(Workload.id, Workload.name, func.sum(Run.credits_micro))
+            select(Workload.id, Workload.name, spent)
             .join(Workload, Workload.id == Run.workload_id)
             .where(*mine)
             .group_by(Workload.id, Workload.name)
-            .order_by(func.sum(Run.credits_micro).desc())
+            .order_by(spent.desc())
         )
         latest = await session.execute(
             select(

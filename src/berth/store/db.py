@@ -224,8 +224,9 @@ class Store:
         The path of the API's hot reads (see `store.reads`): on a SQLite file the statements
         run prepared on one plain connection on the event loop, with no hand-over at all, in
         one read transaction (one snapshot); on PostgreSQL they run prepared on the asyncpg
-        connection, each seeing what was committed when it began. Nothing is committed;
-        `queries` must only read, and cannot await."""
+        connection in one REPEATABLE READ, READ ONLY transaction (one snapshot too, so a
+        view's workload row and its runs agree). Nothing is committed; `queries` must only
+        read, and cannot await."""
         if self._sqlite_path is not None:
             inline = self._prepared(self._sqlite_path)
             inline.begin()
@@ -233,14 +234,32 @@ class Store:
                 return queries(inline)
             finally:
                 inline.end()
+        return await self._read_elsewhere(queries, snapshot=True)
+
+    async def read_first(self, statement: AnySelect, params: Params) -> Row | None:
+        """`Store.read` of one statement's first row: a single statement is its own snapshot,
+        so it runs without a transaction around it (no BEGIN and ROLLBACK or COMMIT)."""
+        if self._sqlite_path is not None:
+            return self._prepared(self._sqlite_path).first(statement, params)
+        return await self._read_elsewhere(
+            lambda reader: reader.first(statement, params), snapshot=False
+        )
+
+    async def _read_elsewhere(self, queries: Callable[[Reader], T], *, snapshot: bool) -> T:
+        """`read` on a database other than a SQLite file (`snapshot`: inside one read-only
+        REPEATABLE READ transaction on PostgreSQL, else each statement on its own)."""
         try:
             async with self.reader.connect() as connection:
                 if self._asyncpg_statements is None:
                     return await connection.run_sync(lambda sync: queries(ConnectionReader(sync)))
                 raw = await connection.get_raw_connection()
-                reader = PreparedAsyncpgReader(raw.driver_connection, self._asyncpg_statements)
+                driver: Any = raw.driver_connection
+                reader = PreparedAsyncpgReader(driver, self._asyncpg_statements)
                 try:
-                    return await greenlet_spawn(queries, reader)
+                    if not snapshot:
+                        return await greenlet_spawn(queries, reader)
+                    async with driver.transaction(isolation="repeatable_read", readonly=True):
+                        return await greenlet_spawn(queries, reader)
                 except Exception as error:
                     if not (is_transient(error, connecting=True) or reader.connection_lost()):
                         raise
@@ -257,13 +276,6 @@ class Store:
             if is_transient(error, connecting=True):
                 raise unavailable(error) from error
             raise
-
-    async def read_first(self, statement: AnySelect, params: Params) -> Row | None:
-        """`Store.read` of one statement's first row: a single statement is its own snapshot,
-        so on SQLite it runs without BEGIN and ROLLBACK around it."""
-        if self._sqlite_path is not None:
-            return self._prepared(self._sqlite_path).first(statement, params)
-        return await self.read(lambda reader: reader.first(statement, params))
 
     def data_version(self) -> int | None:
         """A number that changes whenever any connection, of this process or another, commits

@@ -13,9 +13,10 @@ runs the text on the driver's own connection:
 - `PreparedAsyncpgReader` (PostgreSQL through asyncpg): on the asyncpg connection under a
   pooled SQLAlchemy connection (set up with SQLAlchemy's codecs, so values convert as its
   results do), whose statement cache keeps each statement prepared on the server; the
-  domain's synchronous calls reach it through SQLAlchemy's greenlet bridge. No transaction
-  is opened: each statement sees what was committed when it began (PostgreSQL's READ
-  COMMITTED), which saves the BEGIN and ROLLBACK round trips a snapshot would cost.
+  domain's synchronous calls reach it through SQLAlchemy's greenlet bridge, inside one
+  read-only REPEATABLE READ transaction (one snapshot, as on SQLite: a read of several
+  statements never mixes rows from before and after a commit); a single statement
+  (`Store.read_first`) runs without one, being its own snapshot.
 - `ConnectionReader` (any other database): the same statements on a SQLAlchemy connection,
   whose compiled cache keeps them compiled.
 

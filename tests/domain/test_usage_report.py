@@ -9,7 +9,7 @@ from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.usage_report import usage_report
 from berth.store.models import Run
-from tests.domain.test_run_retention import a_job, add_runs
+from tests.support.runs import a_job, add_runs
 
 
 async def test_credits_are_grouped_by_the_day_a_run_began_and_by_workload(

@@ -99,7 +99,7 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
     if pooled is not None:
         warm_pools.hand_over(domain, workload, pooled)
     publish_changed(domain, workload)
-    return await get_workload(domain, actor, workload.id)
+    return await _view_after_write(domain, actor, workload.id)
 
 
 def _first_status(body: WorkloadCreate, pooled: PooledTask | None) -> str:
@@ -178,6 +178,14 @@ async def get_workload(domain: Domain, actor: Actor, workload_id: str) -> Worklo
     return await domain.store.read(read)
 
 
+async def _view_after_write(domain: Domain, actor: Actor, workload_id: str) -> WorkloadView:
+    """The view a write answers with: `get_workload` without its compute check, which the
+    write's own transaction made under the user's lock a moment before."""
+    return await domain.store.read(
+        lambda reader: read_view(domain, reader, actor.user_id, workload_id)
+    )
+
+
 async def delete_workload(domain: Domain, actor: Actor, workload_id: str) -> None:
     """Hide the workload at once and stop its in-flight runs; the reconciler removes the rest."""
     async with domain.store.transaction() as session:
@@ -215,7 +223,7 @@ async def start_workload(domain: Domain, actor: Actor, workload_id: str) -> Work
         changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
     publish_statuses(domain, changed)
-    return await get_workload(domain, actor, workload_id)
+    return await _view_after_write(domain, actor, workload_id)
 
 
 async def stop_workload(domain: Domain, actor: Actor, workload_id: str) -> WorkloadView:
@@ -230,7 +238,7 @@ async def stop_workload(domain: Domain, actor: Actor, workload_id: str) -> Workl
         changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
     publish_statuses(domain, changed)
-    return await get_workload(domain, actor, workload_id)
+    return await _view_after_write(domain, actor, workload_id)
 
 
 async def scale_workload(
@@ -261,7 +269,7 @@ async def scale_workload(
         changed = await derive_statuses(session, [workload], workload.updated_at)
     publish_changed(domain, workload)
     publish_statuses(domain, changed)
-    return await get_workload(domain, actor, workload_id)
+    return await _view_after_write(domain, actor, workload_id)
 
 
 async def trigger_run(domain: Domain, actor: Actor, workload_id: str) -> Run:

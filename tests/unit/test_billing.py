@@ -187,3 +187,18 @@ def test_settling_a_run_that_ends_paused_charges_no_vcpu_time_for_the_pause() ->
     assert user.credits == pytest.approx(10.0 - run.credits)
     # Settling again changes nothing.
     assert settle(run, user, finished_at=START + timedelta(seconds=10), pricing=PRICES) == 0
+
+
+def test_a_paused_tasks_vcpu_seconds_stay_exactly_put_from_tick_to_tick() -> None:
+    # Instants to the microsecond and half a vCPU: the figure lies on a rounding boundary of
+    # the API's six decimals, where a last-bit difference between ticks would show.
+    run, user = fresh()
+    run.cpu = 0.5
+    run.started_at = START + timedelta(microseconds=123_457)
+    run.paused_at = run.started_at + timedelta(microseconds=93_543)
+    seen = set()
+    for tick in range(1, 8):
+        until = run.paused_at + timedelta(seconds=2 * tick, microseconds=104_729 * tick)
+        accrue(run, user, until=until, pricing=PRICES)
+        seen.add(run.vcpu_seconds)
+    assert seen == {0.5 * 0.093543}

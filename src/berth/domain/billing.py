@@ -55,13 +55,24 @@ def accrue_run_usage(run: Run, *, until: datetime, pricing: Pricing) -> int:
     if start is None or run.started_at is None or until <= start:
         return 0
     seconds = (until - start).total_seconds()
-    # vCPU time is recounted from the start (running time less paused time), so a pause
-    # that began or ended between two ticks is charged exactly, whatever the ticks saw.
-    running = (until - run.started_at).total_seconds()
-    run.vcpu_seconds = run.cpu * max(running - paused_seconds(run, until=until), 0.0)
+    # vCPU time is recounted from the start, so a pause that began or ended between two
+    # ticks is charged exactly, whatever the ticks saw.
+    run.vcpu_seconds = run.cpu * unfrozen_seconds(run, started_at=run.started_at, until=until)
     run.gb_seconds += run.memory_mb / 1024 * seconds
     run.metered_until = until
     return _charge_to_usage(run, pricing)
+
+
+def unfrozen_seconds(run: Run, *, started_at: datetime, until: datetime) -> float:
+    """How long `run`'s task ran unfrozen from `started_at` to `until`.
+
+    A pause under way ends the count at its start: while a task stays frozen, every tick
+    computes the same figure from the same instants. (Running time less the pause's growing
+    length is the same number on paper, but in floating point it can differ in the last
+    bit from tick to tick, and a paused task's vCPU-seconds must not move.)
+    """
+    end = until if run.paused_at is None else min(until, run.paused_at)
+    return max((end - started_at).total_seconds() - (run.paused_seconds or 0.0), 0.0)
 
 
 def paused_seconds(run: Run, *, until: datetime) -> float:

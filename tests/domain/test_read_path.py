@@ -313,3 +313,22 @@ async def test_sessions_never_wait_for_the_loop(tmp_path: Path) -> None:
         assert turns == []
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"type": "job", "command": "true", "env": {"A": "1"}},
+        {"type": "service", "replicas": 0, "port": 8080},
+        {"type": "service", "replicas": 2, "command": ["sleep", "1"]},
+        {"type": "schedule", "command": "true", "schedule_expr": "*/5 * * * *"},
+    ],
+)
+async def test_a_creates_answer_built_from_what_it_wrote_is_what_a_read_returns(
+    domain: Domain, actor: Actor, fields: dict[str, Any]
+) -> None:
+    body = WorkloadCreate.model_validate({"name": "new", "image": "img", **fields})
+    answered = await workloads.create_workload(domain, actor, body)
+    read = await workloads.get_workload(domain, actor, answered.workload.id)
+    assert answered == read
+    assert len(read.recent_runs) == (1 if fields["type"] == "job" else 0)

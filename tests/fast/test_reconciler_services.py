@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import event
 
 from berth.control import reconciler
 from berth.domain import secrets, workloads
@@ -17,6 +19,8 @@ from berth.schemas.workloads import WorkloadCreate
 from tests.fast.platform import Platform
 
 IMAGE = "berth/busybox:latest"
+WRITING = re.compile(r"^\s*(BEGIN IMMEDIATE|INSERT|UPDATE|DELETE)|FOR UPDATE", re.IGNORECASE)
+"""A statement of a write transaction (SQLite's writers begin IMMEDIATE) or a row lock."""
 
 
 async def create_service(platform: Platform, actor: Actor, **fields: object) -> str:
@@ -262,3 +266,31 @@ async def test_each_full_pass_is_logged_with_what_it_saw_and_how_long_it_took(
     with caplog.at_level(logging.INFO, logger="berth.reconciler"):
         await platform.reconcile()
     assert [r.levelno for r in caplog.records if "full pass" in r.getMessage()] == [logging.INFO]
+
+
+async def test_a_service_created_with_no_replicas_is_stopped_at_once_and_planning_it_writes_nothing(
+    platform: Platform, actor: Actor
+) -> None:
+    body = WorkloadCreate.model_validate(
+        {"name": "asleep", "type": "service", "image": IMAGE, "replicas": 0}
+    )
+    view = await workloads.create_workload(platform.domain, actor, body)
+    assert (view.workload.status, view.workload.status_reason) == (
+        "stopped",
+        "scaled to zero: a request or POST .../start wakes it",
+    )
+    written: list[str] = []
+
+    def note(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if WRITING.search(statement):
+            written.append(statement)
+
+    writer = platform.domain.store.engine.sync_engine
+    event.listen(writer, "before_cursor_execute", note)
+    try:
+        platform.reconciler.workload_changed(view.workload.id)
+        await platform.reconciler.settle()
+    finally:
+        event.remove(writer, "before_cursor_execute", note)
+    assert written == []  # no plan to write, no status to correct: no write, no lock
+    assert (await platform.workload(view.workload.id)).status == "stopped"

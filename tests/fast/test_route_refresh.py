@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from berth.domain import workloads
+from berth.domain import labels, workloads
 from berth.domain.auth import Actor
 from berth.domain.events import Event
 from berth.gateway.http import route_refresh
@@ -112,3 +112,25 @@ async def test_a_burst_naming_many_workloads_rebuilds_the_whole_table(
         platform.domain.bus.publish(Event("workload.changed", workload_id=f"w{number}"))
 
     assert await settled(lambda: refreshing.full_reloads == 2)
+
+
+async def test_a_workload_with_no_active_run_is_routed_nowhere_without_asking_the_engine(
+    platform: Platform, actor: Actor, refreshing: Refreshing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listings: list[Any] = []
+    list_tasks = platform.runtime.list_tasks
+
+    async def counted(selector: Any) -> Any:
+        listings.append(selector)
+        return await list_tasks(selector)
+
+    monkeypatch.setattr(platform.runtime, "list_tasks", counted)
+    (asleep,) = await create_services(platform, actor, 1)
+    assert await settled(lambda: refreshing.route(asleep) == Route(asleep, ()))
+    assert listings == []
+
+    await workloads.scale_workload(platform.domain, actor, asleep, count=1)
+    await platform.reconcile()  # its run starts
+    assert await settled(lambda: len((refreshing.route(asleep) or Route(asleep, ())).upstreams))
+    # A running task's address comes from the engine: its workload's tasks were listed.
+    assert labels.workload_selector(platform.domain.instance_id, asleep) in listings

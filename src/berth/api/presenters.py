@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from berth.domain.containers import ContainerView
+from berth.domain.ingress import IngressRuleRecord
 from berth.domain.records import IngressRule, Run, Secret, SshKey
+from berth.domain.secrets import SecretKeyRecord
+from berth.domain.ssh_keys import SshKeyRecord
 from berth.domain.views import RunRecord, WorkloadView
 from berth.runtime.base import LogLine
 from berth.schemas.containers import ContainerOut, IngressRuleOut, SshKeyOut
@@ -66,7 +69,7 @@ def workload_out(view: WorkloadView) -> WorkloadOut:
     )
 
 
-def secret_key_out(secret: Secret) -> SecretKeyOut:
+def secret_key_out(secret: Secret | SecretKeyRecord) -> SecretKeyOut:
     return SecretKeyOut(key=secret.key, created_at=secret.created_at, updated_at=secret.updated_at)
 
 
@@ -94,7 +97,7 @@ def container_out(view: ContainerView) -> ContainerOut:
     )
 
 
-def ssh_key_out(key: SshKey) -> SshKeyOut:
+def ssh_key_out(key: SshKey | SshKeyRecord) -> SshKeyOut:
     return SshKeyOut(
         id=key.id,
         name=key.name,
@@ -104,7 +107,7 @@ def ssh_key_out(key: SshKey) -> SshKeyOut:
     )
 
 
-def rule_out(rule: IngressRule) -> IngressRuleOut:
+def rule_out(rule: IngressRule | IngressRuleRecord) -> IngressRuleOut:
     return IngressRuleOut(
         id=rule.id,
         port=rule.port,

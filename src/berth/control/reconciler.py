@@ -238,10 +238,8 @@ class Reconciler:
             # A promoted standby's task is known to exist, created: start it now, before
             # the engine is listed (a wake waits on this).
             if (
-                run.status == "pending"
+                active_runs.awaits_launch(run)
                 and run.task_id
-                and not run.standby
-                and not run.stop_requested
                 and run.id not in busy
                 and run.workload_id in workloads
             ):
@@ -385,7 +383,7 @@ class Reconciler:
         )
         launches: list[asyncio.Task[bool]] = []
         for run in active:
-            if run.status != "pending" or run.standby or run.stop_requested:
+            if not active_runs.awaits_launch(run):
                 continue
             if run.task_id:
                 launch = self._operations.start(

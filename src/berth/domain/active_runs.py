@@ -86,9 +86,15 @@ async def workload_type(domain: Domain, workload_id: str) -> str | None:
         return await session.scalar(select(Workload.type).where(Workload.id == workload_id))
 
 
+def awaits_launch(run: Run) -> bool:
+    """Whether `run` waits for its task to be started (made first unless `task_id` says a
+    task was made for it already): pending, neither a standby nor asked to stop."""
+    return run.status == "pending" and not run.standby and not run.stop_requested
+
+
 @dataclass(frozen=True)
 class WorkloadLaunch:
-    """One live workload's active runs, with the environment its tasks start with."""
+    """One live workload's active runs, with the environment its new tasks start with."""
 
     workload: Workload
     runs: list[Run]
@@ -102,7 +108,9 @@ async def workload_launch(
 ) -> WorkloadLaunch | None:
     """The workload's active runs but those whose ids are in `skip` at the moment they are
     read (a live collection: runs someone else acts on), and its task environment (secrets
-    decrypted); None if the workload does not exist or is deleted."""
+    decrypted; empty when no run needs a task made, so a change that launches nothing
+    neither reads nor decrypts the secrets); None if the workload does not exist or is
+    deleted."""
     async with domain.store.reading() as session:
         workload = await session.get(Workload, workload_id)
         if workload is None or workload.deleted_at is not None:
@@ -114,7 +122,9 @@ async def workload_launch(
                 )
             )
         )
-        env = await decrypted_environment(domain, session, workload)
+        env: dict[str, str] = {}
+        if any(awaits_launch(run) and not run.task_id for run in read):
+            env = await decrypted_environment(domain, session, workload)
     # Filtered after the last await: an operation that started meanwhile is left alone.
     runs = [run for run in read if run.id not in skip]
     return WorkloadLaunch(workload=workload, runs=runs, env=env, skipped=len(runs) < len(read))

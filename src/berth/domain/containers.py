@@ -41,7 +41,7 @@ from berth.store.models import (
     User,
     Workload,
 )
-from berth.store.reads import Reader
+from berth.store.reads import Reader, Row
 
 KEEP_ALIVE = ["/bin/sh", "-c", "trap 'exit 0' TERM; while :; do sleep 3600 & wait $!; done"]
 """A dev box's task just stays up; people work in it through SSH and the terminal."""
@@ -410,17 +410,41 @@ async def set_ssh_enabled(domain: Domain, actor: Actor, container_id: str, enabl
     return enabled
 
 
+_CONTAINER_SETTINGS = select(Workload.ssh_enabled, Workload.mount_paths).where(
+    Workload.id == bindparam("container_id"),
+    Workload.user_id == bindparam("user_id"),
+    Workload.type == "container",
+    Workload.deleted_at.is_(None),
+)
+
+
+def check_owned_container(reader: Reader, actor: Actor, container_id: str) -> Row:
+    """`owned_container` inside `Store.read` (with the compute check before it): the dev
+    box's SSH switch and mount paths; `NotFound` if it is not the actor's live dev box."""
+    check_compute_user(reader, actor.user_id)
+    params = {"user_id": actor.user_id, "container_id": container_id}
+    row = reader.first(_CONTAINER_SETTINGS, params)
+    if row is None:
+        raise NotFound("container not found")
+    return row
+
+
+async def _settings(domain: Domain, actor: Actor, container_id: str) -> tuple[bool, list[str]]:
+    """The dev box's SSH switch and mount paths, on the read path (`Store.read`)."""
+
+    def read(reader: Reader) -> tuple[bool, list[str]]:
+        row = check_owned_container(reader, actor, container_id)
+        return bool(row[0]), [str(path) for path in row[1]]
+
+    return await domain.store.read(read, snapshot=False)
+
+
 async def get_ssh_enabled(domain: Domain, actor: Actor, container_id: str) -> bool:
-    async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
-        return (await owned_container(session, actor, container_id)).ssh_enabled
+    return (await _settings(domain, actor, container_id))[0]
 
 
 async def get_mount_paths(domain: Domain, actor: Actor, container_id: str) -> list[str]:
-    async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
-        workload = await owned_container(session, actor, container_id)
-        return [str(path) for path in workload.mount_paths]
+    return (await _settings(domain, actor, container_id))[1]
 
 
 async def set_mount_paths(

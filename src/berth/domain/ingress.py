@@ -9,17 +9,19 @@ by another program on the gateway's host, or one of the gateway's own ports, is 
 
 from __future__ import annotations
 
-from typing import Protocol
+from datetime import datetime
+from typing import NamedTuple, Protocol
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from berth.domain.accounts import load_compute_user
 from berth.domain.auth import Actor
-from berth.domain.containers import owned_container
+from berth.domain.containers import check_owned_container, owned_container
 from berth.domain.context import Domain
 from berth.domain.errors import Conflict, Invalid, NotFound
 from berth.domain.events import Event
 from berth.store.models import IngressRule
+from berth.store.reads import Reader
 
 
 class RuleListeners(Protocol):
@@ -79,16 +81,29 @@ async def add_rule(
     return rule
 
 
-async def list_rules(domain: Domain, actor: Actor, container_id: str) -> list[IngressRule]:
-    async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
-        workload = await owned_container(session, actor, container_id)
-        rows = await session.scalars(
-            select(IngressRule)
-            .where(IngressRule.workload_id == workload.id)
-            .order_by(IngressRule.port)
-        )
-        return list(rows)
+class IngressRuleRecord(NamedTuple):
+    """An ingress rule as its readers see it (in `_RULES`' column order)."""
+
+    id: int
+    port: int
+    target_port: int
+    created_at: datetime
+
+
+_RULES = (
+    select(*(getattr(IngressRule, name) for name in IngressRuleRecord._fields))
+    .where(IngressRule.workload_id == bindparam("container_id"))
+    .order_by(IngressRule.port)
+)
+
+
+async def list_rules(domain: Domain, actor: Actor, container_id: str) -> list[IngressRuleRecord]:
+    def read(reader: Reader) -> list[IngressRuleRecord]:
+        check_owned_container(reader, actor, container_id)
+        rows = reader.all(_RULES, {"container_id": container_id})
+        return [IngressRuleRecord._make(row) for row in rows]
+
+    return await domain.store.read(read, snapshot=False)
 
 
 async def remove_rule(domain: Domain, actor: Actor, container_id: str, port: int) -> None:

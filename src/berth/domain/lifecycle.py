@@ -60,15 +60,15 @@ async def converge_desired_runs(
     """Create and stop runs so each service matches its replicas; time out long runs.
     With `workload_id`, only that workload's runs (a change to it is launched at once).
 
-    For all workloads the plan is made under a read first and written only when it changes
-    something, so an idle pass takes no write lock; one changed workload is planned in a
-    transaction at once. Callers must not plan concurrently (the reconciler serializes its
-    calls): two plans could each fill the same empty slot.
+    The plan is made under a read first and written only when it changes something, so an
+    idle pass, or a change that plans nothing (a service created or scaled with no
+    replicas, a secret set while nothing runs), takes no lock and no write transaction.
+    Callers must not plan concurrently (the reconciler serializes its calls): two plans
+    could each fill the same empty slot.
     """
-    if workload_id is None:
-        async with domain.store.reading() as session:
-            if not await _plan_runs(session, now, workload_id, domain.clock.now):
-                return
+    async with domain.store.reading() as session:
+        if not await _plan_runs(session, now, workload_id, domain.clock.now):
+            return
     async with domain.store.transaction() as session:
         # Owners first (see `locks`): a plan writes runs of any number of users.
         scope = [] if workload_id is None else [Workload.id == workload_id]

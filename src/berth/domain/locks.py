@@ -71,11 +71,16 @@ async def lock_owner_then(
 ) -> tuple[User | None, Owned | None]:
     """The owning user's row locked, then the run's or workload's (in that order, see the
     module's docstring), both read afresh under their locks; (None, None) if there is no
-    such row."""
-    owner = await session.scalar(select(model.user_id).where(model.id == key))
-    if owner is None:
+    such row. The owner is found inside the locking statement (two statements, not three)."""
+    owner = select(model.user_id).where(model.id == key).scalar_subquery()
+    user: User | None = await session.scalar(
+        select(User)
+        .where(User.id == owner)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if user is None:
         return None, None
-    user = await lock_user(session, owner)
     return user, await locked(session, model, key)
 
 
@@ -83,6 +88,14 @@ async def lock_owners(
     session: AsyncSession, model: type[Owned], *conditions: ColumnElement[bool]
 ) -> dict[str, User]:
     """The rows of the users owning the runs or workloads matching `conditions`, locked
-    in id order: taken before a transaction that writes several users' rows."""
-    user_ids = set(await session.scalars(select(model.user_id).where(*conditions).distinct()))
-    return await lock_users(session, user_ids)
+    in id order: taken before a transaction that writes several users' rows. One
+    statement: the owners are found inside it."""
+    owners = select(model.user_id).where(*conditions)
+    rows = await session.scalars(
+        select(User)
+        .where(User.id.in_(owners))
+        .order_by(User.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {user.id: user for user in rows}

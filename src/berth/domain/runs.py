@@ -10,16 +10,18 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Integer, and_, bindparam, or_, select
 
-from berth.domain.accounts import load_compute_user
+from berth.domain.accounts import check_compute_user, load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound
 from berth.domain.paging import Page, Position, make_page, page_request
+from berth.domain.views import RUN_COLUMNS, RunRecord, check_owned_workload
 from berth.domain.workloads import owned_workload
 from berth.runtime.base import LogLine, RuntimeDriverError, TaskId
 from berth.store.models import ACTIVE_RUN_STATUSES, Run
+from berth.store.reads import Reader
 
 PENDING_WAIT_SECONDS = 120.0
 
@@ -36,6 +38,27 @@ RUN_LIST = "runs"
 """The name a run list's cursors carry."""
 
 
+_RUN_ORDER = (Run.created_at.desc(), Run.id.desc())
+_RUN_LIMIT = bindparam("limit_plus_one", type_=Integer)
+_SHOWN_RUNS = (Run.workload_id == bindparam("workload_id"), Run.standby.is_(False))
+_FIRST_RUNS = select(*RUN_COLUMNS).where(*_SHOWN_RUNS).order_by(*_RUN_ORDER).limit(_RUN_LIMIT)
+_LATER_RUNS = (
+    select(*RUN_COLUMNS)
+    .where(
+        *_SHOWN_RUNS,
+        or_(
+            Run.created_at < bindparam("after_created_at", type_=Run.created_at.type),
+            and_(
+                Run.created_at == bindparam("after_created_at"),
+                Run.id < bindparam("after_id"),
+            ),
+        ),
+    )
+    .order_by(*_RUN_ORDER)
+    .limit(_RUN_LIMIT)
+)
+
+
 async def list_runs(
     domain: Domain,
     actor: Actor,
@@ -43,25 +66,26 @@ async def list_runs(
     *,
     limit: int | None = None,
     cursor: str | None = None,
-) -> Page[Run]:
+) -> Page[RunRecord]:
     """One page of the workload's runs, newest first (creation time, then id)."""
     request = page_request(RUN_LIST, limit, cursor)
-    async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
-        await owned_workload(session, actor, workload_id)
-        query = select(Run).where(Run.workload_id == workload_id, Run.standby.is_(False))
-        if request.after is not None:
-            at, after_id = request.after.created_at, str(request.after.id)
-            query = query.where(
-                or_(Run.created_at < at, and_(Run.created_at == at, Run.id < after_id))
-            )
-        rows = await session.scalars(
-            query.order_by(Run.created_at.desc(), Run.id.desc()).limit(request.limit + 1)
-        )
-        return make_page(RUN_LIST, list(rows), request.limit, _position)
+    params: dict[str, object] = {"workload_id": workload_id, "limit_plus_one": request.limit + 1}
+    statement = _FIRST_RUNS
+    if request.after is not None:
+        statement = _LATER_RUNS
+        params["after_created_at"] = request.after.created_at
+        params["after_id"] = str(request.after.id)
+
+    def read(reader: Reader) -> list[RunRecord]:
+        check_compute_user(reader, actor.user_id)
+        check_owned_workload(reader, actor.user_id, workload_id)
+        return [RunRecord._make(row) for row in reader.all(statement, params)]
+
+    rows = await domain.store.read(read, snapshot=False)
+    return make_page(RUN_LIST, rows, request.limit, _position)
 
 
-def _position(run: Run) -> Position:
+def _position(run: RunRecord) -> Position:
     return Position(created_at=run.created_at, id=run.id)
 
 

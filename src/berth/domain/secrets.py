@@ -8,27 +8,45 @@ run. Values are encrypted before they reach the session and never appear in even
 from __future__ import annotations
 
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from berth.domain.accounts import load_compute_user
+from berth.domain.accounts import check_compute_user, load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import Invalid, NotFound
+from berth.domain.views import check_owned_workload
 from berth.domain.workloads import owned_workload, publish_changed
 from berth.schemas.limits import MAX_ENVIRONMENT_BYTES, MAX_SECRETS, environment_bytes
 from berth.store.models import Secret, Workload
+from berth.store.reads import Reader
 
 
-async def list_secrets(domain: Domain, actor: Actor, workload_id: str) -> list[Secret]:
-    async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
-        await owned_workload(session, actor, workload_id)
-        rows = await session.scalars(
-            select(Secret).where(Secret.workload_id == workload_id).order_by(Secret.key)
-        )
-        return list(rows)
+class SecretKeyRecord(NamedTuple):
+    """A secret as its readers see it: its key and dates, never its value."""
+
+    key: str
+    created_at: datetime
+    updated_at: datetime
+
+
+_KEYS = (
+    select(Secret.key, Secret.created_at, Secret.updated_at)
+    .where(Secret.workload_id == bindparam("workload_id"))
+    .order_by(Secret.key)
+)
+
+
+async def list_secrets(domain: Domain, actor: Actor, workload_id: str) -> list[SecretKeyRecord]:
+    def read(reader: Reader) -> list[SecretKeyRecord]:
+        check_compute_user(reader, actor.user_id)
+        check_owned_workload(reader, actor.user_id, workload_id)
+        rows = reader.all(_KEYS, {"workload_id": workload_id})
+        return [SecretKeyRecord._make(row) for row in rows]
+
+    return await domain.store.read(read, snapshot=False)
 
 
 async def set_secret(

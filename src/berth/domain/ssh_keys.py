@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from datetime import datetime
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import Integer, and_, bindparam, func, or_, select
 
-from berth.domain.accounts import load_compute_user
+from berth.domain.accounts import check_compute_user, load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
 from berth.domain.paging import Page, Position, make_page, page_request
 from berth.store.models import ContainerSshKey, SshKey
+from berth.store.reads import Reader
 
 SSH_KEY_DELETED = "ssh_key.deleted"
 """Published after a key is deleted; `data["container_ids"]` lists the containers that had
@@ -81,29 +84,66 @@ SSH_KEY_LIST = "ssh_keys"
 """The name an SSH key list's cursors carry."""
 
 
+class SshKeyRecord(NamedTuple):
+    """An SSH key as its readers see it (in `_KEY_COLUMNS`' order)."""
+
+    id: int
+    name: str
+    public_key: str
+    fingerprint: str
+    created_at: datetime
+
+
+_KEY_COLUMNS = tuple(getattr(SshKey, name) for name in SshKeyRecord._fields)
+_KEY_ORDER = (SshKey.created_at, SshKey.id)
+_LIMIT = bindparam("limit_plus_one", type_=Integer)
+_FIRST_KEYS = (
+    select(*_KEY_COLUMNS)
+    .where(SshKey.user_id == bindparam("user_id"))
+    .order_by(*_KEY_ORDER)
+    .limit(_LIMIT)
+)
+_LATER_KEYS = (
+    select(*_KEY_COLUMNS)
+    .where(
+        SshKey.user_id == bindparam("user_id"),
+        or_(
+            SshKey.created_at > bindparam("after_created_at", type_=SshKey.created_at.type),
+            and_(
+                SshKey.created_at == bindparam("after_created_at"),
+                SshKey.id > bindparam("after_id", type_=Integer),
+            ),
+        ),
+    )
+    .order_by(*_KEY_ORDER)
+    .limit(_LIMIT)
+)
+
+
 async def list_keys(
     domain: Domain, actor: Actor, *, limit: int | None = None, cursor: str | None = None
-) -> Page[SshKey]:
+) -> Page[SshKeyRecord]:
     """One page of the user's keys, oldest first (creation time, then id): the order they
     were added in."""
     request = page_request(SSH_KEY_LIST, limit, cursor)
-    async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
-        query = select(SshKey).where(SshKey.user_id == actor.user_id)
-        if request.after is not None:
-            if not isinstance(request.after.id, int):
-                raise Invalid("cursor: not a cursor of this list", field="cursor")
-            at, after_id = request.after.created_at, request.after.id
-            query = query.where(
-                or_(SshKey.created_at > at, and_(SshKey.created_at == at, SshKey.id > after_id))
-            )
-        rows = await session.scalars(
-            query.order_by(SshKey.created_at, SshKey.id).limit(request.limit + 1)
-        )
-        return make_page(SSH_KEY_LIST, list(rows), request.limit, _position)
+    params: dict[str, object] = {"user_id": actor.user_id, "limit_plus_one": request.limit + 1}
+    statement = _FIRST_KEYS
+    if request.after is not None:
+        if not isinstance(request.after.id, int):
+            raise Invalid("cursor: not a cursor of this list", field="cursor")
+        statement = _LATER_KEYS
+        params["after_created_at"] = request.after.created_at
+        params["after_id"] = request.after.id
+
+    def read(reader: Reader) -> list[SshKeyRecord]:
+        check_compute_user(reader, actor.user_id)
+        return [SshKeyRecord._make(row) for row in reader.all(statement, params)]
+
+    rows = await domain.store.read(read, snapshot=False)
+    return make_page(SSH_KEY_LIST, rows, request.limit, _position)
 
 
-def _position(key: SshKey) -> Position:
+def _position(key: SshKeyRecord) -> Position:
     return Position(created_at=key.created_at, id=key.id)
 
 

@@ -189,6 +189,18 @@ def public_url(domain: Domain, workload: WorkloadRecord | Workload) -> str | Non
     return f"http://{workload.id}.{domain.containers.public_domain}{suffix}"
 
 
+_OWNED = select(Workload.id).where(
+    Workload.id == bindparam("workload_id"), Workload.user_id == bindparam("user_id"), *_VISIBLE
+)
+
+
+def check_owned_workload(reader: Reader, user_id: str, workload_id: str) -> None:
+    """`workloads.owned_workload`'s check inside `Store.read`: `NotFound` unless the
+    workload is the user's, live and not a Containers API container."""
+    if reader.first(_OWNED, {"workload_id": workload_id, "user_id": user_id}) is None:
+        raise NotFound(f"workload {workload_id} not found")
+
+
 def read_view(domain: Domain, reader: Reader, user_id: str, workload_id: str) -> WorkloadView:
     """The view of the user's workload `workload_id` (NotFound if it is not theirs, is
     deleted or is a Containers API container). Runs inside `Store.read`."""
@@ -199,6 +211,24 @@ def read_view(domain: Domain, reader: Reader, user_id: str, workload_id: str) ->
     runs = reader.all(_ONE_WORKLOADS_RUNS, params)
     keys = reader.all(_ONE_WORKLOADS_SECRETS, params)
     return _assemble(domain, [row], runs, keys)[0]
+
+
+def view_of_created(domain: Domain, workload: Workload, runs: Sequence[Run]) -> WorkloadView:
+    """The view of a workload its create just committed, from the objects it wrote (`runs`:
+    those the create made), with no read back: a new workload has no secrets yet and no
+    runs but its create's."""
+    record = WorkloadRecord._make(getattr(workload, name) for name in WorkloadRecord._fields)
+    shown = [run for run in runs if not run.standby]
+    shown.sort(key=lambda run: run.created_at, reverse=True)
+    return WorkloadView(
+        workload=record,
+        recent_runs=[
+            RunRecord._make(getattr(run, name) for name in RunRecord._fields) for run in shown
+        ],
+        secret_keys=[],
+        running_tasks=sum(run.status == "running" for run in runs),
+        url=public_url(domain, record),
+    )
 
 
 def read_view_page(

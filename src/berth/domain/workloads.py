@@ -27,6 +27,7 @@ from berth.domain.events import Event
 from berth.domain.ids import new_run_id, new_workload_id
 from berth.domain.locks import lock_owner_then
 from berth.domain.paging import Page, page_request
+from berth.domain.planning import workload_status
 from berth.domain.pool_shelf import PooledTask, PoolWant
 from berth.domain.schedules import Schedule, parse_schedule
 from berth.domain.statuses import derive_statuses, publish_statuses
@@ -36,6 +37,7 @@ from berth.domain.views import (
     WorkloadView,
     read_view,
     read_view_page,
+    view_of_created,
 )
 from berth.runtime.base import Capacity
 from berth.schemas.workloads import WorkloadCreate
@@ -57,6 +59,7 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
     capacity = await engine_capacity(domain)
     now = domain.clock.now()
     pooled: PooledTask | None = None
+    runs: list[Run] = []
     try:
         async with domain.store.transaction() as session:
             user, schedule = await _check_create(session, actor, body, capacity, lock=True)
@@ -79,19 +82,20 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
                 scale_to_zero=body.scale_to_zero,
                 idle_timeout_seconds=body.idle_timeout_seconds,
                 desired_state="running",
-                status=_first_status(body, pooled),
                 next_run_at=schedule.next_after(now) if schedule else None,
                 generation=1,
                 created_at=now,
                 updated_at=now,
             )
+            workload.status, workload.status_reason = _first_status(workload, pooled, now)
             session.add(workload)
             user.live_workloads += 1
             await session.flush()
             if body.type == "job":
-                session.add(_new_run(workload, trigger="create", now=now))
+                runs.append(_new_run(workload, trigger="create", now=now))
             if pooled is not None:
-                session.add(warm_pools.running_first_run(workload, pooled, now=now))
+                runs.append(warm_pools.running_first_run(workload, pooled, now=now))
+            session.add_all(runs)
     except BaseException:
         if pooled is not None:
             await warm_pools.discard(domain, pooled)
@@ -99,15 +103,21 @@ async def create_workload(domain: Domain, actor: Actor, body: WorkloadCreate) ->
     if pooled is not None:
         warm_pools.hand_over(domain, workload, pooled)
     publish_changed(domain, workload)
-    return await _view_after_write(domain, actor, workload.id)
+    return view_of_created(domain, workload, runs)
 
 
-def _first_status(body: WorkloadCreate, pooled: PooledTask | None) -> str:
-    if body.type == "schedule":
-        return "scheduled"
-    if pooled is not None and body.replicas == 1:
-        return "running"
-    return "pending"
+def _first_status(
+    workload: Workload, pooled: PooledTask | None, now: datetime
+) -> tuple[str, str | None]:
+    """A new workload's status and reason: what the reconciler would derive at once where
+    no run decides it (a schedule waits for its time, a service with no replicas is
+    stopped), so no status write and event follow the create; else `pending`."""
+    if workload.type == "schedule" or (workload.type == "service" and workload.replicas == 0):
+        status = workload_status(workload, [], None, now)
+        return status.status, status.reason
+    if pooled is not None and workload.replicas == 1:
+        return "running", None
+    return "pending", None
 
 
 def _pool_want(body: WorkloadCreate) -> PoolWant | None:

@@ -217,7 +217,7 @@ class Store:
         finally:
             await session.close()
 
-    async def read(self, queries: Callable[[Reader], T]) -> T:
+    async def read(self, queries: Callable[[Reader], T], *, snapshot: bool = True) -> T:
         """Run `queries` (synchronous calls of a `Reader` with `select()` statements built
         once) and return its result.
 
@@ -226,7 +226,9 @@ class Store:
         one read transaction (one snapshot); on PostgreSQL they run prepared on the asyncpg
         connection in one REPEATABLE READ, READ ONLY transaction (one snapshot too, so a
         view's workload row and its runs agree). Nothing is committed; `queries` must only
-        read, and cannot await."""
+        read, and cannot await. With `snapshot=False` (statements that need not agree with
+        one another, such as a permission check and the one row it guards) PostgreSQL runs
+        them without the transaction, saving its BEGIN and COMMIT."""
         if self._sqlite_path is not None:
             inline = self._prepared(self._sqlite_path)
             inline.begin()
@@ -234,7 +236,7 @@ class Store:
                 return queries(inline)
             finally:
                 inline.end()
-        return await self._read_elsewhere(queries, snapshot=True)
+        return await self._read_elsewhere(queries, snapshot=snapshot)
 
     async def read_first(self, statement: AnySelect, params: Params) -> Row | None:
         """`Store.read` of one statement's first row: a single statement is its own snapshot,

@@ -215,7 +215,7 @@ def _mask_shell_token(body: Any) -> Any:
     return body
 
 
-def policy_out(company: Company) -> ApprovalPolicy:
+def policy_out(company: Company | approvals.Policy) -> ApprovalPolicy:
     return ApprovalPolicy(
         gated_actions=list(company.gated_actions or []),
         ttl_seconds=company.approval_ttl_seconds,

@@ -237,12 +237,16 @@ async def load_workload_routes(
 ) -> dict[RouteKey, Route]:
     """One workload's routes, as `load_routes` builds them, from one indexed read of the
     store and a listing of that workload's tasks only; empty when it is not routable (no
-    such workload, deleted, a service without a port, a container without rules)."""
+    such workload, deleted, a service without a port, a container without rules). A
+    workload with no active run has no task to route to: its routes are empty, and the
+    engine is not asked (a service scaled to zero changes often and runs nothing)."""
     runtime = _runtime_of(domain)
     records = await routing.routable(domain, workload_id=workload_id)
     if not records.workloads:
         return {}
-    tasks = await runtime.list_tasks(labels.workload_selector(domain.instance_id, workload_id))
+    tasks: list[TaskState] = []
+    if records.active_runs:
+        tasks = await runtime.list_tasks(labels.workload_selector(domain.instance_id, workload_id))
     return _build_routes(records, tasks, http_port=http_port, https_port=https_port)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,12 +29,34 @@ BERTH = [sys.executable, "-m", "berth.cli.main"]
 """The `berth` command (server and admin commands alike): the one place naming its module."""
 
 
+LISTEN_PORTS = range(10000, 30000)
+"""Where `free_port` picks: below the kernel's ephemeral range (32768 and up on Linux, from
+which every outgoing connection takes its source port) and below Kubernetes' NodePorts
+(30000-32767)."""
+
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port free now (the kernel's pick; another process may take it later)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    """A loopback port nothing listens on now, never handed out before by this process.
+
+    Not the kernel's pick (binding port 0): that comes from the ephemeral range, so between
+    the pick and the server's bind any outgoing connection (to the database, the engine, a
+    task) may take it as its source port, and the server then fails with "address already in
+    use". A port outside that range can only be taken by another listener.
+    """
+    for _ in range(1000):
+        port = random.choice(LISTEN_PORTS)
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
         return port
+    raise RuntimeError(f"no free loopback port in {LISTEN_PORTS}")
 
 
 class BerthServer:

@@ -5,9 +5,7 @@ test fires many calls at once and checks the end state."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
-from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 
@@ -18,28 +16,8 @@ from berth.domain.errors import Conflict, QuotaExceeded
 from berth.schemas.containers import ContainerCreate
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import CreditEntry, SshKey, User, Workload
+from tests.support.concurrent import CALLS, at_once, count, only
 from tests.support.keys import public_key_only
-
-CALLS = 20
-T = TypeVar("T")
-
-
-async def at_once(calls: list[Awaitable[T]]) -> tuple[list[T], list[BaseException]]:
-    """Run the calls concurrently; what succeeded and what was refused."""
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    done = [r for r in results if not isinstance(r, BaseException)]
-    refused = [r for r in results if isinstance(r, BaseException)]
-    return done, refused  # type: ignore[return-value]
-
-
-def only(refused: list[BaseException], kind: type[BaseException]) -> None:
-    unexpected = [r for r in refused if not isinstance(r, kind)]
-    assert not unexpected, unexpected
-
-
-async def count(domain: Domain, statement: Any) -> int:
-    async with domain.store.reading() as session:
-        return int(await session.scalar(statement) or 0)
 
 
 async def test_concurrent_container_creates_stop_at_the_limit_of_three(

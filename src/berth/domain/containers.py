@@ -25,6 +25,7 @@ from berth.domain.context import Domain
 from berth.domain.errors import Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
 from berth.domain.ids import new_workload_id
+from berth.domain.locks import locked
 from berth.domain.mounts import validate_mount_paths
 from berth.domain.paging import Page, Position, make_page, page_request
 from berth.domain.pool_shelf import PooledTask, PoolWant
@@ -210,8 +211,13 @@ async def _owned_keys(session: AsyncSession, user_id: str, key_ids: list[int]) -
             raise NotFound(f"ssh key {key_id} not found", field="ssh_key_ids")
 
 
-async def owned_container(session: AsyncSession, actor: Actor, container_id: str) -> Workload:
-    workload = await session.get(Workload, container_id)
+async def owned_container(
+    session: AsyncSession, actor: Actor, container_id: str, *, lock: bool = False
+) -> Workload:
+    """The actor's live dev box (`NotFound` otherwise); with `lock`, as `owned_workload`."""
+    workload = await (
+        locked(session, Workload, container_id) if lock else session.get(Workload, container_id)
+    )
     if (
         workload is None
         or workload.type != "container"
@@ -395,8 +401,8 @@ async def stop_container(domain: Domain, actor: Actor, container_id: str) -> Con
 
 async def set_ssh_enabled(domain: Domain, actor: Actor, container_id: str, enabled: bool) -> bool:
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id, lock=True)
-        workload = await owned_container(session, actor, container_id)
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id, lock=True)
         workload.ssh_enabled = enabled
         workload.updated_at = domain.clock.now()
     domain.bus.publish(
@@ -453,8 +459,8 @@ async def set_mount_paths(
     """Store the new paths; a running container is restarted onto them (True)."""
     normalised = validate_mount_paths(paths)
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id, lock=True)
-        workload = await owned_container(session, actor, container_id)
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id, lock=True)
         changed = normalised != list(workload.mount_paths)
         restart = changed and workload.desired_state == "running"
         workload.mount_paths = normalised

@@ -53,8 +53,8 @@ async def add_rule(
     if not 1 <= target <= 65535:
         raise Invalid("target port out of range (1-65535)", field="target_port")
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id, lock=True)
-        workload = await owned_container(session, actor, container_id)
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id, lock=True)
         if listeners is not None:
             try:
                 await listeners.open_rule_port(port)
@@ -108,8 +108,8 @@ async def list_rules(domain: Domain, actor: Actor, container_id: str) -> list[In
 
 async def remove_rule(domain: Domain, actor: Actor, container_id: str, port: int) -> None:
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id, lock=True)
-        workload = await owned_container(session, actor, container_id)
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_container(session, actor, container_id, lock=True)
         rule = await session.scalar(
             select(IngressRule).where(
                 IngressRule.workload_id == workload.id, IngressRule.port == port

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, delete, or_, select
+from sqlalchemy import Select, delete, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.billing import accrue_run_usage, settle_run_usage
@@ -310,56 +310,62 @@ class Purged:
     """Purged containers (their volumes can go)."""
 
 
+PURGE_BATCH = 500
+"""Deleted workloads dropped by one transaction at most: its statements and the owners' row
+locks it holds stay short however many workloads wait (the next pass takes the rest)."""
+
+_OWNED_BY_WORKLOAD = (Run, Secret, ContainerSshKey, IngressRule, ShellSession)
+"""The rows that go with a dropped workload (each has a `workload_id`)."""
+
+
 async def purge_deleted_workloads(domain: Domain, *, keep: Collection[str] = ()) -> Purged:
     """Drop deleted workloads none of whose runs are active, with their runs and secrets;
-    workloads named in `keep` (their tasks are still on the engine) wait for a later call."""
+    workloads named in `keep` (their tasks are still on the engine) wait for a later call.
+
+    A fixed number of statements whatever the count (the rows of up to `PURGE_BATCH`
+    workloads go table by table), so the owners' rows are locked briefly: every user with a
+    deleted workload waits for this transaction, and a statement per workload and table held
+    all of them for as long as the deletions took."""
     async with domain.store.reading() as session:
         pending = await session.scalar(
             select(Workload.id).where(Workload.deleted_at.is_not(None)).limit(1)
         )
     if pending is None:
         return Purged(run_ids=[], idle_user_ids=[], container_ids=[])
-    purged: list[Workload] = []
-    run_ids: list[str] = []
-    idle_users: list[str] = []
     async with domain.store.transaction() as session:
         await lock_owners(session, Workload, Workload.deleted_at.is_not(None))
-        deleted = list(
-            await session.scalars(select(Workload).where(Workload.deleted_at.is_not(None)))
+        idle = ~exists().where(Run.workload_id == Workload.id, Run.status.in_(ACTIVE_RUN_STATUSES))
+        deleted = {
+            workload_id: (user_id, kind)
+            for workload_id, user_id, kind in await session.execute(
+                select(Workload.id, Workload.user_id, Workload.type)
+                .where(Workload.deleted_at.is_not(None), idle)
+                .order_by(Workload.id)
+                .limit(PURGE_BATCH + len(keep))
+            )
+            if workload_id not in keep
+        }
+        purged = sorted(deleted)[:PURGE_BATCH]
+        if not purged:
+            return Purged(run_ids=[], idle_user_ids=[], container_ids=[])
+        run_ids = list(await session.scalars(select(Run.id).where(Run.workload_id.in_(purged))))
+        for model in _OWNED_BY_WORKLOAD:
+            await session.execute(delete(model).where(model.workload_id.in_(purged)))
+        await session.execute(delete(Workload).where(Workload.id.in_(purged)))
+        owners = {deleted[workload_id][0] for workload_id in purged}
+        still_owning = set(
+            await session.scalars(
+                select(Workload.user_id).where(Workload.user_id.in_(owners)).distinct()
+            )
         )
-        for workload in deleted:
-            if workload.id in keep:
-                continue
-            runs = list(await session.scalars(select(Run).where(Run.workload_id == workload.id)))
-            if any(run.status in ACTIVE_RUN_STATUSES for run in runs):
-                continue
-            run_ids += [run.id for run in runs]
-            await session.execute(delete(Run).where(Run.workload_id == workload.id))
-            await session.execute(delete(Secret).where(Secret.workload_id == workload.id))
-            await session.execute(
-                delete(ContainerSshKey).where(ContainerSshKey.workload_id == workload.id)
-            )
-            await session.execute(delete(IngressRule).where(IngressRule.workload_id == workload.id))
-            await session.execute(
-                delete(ShellSession).where(ShellSession.workload_id == workload.id)
-            )
-            await session.delete(workload)
-            purged.append(workload)
-        await session.flush()
-        for user_id in {workload.user_id for workload in purged}:
-            left = await session.scalar(
-                select(Workload.id).where(Workload.user_id == user_id).limit(1)
-            )
-            if left is None:
-                idle_users.append(user_id)
-    for workload in purged:
+    for workload_id in purged:
         domain.bus.publish(
-            Event("workload.deleted", user_id=workload.user_id, workload_id=workload.id)
+            Event("workload.deleted", user_id=deleted[workload_id][0], workload_id=workload_id)
         )
     return Purged(
         run_ids=run_ids,
-        idle_user_ids=idle_users,
-        container_ids=[w.id for w in purged if w.type == "container"],
+        idle_user_ids=sorted(owners - still_owning),
+        container_ids=[w for w in purged if deleted[w][1] == "container"],
     )
 
 

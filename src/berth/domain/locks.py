@@ -10,12 +10,19 @@ statement seeing what the earlier holder committed. On SQLite the lock clause is
 
 What each guard locks:
 - a user's row: every count or sum over what the user owns (quotas of workloads,
-  containers and SSH keys, unique live names) and every change of the balance;
+  containers and SSH keys, unique live names), every change of the balance, and every
+  write of a user's runs;
+- a workload's row alone, for a change confined to the workload and rows only it owns (its
+  secrets, a dev box's SSH switch, mount paths and ingress rules: `owned_workload` and
+  `owned_container` with `lock=True`). Such a change checks nothing of the user's but that
+  compute is enabled, and writes no run, so it need not queue behind the user's other
+  writes: on PostgreSQL a secret set no longer waits for a create of another service;
 - the row that moves state (a run, an approval, a shell session): the move re-reads the
   state under the lock, so only one of two racing moves sees the state it expects.
 
 The order, so that no two transactions wait for each other in a circle: **the owning users'
 rows first** (several: by id, `lock_users`), then the rows of theirs a transaction changes.
+A write holding only a workload's row never takes a user's row after it.
 An API write locks its user and then writes the user's workloads and runs; so a controller's
 write of a run or a workload (a run started or finished, a meter tick, a plan, a status, a
 wake) locks the run's or workload's owner first too (`lock_owner_then`), even where it needs

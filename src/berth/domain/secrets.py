@@ -55,8 +55,8 @@ async def set_secret(
     ciphertext = domain.cipher.encrypt(value)
     now = domain.clock.now()
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id, lock=True)
-        workload = await owned_workload(session, actor, workload_id)
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_workload(session, actor, workload_id, lock=True)
         existing = {
             row.key: row
             for row in await session.scalars(
@@ -77,8 +77,8 @@ async def set_secret(
 
 async def delete_secret(domain: Domain, actor: Actor, workload_id: str, key: str) -> None:
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id, lock=True)
-        workload = await owned_workload(session, actor, workload_id)
+        await load_compute_user(session, actor.user_id)
+        workload = await owned_workload(session, actor, workload_id, lock=True)
         secret = await _owned_secret(session, workload_id, key)
         await session.delete(secret)
         _bump_generation(workload, now=domain.clock.now())

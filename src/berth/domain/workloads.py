@@ -25,7 +25,7 @@ from berth.domain.context import Domain
 from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
 from berth.domain.ids import new_run_id, new_workload_id
-from berth.domain.locks import lock_owner_then
+from berth.domain.locks import lock_owner_then, locked
 from berth.domain.paging import Page, page_request
 from berth.domain.planning import workload_status
 from berth.domain.pool_shelf import PooledTask, PoolWant
@@ -317,8 +317,15 @@ async def _check_create(
     return user, schedule
 
 
-async def owned_workload(session: AsyncSession, actor: Actor, workload_id: str) -> Workload:
-    workload = await session.get(Workload, workload_id)
+async def owned_workload(
+    session: AsyncSession, actor: Actor, workload_id: str, *, lock: bool = False
+) -> Workload:
+    """The actor's live workload of the Compute API (`NotFound` otherwise); with `lock`, its
+    row locked until the transaction ends and read afresh under the lock (a change confined
+    to the workload: see `berth.domain.locks`)."""
+    workload = await (
+        locked(session, Workload, workload_id) if lock else session.get(Workload, workload_id)
+    )
     if (
         workload is None
         or workload.user_id != actor.user_id

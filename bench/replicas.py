@@ -111,6 +111,8 @@ async def measure(
             image=args.image,
             job_runs_per_second=args.job_runs_per_second,
             other_replicas=[server.url for server in servers[1:]],
+            other_replica_pids=[server.process.pid for server in servers[1:] if server.process],
+            database_pid=postgres.pid() if setup.postgresql else None,
         )
     finally:
         for server in servers:
@@ -147,17 +149,29 @@ def render(results: dict[str, dict[str, Any]]) -> str:
     baseline = results[SETUPS[0].name]
     lines = [
         f"{'set-up':<24} {'req/s':>7} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
-        f" {'req/s ratio':>11} {'p99 ratio':>9} {'failures':>8}"
+        f" {'req/s ratio':>11} {'p99 ratio':>9} {'CPU ms/req':>16} {'failures':>8}"
     ]
     for name, s in results.items():
         lines.append(
             f"{name:<24} {s['requests_per_second']:>7.0f} {s['p50_ms']:>8.1f}"
             f" {s['p99_ms']:>8.1f} {s['max_ms']:>8.1f}"
             f" {s['requests_per_second'] / baseline['requests_per_second']:>10.2f}x"
-            f" {s['p99_ms'] / baseline['p99_ms']:>8.2f}x {len(failures(s)):>8}"
+            f" {s['p99_ms'] / baseline['p99_ms']:>8.2f}x {cpu_per_request(s):>16}"
+            f" {len(failures(s)):>8}"
         )
     lines.append("ratios are to SQLite with one replica, measured in the same run")
+    lines.append(
+        "CPU ms/req: berth's replicas + the database server, CPU time per request answered"
+    )
     return "\n".join(lines)
+
+
+def cpu_per_request(summary: dict[str, Any]) -> str:
+    """Where a request's CPU went: berth's replicas, then PostgreSQL's server (if any)."""
+    rate = summary["requests_per_second"]
+    berth = 10 * summary["replicas_cpu_percent"] / rate
+    database = 10 * summary["database_cpu_percent"] / rate
+    return f"{berth:.2f} + {database:.2f}" if database else f"{berth:.2f}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, table, text
+from sqlalchemy import func, select, table, text
 from sqlalchemy.exc import OperationalError
 
 from berth.domain import secrets, workloads
@@ -25,6 +23,7 @@ from berth.schemas.workloads import WorkloadCreate
 from berth.store.db import Store
 from berth.store.errors import StoreUnavailable
 from berth.store.reads import ConnectionReader
+from tests.support.statements import counted_statements
 
 COUNT = select(func.count()).select_from(table("t"))
 
@@ -45,63 +44,6 @@ def all_views(domain: Domain, reader: Any, user_id: str) -> list[WorkloadView]:
     """The first page (of the largest size) of the user's workloads, newest first."""
     request = PageRequest(limit=500, after=None)
     return read_view_page(domain, reader, user_id, request, WorkloadFilter()).items
-
-
-@asynccontextmanager
-async def counted_statements(store: Store) -> AsyncIterator[list[str]]:
-    """The SQL statements (not BEGIN/ROLLBACK) the store runs meanwhile: on SQLite through
-    its engines or its prepared reads' own connection; on PostgreSQL every statement an
-    asyncpg connection of the pool runs (SQLAlchemy's and the prepared reads' alike)."""
-    seen: list[str] = []
-
-    def trace(statement: str) -> None:
-        if statement.split()[0].upper().rstrip(";") not in (
-            "BEGIN",
-            "ROLLBACK",
-            "COMMIT",
-            "PRAGMA",
-        ):
-            seen.append(statement)
-
-    if store.url.startswith("postgresql"):
-        drivers: list[Any] = []
-
-        def log(query: Any) -> None:
-            trace(query.query)
-
-        def hook(dbapi_connection: Any, *_args: Any) -> None:
-            driver = dbapi_connection.driver_connection
-            if driver not in drivers:
-                driver.add_query_logger(log)
-                drivers.append(driver)
-
-        pool = store.engine.sync_engine.pool
-        event.listen(pool, "checkout", hook)
-        try:
-            yield seen
-        finally:
-            event.remove(pool, "checkout", hook)
-            for driver in drivers:
-                driver.remove_query_logger(log)
-        return
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        trace(statement)
-
-    engines = {store.engine.sync_engine, store.reader.sync_engine}
-    for engine in engines:
-        event.listen(engine, "before_cursor_execute", record)
-    await store.read(lambda reader: None)  # opens the prepared reads' connection
-    prepared = store._prepared_reader
-    if prepared is not None:  # a file: its prepared reads have a connection of their own
-        prepared.connection.set_trace_callback(trace)
-    try:
-        yield seen
-    finally:
-        for engine in engines:
-            event.remove(engine, "before_cursor_execute", record)
-        if prepared is not None:
-            prepared.connection.set_trace_callback(None)
 
 
 async def test_reads_start_no_thread(tmp_path: Path) -> None:

@@ -87,12 +87,16 @@ async def test_a_service_is_not_a_container(domain: Domain, actor: Actor, tmp_pa
 
 
 async def test_compute_user_required_for_the_status_stream(domain: Domain, actor: Actor) -> None:
-    await accounts.require_compute_user(domain, actor.user_id)
+    await accounts.require_compute_user(domain, actor)
     with pytest.raises(NotFound):
-        await accounts.require_compute_user(domain, "usr_unknown")
+        await accounts.require_compute_user(domain, replace(actor, user_id="usr_unknown"))
     await accounts.update_user(domain, actor.user_id, compute_enabled=False)
     with pytest.raises(PrimitiveDisabled):
-        await accounts.require_compute_user(domain, actor.user_id)
+        await accounts.require_compute_user(domain, actor)
+    # What the request's credential was read with decides, without another read.
+    read_disabled = replace(actor, principal=replace(actor.principal, compute_enabled=False))
+    with pytest.raises(PrimitiveDisabled):
+        await accounts.require_compute_user(domain, read_disabled)
 
 
 async def test_a_transcript_is_served_once_recorded_and_only_to_its_owner(

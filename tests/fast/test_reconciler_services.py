@@ -17,6 +17,7 @@ from berth.domain.auth import Actor
 from berth.runtime.base import TaskStatus
 from berth.schemas.workloads import WorkloadCreate
 from tests.fast.platform import Platform
+from tests.support.statements import counted_statements
 
 IMAGE = "berth/busybox:latest"
 WRITING = re.compile(r"^\s*(BEGIN IMMEDIATE|INSERT|UPDATE|DELETE)|FOR UPDATE", re.IGNORECASE)
@@ -294,3 +295,21 @@ async def test_a_service_created_with_no_replicas_is_stopped_at_once_and_plannin
         event.remove(writer, "before_cursor_execute", note)
     assert written == []  # no plan to write, no status to correct: no write, no lock
     assert (await platform.workload(view.workload.id)).status == "stopped"
+
+
+async def test_a_change_that_plans_launches_and_derives_nothing_costs_the_reconciler_one_read(
+    platform: Platform, actor: Actor
+) -> None:
+    body = WorkloadCreate.model_validate(
+        {"name": "asleep", "type": "service", "image": IMAGE, "replicas": 0}
+    )
+    service = (await workloads.create_workload(platform.domain, actor, body)).workload.id
+    await platform.reconciler.settle()
+    await secrets.set_secret(platform.domain, actor, service, key="TOKEN", value="x")
+    await platform.reconciler.settle()
+    async with counted_statements(platform.domain.store) as statements:
+        platform.reconciler.workload_changed(service)
+        await platform.reconciler.settle()
+    # The workload, its active runs and the run its status speaks of; nothing else.
+    assert len(statements) == 3, statements
+    assert all(statement.lstrip().upper().startswith("SELECT") for statement in statements)

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import event
 
 from berth.domain import workloads
 from berth.domain.auth import Actor
@@ -19,23 +17,16 @@ from berth.gateway.http.route_table import Route, RouteTable
 from berth.schemas.workloads import WorkloadCreate
 from berth.token_buckets import TokenBuckets
 from tests.fast.platform import Platform
+from tests.support.statements import counted_statements
 
 HTTP_PORT = 8080
 
 
 @pytest.fixture
-def selects(platform: Platform) -> Iterator[list[str]]:
-    """The SELECT statements the store's readers run from now on."""
-    seen: list[str] = []
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT"):
-            seen.append(statement)
-
-    engine = platform.domain.store.reader.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    yield seen
-    event.remove(engine, "before_cursor_execute", count)
+async def selects(platform: Platform) -> AsyncIterator[list[str]]:
+    """The SELECT statements the store runs from now on, on either read path."""
+    async with counted_statements(platform.domain.store) as seen:
+        yield seen
 
 
 def lookup_for(platform: Platform) -> tuple[RouteTable, RouteLookup]:

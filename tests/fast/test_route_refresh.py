@@ -134,3 +134,24 @@ async def test_a_workload_with_no_active_run_is_routed_nowhere_without_asking_th
     assert await settled(lambda: len((refreshing.route(asleep) or Route(asleep, ())).upstreams))
     # A running task's address comes from the engine: its workload's tasks were listed.
     assert labels.workload_selector(platform.domain.instance_id, asleep) in listings
+
+
+async def test_a_change_of_a_job_or_a_schedule_reads_no_routes(
+    platform: Platform, refreshing: Refreshing, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    read_for: list[str] = []
+    one_workload = route_refresh.load_workload_routes
+
+    async def counted(domain: Any, workload_id: str, **kwargs: Any) -> Any:
+        read_for.append(workload_id)
+        return await one_workload(domain, workload_id, **kwargs)
+
+    monkeypatch.setattr(route_refresh, "load_workload_routes", counted)
+    for workload_id, kind in [("job-1", "job"), ("sched-1", "schedule"), ("web-1", "service")]:
+        platform.domain.bus.publish(
+            Event("workload.changed", workload_id=workload_id, data={"type": kind})
+        )
+
+    assert await settled(lambda: "web-1" in read_for)
+    assert read_for == ["web-1"]
+    assert refreshing.full_reloads == 1

@@ -96,10 +96,17 @@ async def watch_engine(runtime: Runtime, reconciler: Reconciler, instance_id: st
 
 
 async def relay_domain_events(
-    subscription: Subscription, changed: Callable[[str | None], None]
+    subscription: Subscription,
+    changed: Callable[[str | None], None],
+    *,
+    types: frozenset[str] | None = None,
 ) -> None:
     """Hand each desired-state change (`workload.changed`) to `changed` (the reconciler,
-    which launches what it asks for at once, or the scheduler's wake-up)."""
+    which launches what it asks for at once, or the scheduler's wake-up); with `types`,
+    only changes of workloads of those types (and changes naming no type)."""
     async for event in subscription:
-        if event.kind == "workload.changed":
+        if event.kind != "workload.changed":
+            continue
+        kind = event.data.get("type")
+        if types is None or kind is None or kind in types:
             changed(event.workload_id)

@@ -75,9 +75,6 @@ UNCHANGING_ACTIONS = frozenset(
 """Engine event actions that say nothing about a task's state (nor do `exec_*` ones)."""
 DEATH_FOLLOWS = frozenset({"kill", "stop", "oom"})
 """Actions whose state change, if any, a `die` event reports."""
-PLANNED_TYPES = frozenset({"service", "container"})
-"""Workload types whose runs the planner creates; a change to a job or schedule (a run
-made, or a delete) leaves nothing to plan that cannot wait for a pass."""
 STATUS_SWEEP = 1000
 """Workloads whose statuses a pass refreshes beyond those it acts on, continuing where the
 last pass stopped: every status is re-derived within ceil(workloads / 1000) passes, and a
@@ -364,15 +361,22 @@ class Reconciler:
         schedule's are made by the change itself) and launch its pending ones, as a pass
         would (without listing the engine: a launch finds a task made before by its name),
         then wait for those launches. True (no pass needed) if each launch (if any) left its
-        run running and nothing else of the workload waits on a pass."""
-        kind = await active_runs.workload_type(self._domain, workload_id)
-        if kind in PLANNED_TYPES:
+        run running and nothing else of the workload waits on a pass.
+
+        One read tells whether there is anything to plan, launch or re-derive
+        (`changed_workload`); most changes have nothing, and cost that read alone."""
+        with self._operations.noting() as busy:
+            changed = await active_runs.changed_workload(self._domain, workload_id, skip=busy)
+        launch_state = changed.launch
+        if changed.plan_needed:
             async with self._plan_lock:
                 await lifecycle.converge_desired_runs(
                     self._domain, self._now(), workload_id=workload_id
                 )
-        with self._operations.noting() as busy:
-            launch_state = await active_runs.workload_launch(self._domain, workload_id, skip=busy)
+            with self._operations.noting() as busy:
+                launch_state = await active_runs.workload_launch(
+                    self._domain, workload_id, skip=busy
+                )
         if launch_state is None:
             return False
         workload, active, env = launch_state.workload, launch_state.runs, launch_state.env
@@ -393,7 +397,8 @@ class Reconciler:
                 launch = self._operations.start(run.id, self._act.launch(run, workload, env))
             if launch is not None:
                 launches.append(launch)
-        await lifecycle.refresh_workload_statuses(self._domain, self._now(), [workload_id])
+        if changed.plan_needed or changed.status_stale:
+            await lifecycle.refresh_workload_statuses(self._domain, self._now(), [workload_id])
         if not launches:
             # Nothing to start (a schedule made, a secret set, a scale that plans nothing):
             # a pass is needed only for what passes do (standbys, stops). Not asking for one

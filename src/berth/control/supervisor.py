@@ -124,7 +124,10 @@ class Controllers:
             async with asyncio.TaskGroup() as group:
                 group.create_task(run_scheduler(self.domain, wake), name="scheduler")
                 group.create_task(
-                    relay_domain_events(subscription, lambda _id: wake.set()), name="wake"
+                    relay_domain_events(
+                        subscription, lambda _id: wake.set(), types=frozenset({"schedule"})
+                    ),
+                    name="wake",
                 )
         finally:
             subscription.close()

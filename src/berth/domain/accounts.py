@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.crypto import hash_api_key, new_api_key
 from berth.domain.errors import Conflict, Invalid, NotFound, PrimitiveDisabled
@@ -253,10 +254,38 @@ def check_compute_user(reader: Reader, user_id: str) -> None:
         raise _compute_disabled()
 
 
-async def require_compute_user(domain: Domain, user_id: str) -> None:
-    """`check_compute_user` on its own: the user exists (404) and compute is enabled (403),
+def check_compute_actor(reader: Reader, actor: Actor) -> None:
+    """`check_compute_user` for the acting user, with nothing to read when the request's
+    credential was read with that user's switch a moment before (`Principal.compute_enabled`:
+    a request acting as its own user, the common case)."""
+    if _compute_known(actor):
+        return
+    check_compute_user(reader, actor.user_id)
+
+
+async def ensure_compute_actor(session: AsyncSession, actor: Actor) -> None:
+    """`check_compute_actor` inside a write's transaction, for a write that needs nothing of
+    the user's rows (see `load_compute_user` for one that does)."""
+    if not _compute_known(actor):
+        await load_compute_user(session, actor.user_id)
+
+
+def _compute_known(actor: Actor) -> bool:
+    """True if the principal's read says compute is enabled for the acting user; raises
+    `PrimitiveDisabled` if it says it is not; False if it did not read it for this user."""
+    principal = actor.principal
+    if principal.user_id != actor.user_id or principal.compute_enabled is None:
+        return False
+    if not principal.compute_enabled:
+        raise _compute_disabled()
+    return True
+
+
+async def require_compute_user(domain: Domain, actor: Actor) -> None:
+    """`check_compute_actor` on its own: the user exists (404) and compute is enabled (403),
     for a caller that reads nothing else yet (a WebSocket before its handshake completes)."""
-    await domain.store.read(lambda reader: check_compute_user(reader, user_id))
+    if not _compute_known(actor):
+        await domain.store.read(lambda reader: check_compute_user(reader, actor.user_id))
 
 
 def _compute_disabled() -> PrimitiveDisabled:

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from sqlalchemy import or_, select
 
 from berth.domain.context import Domain
+from berth.domain.planning import REPLICATED_TYPES, plan_service, workload_status
 from berth.domain.secrets import decrypted_environment
+from berth.domain.statuses import latest_runs
 from berth.store.models import ACTIVE_RUN_STATUSES, Run, Workload
 
 
@@ -80,12 +82,6 @@ async def leaves_work_for_a_pass(domain: Domain, run: Run) -> bool:
         return older is not None
 
 
-async def workload_type(domain: Domain, workload_id: str) -> str | None:
-    """The workload's type (`service`, `job`, ...), or None if there is no such workload."""
-    async with domain.store.reading() as session:
-        return await session.scalar(select(Workload.type).where(Workload.id == workload_id))
-
-
 def awaits_launch(run: Run) -> bool:
     """Whether `run` waits for its task to be started (made first unless `task_id` says a
     task was made for it already): pending, neither a standby nor asked to stop."""
@@ -134,3 +130,54 @@ async def task_environment(domain: Domain, workload: Workload) -> dict[str, str]
     """The environment a task of `workload` starts with: `env`, then secrets over it."""
     async with domain.store.reading() as session:
         return await decrypted_environment(domain, session, workload)
+
+
+@dataclass(frozen=True)
+class ChangedWorkload:
+    """What the reconciler needs of a workload a change named, read once: what to launch,
+    whether its run plan would change anything, whether its status is stale."""
+
+    launch: WorkloadLaunch | None
+    """As `workload_launch` returns it (None: no such workload, or a deleted one)."""
+    plan_needed: bool
+    """A planned type (`REPLICATED_TYPES`) whose plan creates, promotes or stops a run: the
+    caller plans (`lifecycle.converge_desired_runs`) and reads the launch again."""
+    status_stale: bool
+    """Its runs now derive another status than the stored one."""
+
+
+async def changed_workload(
+    domain: Domain, workload_id: str, *, skip: Collection[str] = ()
+) -> ChangedWorkload:
+    """One read for a change: the workload, its active runs and the run its status speaks
+    of. Most changes (a secret set, a service created or scaled with no replicas) plan
+    nothing, launch nothing and leave the status as the change derived it; for them this is
+    all the reconciler reads, where planning, launching and refreshing the status read the
+    workload and its runs three times over. `skip` as for `workload_launch`."""
+    async with domain.store.reading() as session:
+        workload = await session.get(Workload, workload_id)
+        if workload is None:
+            return ChangedWorkload(launch=None, plan_needed=False, status_stale=False)
+        read = list(
+            await session.scalars(
+                select(Run).where(
+                    Run.workload_id == workload_id, Run.status.in_(ACTIVE_RUN_STATUSES)
+                )
+            )
+        )
+        latest = (await latest_runs(session, [workload_id])).get(workload_id)
+        now = domain.clock.now()
+        plan_needed = (
+            workload.type in REPLICATED_TYPES
+            and plan_service(workload, read, now).changes_anything()
+        )
+        status = workload_status(workload, read, latest, now)
+        status_stale = (status.status, status.reason) != (workload.status, workload.status_reason)
+        if workload.deleted_at is not None:
+            return ChangedWorkload(launch=None, plan_needed=plan_needed, status_stale=status_stale)
+        env: dict[str, str] = {}
+        if not plan_needed and any(awaits_launch(run) and not run.task_id for run in read):
+            env = await decrypted_environment(domain, session, workload)
+    runs = [run for run in read if run.id not in skip]
+    launch = WorkloadLaunch(workload=workload, runs=runs, env=env, skipped=len(runs) < len(read))
+    return ChangedWorkload(launch=launch, plan_needed=plan_needed, status_stale=status_stale)

@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, select
 from berth.domain.context import Domain
 from berth.domain.crypto import hash_api_key
 from berth.domain.errors import NotFound, Unauthenticated
-from berth.store.models import ApiKey, Company, User
+from berth.store.models import AccountKit, ApiKey, Company, User
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,10 @@ class Principal:
     key_id: str | None = None
     replay_of: str | None = None
     """Set when the request is the approved replay of this approval."""
+    compute_enabled: bool | None = None
+    """Whether the compute primitive is enabled for `user_id`, read with the credential in
+    the same statement (None: not read), so a request acting as its own user need not read
+    it again (`accounts.check_compute_actor`)."""
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,24 @@ class Actor:
     principal: Principal
 
 
-_API_KEY = select(
-    ApiKey.company_id, ApiKey.user_id, ApiKey.is_operator, ApiKey.id, ApiKey.revoked_at
-).where(ApiKey.key_hash == bindparam("key_hash"))
+_API_KEY = (
+    select(
+        ApiKey.company_id,
+        ApiKey.user_id,
+        ApiKey.is_operator,
+        ApiKey.id,
+        ApiKey.revoked_at,
+        AccountKit.compute_enabled,
+    )
+    .outerjoin(AccountKit, AccountKit.user_id == ApiKey.user_id)
+    .where(ApiKey.key_hash == bindparam("key_hash"))
+)
 _USER_COMPANY = select(User.company_id).where(User.id == bindparam("user_id"))
+_SESSION_USER = (
+    select(User.company_id, AccountKit.compute_enabled)
+    .outerjoin(AccountKit, AccountKit.user_id == User.id)
+    .where(User.id == bindparam("user_id"))
+)
 _DEFAULT_USER = select(Company.default_user_id).where(Company.id == bindparam("company_id"))
 
 
@@ -60,7 +78,7 @@ async def authenticate(domain: Domain, credential: str | None) -> Principal:
         key = await domain.store.read_first(_API_KEY, {"key_hash": key_hash})
         if key is None:
             raise Unauthenticated("unknown or revoked API key")
-        company_id, user_id, is_operator, key_id, revoked_at = key
+        company_id, user_id, is_operator, key_id, revoked_at, compute_enabled = key
         if revoked_at is not None:
             raise Unauthenticated("unknown or revoked API key")
         return Principal(
@@ -69,13 +87,18 @@ async def authenticate(domain: Domain, credential: str | None) -> Principal:
             is_operator=is_operator,
             kind="api_key",
             key_id=key_id,
+            compute_enabled=compute_enabled,
         )
     session_user_id = domain.tokens.verify(credential)
-    found = await domain.store.read_first(_USER_COMPANY, {"user_id": session_user_id})
+    found = await domain.store.read_first(_SESSION_USER, {"user_id": session_user_id})
     if found is None:
         raise Unauthenticated("the session token's user no longer exists")
     return Principal(
-        company_id=found[0], user_id=session_user_id, is_operator=False, kind="session"
+        company_id=found[0],
+        user_id=session_user_id,
+        is_operator=False,
+        kind="session",
+        compute_enabled=found[1],
     )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import and_, bindparam, delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain import labels, warm_pools
-from berth.domain.accounts import check_compute_user, load_compute_user
+from berth.domain.accounts import check_compute_actor, ensure_compute_actor, load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.billing import require_credits
 from berth.domain.capacity import engine_capacity, refuse_beyond_engine
@@ -284,7 +284,7 @@ async def list_containers(
     request = page_request(CONTAINER_LIST, limit, cursor)
 
     def read(reader: Reader) -> list[tuple[ContainerRecord, bool, str | None]]:
-        check_compute_user(reader, actor.user_id)
+        check_compute_actor(reader, actor)
         params: dict[str, object] = {"user_id": actor.user_id, "limit_plus_one": request.limit + 1}
         statement = _FIRST_CONTAINERS
         if request.after is not None:
@@ -311,7 +311,7 @@ async def get_container(domain: Domain, actor: Actor, container_id: str) -> Cont
     """One dev box in two queries, with its last measured usage (see `domain.usage`)."""
 
     def read(reader: Reader) -> tuple[ContainerRecord, bool, str | None]:
-        check_compute_user(reader, actor.user_id)
+        check_compute_actor(reader, actor)
         params = {"user_id": actor.user_id, "container_id": container_id}
         row = reader.first(_ONE_CONTAINER, params)
         if row is None:
@@ -401,7 +401,7 @@ async def stop_container(domain: Domain, actor: Actor, container_id: str) -> Con
 
 async def set_ssh_enabled(domain: Domain, actor: Actor, container_id: str, enabled: bool) -> bool:
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await ensure_compute_actor(session, actor)
         workload = await owned_container(session, actor, container_id, lock=True)
         workload.ssh_enabled = enabled
         workload.updated_at = domain.clock.now()
@@ -427,7 +427,7 @@ _CONTAINER_SETTINGS = select(Workload.ssh_enabled, Workload.mount_paths).where(
 def check_owned_container(reader: Reader, actor: Actor, container_id: str) -> Row:
     """`owned_container` inside `Store.read` (with the compute check before it): the dev
     box's SSH switch and mount paths; `NotFound` if it is not the actor's live dev box."""
-    check_compute_user(reader, actor.user_id)
+    check_compute_actor(reader, actor)
     params = {"user_id": actor.user_id, "container_id": container_id}
     row = reader.first(_CONTAINER_SETTINGS, params)
     if row is None:
@@ -459,7 +459,7 @@ async def set_mount_paths(
     """Store the new paths; a running container is restarted onto them (True)."""
     normalised = validate_mount_paths(paths)
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await ensure_compute_actor(session, actor)
         workload = await owned_container(session, actor, container_id, lock=True)
         changed = normalised != list(workload.mount_paths)
         restart = changed and workload.desired_state == "running"

@@ -14,7 +14,7 @@ from typing import NamedTuple, Protocol
 
 from sqlalchemy import bindparam, select
 
-from berth.domain.accounts import load_compute_user
+from berth.domain.accounts import ensure_compute_actor
 from berth.domain.auth import Actor
 from berth.domain.containers import check_owned_container, owned_container
 from berth.domain.context import Domain
@@ -53,7 +53,7 @@ async def add_rule(
     if not 1 <= target <= 65535:
         raise Invalid("target port out of range (1-65535)", field="target_port")
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await ensure_compute_actor(session, actor)
         workload = await owned_container(session, actor, container_id, lock=True)
         if listeners is not None:
             try:
@@ -108,7 +108,7 @@ async def list_rules(domain: Domain, actor: Actor, container_id: str) -> list[In
 
 async def remove_rule(domain: Domain, actor: Actor, container_id: str, port: int) -> None:
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await ensure_compute_actor(session, actor)
         workload = await owned_container(session, actor, container_id, lock=True)
         rule = await session.scalar(
             select(IngressRule).where(

@@ -20,7 +20,7 @@ from berth.domain.context import Domain
 from berth.domain.events import Event
 from berth.domain.ledger import post
 from berth.domain.locks import lock_owner_then, lock_owners
-from berth.domain.planning import crash_backoff, plan_service, ran_long_enough
+from berth.domain.planning import REPLICATED_TYPES, crash_backoff, plan_service, ran_long_enough
 from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.workloads import new_replica_run
 from berth.store.models import (
@@ -50,8 +50,6 @@ class RunResult:
 
 REFRESH_BATCH = 500
 """Workloads whose statuses one read of a status refresh derives."""
-REPLICATED_TYPES = ("service", "container")
-"""Workload types whose runs are planned to fill replica slots."""
 
 
 async def converge_desired_runs(

@@ -15,6 +15,11 @@ HEALTHY_AFTER = timedelta(seconds=60)
 """A service task that ran at least this long before exiting resets the crash back-off."""
 
 
+REPLICATED_TYPES = ("service", "container")
+"""The types whose runs fill replica slots (`plan_service`); a job's or schedule's runs are
+made by a change or a fire itself."""
+
+
 @dataclass
 class ServicePlan:
     create_slots: list[int] = field(default_factory=list)
@@ -23,6 +28,9 @@ class ServicePlan:
     promote: list[str] = field(default_factory=list)
     """Standby runs that now take their slot (their task is created: it only starts)."""
     create_standby: bool = False
+
+    def changes_anything(self) -> bool:
+        return bool(self.create_slots or self.stop or self.promote or self.create_standby)
 
 
 def plan_service(workload: Workload, active: Sequence[Run], now: datetime) -> ServicePlan:

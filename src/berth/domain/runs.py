@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Integer, and_, bindparam, or_, select
 
-from berth.domain.accounts import check_compute_user, load_compute_user
+from berth.domain.accounts import check_compute_actor, ensure_compute_actor
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound
@@ -77,7 +77,7 @@ async def list_runs(
         params["after_id"] = str(request.after.id)
 
     def read(reader: Reader) -> list[RunRecord]:
-        check_compute_user(reader, actor.user_id)
+        check_compute_actor(reader, actor)
         check_owned_workload(reader, actor.user_id, workload_id)
         return [RunRecord._make(row) for row in reader.all(statement, params)]
 
@@ -95,7 +95,7 @@ async def find_run(
     """The named run, or with `run_id` None the one whose output readers want: a running
     task of a service (lowest replica first), else the latest run."""
     async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
+        await ensure_compute_actor(session, actor)
         await owned_workload(session, actor, workload_id)
         if run_id is not None:
             run = await session.get(Run, run_id)

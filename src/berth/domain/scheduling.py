@@ -12,9 +12,8 @@ from datetime import datetime
 from sqlalchemy import select
 
 from berth.domain.context import Domain
-from berth.domain.events import Event
 from berth.domain.schedules import parse_schedule
-from berth.domain.workloads import new_scheduled_run
+from berth.domain.workloads import new_scheduled_run, publish_changed
 from berth.store.models import ACTIVE_RUN_STATUSES, Run, User, Workload
 
 LIVE_SCHEDULES = (
@@ -63,9 +62,7 @@ async def fire_due_schedules(domain: Domain, now: datetime) -> datetime | None:
                 fired.append(workload)
             workload.next_run_at = parse_schedule(workload.schedule_expr).next_after(now)
     for workload in fired:
-        domain.bus.publish(
-            Event("workload.changed", user_id=workload.user_id, workload_id=workload.id)
-        )
+        publish_changed(domain, workload)
     return await _earliest_fire(domain)
 
 

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from berth.domain.accounts import check_compute_user, load_compute_user
+from berth.domain.accounts import check_compute_actor, ensure_compute_actor
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import Invalid, NotFound
@@ -41,7 +41,7 @@ _KEYS = (
 
 async def list_secrets(domain: Domain, actor: Actor, workload_id: str) -> list[SecretKeyRecord]:
     def read(reader: Reader) -> list[SecretKeyRecord]:
-        check_compute_user(reader, actor.user_id)
+        check_compute_actor(reader, actor)
         check_owned_workload(reader, actor.user_id, workload_id)
         rows = reader.all(_KEYS, {"workload_id": workload_id})
         return [SecretKeyRecord._make(row) for row in rows]
@@ -55,7 +55,7 @@ async def set_secret(
     ciphertext = domain.cipher.encrypt(value)
     now = domain.clock.now()
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await ensure_compute_actor(session, actor)
         workload = await owned_workload(session, actor, workload_id, lock=True)
         existing = {
             row.key: row
@@ -77,7 +77,7 @@ async def set_secret(
 
 async def delete_secret(domain: Domain, actor: Actor, workload_id: str, key: str) -> None:
     async with domain.store.transaction() as session:
-        await load_compute_user(session, actor.user_id)
+        await ensure_compute_actor(session, actor)
         workload = await owned_workload(session, actor, workload_id, lock=True)
         secret = await _owned_secret(session, workload_id, key)
         await session.delete(secret)
@@ -87,7 +87,7 @@ async def delete_secret(domain: Domain, actor: Actor, workload_id: str, key: str
 
 async def reveal_secret(domain: Domain, actor: Actor, workload_id: str, key: str) -> str:
     async with domain.store.reading() as session:
-        await load_compute_user(session, actor.user_id)
+        await ensure_compute_actor(session, actor)
         await owned_workload(session, actor, workload_id)
         secret = await _owned_secret(session, workload_id, key)
         return domain.cipher.decrypt(secret.ciphertext)

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
 from sqlalchemy import Integer, and_, bindparam, func, or_, select
 
-from berth.domain.accounts import check_compute_user, load_compute_user
+from berth.domain.accounts import check_compute_actor, load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
@@ -136,7 +136,7 @@ async def list_keys(
         params["after_id"] = request.after.id
 
     def read(reader: Reader) -> list[SshKeyRecord]:
-        check_compute_user(reader, actor.user_id)
+        check_compute_actor(reader, actor)
         return [SshKeyRecord._make(row) for row in reader.all(statement, params)]
 
     rows = await domain.store.read(read, snapshot=False)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain import warm_pools
-from berth.domain.accounts import check_compute_user, load_compute_user
+from berth.domain.accounts import check_compute_actor, load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.billing import require_credits
 from berth.domain.capacity import engine_capacity, refuse_beyond_engine
@@ -174,7 +174,7 @@ async def list_workloads(
     keep = validate_filter(keep or WorkloadFilter())
 
     def read(reader: Reader) -> Page[WorkloadView]:
-        check_compute_user(reader, actor.user_id)
+        check_compute_actor(reader, actor)
         return read_view_page(domain, reader, actor.user_id, request, keep)
 
     return await domain.store.read(read)
@@ -182,7 +182,7 @@ async def list_workloads(
 
 async def get_workload(domain: Domain, actor: Actor, workload_id: str) -> WorkloadView:
     def read(reader: Reader) -> WorkloadView:
-        check_compute_user(reader, actor.user_id)
+        check_compute_actor(reader, actor)
         return read_view(domain, reader, actor.user_id, workload_id)
 
     return await domain.store.read(read)
@@ -420,8 +420,17 @@ def _check_limits(
 
 
 def publish_changed(domain: Domain, workload: Workload) -> None:
-    """Tell the controllers (and watchers) that a workload's desired state changed."""
-    domain.bus.publish(Event("workload.changed", user_id=workload.user_id, workload_id=workload.id))
+    """Tell the controllers (and watchers) that a workload's desired state changed. The
+    event carries the workload's type (`data["type"]`), so a listener that cares for some
+    types only (the scheduler, the gateway's routes) passes over the others unread."""
+    domain.bus.publish(
+        Event(
+            "workload.changed",
+            user_id=workload.user_id,
+            workload_id=workload.id,
+            data={"type": workload.type},
+        )
+    )
 
 
 @dataclass(frozen=True)

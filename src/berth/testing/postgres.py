@@ -76,6 +76,10 @@ class PostgresServer:
             "-o", options, "-w", "-t", "60", "start",
         )  # fmt: skip
 
+    def pid(self) -> int:
+        """The server's main process (its backends are its children)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def halt(self) -> None:
         """Stop the server, ending every connection (`fast`: the run's commits are not
         flushed one by one, so a crash would lose the newest); `resume` starts it again."""

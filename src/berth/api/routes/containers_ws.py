@@ -55,7 +55,7 @@ async def container_updates(websocket: WebSocket) -> None:
     domain: Domain = websocket.app.state.domain
     try:
         actor = await _actor(websocket, domain)
-        await require_compute_user(domain, actor.user_id)
+        await require_compute_user(domain, actor)
     except DomainError as exc:
         await _deny(websocket, exc)
         return

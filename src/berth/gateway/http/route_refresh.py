@@ -38,6 +38,9 @@ ROUTING_EVENTS = frozenset(
         "ingress.changed",
     }
 )
+NEVER_ROUTED = frozenset({"job", "schedule"})
+"""Workload types the gateway never routes to: a change of one (its `workload.changed` names
+the type) leaves the table as it is."""
 COALESCE_SECONDS = 0.005
 TARGETED_MAX = 16
 """A burst of events naming more workloads than this reloads the whole table instead."""
@@ -137,14 +140,14 @@ class RouteRefresher:
                     # arrives as an event does, and `stop` would then wait forever.
                     async with asyncio.timeout(max(full_due - loop.time(), 0.0)):
                         event = await events.get()
-                    if event.kind not in ROUTING_EVENTS:
+                    if not _routing(event):
                         continue
                     batch = [event]
                     if event.kind not in ("run.started", "task.started"):  # no waiting
                         await asyncio.sleep(COALESCE_SECONDS)
                     batch += events.take_waiting()  # one reload covers them
                     for each in batch:
-                        if each.kind not in ROUTING_EVENTS:
+                        if not _routing(each):
                             continue
                         self._changed(each.workload_id)
                         self._hold_if_paused(each)
@@ -165,3 +168,10 @@ class RouteRefresher:
                     log.exception("route refresh failed; retrying on the next change")
         finally:
             events.close()
+
+
+def _routing(event: Event) -> bool:
+    """Whether `event` may change the routes (see `ROUTING_EVENTS`, `NEVER_ROUTED`)."""
+    if event.kind not in ROUTING_EVENTS:
+        return False
+    return not (event.kind == "workload.changed" and event.data.get("type") in NEVER_ROUTED)

@@ -52,6 +52,10 @@ class LoadRun:
     wall_seconds: float
     server_cpu_seconds: float
     client_cpu_seconds: float
+    replicas_cpu_seconds: float = 0.0
+    """Every replica's CPU (the server's included) over the same spell."""
+    database_cpu_seconds: float = 0.0
+    """The database server's (every backend's), when its process was named."""
 
     def summary(self) -> dict[str, Any]:
         wall = self.wall_seconds
@@ -67,6 +71,8 @@ class LoadRun:
             "wall_seconds": round(wall, 1),
             "server_cpu_percent": round(100 * self.server_cpu_seconds / wall, 1),
             "client_cpu_percent": round(100 * self.client_cpu_seconds / wall, 1),
+            "replicas_cpu_percent": round(100 * self.replicas_cpu_seconds / wall, 1),
+            "database_cpu_percent": round(100 * self.database_cpu_seconds / wall, 1),
         }
 
 
@@ -91,10 +97,15 @@ async def run_berth_load(
     job_runs_per_second: float,
     runs_within_seconds: float = 120.0,
     other_replicas: Sequence[str] = (),
+    other_replica_pids: Sequence[int] = (),
+    database_pid: int | None = None,
 ) -> LoadRun:
     """`other_replicas`: base URLs of further replicas sharing `base_url`'s database; the
     clients are spread over all of them (client n on replica n mod count). Setup and the
-    read-back go through `base_url`; memory and CPU are `server_pid`'s."""
+    read-back go through `base_url`; memory is `server_pid`'s, CPU is counted for it, for
+    all replicas (`other_replica_pids` too) and for the database server (`database_pid`,
+    with its children: PostgreSQL's backends), so a figure says where the machine's time
+    went."""
     fixtures = await asyncio.gather(
         *(
             prepare_tenant(base_url, access, image=image, label=f"t{number}")
@@ -122,12 +133,17 @@ async def run_berth_load(
     try:
         await asyncio.sleep(IDLE_SECONDS)  # memory at rest, sampled meanwhile
         load_start = time.monotonic()
+        replica_pids = [server_pid, *other_replica_pids]
+        database_pids = [] if database_pid is None else [database_pid]
         server_cpu, client_cpu = tree_cpu_seconds(server_pid), time.process_time()
+        replicas_cpu, database_cpu = _cpu_of(replica_pids), _cpu_of(database_pids)
         _window_start, window_end = await drive(
             load_clients, record=record, seconds=seconds, warmup=warmup
         )
         server_cpu = tree_cpu_seconds(server_pid) - server_cpu
         client_cpu = time.process_time() - client_cpu
+        replicas_cpu = _cpu_of(replica_pids) - replicas_cpu
+        database_cpu = _cpu_of(database_pids) - database_cpu
         load_end = time.monotonic()
         sampler.sample()
     finally:
@@ -154,4 +170,10 @@ async def run_berth_load(
         wall_seconds=load_end - load_start,
         server_cpu_seconds=server_cpu,
         client_cpu_seconds=client_cpu,
+        replicas_cpu_seconds=replicas_cpu,
+        database_cpu_seconds=database_cpu,
     )
+
+
+def _cpu_of(pids: Sequence[int]) -> float:
+    return sum(tree_cpu_seconds(pid) for pid in pids)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, delete, or_, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain import labels, warm_pools
@@ -27,7 +27,7 @@ from berth.domain.events import Event
 from berth.domain.ids import new_workload_id
 from berth.domain.locks import locked
 from berth.domain.mounts import validate_mount_paths
-from berth.domain.paging import Page, Position, make_page, page_request
+from berth.domain.paging import Keyset, Page, Position, make_page, page_request
 from berth.domain.pool_shelf import PooledTask, PoolWant
 from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.workloads import publish_changed
@@ -257,21 +257,8 @@ _CONTAINER_ROWS = select(
     Workload.deleted_at.is_(None),
 )
 _ONE_CONTAINER = _CONTAINER_ROWS.where(Workload.id == bindparam("container_id"))
-_CONTAINER_ORDER = (Workload.created_at, Workload.id)
-_FIRST_CONTAINERS = _CONTAINER_ROWS.order_by(*_CONTAINER_ORDER).limit(bindparam("limit_plus_one"))
-_LATER_CONTAINERS = (
-    _CONTAINER_ROWS.where(
-        or_(
-            Workload.created_at > bindparam("after_created_at", type_=Workload.created_at.type),
-            and_(
-                Workload.created_at == bindparam("after_created_at"),
-                Workload.id > bindparam("after_id"),
-            ),
-        )
-    )
-    .order_by(*_CONTAINER_ORDER)
-    .limit(bindparam("limit_plus_one"))
-)
+_CONTAINER_KEYSET = Keyset(Workload.created_at, Workload.id, newest_first=False)
+_FIRST_CONTAINERS, _LATER_CONTAINERS = _CONTAINER_KEYSET.pages(_CONTAINER_ROWS)
 CONTAINER_LIST = "containers"
 """The name a container list's cursors carry."""
 
@@ -285,13 +272,9 @@ async def list_containers(
 
     def read(reader: Reader) -> list[tuple[ContainerRecord, bool, str | None]]:
         check_compute_actor(reader, actor)
-        params: dict[str, object] = {"user_id": actor.user_id, "limit_plus_one": request.limit + 1}
-        statement = _FIRST_CONTAINERS
-        if request.after is not None:
-            statement = _LATER_CONTAINERS
-            params["after_created_at"] = request.after.created_at
-            params["after_id"] = str(request.after.id)
-        rows = reader.all(statement, params)
+        params: dict[str, object] = {"user_id": actor.user_id}
+        later = _CONTAINER_KEYSET.params(request, params)
+        rows = reader.all(_LATER_CONTAINERS if later else _FIRST_CONTAINERS, params)
         return [(ContainerRecord._make(row[:-2]), bool(row[-2]), row[-1]) for row in rows]
 
     found = await domain.store.read(read)

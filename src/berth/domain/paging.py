@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, or_
+from sqlalchemy.orm import InstrumentedAttribute
+
 from berth.domain.errors import Invalid
 from berth.schemas.paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
@@ -109,3 +112,54 @@ def make_page(
         return Page(items=rows, next_cursor=None)
     shown = rows[:limit]
     return Page(items=shown, next_cursor=encode_cursor(list_name, position_of(shown[-1])))
+
+
+LIMIT_PLUS_ONE = bindparam("limit_plus_one", type_=Integer)
+"""A page's `LIMIT`: one row more than asked, which tells `make_page` a next page exists."""
+
+
+@dataclass(frozen=True)
+class Keyset:
+    """A list's sort key in SQL (its creation time, then its id, both ascending or both
+    descending) and the parameters of its prepared page statements: `limit_plus_one`,
+    `after_created_at` and `after_id`. Each list builds its two statements once (the first
+    page, and a page after a position: `pages`), and a call fills their parameters
+    (`params`)."""
+
+    created_at: InstrumentedAttribute[datetime]
+    id: InstrumentedAttribute[Any]
+    newest_first: bool
+
+    def order(self) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+        if self.newest_first:
+            return self.created_at.desc(), self.id.desc()
+        return self.created_at.asc(), self.id.asc()
+
+    def after(self) -> ColumnElement[bool]:
+        """The rows after the position in the parameters, in the list's order."""
+        at = bindparam("after_created_at", type_=self.created_at.type)
+        row_id = bindparam("after_id", type_=self.id.type)
+        if self.newest_first:
+            return or_(self.created_at < at, and_(self.created_at == at, self.id < row_id))
+        return or_(self.created_at > at, and_(self.created_at == at, self.id > row_id))
+
+    def pages(self, rows: Select[Any]) -> tuple[Select[Any], Select[Any]]:
+        """`rows` as the first page and as a page after a position."""
+        first = rows.order_by(*self.order()).limit(LIMIT_PLUS_ONE)
+        later = rows.where(self.after()).order_by(*self.order()).limit(LIMIT_PLUS_ONE)
+        return first, later
+
+    def params(self, request: PageRequest, params: dict[str, Any]) -> bool:
+        """Add `request`'s paging parameters to `params`; True if the page starts after a
+        position (the statement to run is then the later one). A cursor whose id is not of
+        the list's kind (a number for a list of numbered rows) is `Invalid`."""
+        params["limit_plus_one"] = request.limit + 1
+        after = request.after
+        if after is None:
+            return False
+        numbered = isinstance(self.id.type, Integer)
+        if numbered and not isinstance(after.id, int):
+            raise Invalid("cursor: not a cursor of this list", field="cursor")
+        params["after_created_at"] = after.created_at
+        params["after_id"] = after.id if numbered else str(after.id)
+        return True

@@ -10,13 +10,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from sqlalchemy import Integer, and_, bindparam, or_, select
+from sqlalchemy import bindparam, select
 
 from berth.domain.accounts import check_compute_actor, ensure_compute_actor
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound
-from berth.domain.paging import Page, Position, make_page, page_request
+from berth.domain.paging import Keyset, Page, Position, make_page, page_request
 from berth.domain.views import RUN_COLUMNS, RunRecord, check_owned_workload
 from berth.domain.workloads import owned_workload
 from berth.runtime.base import LogLine, RuntimeDriverError, TaskId
@@ -38,24 +38,9 @@ RUN_LIST = "runs"
 """The name a run list's cursors carry."""
 
 
-_RUN_ORDER = (Run.created_at.desc(), Run.id.desc())
-_RUN_LIMIT = bindparam("limit_plus_one", type_=Integer)
-_SHOWN_RUNS = (Run.workload_id == bindparam("workload_id"), Run.standby.is_(False))
-_FIRST_RUNS = select(*RUN_COLUMNS).where(*_SHOWN_RUNS).order_by(*_RUN_ORDER).limit(_RUN_LIMIT)
-_LATER_RUNS = (
-    select(*RUN_COLUMNS)
-    .where(
-        *_SHOWN_RUNS,
-        or_(
-            Run.created_at < bindparam("after_created_at", type_=Run.created_at.type),
-            and_(
-                Run.created_at == bindparam("after_created_at"),
-                Run.id < bindparam("after_id"),
-            ),
-        ),
-    )
-    .order_by(*_RUN_ORDER)
-    .limit(_RUN_LIMIT)
+_RUN_KEYSET = Keyset(Run.created_at, Run.id, newest_first=True)
+_FIRST_RUNS, _LATER_RUNS = _RUN_KEYSET.pages(
+    select(*RUN_COLUMNS).where(Run.workload_id == bindparam("workload_id"), Run.standby.is_(False))
 )
 
 
@@ -69,12 +54,8 @@ async def list_runs(
 ) -> Page[RunRecord]:
     """One page of the workload's runs, newest first (creation time, then id)."""
     request = page_request(RUN_LIST, limit, cursor)
-    params: dict[str, object] = {"workload_id": workload_id, "limit_plus_one": request.limit + 1}
-    statement = _FIRST_RUNS
-    if request.after is not None:
-        statement = _LATER_RUNS
-        params["after_created_at"] = request.after.created_at
-        params["after_id"] = str(request.after.id)
+    params: dict[str, object] = {"workload_id": workload_id}
+    statement = _LATER_RUNS if _RUN_KEYSET.params(request, params) else _FIRST_RUNS
 
     def read(reader: Reader) -> list[RunRecord]:
         check_compute_actor(reader, actor)

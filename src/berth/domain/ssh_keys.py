@@ -10,14 +10,14 @@ from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_ssh_public_key
-from sqlalchemy import Integer, and_, bindparam, func, or_, select
+from sqlalchemy import bindparam, func, select
 
 from berth.domain.accounts import check_compute_actor, load_compute_user
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.errors import Conflict, Invalid, NotFound, QuotaExceeded
 from berth.domain.events import Event
-from berth.domain.paging import Page, Position, make_page, page_request
+from berth.domain.paging import Keyset, Page, Position, make_page, page_request
 from berth.store.models import ContainerSshKey, SshKey
 from berth.store.reads import Reader
 
@@ -95,28 +95,9 @@ class SshKeyRecord(NamedTuple):
 
 
 _KEY_COLUMNS = tuple(getattr(SshKey, name) for name in SshKeyRecord._fields)
-_KEY_ORDER = (SshKey.created_at, SshKey.id)
-_LIMIT = bindparam("limit_plus_one", type_=Integer)
-_FIRST_KEYS = (
-    select(*_KEY_COLUMNS)
-    .where(SshKey.user_id == bindparam("user_id"))
-    .order_by(*_KEY_ORDER)
-    .limit(_LIMIT)
-)
-_LATER_KEYS = (
-    select(*_KEY_COLUMNS)
-    .where(
-        SshKey.user_id == bindparam("user_id"),
-        or_(
-            SshKey.created_at > bindparam("after_created_at", type_=SshKey.created_at.type),
-            and_(
-                SshKey.created_at == bindparam("after_created_at"),
-                SshKey.id > bindparam("after_id", type_=Integer),
-            ),
-        ),
-    )
-    .order_by(*_KEY_ORDER)
-    .limit(_LIMIT)
+_KEY_KEYSET = Keyset(SshKey.created_at, SshKey.id, newest_first=False)
+_FIRST_KEYS, _LATER_KEYS = _KEY_KEYSET.pages(
+    select(*_KEY_COLUMNS).where(SshKey.user_id == bindparam("user_id"))
 )
 
 
@@ -126,14 +107,8 @@ async def list_keys(
     """One page of the user's keys, oldest first (creation time, then id): the order they
     were added in."""
     request = page_request(SSH_KEY_LIST, limit, cursor)
-    params: dict[str, object] = {"user_id": actor.user_id, "limit_plus_one": request.limit + 1}
-    statement = _FIRST_KEYS
-    if request.after is not None:
-        if not isinstance(request.after.id, int):
-            raise Invalid("cursor: not a cursor of this list", field="cursor")
-        statement = _LATER_KEYS
-        params["after_created_at"] = request.after.created_at
-        params["after_id"] = request.after.id
+    params: dict[str, object] = {"user_id": actor.user_id}
+    statement = _LATER_KEYS if _KEY_KEYSET.params(request, params) else _FIRST_KEYS
 
     def read(reader: Reader) -> list[SshKeyRecord]:
         check_compute_actor(reader, actor)

@@ -16,11 +16,11 @@ from datetime import datetime
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Integer, Select, and_, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 
 from berth.domain.context import Domain
 from berth.domain.errors import NotFound
-from berth.domain.paging import Page, PageRequest, Position, make_page
+from berth.domain.paging import LIMIT_PLUS_ONE, Keyset, Page, PageRequest, Position, make_page
 from berth.store.models import Run, Secret, Workload, credits_of
 from berth.store.reads import Reader
 
@@ -111,6 +111,9 @@ class WorkloadFilter:
     name_prefix: str | None = None
 
 
+_WORKLOAD_KEYSET = Keyset(Workload.created_at, Workload.id, newest_first=True)
+
+
 @dataclass(frozen=True)
 class _PageStatements:
     rows: Select[*tuple[Any, ...]]
@@ -132,19 +135,17 @@ def _page_statements(
     if by_prefix:
         where.append(Workload.name.startswith(bindparam("name_prefix")))
     if after:
-        at = bindparam("after_created_at", type_=Workload.created_at.type)
-        where.append(
-            or_(
-                Workload.created_at < at,
-                and_(Workload.created_at == at, Workload.id < bindparam("after_id")),
-            )
-        )
-    order = (Workload.created_at.desc(), Workload.id.desc())
-    limit = bindparam("limit_plus_one", type_=Integer)
-    rows = select(*WORKLOAD_COLUMNS, _RUNNING_TASKS).where(*where).order_by(*order).limit(limit)
+        where.append(_WORKLOAD_KEYSET.after())
+    order = _WORKLOAD_KEYSET.order()
+    rows = (
+        select(*WORKLOAD_COLUMNS, _RUNNING_TASKS)
+        .where(*where)
+        .order_by(*order)
+        .limit(LIMIT_PLUS_ONE)
+    )
     # The page's ids as a subquery: runs and secrets are selected by these, not by a list of
     # ids (whose statement would be rendered anew for every length).
-    ids = select(Workload.id).where(*where).order_by(*order).limit(limit)
+    ids = select(Workload.id).where(*where).order_by(*order).limit(LIMIT_PLUS_ONE)
     return _PageStatements(
         rows=rows,
         runs=_recent_runs(Run.workload_id.in_(ids)),
@@ -242,16 +243,14 @@ def read_view_page(
         keep.name_prefix is not None,
         request.after is not None,
     )
-    params: dict[str, Any] = {"user_id": user_id, "limit_plus_one": request.limit + 1}
+    params: dict[str, Any] = {"user_id": user_id}
+    _WORKLOAD_KEYSET.params(request, params)
     if keep.type is not None:
         params["type"] = keep.type
     if keep.status is not None:
         params["status"] = keep.status
     if keep.name_prefix is not None:
         params["name_prefix"] = keep.name_prefix
-    if request.after is not None:
-        params["after_created_at"] = request.after.created_at
-        params["after_id"] = str(request.after.id)
     rows = reader.all(statements.rows, params)
     views: list[WorkloadView] = []
     if rows:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
-from berth.domain import workloads
+from berth.domain import locks, workloads
 from berth.domain.auth import Actor
 from berth.domain.context import Domain
 from berth.domain.scheduling import fire_due_schedules
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.models import Run, Workload
+from berth.testing.waiting import poll_until
+from tests.support.postgres import PostgresServer
 
 
 async def make_schedule(domain: Domain, actor: Actor, expr: str = "*/5 * * * *") -> str:
@@ -84,3 +88,38 @@ async def test_a_paused_schedule_does_not_fire(domain: Domain, actor: Actor) -> 
     await set_next_run(domain, workload_id, datetime.now(UTC) - timedelta(minutes=1))
     await fire_due_schedules(domain, datetime.now(UTC))
     assert await runs_of(domain, workload_id) == []
+
+
+async def test_a_fire_waits_for_the_owners_row_before_it_takes_the_schedules(
+    domain: Domain, actor: Actor, postgres_server: PostgresServer | None
+) -> None:
+    """On PostgreSQL a fire inserts runs, whose rows refer to the user's: it must lock the
+    owner first, as every write of a user's runs does, or it would hold the schedule's row
+    while waiting for the user's, and a stop of the schedule (the user's row, then the
+    schedule's) would deadlock with it."""
+    if postgres_server is None:
+        pytest.skip("PostgreSQL only (BERTH_TEST_DATABASE=postgresql): SQLite has one writer")
+    workload_id = await make_schedule(domain, actor)
+    now = datetime.now(UTC)
+    await set_next_run(domain, workload_id, now - timedelta(minutes=1))
+
+    async def lock_waits() -> int:
+        async with domain.store.reading() as session:
+            waiting = await session.scalar(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity"
+                    " WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            )
+            return int(waiting or 0)
+
+    async with domain.store.transaction() as session:
+        assert await locks.lock_user(session, actor.user_id) is not None
+        fire = asyncio.create_task(fire_due_schedules(domain, now))
+        assert await poll_until(lock_waits, within=10.0)  # the fire waits for the user's row
+        schedule = await session.scalar(
+            select(Workload.id).where(Workload.id == workload_id).with_for_update(nowait=True)
+        )
+        assert schedule == workload_id  # and holds nothing of the schedule's meanwhile
+    await asyncio.wait_for(fire, 10)
+    assert [run.trigger for run in await runs_of(domain, workload_id)] == ["schedule"]

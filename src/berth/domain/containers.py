@@ -335,7 +335,7 @@ async def delete_container(domain: Domain, actor: Actor, container_id: str) -> N
     """Gone from the API at once; the reconciler removes its task, then its volumes."""
     async with domain.store.transaction() as session:
         user, _kit = await load_compute_user(session, actor.user_id, lock=True)
-        workload = await owned_container(session, actor, container_id)
+        workload = await owned_container(session, actor, container_id, lock=True)
         now = domain.clock.now()
         user.live_workloads -= 1
         user.live_containers -= 1
@@ -356,7 +356,7 @@ async def delete_container(domain: Domain, actor: Actor, container_id: str) -> N
 async def start_container(domain: Domain, actor: Actor, container_id: str) -> ContainerView:
     async with domain.store.transaction() as session:
         user, _kit = await load_compute_user(session, actor.user_id, lock=True)
-        workload = await owned_container(session, actor, container_id)
+        workload = await owned_container(session, actor, container_id, lock=True)
         require_credits(user)
         if workload.desired_state != "running" or workload.status in ("stopped", "failed"):
             workload.status, workload.status_reason = "pending", None
@@ -373,7 +373,7 @@ async def stop_container(domain: Domain, actor: Actor, container_id: str) -> Con
     `stopping` while the task is still there (`stopped` if there is none)."""
     async with domain.store.transaction() as session:
         await load_compute_user(session, actor.user_id, lock=True)
-        workload = await owned_container(session, actor, container_id)
+        workload = await owned_container(session, actor, container_id, lock=True)
         workload.desired_state = "stopped"
         workload.updated_at = domain.clock.now()
         changed = await derive_statuses(session, [workload], workload.updated_at)

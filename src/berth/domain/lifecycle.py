@@ -19,7 +19,7 @@ from berth.domain.billing import accrue_run_usage, settle_run_usage
 from berth.domain.context import Domain
 from berth.domain.events import Event
 from berth.domain.ledger import post
-from berth.domain.locks import lock_owner_then, lock_owners
+from berth.domain.locks import lock_owner_then, lock_owners, locked
 from berth.domain.planning import REPLICATED_TYPES, crash_backoff, plan_service, ran_long_enough
 from berth.domain.statuses import derive_statuses, publish_statuses
 from berth.domain.workloads import new_replica_run
@@ -161,7 +161,7 @@ async def mark_run_started(
         run.task_id = task_id
         run.started_at = started_at
         run.metered_until = started_at
-        workload = await session.get(Workload, run.workload_id)
+        workload = await locked(session, Workload, run.workload_id)
         changed = workload is not None and await _refresh_status(session, workload, started_at)
     _publish_run(domain, run, "run.started")
     if changed and workload is not None:
@@ -183,7 +183,7 @@ async def record_run_result(
         user, run = await lock_owner_then(session, Run, run_id)
         if run is None or run.status not in ACTIVE_RUN_STATUSES:
             return False
-        workload = await session.get(Workload, run.workload_id)
+        workload = await locked(session, Workload, run.workload_id)
         if result.started_at is not None:
             run.started_at = result.started_at
         if user is not None:
@@ -287,7 +287,15 @@ async def _refresh_batch(
         return last, count
     async with domain.store.transaction() as session:
         await lock_owners(session, Workload, Workload.id.in_(stale))
-        workloads = list(await session.scalars(select(Workload).where(Workload.id.in_(stale))))
+        workloads = list(
+            await session.scalars(
+                select(Workload)
+                .where(Workload.id.in_(stale))
+                .order_by(Workload.id)
+                .with_for_update()
+                .execution_options(populate_existing=True)
+            )
+        )
         changed = await derive_statuses(session, workloads, now)
     publish_statuses(domain, changed)
     return last, count

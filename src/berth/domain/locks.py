@@ -16,13 +16,19 @@ What each guard locks:
   secrets, a dev box's SSH switch, mount paths and ingress rules: `owned_workload` and
   `owned_container` with `lock=True`). Such a change checks nothing of the user's but that
   compute is enabled, and writes no run, so it need not queue behind the user's other
-  writes: on PostgreSQL a secret set no longer waits for a create of another service;
+  writes: on PostgreSQL a secret set no longer waits for a create of another service.
+  Writes that hold the user's row and change a workload's own columns (its status, desired
+  state or deletion: stop, start, scale, delete, a run started or ended, a status refresh)
+  lock that workload's row too, after the user's, so they and such a change follow one
+  another instead of overwriting each other's columns;
 - the row that moves state (a run, an approval, a shell session): the move re-reads the
   state under the lock, so only one of two racing moves sees the state it expects.
 
 The order, so that no two transactions wait for each other in a circle: **the owning users'
 rows first** (several: by id, `lock_users`), then the rows of theirs a transaction changes.
-A write holding only a workload's row never takes a user's row after it.
+A write holding only a workload's row never takes a user's row after it, not even the share
+lock that inserting a row referring to a user takes (it inserts no run). A schedule's fire
+inserts runs, so it locks the schedules' owners before the schedules.
 An API write locks its user and then writes the user's workloads and runs; so a controller's
 write of a run or a workload (a run started or finished, a meter tick, a plan, a status, a
 wake) locks the run's or workload's owner first too (`lock_owner_then`), even where it needs

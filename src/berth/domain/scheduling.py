@@ -12,9 +12,10 @@ from datetime import datetime
 from sqlalchemy import select
 
 from berth.domain.context import Domain
+from berth.domain.locks import lock_owners
 from berth.domain.schedules import parse_schedule
 from berth.domain.workloads import new_scheduled_run, publish_changed
-from berth.store.models import ACTIVE_RUN_STATUSES, Run, User, Workload
+from berth.store.models import ACTIVE_RUN_STATUSES, Run, Workload
 
 LIVE_SCHEDULES = (
     Workload.type == "schedule",
@@ -35,9 +36,13 @@ async def fire_due_schedules(domain: Domain, now: datetime) -> datetime | None:
         return earliest
     fired: list[Workload] = []
     async with domain.store.transaction() as session:
+        # Owners first (see `locks`): a fire writes runs, and a run's row refers to its user's
+        # (the insert would take a share lock on it after the schedule's, in the wrong order).
+        is_due = (*LIVE_SCHEDULES, Workload.next_run_at <= now)
+        owners = await lock_owners(session, Workload, *is_due)
         due = await session.scalars(
             select(Workload)
-            .where(*LIVE_SCHEDULES, Workload.next_run_at <= now)
+            .where(*is_due, Workload.user_id.in_(sorted(owners)))  # (due since: next call)
             .order_by(Workload.id)
             .with_for_update()  # a fire and a concurrent change of the schedule follow each other
             .execution_options(populate_existing=True)
@@ -49,7 +54,7 @@ async def fire_due_schedules(domain: Domain, now: datetime) -> datetime | None:
                 .where(Run.workload_id == workload.id, Run.status.in_(ACTIVE_RUN_STATUSES))
                 .limit(1)
             )
-            user = await session.get(User, workload.user_id)
+            user = owners.get(workload.user_id)
             if busy:
                 workload.status_reason = (
                     f"skipped the fire at {now:%Y-%m-%d %H:%M:%S}Z: the previous run still runs"

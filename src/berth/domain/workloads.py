@@ -200,7 +200,7 @@ async def delete_workload(domain: Domain, actor: Actor, workload_id: str) -> Non
     """Hide the workload at once and stop its in-flight runs; the reconciler removes the rest."""
     async with domain.store.transaction() as session:
         user, _kit = await load_compute_user(session, actor.user_id, lock=True)
-        workload = await owned_workload(session, actor, workload_id)
+        workload = await owned_workload(session, actor, workload_id, lock=True)
         now = domain.clock.now()
         user.live_workloads -= 1
         workload.deleted_at = now
@@ -215,7 +215,7 @@ async def start_workload(domain: Domain, actor: Actor, workload_id: str) -> Work
     """Services: run again (a scaled-to-zero service gets one replica). Schedules: resume."""
     async with domain.store.transaction() as session:
         user, _kit = await load_compute_user(session, actor.user_id, lock=True)
-        workload = await owned_workload(session, actor, workload_id)
+        workload = await owned_workload(session, actor, workload_id, lock=True)
         if workload.type == "job":
             raise Conflict("a job is not started: trigger a run with POST .../run")
         if workload.type == "service":
@@ -240,7 +240,7 @@ async def stop_workload(domain: Domain, actor: Actor, workload_id: str) -> Workl
     """Services scale to zero, schedules pause, and in-flight runs of any type are stopped."""
     async with domain.store.transaction() as session:
         await load_compute_user(session, actor.user_id, lock=True)
-        workload = await owned_workload(session, actor, workload_id)
+        workload = await owned_workload(session, actor, workload_id, lock=True)
         if workload.type != "job":
             workload.desired_state = "stopped"
         workload.updated_at = domain.clock.now()
@@ -256,7 +256,7 @@ async def scale_workload(
 ) -> WorkloadView:
     async with domain.store.transaction() as session:
         user, kit = await load_compute_user(session, actor.user_id, lock=True)
-        workload = await owned_workload(session, actor, workload_id)
+        workload = await owned_workload(session, actor, workload_id, lock=True)
         if workload.type != "service":
             raise Conflict(f"only services scale; this workload is a {workload.type}")
         _check_limits(

@@ -29,10 +29,22 @@ BERTH = [sys.executable, "-m", "berth.cli.main"]
 """The `berth` command (server and admin commands alike): the one place naming its module."""
 
 
-LISTEN_PORTS = range(10000, 30000)
-"""Where `free_port` picks: below the kernel's ephemeral range (32768 and up on Linux, from
-which every outgoing connection takes its source port) and below Kubernetes' NodePorts
-(30000-32767)."""
+def _listen_ports() -> range:
+    """From 10000 to below the kernel's ephemeral range (from which every outgoing
+    connection takes its source port; 32768 and up by default) and below Kubernetes'
+    NodePorts (30000-32767). A kernel whose ephemeral range starts lower leaves no port
+    safe from that race: then 10000-29999 all the same."""
+    try:
+        ephemeral = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        first_ephemeral = int(ephemeral[0])
+    except (OSError, ValueError, IndexError):
+        first_ephemeral = 32768
+    end = min(30000, first_ephemeral)
+    return range(10000, end if end > 11000 else 30000)
+
+
+LISTEN_PORTS = _listen_ports()
+"""Where `free_port` picks (see `_listen_ports`)."""
 
 _handed_out: set[int] = set()
 

@@ -8,10 +8,11 @@ nothing.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from berth.domain.context import Domain
 from berth.domain.planning import REPLICATED_TYPES, plan_service, workload_status
@@ -111,17 +112,34 @@ async def workload_launch(
         workload = await session.get(Workload, workload_id)
         if workload is None or workload.deleted_at is not None:
             return None
-        read = list(
-            await session.scalars(
-                select(Run).where(
-                    Run.workload_id == workload_id, Run.status.in_(ACTIVE_RUN_STATUSES)
-                )
-            )
+        read = await _active_runs(session, workload_id)
+        env = await _launch_environment(domain, session, workload, read)
+    return _launch(workload, read, env, skip)
+
+
+async def _active_runs(session: AsyncSession, workload_id: str) -> list[Run]:
+    return list(
+        await session.scalars(
+            select(Run).where(Run.workload_id == workload_id, Run.status.in_(ACTIVE_RUN_STATUSES))
         )
-        env: dict[str, str] = {}
-        if any(awaits_launch(run) and not run.task_id for run in read):
-            env = await decrypted_environment(domain, session, workload)
-    # Filtered after the last await: an operation that started meanwhile is left alone.
+    )
+
+
+async def _launch_environment(
+    domain: Domain, session: AsyncSession, workload: Workload, runs: Sequence[Run]
+) -> dict[str, str]:
+    """The task environment when one of `runs` needs a task made, else empty (a change
+    that launches nothing neither reads nor decrypts the secrets)."""
+    if any(awaits_launch(run) and not run.task_id for run in runs):
+        return await decrypted_environment(domain, session, workload)
+    return {}
+
+
+def _launch(
+    workload: Workload, read: Sequence[Run], env: dict[str, str], skip: Collection[str]
+) -> WorkloadLaunch:
+    """The launch of `read` but the runs in `skip`: called after the read's last await, so
+    an operation that started meanwhile is left alone."""
     runs = [run for run in read if run.id not in skip]
     return WorkloadLaunch(workload=workload, runs=runs, env=env, skipped=len(runs) < len(read))
 
@@ -158,13 +176,7 @@ async def changed_workload(
         workload = await session.get(Workload, workload_id)
         if workload is None:
             return ChangedWorkload(launch=None, plan_needed=False, status_stale=False)
-        read = list(
-            await session.scalars(
-                select(Run).where(
-                    Run.workload_id == workload_id, Run.status.in_(ACTIVE_RUN_STATUSES)
-                )
-            )
-        )
+        read = await _active_runs(session, workload_id)
         latest = (await latest_runs(session, [workload_id])).get(workload_id)
         now = domain.clock.now()
         plan_needed = (
@@ -175,9 +187,7 @@ async def changed_workload(
         status_stale = (status.status, status.reason) != (workload.status, workload.status_reason)
         if workload.deleted_at is not None:
             return ChangedWorkload(launch=None, plan_needed=plan_needed, status_stale=status_stale)
-        env: dict[str, str] = {}
-        if not plan_needed and any(awaits_launch(run) and not run.task_id for run in read):
-            env = await decrypted_environment(domain, session, workload)
-    runs = [run for run in read if run.id not in skip]
-    launch = WorkloadLaunch(workload=workload, runs=runs, env=env, skipped=len(runs) < len(read))
+        # A plan that changes runs is followed by a `workload_launch` of its own.
+        env = {} if plan_needed else await _launch_environment(domain, session, workload, read)
+    launch = _launch(workload, read, env, skip)
     return ChangedWorkload(launch=launch, plan_needed=plan_needed, status_stale=status_stale)

@@ -96,6 +96,11 @@ class PostgresServer:
     def url(self, database: str, *, driver: str = "asyncpg") -> str:
         return f"postgresql+{driver}://{self.user}@127.0.0.1:{self.port}/{database}"
 
+    def socket_url(self, database: str) -> str:
+        """`url` through the server's unix socket (in the cluster's directory) instead of
+        loopback TCP, as berth is pointed at a PostgreSQL on its own machine."""
+        return f"postgresql+asyncpg://{self.user}@/{database}?host={self.root}&port={self.port}"
+
     def create(self, name: str, *, template: str | None = None) -> str:
         """A new database (a copy of `template` when given); returns its URL."""
         argv = ["createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user]

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     """PostgreSQL: connections each replica keeps open (it opens up to
     `database_pool_overflow` more while busy, closing them again as they come back)."""
     database_pool_overflow: int = Field(default=10, ge=0, le=1000)
+    database_wait_seconds: float = Field(default=60.0, ge=0, le=3600)
+    """PostgreSQL: how long `berth serve` waits at start for a database it cannot reach yet
+    (one that refuses berth, a wrong password say, stops it at once)."""
     docker_host: str = Field(default_factory=_default_docker_host)
     runtime: Literal["docker", "kubernetes", "memory"] = "docker"
     """The runtime driver: `docker` (the engine at `docker_host`), `kubernetes` (the cluster

@@ -18,15 +18,19 @@ from berth.domain import accounts, approvals, invitations, operators, sign_in
 from berth.domain.context import Domain
 from berth.domain.errors import DomainError, Invalid
 from berth.domain.records import AccountKit, User
-from berth.server.bootstrap import open_domain
+from berth.server.bootstrap import DatabaseUnreachable, open_domain, reach_database
 
 
 def run_admin_reporting_errors(args: argparse.Namespace, settings: Settings) -> int:
-    """`run_admin`, with a domain error printed as `error: ...` and exit status 1."""
+    """`run_admin`, with a domain error, or a database it cannot reach, printed as
+    `error: ...` and exit status 1."""
     try:
         return run_admin(args, settings)
     except DomainError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
+        return 1
+    except DatabaseUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 1
 
 
@@ -36,6 +40,7 @@ def run_admin(args: argparse.Namespace, settings: Settings) -> int:
     args.served_at = f"http://{settings.host}:{settings.port}"  # for links (`invite`)
 
     async def main() -> dict[str, Any]:
+        await reach_database(settings)  # no waiting: an operator at the prompt sees why
         domain = await open_domain(settings)
         try:
             return await handler(domain, args)

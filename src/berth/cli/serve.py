@@ -55,7 +55,7 @@ def add_serve_parser(
 
 
 def run_serve(args: argparse.Namespace, settings: Settings) -> int:
-    """Serve until interrupted (`berth.server.uvicorn.serve`); exit status 0."""
+    """Serve until interrupted (`berth.server.uvicorn.serve`); its exit status."""
     server = importlib.import_module("berth.server.uvicorn")
-    server.serve(settings, log_level=args.log_level)
-    return 0
+    code: int = server.serve(settings, log_level=args.log_level)
+    return code

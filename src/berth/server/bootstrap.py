@@ -6,6 +6,7 @@ directly without a server.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 
@@ -27,7 +28,20 @@ from berth.store.db import Store
 from berth.store.keyfiles import KeyFileError, load_or_create_key
 from berth.store.logs import LogArchive
 from berth.store.notify import EventChannel
+from berth.store.reachable import DatabaseUnreachable as DatabaseUnreachable
+from berth.store.reachable import wait_for_database
 from berth.store.transcripts import TranscriptStore
+
+log = logging.getLogger(__name__)
+
+
+async def reach_database(settings: Settings, *, wait_seconds: float = 0.0) -> None:
+    """Return once the settings' database answers, waiting up to `wait_seconds` for one
+    that cannot be reached yet (each wait logged); raises `DatabaseUnreachable`, whose
+    message says what to check (`berth.store.reachable`)."""
+    await wait_for_database(
+        settings.resolved_database_url(), wait_seconds=wait_seconds, on_wait=log.warning
+    )
 
 
 async def open_domain(

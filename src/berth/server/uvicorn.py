@@ -3,6 +3,7 @@ the one function that starts the ASGI server (`berth serve` and the load benchma
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
@@ -12,6 +13,7 @@ import uvicorn
 
 from berth.config import Settings
 from berth.server.app import create_app
+from berth.server.bootstrap import DatabaseUnreachable, reach_database
 from berth.server.http_head_limit import head_limited_protocol
 
 KEEP_ALIVE_SECONDS = 75
@@ -35,8 +37,10 @@ class RedactCredentials(logging.Filter):
         return True
 
 
-def serve(settings: Settings, *, log_level: str) -> None:
-    """Run until interrupted; logs go to stderr with credentials in URLs redacted."""
+def serve(settings: Settings, *, log_level: str) -> int:
+    """Run until interrupted; logs go to stderr with credentials in URLs redacted. Waits
+    first for a database it cannot reach yet (`berth.store.reachable`); the exit status is
+    1 when it cannot be had, with one line saying why."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -44,6 +48,11 @@ def serve(settings: Settings, *, log_level: str) -> None:
         handler.addFilter(RedactCredentials())
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    try:
+        asyncio.run(reach_database(settings, wait_seconds=settings.database_wait_seconds))
+    except DatabaseUnreachable as exc:
+        print(f"berth: {exc}", file=sys.stderr, flush=True)
+        return 1
     print(
         f"berth serving the API on http://{settings.host}:{settings.port}, SSH on "
         f"{settings.ssh_host}:{settings.ssh_port} "
@@ -59,6 +68,7 @@ def serve(settings: Settings, *, log_level: str) -> None:
         max_head_bytes=settings.max_request_head_bytes,
         max_message_bytes=settings.max_request_bytes,
     )
+    return 0
 
 
 def _engine(settings: Settings) -> str:

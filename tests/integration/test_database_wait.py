@@ -1,0 +1,136 @@
+"""`berth serve` and a PostgreSQL it cannot reach at start (`berth.store.reachable`): it waits
+for a server that is down, saying so in its log, and serves once the server is up; it stops
+with one line (no traceback, the password hidden) when the time is up, and at once when the
+server refuses it. Each test has a PostgreSQL cluster of its own, so stopping it disturbs no
+other test."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from berth.testing.postgres import PostgresServer
+from berth.testing.server import BERTH, BerthServer, free_port
+from berth.testing.waiting import wait_for
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def serve_until_exit(data_dir: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `berth serve` expecting it to stop by itself; its output."""
+    return subprocess.run(
+        [*BERTH, "serve", "--data-dir", str(data_dir), "--port", str(free_port())],
+        env={**BerthServer(data_dir).env, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_serve_waits_for_a_database_that_is_down_and_serves_once_it_is_up(
+    tmp_path: Path, own_postgres: PostgresServer
+) -> None:
+    url = own_postgres.create("late")
+    own_postgres.halt()
+    server = BerthServer(
+        tmp_path / "data",
+        env={"BERTH_DATABASE_URL": url, "BERTH_DATABASE_WAIT_SECONDS": "120"},
+    )
+    started: list[BaseException | None] = []
+
+    def start() -> None:
+        try:
+            server.start(timeout=120)
+            started.append(None)
+        except BaseException as exc:  # handed to the test's thread below
+            started.append(exc)
+
+    starter = threading.Thread(target=start)
+    starter.start()
+    try:
+        wait_for(
+            lambda: "waiting for the database" in server.log_tail(),
+            timeout=30,
+            what="berth saying it waits for the database",
+        )
+        assert server.process is not None and server.process.poll() is None
+        own_postgres.resume()
+        starter.join(timeout=120)
+        assert started == [None], server.log_tail()
+        key = server.new_key()
+        answer = httpx.get(
+            server.url + "/v1/compute", headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["workloads"] == []
+    finally:
+        starter.join(timeout=120)
+        server.stop()
+
+
+def test_serve_stops_with_one_line_when_the_database_stays_away(tmp_path: Path) -> None:
+    nobody = free_port()  # nothing listens there
+    result = serve_until_exit(
+        tmp_path / "data",
+        {
+            "BERTH_DATABASE_URL": f"postgresql+asyncpg://berth:s3cret@127.0.0.1:{nobody}/berth",
+            "BERTH_DATABASE_WAIT_SECONDS": "1",
+        },
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "s3cret" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"berth: the database at postgresql+asyncpg://berth:***@127.0.0.1:{nobody}"
+    )
+    assert "could not be reached in 1 s" in last and "BERTH_DATABASE_URL" in last
+    assert "waiting for the database" in result.stderr  # it did try again first
+
+
+def test_serve_stops_at_once_when_the_database_refuses_it(
+    tmp_path: Path, own_postgres: PostgresServer
+) -> None:
+    missing = own_postgres.url("no_such_database")
+    result = serve_until_exit(
+        tmp_path / "data",
+        {"BERTH_DATABASE_URL": missing, "BERTH_DATABASE_WAIT_SECONDS": "600"},
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "waiting for the database" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert "refused berth" in last and "no_such_database" in last
+    assert "check the user, password and database name" in last
+
+
+def test_admin_says_why_when_the_database_cannot_be_reached(tmp_path: Path) -> None:
+    nobody = free_port()
+    data_dir = str(tmp_path / "data")
+    result = subprocess.run(
+        [*BERTH, "admin", "create-user", "--email", "a@example.com", "--data-dir", data_dir],
+        env={
+            **BerthServer(tmp_path / "data").env,
+            "BERTH_DATABASE_URL": f"postgresql+asyncpg://berth:s3cret@127.0.0.1:{nobody}/berth",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "s3cret" not in result.stderr
+    assert result.stderr.startswith("error: the database at postgresql+asyncpg://berth:***@")
+    assert "could not be reached (ConnectionRefusedError" in result.stderr

@@ -6,6 +6,7 @@ other test."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -43,7 +44,9 @@ def serve_until_exit(data_dir: Path, env: dict[str, str]) -> subprocess.Complete
 def test_serve_waits_for_a_database_that_is_down_and_serves_once_it_is_up(
     tmp_path: Path, own_postgres: PostgresServer
 ) -> None:
-    url = own_postgres.create("late")
+    own_postgres.create("late")
+    # Through the unix socket: while the server is down there is no socket file at all.
+    url = own_postgres.socket_url("late")
     own_postgres.halt()
     server = BerthServer(
         tmp_path / "data",
@@ -134,3 +137,48 @@ def test_admin_says_why_when_the_database_cannot_be_reached(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr and "s3cret" not in result.stderr
     assert result.stderr.startswith("error: the database at postgresql+asyncpg://berth:***@")
     assert "could not be reached (ConnectionRefusedError" in result.stderr
+
+
+def test_serve_says_when_the_url_cannot_be_used(tmp_path: Path) -> None:
+    result = serve_until_exit(
+        tmp_path / "data",
+        {"BERTH_DATABASE_URL": "postgresql+asyncpg://berth:s3cret@127.0.0.1:notaport/berth"},
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "s3cret" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("berth: BERTH_DATABASE_URL cannot be used (")
+    assert "percent-encoded" in last
+
+
+def test_sigterm_ends_the_wait(tmp_path: Path) -> None:
+    """An orchestrator stopping a replica whose database never came is obeyed at once."""
+    nobody = free_port()
+    data = tmp_path / "data"
+    log = tmp_path / "serve.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [*BERTH, "serve", "--data-dir", str(data), "--port", str(free_port())],
+            env={
+                **BerthServer(data).env,
+                "BERTH_DATABASE_URL": f"postgresql+asyncpg://berth@127.0.0.1:{nobody}/berth",
+                "BERTH_DATABASE_WAIT_SECONDS": "600",
+            },
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(
+            lambda: "waiting for the database" in log.read_text(),
+            timeout=30,
+            what="berth waiting for the database",
+        )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+        text = log.read_text()
+        assert "Traceback" not in text
+        assert text.strip().splitlines()[-1] == "berth: stopped while waiting for the database"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import signal
 import sys
 from typing import Any
 
@@ -15,6 +16,7 @@ from berth.config import Settings
 from berth.server.app import create_app
 from berth.server.bootstrap import DatabaseUnreachable, reach_database
 from berth.server.http_head_limit import head_limited_protocol
+from berth.store.sqlite_owner import DatabaseInUse, hold_sqlite_database
 
 KEEP_ALIVE_SECONDS = 75
 """How long an idle keep-alive connection to the API stays open. Longer than the idle
@@ -38,9 +40,10 @@ class RedactCredentials(logging.Filter):
 
 
 def serve(settings: Settings, *, log_level: str) -> int:
-    """Run until interrupted; logs go to stderr with credentials in URLs redacted. Waits
-    first for a database it cannot reach yet (`berth.store.reachable`); the exit status is
-    1 when it cannot be had, with one line saying why."""
+    """Run until interrupted; logs go to stderr with credentials in URLs redacted. First
+    takes an SQLite database's serving lock (`berth.store.sqlite_owner`: one process serves
+    it) or waits for a PostgreSQL it cannot reach yet (`berth.store.reachable`); the exit
+    status is 1 when the database cannot be had, with one line saying why."""
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -49,10 +52,14 @@ def serve(settings: Settings, *, log_level: str) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     try:
-        asyncio.run(reach_database(settings, wait_seconds=settings.database_wait_seconds))
-    except DatabaseUnreachable as exc:
+        owner = hold_sqlite_database(settings.resolved_database_url())
+        asyncio.run(_reach_database(settings))
+    except (DatabaseInUse, DatabaseUnreachable) as exc:
         print(f"berth: {exc}", file=sys.stderr, flush=True)
         return 1
+    except (KeyboardInterrupt, asyncio.CancelledError) as exc:
+        print("berth: stopped while waiting for the database", file=sys.stderr, flush=True)
+        return 130 if isinstance(exc, KeyboardInterrupt) else 0
     print(
         f"berth serving the API on http://{settings.host}:{settings.port}, SSH on "
         f"{settings.ssh_host}:{settings.ssh_port} "
@@ -60,15 +67,32 @@ def serve(settings: Settings, *, log_level: str) -> int:
         file=sys.stderr,
         flush=True,
     )
-    run_asgi_server(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=log_level,
-        max_head_bytes=settings.max_request_head_bytes,
-        max_message_bytes=settings.max_request_bytes,
-    )
+    try:
+        run_asgi_server(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level=log_level,
+            max_head_bytes=settings.max_request_head_bytes,
+            max_message_bytes=settings.max_request_bytes,
+        )
+    finally:
+        if owner is not None:
+            owner.close()
     return 0
+
+
+async def _reach_database(settings: Settings) -> None:
+    """`reach_database` with its wait ended by SIGTERM (an orchestrator stopping a replica
+    whose database never came; as PID 1 in a container, berth has no default handler)."""
+    waiting = asyncio.current_task()
+    assert waiting is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, waiting.cancel)
+    try:
+        await reach_database(settings, wait_seconds=settings.database_wait_seconds)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def _engine(settings: Settings) -> str:

@@ -8,9 +8,6 @@ after succeeds. The store turns those into `StoreUnavailable` (the API answers 5
 
 from __future__ import annotations
 
-import asyncio
-import socket
-
 from sqlalchemy.exc import DBAPIError
 
 RETRY_AFTER_SECONDS = 1
@@ -41,10 +38,11 @@ def is_transient(error: BaseException, *, connecting: bool = False) -> bool:
     """Whether `error` (raised by the database or its driver) says nothing about the call
     but that it may succeed when retried. With `connecting` (the error came from opening
     a connection, beginning or committing, not from the caller's own code) a network error
-    counts too: the server is away (refused, unreachable, silent)."""
+    counts too: the server is away (refused, unreachable, silent, its name not resolved,
+    its unix socket gone while it is down): any `OSError`."""
     if isinstance(error, StoreUnavailable):
         return True
-    if connecting and isinstance(error, (ConnectionError, asyncio.TimeoutError, socket.gaierror)):
+    if connecting and isinstance(error, OSError):  # ConnectionError, TimeoutError, gaierror
         return True
     if not isinstance(error, DBAPIError):
         # The driver's own error, from its connection used directly (`store.reads`).

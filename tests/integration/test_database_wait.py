@@ -6,7 +6,9 @@ other test."""
 
 from __future__ import annotations
 
+import re
 import signal
+import socket
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -15,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from berth.store.reachable import ATTEMPT_SECONDS
 from berth.testing.postgres import PostgresServer
 from berth.testing.server import BERTH, BerthServer, free_port
 from berth.testing.waiting import wait_for
@@ -41,12 +44,13 @@ def serve_until_exit(data_dir: Path, env: dict[str, str]) -> subprocess.Complete
     )
 
 
+@pytest.mark.parametrize("through", ["tcp", "unix socket"])
 def test_serve_waits_for_a_database_that_is_down_and_serves_once_it_is_up(
-    tmp_path: Path, own_postgres: PostgresServer
+    tmp_path: Path, own_postgres: PostgresServer, through: str
 ) -> None:
     own_postgres.create("late")
-    # Through the unix socket: while the server is down there is no socket file at all.
-    url = own_postgres.socket_url("late")
+    # Through the unix socket, while the server is down there is no socket file at all.
+    url = own_postgres.url("late") if through == "tcp" else own_postgres.socket_url("late")
     own_postgres.halt()
     server = BerthServer(
         tmp_path / "data",
@@ -84,12 +88,24 @@ def test_serve_waits_for_a_database_that_is_down_and_serves_once_it_is_up(
         server.stop()
 
 
-def test_serve_stops_with_one_line_when_the_database_stays_away(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("address", "shown"),
+    [
+        ("berth:s3cret@127.0.0.1:{port}/berth", "berth:***@127.0.0.1:{port}/berth"),
+        (
+            "berth@127.0.0.1:{port}/berth?password=s3cret",
+            "berth@127.0.0.1:{port}/berth?password=hidden",
+        ),
+    ],
+)
+def test_serve_stops_with_one_line_when_the_database_stays_away(
+    tmp_path: Path, address: str, shown: str
+) -> None:
     nobody = free_port()  # nothing listens there
     result = serve_until_exit(
         tmp_path / "data",
         {
-            "BERTH_DATABASE_URL": f"postgresql+asyncpg://berth:s3cret@127.0.0.1:{nobody}/berth",
+            "BERTH_DATABASE_URL": "postgresql+asyncpg://" + address.format(port=nobody),
             "BERTH_DATABASE_WAIT_SECONDS": "1",
         },
     )
@@ -98,25 +114,50 @@ def test_serve_stops_with_one_line_when_the_database_stays_away(tmp_path: Path) 
     assert "s3cret" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(
-        f"berth: the database at postgresql+asyncpg://berth:***@127.0.0.1:{nobody}"
+        "berth: the database at postgresql+asyncpg://" + shown.format(port=nobody)
     )
-    assert "could not be reached in 1 s" in last and "BERTH_DATABASE_URL" in last
+    assert re.search(r"could not be reached in \d+ s \(ConnectionRefusedError", last)
+    assert "BERTH_DATABASE_URL" in last
     assert "waiting for the database" in result.stderr  # it did try again first
 
 
+def test_an_attempt_on_a_silent_server_is_cut_short(tmp_path: Path) -> None:
+    """A listener that never answers (a host dropping packets, a wedged server) holds one
+    attempt for `ATTEMPT_SECONDS`, not for the driver's minute."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", free_port()))
+        silent.listen()  # the kernel completes connections; nothing ever answers them
+        port = silent.getsockname()[1]
+        result = serve_until_exit(
+            tmp_path / "data",
+            {
+                "BERTH_DATABASE_URL": f"postgresql+asyncpg://berth@127.0.0.1:{port}/berth",
+                "BERTH_DATABASE_WAIT_SECONDS": "1",
+            },
+        )
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert f"(TimeoutError: no answer in {ATTEMPT_SECONDS:g} s)" in last, result.stderr
+
+
+@pytest.mark.parametrize("missing", ["database", "role"])
 def test_serve_stops_at_once_when_the_database_refuses_it(
-    tmp_path: Path, own_postgres: PostgresServer
+    tmp_path: Path, own_postgres: PostgresServer, missing: str
 ) -> None:
-    missing = own_postgres.url("no_such_database")
+    own_postgres.create("present")
+    if missing == "database":
+        url = own_postgres.url("no_such_database")  # SQLSTATE 3D000
+    else:
+        url = f"postgresql+asyncpg://no_such_role@127.0.0.1:{own_postgres.port}/present"  # 28000
     result = serve_until_exit(
         tmp_path / "data",
-        {"BERTH_DATABASE_URL": missing, "BERTH_DATABASE_WAIT_SECONDS": "600"},
+        {"BERTH_DATABASE_URL": url, "BERTH_DATABASE_WAIT_SECONDS": "600"},
     )
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     assert "waiting for the database" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
-    assert "refused berth" in last and "no_such_database" in last
+    assert "refused berth" in last and f"no_such_{missing}" in last
     assert "check the user, password and database name" in last
 
 

@@ -47,7 +47,9 @@ def test_a_second_server_on_one_sqlite_database_is_refused_until_the_first_is_go
 
         first.kill()  # SIGKILL: no shutdown code releases anything
         again = BerthServer(data)
-        again.start()
-        again.stop()
+        try:
+            again.start()
+        finally:
+            again.stop()
     finally:
         first.stop()

@@ -88,11 +88,14 @@ async def _reach_database(settings: Settings) -> None:
     waiting = asyncio.current_task()
     assert waiting is not None
     loop = asyncio.get_running_loop()
+    before = signal.getsignal(signal.SIGTERM)
     loop.add_signal_handler(signal.SIGTERM, waiting.cancel)
     try:
         await reach_database(settings, wait_seconds=settings.database_wait_seconds)
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
+        if before is not None:  # (None: a handler not set from Python, left as it is)
+            signal.signal(signal.SIGTERM, before)
 
 
 def _engine(settings: Settings) -> str:

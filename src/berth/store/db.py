@@ -70,7 +70,7 @@ class Store:
     ) -> None:
         self.url = url
         self._busy_timeout_ms = int(busy_timeout_ms)
-        self._sqlite_path = _sqlite_file(url) if url.startswith("sqlite") else None
+        self._sqlite_path = sqlite_file(url) if url.startswith("sqlite") else None
         self._prepared_reader: PreparedSqliteReader | None = None
         self._writer_queue: AbstractAsyncContextManager[object] = nullcontext()
         self.checkpointer: Checkpointer | None = None
@@ -327,7 +327,7 @@ async def _quietly(step: Awaitable[None]) -> None:
         await step
 
 
-def _sqlite_file(url: str) -> str | None:
+def sqlite_file(url: str) -> str | None:
     """The database file of a SQLite URL; None for an in-memory or URI-style database
     (whose readers then share the writers' engine)."""
     parsed = make_url(url)

@@ -8,6 +8,9 @@ after succeeds. The store turns those into `StoreUnavailable` (the API answers 5
 
 from __future__ import annotations
 
+import errno
+import socket
+
 from sqlalchemy.exc import DBAPIError
 
 RETRY_AFTER_SECONDS = 1
@@ -25,6 +28,12 @@ TRANSIENT_SQLSTATES = {
 code of class 08 (connection exceptions)."""
 
 
+SERVER_AWAY_ERRNOS = frozenset(
+    {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN}
+)
+"""Connection errors that are plain `OSError`s, not `ConnectionError`s."""
+
+
 class StoreUnavailable(Exception):
     """The database could not serve the call now; the same call may succeed shortly."""
 
@@ -38,11 +47,12 @@ def is_transient(error: BaseException, *, connecting: bool = False) -> bool:
     """Whether `error` (raised by the database or its driver) says nothing about the call
     but that it may succeed when retried. With `connecting` (the error came from opening
     a connection, beginning or committing, not from the caller's own code) a network error
-    counts too: the server is away (refused, unreachable, silent, its name not resolved,
-    its unix socket gone while it is down): any `OSError`."""
+    counts too: the server is away (refused, reset, silent, its host or network unreachable,
+    its name not resolved, its unix socket gone while it is down). Other operating-system
+    errors (a certificate refused, a socket berth may not open) are not waited out."""
     if isinstance(error, StoreUnavailable):
         return True
-    if connecting and isinstance(error, OSError):  # ConnectionError, TimeoutError, gaierror
+    if connecting and _server_away(error):
         return True
     if not isinstance(error, DBAPIError):
         # The driver's own error, from its connection used directly (`store.reads`).
@@ -55,6 +65,12 @@ def is_transient(error: BaseException, *, connecting: bool = False) -> bool:
         return _transient_state(state)
     # SQLite: another process held the write lock past the busy timeout.
     return "database is locked" in str(original)
+
+
+def _server_away(error: BaseException) -> bool:
+    if isinstance(error, (ConnectionError, TimeoutError, socket.gaierror, FileNotFoundError)):
+        return True
+    return isinstance(error, OSError) and error.errno in SERVER_AWAY_ERRNOS
 
 
 def _transient_state(state: object) -> bool:

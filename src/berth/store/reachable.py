@@ -99,15 +99,19 @@ async def wait_for_database(
 
 
 async def _try_once(engine: AsyncEngine) -> None:
-    async with asyncio.timeout(ATTEMPT_SECONDS), engine.connect() as connection:
-        await connection.execute(text("SELECT 1"))
+    try:
+        async with asyncio.timeout(ATTEMPT_SECONDS), engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except TimeoutError:
+        # (Raised by the timeout with the cancelled connect as its cause: named plainly.)
+        raise TimeoutError(f"no answer in {ATTEMPT_SECONDS:g} s") from None
 
 
 def _shown(url: URL) -> str:
     """`url` as a log line may show it: the password hidden, in the address or as a
     `password` option."""
     if "password" in url.query:
-        url = url.update_query_dict({"password": "***"})
+        url = url.update_query_dict({"password": "hidden"})
     return url.render_as_string(hide_password=True)
 
 

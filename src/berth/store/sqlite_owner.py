@@ -15,11 +15,14 @@ beside the server, as before.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 from pathlib import Path
 from typing import IO
 
-from sqlalchemy import make_url
+from berth.store.db import sqlite_file
+
+log = logging.getLogger(__name__)
 
 
 class DatabaseInUse(Exception):
@@ -27,17 +30,24 @@ class DatabaseInUse(Exception):
 
 
 def hold_sqlite_database(url: str) -> IO[bytes] | None:
-    """For an SQLite URL, take the serving lock of its file and return the open lock file
-    (kept open for the process's life: closing it releases the lock); None for another
-    database. Raises `DatabaseInUse` when another process holds it."""
-    if not url.startswith("sqlite"):  # as `Store` tells them apart
+    """For an SQLite file, take its serving lock and return the open lock file (kept open
+    for the process's life: closing it releases the lock); None for another database, an
+    in-memory or URI-style one, or where the file system cannot lock (a warning is
+    logged). Raises `DatabaseInUse` when another process holds it."""
+    path = sqlite_file(url) if url.startswith("sqlite") else None  # as `Store` reads it
+    if path is None:
         return None
-    parsed = make_url(url)
-    if not parsed.database:
-        return None
-    database = Path(parsed.database).resolve()
+    database = Path(path).resolve()
     database.parent.mkdir(parents=True, exist_ok=True)
-    lock = (database.parent / f"{database.name}.serve-lock").open("a+b")
+    try:
+        lock = (database.parent / f"{database.name}.serve-lock").open("a+b")
+    except OSError as error:
+        log.warning(
+            "serving %s without its lock (%s): a second berth serve would not be refused",
+            database,
+            error,
+        )
+        return None
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -49,6 +59,14 @@ def hold_sqlite_database(url: str) -> IO[bytes] | None:
             "stop it first; several replicas need PostgreSQL (docs/operations.md, "
             '"Several replicas")'
         ) from None
+    except OSError as error:  # a file system without flock
+        lock.close()
+        log.warning(
+            "serving %s without its lock (%s): a second berth serve would not be refused",
+            database,
+            error,
+        )
+        return None
     lock.seek(0)
     lock.truncate()
     lock.write(str(os.getpid()).encode())

@@ -12,6 +12,7 @@ import asyncio
 import json
 import subprocess
 import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import connect
+from websockets.sync.client import ClientConnection, connect
 
 from berth.domain import labels
 from berth.runtime.base import ExecSpec, TaskStatus
@@ -338,6 +339,23 @@ def test_ssh_local_forwarding_reaches_the_dev_boxs_ports(
         forward.wait(timeout=10)
 
 
+def ask_size_until(ws: ClientConnection, size: str, timeout: float = 30) -> None:
+    """Ask the shell `stty size` until it answers `size`.
+
+    The kubelet applies a resize on a goroutine of its own, not in order with the input
+    that follows it, so the first `stty size` after a resize may still see the old size.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        ws.send(b"stty size\n")
+        try:
+            read_ws_until(ws, size, timeout=min(2.0, deadline - time.monotonic()))
+            return
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
+
+
 def test_a_terminal_follows_its_resize_and_reports_the_exit_code(kube_tenant: Tenant) -> None:
     svc = create(kube_tenant.client, name="tty", type="service", command="exec sleep 3600")
     wait_workload(kube_tenant.client, svc["id"], lambda s: s["running_tasks"] == 1, timeout=60)
@@ -348,11 +366,9 @@ def test_a_terminal_follows_its_resize_and_reports_the_exit_code(kube_tenant: Te
         additional_headers={"Authorization": f"Bearer {session['tokenValue']}"},
     ) as ws:
         ws.send(json.dumps({"type": "resize", "cols": 123, "rows": 45}))
-        ws.send(b"stty size\n")
-        read_ws_until(ws, "45 123")
+        ask_size_until(ws, "45 123")
         ws.send(json.dumps({"type": "resize", "cols": 80, "rows": 24}))
-        ws.send(b"stty size\n")
-        read_ws_until(ws, "24 80")
+        ask_size_until(ws, "24 80")
         ws.send(b"exit 7\n")
         frames = []
         with pytest.raises(ConnectionClosed):

@@ -22,7 +22,7 @@ from berth.runtime.base import (
     TaskStatus,
 )
 from tests.support.drivers import Env, lines
-from tests.support.streams import read_session_until
+from tests.support.streams import ask_session_until, read_session_until
 
 # -- exec -------------------------------------------------------------------------------------
 
@@ -158,8 +158,8 @@ async def test_terminal_session(env: Env) -> None:
         await read_session_until(session, lambda text: "hello" in lines(text))
 
         await session.resize(cols=120, rows=40)
-        await session.write(b"stty size\n")
-        await read_session_until(session, lambda text: "40 120" in lines(text))
+        # On Kubernetes the new size may reach the shell after the next input does.
+        await ask_session_until(session, b"stty size\n", lambda text: "40 120" in lines(text))
 
         await session.write(b"exit 5\n")
         assert await asyncio.wait_for(session.wait(), 10) == 5

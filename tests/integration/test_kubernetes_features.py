@@ -12,7 +12,6 @@ import asyncio
 import json
 import subprocess
 import threading
-import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from websockets.sync.client import connect
 
 from berth.domain import labels
 from berth.runtime.base import ExecSpec, TaskStatus
@@ -35,7 +34,7 @@ from tests.support.keys import new_public_key
 from tests.support.replicas import balance_and_ledger
 from tests.support.server import TEST_IMAGE, BerthServer, Tenant
 from tests.support.ssh import ssh, ssh_argv
-from tests.support.streams import read_ws_until
+from tests.support.streams import ask_ws_until
 
 pytestmark = [pytest.mark.engine, cluster.needs_cluster]
 
@@ -339,23 +338,6 @@ def test_ssh_local_forwarding_reaches_the_dev_boxs_ports(
         forward.wait(timeout=10)
 
 
-def ask_size_until(ws: ClientConnection, size: str, timeout: float = 30) -> None:
-    """Ask the shell `stty size` until it answers `size`.
-
-    The kubelet applies a resize on a goroutine of its own, not in order with the input
-    that follows it, so the first `stty size` after a resize may still see the old size.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        ws.send(b"stty size\n")
-        try:
-            read_ws_until(ws, size, timeout=min(2.0, deadline - time.monotonic()))
-            return
-        except AssertionError:
-            if time.monotonic() >= deadline:
-                raise
-
-
 def test_a_terminal_follows_its_resize_and_reports_the_exit_code(kube_tenant: Tenant) -> None:
     svc = create(kube_tenant.client, name="tty", type="service", command="exec sleep 3600")
     wait_workload(kube_tenant.client, svc["id"], lambda s: s["running_tasks"] == 1, timeout=60)
@@ -366,9 +348,9 @@ def test_a_terminal_follows_its_resize_and_reports_the_exit_code(kube_tenant: Te
         additional_headers={"Authorization": f"Bearer {session['tokenValue']}"},
     ) as ws:
         ws.send(json.dumps({"type": "resize", "cols": 123, "rows": 45}))
-        ask_size_until(ws, "45 123")
+        ask_ws_until(ws, b"stty size\n", "45 123")
         ws.send(json.dumps({"type": "resize", "cols": 80, "rows": 24}))
-        ask_size_until(ws, "24 80")
+        ask_ws_until(ws, b"stty size\n", "24 80")
         ws.send(b"exit 7\n")
         frames = []
         with pytest.raises(ConnectionClosed):

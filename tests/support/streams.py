@@ -5,6 +5,10 @@ when the deadline passes or the stream ends first:
 - `read_ws_until`: a berth WebSocket (a shell, a dev box's terminal), frames text or bytes;
 - `read_fd_until`: a file descriptor (a pseudo-terminal's master, a child's stdout pipe);
 - `read_session_until`: a runtime driver's `InteractiveSession` (async).
+
+And two that ask again until the answer shows, for what a terminal applies later than the
+input after it (the kubelet applies a resize on a goroutine of its own, so the first
+`stty size` after one may still print the old size): `ask_ws_until`, `ask_session_until`.
 """
 
 from __future__ import annotations
@@ -80,3 +84,37 @@ async def read_session_until(
     text = output.decode(errors="replace")
     assert seen(text), f"terminal output never matched within {within}s: {text!r}"
     return text
+
+
+ASK_EVERY = 2.0
+"""How long an `ask_*_until` waits for one answer before asking again."""
+
+
+def ask_ws_until(ws: ClientConnection, question: bytes, marker: str, timeout: float = 30) -> None:
+    """Send `question` until `marker` shows in the answers; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ws.send(question)
+        try:
+            read_ws_until(ws, marker, timeout=min(ASK_EVERY, deadline - time.monotonic()))
+            return
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
+
+
+async def ask_session_until(
+    session: InteractiveSession, question: bytes, seen: Callable[[str], bool], within: float = 10.0
+) -> None:
+    """Write `question` until `seen(the output since)`; fail at the deadline."""
+    deadline = time.monotonic() + within
+    while True:
+        await session.write(question)
+        try:
+            await read_session_until(
+                session, seen, within=min(ASK_EVERY, deadline - time.monotonic())
+            )
+            return
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise

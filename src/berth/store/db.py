@@ -70,7 +70,7 @@ class Store:
     ) -> None:
         self.url = url
         self._busy_timeout_ms = int(busy_timeout_ms)
-        self._sqlite_path = sqlite_file(url) if url.startswith("sqlite") else None
+        self._sqlite_path = sqlite_file(url)
         self._prepared_reader: PreparedSqliteReader | None = None
         self._writer_queue: AbstractAsyncContextManager[object] = nullcontext()
         self.checkpointer: Checkpointer | None = None
@@ -115,7 +115,7 @@ class Store:
             event.listen(self.reader.sync_engine, "begin", _sqlite_begin)
             self.checkpointer = Checkpointer(self._sqlite_path)
         writer = self.engine
-        if url.startswith("sqlite"):
+        if is_sqlite(url):
             self._writer_queue = asyncio.Lock()
             event.listen(self.engine.sync_engine, "connect", self._sqlite_pragmas)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
@@ -327,9 +327,16 @@ async def _quietly(step: Awaitable[None]) -> None:
         await step
 
 
+def is_sqlite(url: str) -> bool:
+    """Whether `url` names a SQLite database (any driver), the one test berth makes."""
+    return url.startswith("sqlite")
+
+
 def sqlite_file(url: str) -> str | None:
     """The database file of a SQLite URL; None for an in-memory or URI-style database
-    (whose readers then share the writers' engine)."""
+    (whose readers then share the writers' engine) and for any other database."""
+    if not is_sqlite(url):
+        return None
     parsed = make_url(url)
     database = parsed.database
     if not database or database == ":memory:" or database.startswith("file:") or parsed.query:

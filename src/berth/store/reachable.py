@@ -19,6 +19,7 @@ from sqlalchemy import URL, make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
+from berth.store.db import is_sqlite
 from berth.store.errors import is_transient
 
 FIRST_PAUSE_SECONDS = 0.5
@@ -44,7 +45,7 @@ async def wait_for_database(
     before each pause. Raises `DatabaseUnreachable`."""
     try:
         parsed = make_url(url)
-        if parsed.get_backend_name() == "sqlite":
+        if is_sqlite(url):
             return
         # One connection, closed after: not the store's pool, which it would outlive.
         engine = create_async_engine(parsed, poolclass=NullPool)

@@ -34,7 +34,7 @@ def hold_sqlite_database(url: str) -> IO[bytes] | None:
     for the process's life: closing it releases the lock); None for another database, an
     in-memory or URI-style one, or where the file system cannot lock (a warning is
     logged). Raises `DatabaseInUse` when another process holds it."""
-    path = sqlite_file(url) if url.startswith("sqlite") else None  # as `Store` reads it
+    path = sqlite_file(url)  # as `Store` reads it
     if path is None:
         return None
     database = Path(path).resolve()
@@ -42,11 +42,7 @@ def hold_sqlite_database(url: str) -> IO[bytes] | None:
     try:
         lock = (database.parent / f"{database.name}.serve-lock").open("a+b")
     except OSError as error:
-        log.warning(
-            "serving %s without its lock (%s): a second berth serve would not be refused",
-            database,
-            error,
-        )
+        _serving_unlocked(database, error)
         return None
     try:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -61,14 +57,18 @@ def hold_sqlite_database(url: str) -> IO[bytes] | None:
         ) from None
     except OSError as error:  # a file system without flock
         lock.close()
-        log.warning(
-            "serving %s without its lock (%s): a second berth serve would not be refused",
-            database,
-            error,
-        )
+        _serving_unlocked(database, error)
         return None
     lock.seek(0)
     lock.truncate()
     lock.write(str(os.getpid()).encode())
     lock.flush()
     return lock
+
+
+def _serving_unlocked(database: Path, error: OSError) -> None:
+    log.warning(
+        "serving %s without its lock (%s): a second berth serve would not be refused",
+        database,
+        error,
+    )

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, table, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import func, select, table, text, update
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from berth.domain import secrets, workloads
 from berth.domain.auth import Actor
@@ -22,6 +22,7 @@ from berth.domain.views import WorkloadFilter, WorkloadView, read_view_page
 from berth.schemas.workloads import WorkloadCreate
 from berth.store.db import Store
 from berth.store.errors import StoreUnavailable
+from berth.store.models import User
 from berth.store.reads import ConnectionReader
 from tests.support.statements import counted_statements
 
@@ -68,6 +69,26 @@ async def test_a_reading_session_cannot_write(tmp_path: Path) -> None:
                 await session.execute(text("INSERT INTO t VALUES (1)"))
     finally:
         await store.close()
+
+
+async def test_a_snapshot_reading_sees_one_moment_and_cannot_write(
+    domain: Domain, actor: Actor
+) -> None:
+    """`reading(snapshot=True)`: a commit made while the session reads is not seen by its
+    later statements (on PostgreSQL, where a plain reading session would see it), a new
+    session sees it, and the session cannot write."""
+    balance = select(User.credits_micro).where(User.id == actor.user_id)
+    async with domain.store.reading(snapshot=True) as session:
+        before = await session.scalar(balance)
+        async with domain.store.transaction() as writer:
+            await writer.execute(
+                update(User).where(User.id == actor.user_id).values(credits_micro=before + 7)
+            )
+        assert await session.scalar(balance) == before
+        with pytest.raises(DBAPIError):
+            await session.execute(update(User).values(credits_micro=0))
+    async with domain.store.reading(snapshot=True) as session:
+        assert await session.scalar(balance) == before + 7
 
 
 async def test_a_read_sees_a_committed_write_at_once(tmp_path: Path) -> None:

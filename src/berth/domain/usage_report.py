@@ -52,7 +52,7 @@ async def usage_report(domain: Domain, actor: Actor, *, days: int) -> UsageRepor
     began = func.coalesce(Run.started_at, Run.created_at)
     mine = (Workload.user_id == actor.user_id, began >= since, Run.credits_micro > 0)
     spent = cast(func.sum(Run.credits_micro), BigInteger)  # PostgreSQL's sum is a numeric
-    async with domain.store.reading() as session:
+    async with domain.store.reading(snapshot=True) as session:  # totals that agree
         balance = await session.scalar(select(User.credits_micro).where(User.id == actor.user_id))
         if balance is None:
             raise NotFound(f"user {actor.user_id} not found")

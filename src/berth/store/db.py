@@ -123,6 +123,14 @@ class Store:
         # Reading sessions never flush: a change made while planning under a read must not
         # turn the read into a write (SQLite would refuse the upgrade under concurrency).
         self._sessions = async_sessionmaker(self.reader, expire_on_commit=False, autoflush=False)
+        self._snapshot_sessions = self._sessions
+        if url.startswith("postgresql"):
+            snapshot = self.engine.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+            self._snapshot_sessions = async_sessionmaker(
+                snapshot, expire_on_commit=False, autoflush=False
+            )
         self._write_sessions = async_sessionmaker(writer, expire_on_commit=False)
 
     @property
@@ -195,12 +203,16 @@ class Store:
             pause = min(pause * 2, 0.05)
 
     @asynccontextmanager
-    async def reading(self) -> AsyncIterator[AsyncSession]:
+    async def reading(self, *, snapshot: bool = False) -> AsyncIterator[AsyncSession]:
         """A session for reads only, never to write with: on SQLite its connection is
-        `query_only`; on PostgreSQL it runs without a transaction (each statement sees what
-        was committed when it began), where a write would be committed at once."""
+        `query_only` and its statements share one read transaction (one snapshot); on
+        PostgreSQL it runs without a transaction (each statement sees what was committed
+        when it began), where a write would be committed at once, unless `snapshot` asks
+        for one REPEATABLE READ, READ ONLY transaction (statements that must agree, such as
+        a report's totals, at the price of its BEGIN and COMMIT)."""
         if self._sqlite_path is None:
-            async with self._sessions() as session:
+            sessions = self._snapshot_sessions if snapshot else self._sessions
+            async with sessions() as session:
                 try:
                     yield session
                 except Exception as error:

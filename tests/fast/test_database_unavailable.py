@@ -4,10 +4,15 @@ stopped and started under berth); on SQLite the store is a file that cannot go a
 
 from __future__ import annotations
 
+import socket
+import time
 from pathlib import Path
 
 import pytest
 
+from berth.store.db import Store
+from berth.store.errors import StoreUnavailable
+from berth.testing.server import free_port
 from tests.fast.app import berth_in_process
 from tests.support.postgres import PostgresServer
 
@@ -23,7 +28,11 @@ async def test_a_stopped_database_is_a_503_with_retry_after_and_berth_recovers(
             assert (await client.get("/v1/compute")).status_code == 200
             postgres_server.halt()
             try:
-                for method, path in (("GET", "/v1/compute"), ("POST", "/compute/ssh-keys")):
+                for method, path in (
+                    ("GET", "/v1/compute"),
+                    ("POST", "/compute/ssh-keys"),
+                    ("GET", "/readyz"),  # a load balancer takes the replica out
+                ):
                     body = {"name": "k", "public_key": "ssh-ed25519 AAAA"}
                     answer = await client.request(method, path, json=body)
                     assert answer.status_code == 503, answer.text
@@ -32,3 +41,22 @@ async def test_a_stopped_database_is_a_503_with_retry_after_and_berth_recovers(
             finally:
                 postgres_server.resume()
             assert (await client.get("/v1/compute")).status_code == 200
+            assert (await client.get("/readyz")).text == "ok"
+
+
+async def test_a_database_that_never_answers_fails_the_readiness_check_in_time() -> None:
+    """A wedged server or a host dropping packets (here a listener that never answers) must
+    fail `/readyz`'s check within its time, not hold it for the driver's one-minute connect
+    timeout past the load balancer's own."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", free_port()))
+        silent.listen()
+        port = silent.getsockname()[1]
+        store = Store(f"postgresql+asyncpg://berth@127.0.0.1:{port}/berth")
+        try:
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="TimeoutError"):
+                await store.ping(within=0.5)
+            assert time.monotonic() - started < 5
+        finally:
+            await store.close()

@@ -270,7 +270,8 @@ def test_a_second_user_sees_none_of_the_first_users_data(
 
 def test_the_dashboard_stays_out_of_the_api_document(board: BerthServer) -> None:
     paths = httpx.get(f"{board.url}/openapi.json", timeout=30).json()["paths"]
-    assert all(path.startswith(("/v1/", "/compute", "/healthz")) for path in paths), paths
+    api = ("/v1/", "/compute", "/healthz", "/readyz")
+    assert all(path.startswith(api) for path in paths), paths
     assert not any(path.startswith(("/approvals", "/workloads", "/sign-in")) for path in paths)
 
 

@@ -205,6 +205,11 @@ def test_healthz_says_ok(server: BerthServer) -> None:
     assert (response.status_code, response.text) == (200, "ok")
 
 
+def test_readyz_says_ok_while_the_database_answers(server: BerthServer) -> None:
+    response = httpx.get(server.url + "/readyz")
+    assert (response.status_code, response.text) == (200, "ok")
+
+
 def test_system_status_shows_the_engine_reachable(server: BerthServer) -> None:
     response = httpx.get(server.url + "/v1/system")
     assert response.status_code == 200
@@ -250,7 +255,7 @@ def test_authenticated_operations_declare_bearer_security_and_401(
 ) -> None:
     scheme = openapi["components"]["securitySchemes"]["bearer"]
     assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
-    public = {("get", "/healthz"), ("get", "/v1/system")}
+    public = {("get", "/healthz"), ("get", "/readyz"), ("get", "/v1/system")}
     for path, item in openapi["paths"].items():
         for method, operation in item.items():
             if (method, path) in public:

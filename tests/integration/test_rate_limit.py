@@ -79,6 +79,7 @@ def test_a_key_over_its_rate_gets_429_with_retry_after_and_others_are_unaffected
     # Health checks are never limited.
     for _ in range(BURST + 2):
         assert httpx.get(limited.url + "/healthz", timeout=10).status_code == 200
+        assert httpx.get(limited.url + "/readyz", timeout=10).status_code == 200
     # The bucket refills: the refused key is served again, having done nothing but wait.
     wait_for(
         lambda: first.client.get("/v1/compute").status_code == 200,

@@ -157,13 +157,19 @@ def test_jobs_created_while_the_lease_holder_is_killed_each_run_once_and_billing
     assert balance == ledger
 
 
+def ready(replica: BerthServer) -> int:
+    """The status of the replica's readiness check (`GET /readyz`)."""
+    return httpx.get(replica.url + "/readyz", timeout=10).status_code
+
+
 def test_a_postgresql_restart_under_traffic_is_503_with_retry_after_and_berth_recovers(
     replicas: list[BerthServer], postgres: PostgresServer
 ) -> None:
     """Callers on both replicas create schedules (that never fire) and read them while
     PostgreSQL stops and starts again: every answer is a success or a 503 with
     `Retry-After` (never a 500, never a dropped connection), every acknowledged create
-    is there afterwards on both replicas, the controllers run again, billing is exact."""
+    is there afterwards on both replicas, the controllers run again, billing is exact.
+    Meanwhile each replica's readiness check fails, and passes again once it is back."""
     a, b = replicas
     tenant = a.new_tenant()
     clients = [client_of(a, tenant), client_of(b, tenant)]
@@ -195,8 +201,13 @@ def test_a_postgresql_restart_under_traffic_is_503_with_retry_after_and_berth_re
         postgres.halt()
         try:
             wait_for(lambda: traffic.count(503) >= 8, timeout=30, what="503s while it is down")
+            # A load balancer's health check takes both replicas out meanwhile.
+            for replica in replicas:
+                assert ready(replica) == 503
         finally:
             postgres.resume()
+        for replica in replicas:
+            wait_for(lambda r=replica: ready(r) == 200, timeout=30, what="ready again")
         at_resume = len(traffic.created)
         wait_for(
             lambda: traffic.created_at_least(at_resume + 10, allowed={200, 201, 503}),

@@ -252,6 +252,7 @@ WORKLOAD_WRITES: dict[tuple[str, str], Body] = {
 
 CASES: dict[tuple[str, str], Case] = {
     ("GET", "/healthz"): Case(PUBLIC),
+    ("GET", "/readyz"): Case(PUBLIC),
     ("GET", "/v1/system"): Case(PUBLIC),
     ("POST", "/v1/auth/sign-in"): Case(SIGN_IN),
     ("GET", "/v1/approvals"): Case(LISTING),

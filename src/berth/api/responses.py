@@ -15,6 +15,12 @@ from berth.schemas.errors import ErrorOut
 
 Responses = dict[int | str, dict[str, Any]]
 
+ERROR_BODY: dict[str, Any] = {
+    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}
+}
+"""The error body as a response's `content`, for answers not made by a route's own
+response class (a plain-text route's errors, the middleware's refusals)."""
+
 _WWW_AUTHENTICATE = {
     "WWW-Authenticate": {
         "description": "`Bearer`: the credentials this API takes.",

@@ -52,7 +52,7 @@ async def _csrf_refused(request: Request, exc: Exception) -> Response:
     return HTMLResponse(html, status_code=403)
 
 
-API_PREFIXES = ("/v1/", "/compute/", "/compute", "/healthz")
+API_PREFIXES = ("/v1/", "/compute/", "/compute", "/healthz", "/readyz")
 STATUS_BY_CODE = {"not_found": 404, "forbidden": 403, "conflict": 409, "gone": 410}
 
 

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
-from sqlalchemy import event, make_url
+from sqlalchemy import event, literal, make_url, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -55,6 +55,9 @@ READ_BUSY_TIMEOUT_MS = 250
 """How long an inline reader may wait for SQLite's lock (it blocks the loop meanwhile). In
 WAL mode a reader waits only in rare cases (another connection recovering the WAL after a
 crash), so this bounds a stall rather than being a normal wait."""
+
+_PING: AnySelect = select(literal(1))
+"""The statement of `Store.ping`."""
 
 
 class Store:
@@ -249,6 +252,16 @@ class Store:
             finally:
                 inline.end()
         return await self._read_elsewhere(queries, snapshot=snapshot)
+
+    async def ping(self, *, within: float) -> None:
+        """Return once the database answers a trivial statement; raise `StoreUnavailable`
+        if it cannot be reached or does not answer within `within` seconds (a readiness
+        check: a hung server must fail it, not hold it)."""
+        try:
+            async with asyncio.timeout(within):
+                await self.read_first(_PING, {})
+        except TimeoutError as error:
+            raise unavailable(error) from None
 
     async def read_first(self, statement: AnySelect, params: Params) -> Row | None:
         """`Store.read` of one statement's first row: a single statement is its own snapshot,

@@ -14,11 +14,9 @@ from fastapi import FastAPI
 
 from berth.api.middleware.body_limit import RouteLimit, install_body_limit
 from berth.api.middleware.rate_limit import EXEMPT_PATHS, install_rate_limit
+from berth.api.responses import ERROR_BODY
 from berth.config import Settings
 
-ERROR_BODY: dict[str, Any] = {
-    "application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}
-}
 TOO_LARGE_RESPONSE: dict[str, Any] = {
     "description": "The request body is larger than the server's limit "
     "(`BERTH_MAX_REQUEST_BYTES`, default 1 MiB); code `request_too_large`.",

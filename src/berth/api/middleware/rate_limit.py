@@ -8,8 +8,9 @@ address, its digest's bucket is forgotten, and requests from an address whose bu
 empty are refused whatever credential they present. So rotating made-up keys buys no extra
 attempts, while callers with valid credentials are never charged for one another.
 
-`/healthz` is exempt (orchestrators poll it), and so is the in-process replay of an approved
-request (its approval already counted). A WebSocket handshake counts as one request.
+`/healthz` and `/readyz` are exempt (orchestrators and load balancers poll them), and so is
+the in-process replay of an approved request (its approval already counted). A WebSocket
+handshake counts as one request.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from berth.api.deps import INTERNAL_REPLAY_HEADER, presented_credential
 from berth.api.errors import error_body
 from berth.token_buckets import Decision, TokenBuckets
 
-EXEMPT_PATHS = frozenset({"/healthz"})
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
 RATE_LIMITED_CODE = "rate_limited"
 
 CallerKind = Literal["api_key", "session_token", "client_address"]

@@ -1,4 +1,5 @@
-"""Health and system status: is berth up, and can it reach its container engine."""
+"""Health and system status: is berth up, can it reach its database (readiness, for a load
+balancer in front of several replicas) and its container engine."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 import berth
+from berth.api.responses import ERROR_BODY
 from berth.api.routing import PrefixedRouter
 from berth.domain.pool_shelf import PoolShelf
 
@@ -35,6 +37,34 @@ class SystemStatus(BaseModel):
 
 @router.get("/healthz", response_class=PlainTextResponse, summary="Liveness: returns ok")
 async def healthz() -> str:
+    return "ok"
+
+
+READY_WITHIN_SECONDS = 2.0
+"""How long `/readyz` waits for the database: shorter than a load balancer's usual health
+check timeout (5 s), so a hung database is answered 503 rather than left to the timeout."""
+
+
+@router.get(
+    "/readyz",
+    response_class=PlainTextResponse,
+    summary="Readiness: returns ok while this replica's database answers, else 503",
+    responses={
+        503: {
+            "content": ERROR_BODY,
+            "description": "The database cannot be reached or did not answer within 2 s "
+            "(code `database_unavailable`); ask again after the seconds in `Retry-After`.",
+            "headers": {
+                "Retry-After": {
+                    "description": "Whole seconds until the database may answer again.",
+                    "schema": {"type": "integer", "minimum": 1},
+                }
+            },
+        }
+    },
+)
+async def readyz(request: Request) -> str:
+    await request.app.state.domain.store.ping(within=READY_WITHIN_SECONDS)
     return "ok"
 
 

@@ -75,8 +75,9 @@ async def test_a_snapshot_reading_sees_one_moment_and_cannot_write(
     domain: Domain, actor: Actor
 ) -> None:
     """`reading(snapshot=True)`: a commit made while the session reads is not seen by its
-    later statements (on PostgreSQL, where a plain reading session would see it), a new
-    session sees it, and the session cannot write."""
+    later statements, a new session sees it, and the session cannot write. What it proves
+    is PostgreSQL's (the PostgreSQL pass): there a plain reading session would see the
+    commit, where on SQLite every reading session is one read transaction."""
     balance = select(User.credits_micro).where(User.id == actor.user_id)
     async with domain.store.reading(snapshot=True) as session:
         before = await session.scalar(balance)
@@ -86,7 +87,9 @@ async def test_a_snapshot_reading_sees_one_moment_and_cannot_write(
             )
         assert await session.scalar(balance) == before
         with pytest.raises(DBAPIError):
-            await session.execute(update(User).values(credits_micro=0))
+            await session.execute(
+                update(User).where(User.id == actor.user_id).values(credits_micro=0)
+            )
     async with domain.store.reading(snapshot=True) as session:
         assert await session.scalar(balance) == before + 7
 

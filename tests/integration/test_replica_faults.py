@@ -203,11 +203,9 @@ def test_a_postgresql_restart_under_traffic_is_503_with_retry_after_and_berth_re
             wait_for(lambda: traffic.count(503) >= 8, timeout=30, what="503s while it is down")
             # A load balancer's health check takes both replicas out meanwhile.
             for replica in replicas:
-                assert ready(replica) == 503
+                wait_for(lambda r=replica: ready(r) == 503, timeout=10, what="not ready")
         finally:
             postgres.resume()
-        for replica in replicas:
-            wait_for(lambda r=replica: ready(r) == 200, timeout=30, what="ready again")
         at_resume = len(traffic.created)
         wait_for(
             lambda: traffic.created_at_least(at_resume + 10, allowed={200, 201, 503}),
@@ -224,6 +222,8 @@ def test_a_postgresql_restart_under_traffic_is_503_with_retry_after_and_berth_re
     assert unavailable and all(a.headers.get("Retry-After") for a in unavailable)
     assert {a.json()["code"] for a in unavailable} == {"database_unavailable"}
 
+    for replica in replicas:
+        wait_for(lambda r=replica: ready(r) == 200, timeout=30, what="ready again")
     for client in clients:
         for workload_id in traffic.created:
             assert client.get(f"/v1/compute/{workload_id}").status_code == 200, workload_id

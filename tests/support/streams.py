@@ -67,21 +67,30 @@ def read_fd_until(
     return answer, seen
 
 
+class StreamEnded(AssertionError):
+    """The stream ended before what was awaited showed (no use asking again)."""
+
+
 async def read_session_until(
     session: InteractiveSession, seen: Callable[[str], bool], within: float = 10.0
 ) -> str:
-    """Read the terminal until `seen(all output so far)`; fail at the deadline."""
+    """Read the terminal until `seen(all output so far)`; fail at the deadline, or with
+    `StreamEnded` when the terminal ends first."""
     output = b""
+    ended = False
     try:
         async with asyncio.timeout(within):
             while not seen(output.decode(errors="replace")):
                 chunk = await session.read()
                 if not chunk:
+                    ended = True
                     break
                 output += chunk
     except TimeoutError:
         pass
     text = output.decode(errors="replace")
+    if not seen(text) and ended:
+        raise StreamEnded(f"the terminal ended first; output: {text!r}")
     assert seen(text), f"terminal output never matched within {within}s: {text!r}"
     return text
 
@@ -106,7 +115,8 @@ def ask_ws_until(ws: ClientConnection, question: bytes, marker: str, timeout: fl
 async def ask_session_until(
     session: InteractiveSession, question: bytes, seen: Callable[[str], bool], within: float = 10.0
 ) -> None:
-    """Write `question` until `seen(the output since)`; fail at the deadline."""
+    """Write `question` until `seen(the output since)`; fail at the deadline, or at once
+    when the terminal ends."""
     deadline = time.monotonic() + within
     while True:
         await session.write(question)
@@ -115,6 +125,8 @@ async def ask_session_until(
                 session, seen, within=min(ASK_EVERY, deadline - time.monotonic())
             )
             return
+        except StreamEnded:
+            raise
         except AssertionError:
             if time.monotonic() >= deadline:
                 raise

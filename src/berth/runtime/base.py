@@ -191,7 +191,9 @@ class InteractiveSession(Protocol):
         """Send bytes to the terminal (keystrokes)."""
 
     async def resize(self, *, cols: int, rows: int) -> None:
-        """Set the terminal size (the command sees SIGWINCH)."""
+        """Set the terminal size (the command sees SIGWINCH). Docker's and the memory
+        driver's take effect before this returns; Kubernetes' shortly after (the kubelet
+        applies it on its own, not in order with the input written after it)."""
 
     async def wait(self) -> int | None:
         """The command's exit code once it has ended (None if it could not be read)."""

@@ -82,7 +82,7 @@ class Store:
             # A connection opened per request costs PostgreSQL a process and berth the
             # statements it prepares anew on it: the pool keeps enough for a busy replica.
             options: dict[str, Any] = {}
-            if url.startswith("postgresql"):
+            if is_postgresql(url):
                 options = {"pool_size": pool_size, "max_overflow": pool_overflow}
             cache_size = make_url(url).query.get("prepared_statement_cache_size")
             asyncpg = make_url(url).get_driver_name() == "asyncpg"
@@ -91,7 +91,7 @@ class Store:
                 options["connect_args"] = {"prepared_statement_cache_size": 1000}
             self.engine: AsyncEngine = create_async_engine(url, **options)
             self.reader: AsyncEngine = self.engine
-            if url.startswith("postgresql"):
+            if is_postgresql(url):
                 # Reads need no transaction there: under READ COMMITTED each statement sees
                 # what was committed when it began, in a transaction or not, and without
                 # one a read session saves a round trip each for BEGIN and ROLLBACK.
@@ -127,7 +127,7 @@ class Store:
         # turn the read into a write (SQLite would refuse the upgrade under concurrency).
         self._sessions = async_sessionmaker(self.reader, expire_on_commit=False, autoflush=False)
         self._snapshot_sessions = self._sessions
-        if url.startswith("postgresql"):
+        if is_postgresql(url):
             snapshot = self.engine.execution_options(
                 isolation_level="REPEATABLE READ", postgresql_readonly=True
             )
@@ -212,7 +212,7 @@ class Store:
         PostgreSQL it runs without a transaction (each statement sees what was committed
         when it began), where a write would be committed at once, unless `snapshot` asks
         for one REPEATABLE READ, READ ONLY transaction (statements that must agree, such as
-        a report's totals, at the price of its BEGIN and COMMIT)."""
+        a report's totals, at the price of its BEGIN and ROLLBACK)."""
         if self._sqlite_path is None:
             sessions = self._snapshot_sessions if snapshot else self._sessions
             async with sessions() as session:
@@ -256,12 +256,14 @@ class Store:
     async def ping(self, *, within: float) -> None:
         """Return once the database answers a trivial statement; raise `StoreUnavailable`
         if it cannot be reached or does not answer within `within` seconds (a readiness
-        check: a hung server must fail it, not hold it)."""
+        check: a hung server must fail it, not hold it; the connection of a statement cut
+        short is dropped, see `_read_elsewhere`). A SQLite file is read in-process, where
+        `within` cannot interrupt the read (it answers from the page cache)."""
         try:
             async with asyncio.timeout(within):
                 await self.read_first(_PING, {})
         except TimeoutError as error:
-            raise unavailable(error) from None
+            raise unavailable(error) from error
 
     async def read_first(self, statement: AnySelect, params: Params) -> Row | None:
         """`Store.read` of one statement's first row: a single statement is its own snapshot,
@@ -287,6 +289,12 @@ class Store:
                         return await greenlet_spawn(queries, reader)
                     async with driver.transaction(isolation="repeatable_read", readonly=True):
                         return await greenlet_spawn(queries, reader)
+                except asyncio.CancelledError:
+                    # A statement cut short (a timeout, a caller gone) may still be running
+                    # on a server that does not answer: its connection is dropped, not
+                    # handed to the next caller to wait on (dropping it does no I/O).
+                    await connection.invalidate()
+                    raise
                 except Exception as error:
                     if not (is_transient(error, connecting=True) or reader.connection_lost()):
                         raise
@@ -353,8 +361,13 @@ async def _quietly(step: Awaitable[None]) -> None:
 
 
 def is_sqlite(url: str) -> bool:
-    """Whether `url` names a SQLite database (any driver), the one test berth makes."""
+    """Whether `url` names a SQLite database (any driver)."""
     return url.startswith("sqlite")
+
+
+def is_postgresql(url: str) -> bool:
+    """Whether `url` names a PostgreSQL database (asyncpg or psycopg)."""
+    return url.startswith("postgresql")
 
 
 def sqlite_file(url: str) -> str | None:

@@ -8,6 +8,7 @@ from fastapi.responses import PlainTextResponse
 from pydantic import BaseModel
 
 import berth
+from berth.api import readiness
 from berth.api.responses import ERROR_BODY
 from berth.api.routing import PrefixedRouter
 from berth.domain.pool_shelf import PoolShelf
@@ -40,11 +41,6 @@ async def healthz() -> str:
     return "ok"
 
 
-READY_WITHIN_SECONDS = 2.0
-"""How long `/readyz` waits for the database: shorter than a load balancer's usual health
-check timeout (5 s), so a hung database is answered 503 rather than left to the timeout."""
-
-
 @router.get(
     "/readyz",
     response_class=PlainTextResponse,
@@ -52,8 +48,9 @@ check timeout (5 s), so a hung database is answered 503 rather than left to the 
     responses={
         503: {
             "content": ERROR_BODY,
-            "description": "The database cannot be reached or did not answer within 2 s "
-            "(code `database_unavailable`); ask again after the seconds in `Retry-After`.",
+            "description": "The database cannot be reached or did not answer within "
+            f"{readiness.WITHIN_SECONDS:g} s (code `database_unavailable`); ask again after "
+            "the seconds in `Retry-After`.",
             "headers": {
                 "Retry-After": {
                     "description": "Whole seconds until the database may answer again.",
@@ -64,7 +61,11 @@ check timeout (5 s), so a hung database is answered 503 rather than left to the 
     },
 )
 async def readyz(request: Request) -> str:
-    await request.app.state.domain.store.ping(within=READY_WITHIN_SECONDS)
+    """Concurrent calls share one ping, whose answer stands for a second (`api.readiness`)."""
+    check: readiness.Readiness | None = getattr(request.app.state, "readiness", None)
+    if check is None:
+        check = request.app.state.readiness = readiness.Readiness(request.app.state.domain)
+    await check.check()
     return "ok"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from berth.api import readiness
 from berth.store.db import Store
 from berth.store.errors import StoreUnavailable
 from berth.testing.waiting import poll
@@ -75,32 +76,53 @@ async def test_a_database_that_never_answers_fails_the_readiness_check_in_time()
 async def test_a_connection_whose_server_stops_answering_is_dropped(
     postgres_server: PostgresServer | None,
 ) -> None:
-    """A ping on a pooled connection whose server process stops answering (here stopped
-    with SIGSTOP) fails in time, and its connection is dropped rather than handed back: the
-    next ping, on a new connection, succeeds while the old server process is still
-    stopped."""
+    """A read on a pooled connection whose server process stops answering (here stopped
+    with SIGSTOP) is cut short in time, a snapshot read and a ping alike, and its
+    connection is dropped rather than handed back: the next read, on a new connection,
+    succeeds while the old server process is still stopped."""
     if postgres_server is None:
         pytest.skip("PostgreSQL only (BERTH_TEST_DATABASE=postgresql)")
-    store = Store(postgres_server.create("berth_hung_ping"))
-    try:
+    store = Store(postgres_server.create("berth_hung_reads"))
+    stopped: list[int] = []
+
+    async def stop_the_pooled_backend() -> None:
         found = await store.read_first(select(func.pg_backend_pid()), {})
         assert found is not None
-        backend = int(found[0])
-        os.kill(backend, signal.SIGSTOP)
-        try:
-            with pytest.raises(StoreUnavailable, match="TimeoutError"):
-                await store.ping(within=0.5)
-            await store.ping(within=5)
-        finally:
-            os.kill(backend, signal.SIGCONT)
+        stopped.append(int(found[0]))
+        os.kill(stopped[-1], signal.SIGSTOP)
+
+    async def snapshot_read() -> None:
+        await store.read(lambda reader: reader.first(select(func.now()), {}), snapshot=True)
+
+    try:
+        await stop_the_pooled_backend()
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await snapshot_read()
+        # In time: neither a ROLLBACK nor the cancellation's confirmation is waited for.
+        assert time.monotonic() - started < 1.5
+        await store.ping(within=5)
+
+        await stop_the_pooled_backend()
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="TimeoutError"):
+            await store.ping(within=0.5)
+        assert time.monotonic() - started < 1.5
+        await snapshot_read()
     finally:
+        for backend in stopped:
+            os.kill(backend, signal.SIGCONT)
         await store.close()
-        postgres_server.drop("berth_hung_ping")
+        postgres_server.drop("berth_hung_reads")
 
 
-async def test_concurrent_readiness_checks_share_one_ping(data_dir: Path) -> None:
+async def test_concurrent_readiness_checks_share_one_ping(
+    data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`/readyz` needs no credentials and is not rate limited: twenty calls at once cost
-    the database one ping, and calls within the next second reuse its answer."""
+    the database one ping, and later calls reuse its answer while it stands."""
+    monkeypatch.setattr(readiness, "REUSE_SECONDS", 600.0)  # (a second, on a slow machine)
     async with berth_in_process(data_dir) as berth:
         store = berth.domain.store
         pinged = 0

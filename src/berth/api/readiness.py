@@ -43,11 +43,14 @@ class Readiness:
             raise StoreUnavailable(self._refusal)
 
     async def _pinged(self) -> None:
+        """Ping once and keep the answer; an unexpected error reaches the waiting callers
+        and is not kept, so the next call pings again."""
         try:
-            await self._domain.store.ping(within=WITHIN_SECONDS)
-            self._refusal = None
-        except StoreUnavailable as refused:
-            self._refusal = refused.message
-        finally:
+            try:
+                await self._domain.store.ping(within=WITHIN_SECONDS)
+                self._refusal = None
+            except StoreUnavailable as refused:
+                self._refusal = refused.message
             self._answered_at = asyncio.get_running_loop().time()
+        finally:
             self._ping = None

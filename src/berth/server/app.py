@@ -19,6 +19,7 @@ from berth.api.middleware.json_body import AssumeJsonBody
 from berth.api.middleware.limits import install_request_limits
 from berth.api.middleware.unknown_fields import UnknownFieldWarnings
 from berth.api.openapi import install_openapi
+from berth.api.readiness import Readiness
 from berth.api.routes import (
     approvals,
     containers,
@@ -96,6 +97,7 @@ def create_app(
             lease_seconds=settings.lease_seconds,
         )
         app.state.domain = domain
+        app.state.readiness = Readiness(domain)
         app.state.settings = resolved
         app.state.replay_secret = secrets.token_urlsafe(32)
         app.state.controllers = controllers

@@ -287,13 +287,15 @@ class Store:
                 try:
                     if not snapshot:
                         return await greenlet_spawn(queries, reader)
-                    async with driver.transaction(isolation="repeatable_read", readonly=True):
-                        return await greenlet_spawn(queries, reader)
+                    return await _in_snapshot(driver, lambda: greenlet_spawn(queries, reader))
                 except asyncio.CancelledError:
                     # A statement cut short (a timeout, a caller gone) may still be running
-                    # on a server that does not answer: its connection is dropped, not
-                    # handed to the next caller to wait on (dropping it does no I/O).
-                    await connection.invalidate()
+                    # on a server that does not answer: its connection is aborted (no I/O,
+                    # where asyncpg's own close would first wait for the server to confirm
+                    # the cancellation) and dropped, not handed to the next caller.
+                    driver.terminate()
+                    with contextlib.suppress(Exception):
+                        await connection.invalidate()
                     raise
                 except Exception as error:
                     if not (is_transient(error, connecting=True) or reader.connection_lost()):
@@ -358,6 +360,26 @@ async def _quietly(step: Awaitable[None]) -> None:
     is gone, these fail too, and the error that matters is the first."""
     with contextlib.suppress(Exception):
         await step
+
+
+async def _in_snapshot(driver: Any, queries: Callable[[], Awaitable[T]]) -> T:
+    """`queries()` inside one REPEATABLE READ, READ ONLY transaction on an asyncpg
+    connection. Begun and ended by hand, not with `async with driver.transaction()`: that
+    one's exit sends a ROLLBACK even when the task was cancelled, which waits, with no limit,
+    for a server that stopped answering; a cancellation here leaves the transaction to the
+    caller, which aborts the connection."""
+    transaction = driver.transaction(isolation="repeatable_read", readonly=True)
+    await transaction.start()
+    try:
+        result = await queries()
+    except asyncio.CancelledError:
+        raise
+    except BaseException:
+        with contextlib.suppress(Exception):  # (a lost connection cannot roll back)
+            await transaction.rollback()
+        raise
+    await transaction.commit()
+    return result
 
 
 def is_sqlite(url: str) -> bool:

@@ -62,9 +62,7 @@ async def healthz() -> str:
 )
 async def readyz(request: Request) -> str:
     """Concurrent calls share one ping, whose answer stands for a second (`api.readiness`)."""
-    check: readiness.Readiness | None = getattr(request.app.state, "readiness", None)
-    if check is None:
-        check = request.app.state.readiness = readiness.Readiness(request.app.state.domain)
+    check: readiness.Readiness = request.app.state.readiness
     await check.check()
     return "ok"
 
